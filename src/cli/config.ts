@@ -1,0 +1,90 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { configToYaml, listNamed, loadRobot, resolveConfig } from '../config/load.js';
+import { actionDim, stateDim } from '../config/robot.js';
+import { collect, table } from './output.js';
+
+export function registerConfig(program: Command): void {
+  const cmd = program.command('config').description('list, show and check named configs and robot specs');
+
+  cmd
+    .command('list')
+    .description('list the named configs and robot specs')
+    .action(() => {
+      const configs = listNamed('configs').filter((c) => !c.name.startsWith('_'));
+      console.log(
+        table(
+          ['config', 'description'],
+          configs.map((c) => [c.name, c.description]),
+        ),
+      );
+      console.log('');
+      const robots = listNamed('robots').map((r) => {
+        const spec = loadRobot(r.file);
+        return [
+          spec.name,
+          String(stateDim(spec)),
+          String(actionDim(spec)),
+          `${spec.control_hz} Hz`,
+          spec.cameras.map((c) => c.name).join(', '),
+        ];
+      });
+      console.log(table(['robot', 'state', 'action', 'rate', 'cameras'], robots));
+    });
+
+  cmd
+    .command('show')
+    .description('print a config fully resolved (extends followed, defaults filled, overrides applied)')
+    .argument('<name>', 'config name or path to a YAML file')
+    .option('--set <key=value>', 'override a field, e.g. train.batch_size=16 (repeatable)', collect, [])
+    .action((name: string, opts: { set: string[] }) => {
+      const { config, files } = resolveConfig(name, opts.set);
+      console.log(`# resolved from ${files.map((f) => path.relative(process.cwd(), f) || f).join(' <- ')}`);
+      process.stdout.write(configToYaml(config));
+    });
+
+  cmd
+    .command('validate')
+    .description('check configs (all named ones when none is given); exits non-zero on the first bad one')
+    .argument('[names...]', 'config names or paths')
+    .action((names: string[]) => {
+      const todo = names.length > 0 ? names : listNamed('configs').map((c) => c.name);
+      for (const name of todo) {
+        const { config } = resolveConfig(name);
+        loadRobot(config.robot);
+        console.log(`ok  ${name}`);
+      }
+    });
+
+  cmd
+    .command('robot')
+    .description(
+      'print a robot spec: state and action dims with joint names, cameras, rate, observation keys',
+    )
+    .argument('<name>', 'robot name or path to a YAML file')
+    .action((name: string) => {
+      const spec = loadRobot(name);
+      const key = (k: string | string[]) => (Array.isArray(k) ? k.join(' > ') : k);
+      console.log(`${spec.name}: ${spec.description}`);
+      console.log(`control rate ${spec.control_hz} Hz, prompt key "${key(spec.prompt_key)}"\n`);
+      console.log(
+        table(
+          ['state from observation key', 'dims'],
+          spec.state.parts.map((p) => [key(p.key), String(p.dim)]),
+        ),
+      );
+      console.log(`\nstate (${stateDim(spec)}): ${spec.state.names.join(', ')}`);
+      console.log(`action (${actionDim(spec)}): ${spec.action.names.join(', ')}\n`);
+      console.log(
+        table(
+          ['camera', 'observation key', 'shape', 'required'],
+          spec.cameras.map((c) => [
+            c.name,
+            key(c.key),
+            `[${c.shape.join(', ')}] ${c.layout}`,
+            c.required ? 'yes' : 'no',
+          ]),
+        ),
+      );
+    });
+}

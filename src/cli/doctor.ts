@@ -1,0 +1,57 @@
+import { execFileSync } from 'node:child_process';
+import * as tf from '@tensorflow/tfjs-core';
+import type { Command } from 'commander';
+import { BACKEND_PACKAGES, BACKENDS } from '../backend/index.js';
+import { listNamed } from '../config/load.js';
+import { computeBackend } from './context.js';
+import { table } from './output.js';
+
+/** Median GFLOP/s of an n×n float32 matmul on the active backend. */
+async function matmulGflops(n: number, reps: number): Promise<number> {
+  const a = tf.randomNormal([n, n]);
+  const b = tf.randomNormal([n, n]);
+  const times: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    await c.data();
+    c.dispose();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  a.dispose();
+  b.dispose();
+  times.sort((x, y) => x - y);
+  return (2 * n ** 3) / (times[Math.floor(times.length / 2)]! * 1e6);
+}
+
+function toolVersion(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0]!;
+  } catch {
+    return 'not found';
+  }
+}
+
+export function registerDoctor(program: Command): void {
+  program
+    .command('doctor')
+    .description('check this machine: backends, tools, configs, and a quick matmul speed test')
+    .option('--size <n>', 'matmul size for the speed test', '512')
+    .action(async (opts: { size: string }) => {
+      const info = await computeBackend(program);
+      const rows = BACKENDS.map((b) => {
+        const why = info.skipped.find((s) => s.startsWith(`${BACKEND_PACKAGES[b]}:`));
+        const state =
+          b === info.name ? 'active' : why ? why.slice(BACKEND_PACKAGES[b].length + 2) : 'available';
+        return [b, BACKEND_PACKAGES[b], state];
+      });
+      console.log(table(['backend', 'package', 'status'], rows));
+      const n = Number(opts.size);
+      const gflops = await matmulGflops(n, 5);
+      console.log(`\nmatmul ${n}x${n} float32 on ${info.name}: ${gflops.toFixed(1)} GFLOP/s (median of 5)`);
+      console.log(`node ${process.version}, ffmpeg: ${toolVersion('ffmpeg', ['-version'])}`);
+      console.log(
+        `${listNamed('configs').length} named configs, ${listNamed('robots').length} robot specs (vla config list)`,
+      );
+    });
+}

@@ -1,0 +1,63 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Command, CommanderError } from 'commander';
+import { BACKENDS } from '../backend/index.js';
+import { UserError } from '../config/errors.js';
+import { PACKAGE_ROOT } from '../config/load.js';
+import { registerConfig } from './config.js';
+import { registerDoctor } from './doctor.js';
+
+const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
+
+/** Command groups whose commands have not landed yet: listed in --help, and honest when called. */
+const PENDING: Array<[string, string]> = [
+  ['data', 'LeRobot datasets: info, show, validate, import, convert, norm stats'],
+  ['train', 'launch a fine-tuning job from a named config'],
+  ['jobs', 'list, watch, stop, resume and plot fine-tuning jobs'],
+  ['serve', 'serve a policy to robots over WebSocket (openpi wire protocol)'],
+  ['client', 'robot-side tools: connect to a policy server, benchmark it'],
+  ['sim', 'MuJoCo simulation: tasks, scripted experts, recording, rollouts'],
+];
+
+export function buildProgram(): Command {
+  const program = new Command('vla')
+    .description('vla-orchestrator: fine-tune and serve π0-style vision-language-action policies')
+    .version(pkg.version)
+    .option('--verbose', 'print stack traces with errors')
+    .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
+    .showHelpAfterError('(run with --help for usage)');
+  registerConfig(program);
+  registerDoctor(program);
+  const registered = new Set(program.commands.map((c) => c.name()));
+  for (const [name, description] of PENDING) {
+    if (registered.has(name)) continue;
+    program
+      .command(name)
+      .description(`${description} (not in this build yet)`)
+      .allowUnknownOption()
+      .argument('[args...]')
+      .action(() => {
+        throw new UserError(`vla ${name}: not in this build yet (see the open issues)`);
+      });
+  }
+  return program;
+}
+
+async function main(): Promise<void> {
+  const program = buildProgram();
+  program.exitOverride();
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof CommanderError) process.exit(e.exitCode);
+    const verbose = program.opts<{ verbose?: boolean }>().verbose || process.argv.includes('--verbose');
+    const err = e as Error;
+    const known = err instanceof UserError;
+    console.error(`vla: error: ${known ? err.message : `${err.name}: ${err.message}`}`);
+    if (verbose && err.stack) console.error(err.stack);
+    else if (!known) console.error('(run with --verbose for the stack trace)');
+    process.exit(1);
+  }
+}
+
+await main();

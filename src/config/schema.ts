@@ -1,0 +1,125 @@
+import { z } from 'zod';
+
+const posInt = z.int().positive();
+const nonNegInt = z.int().nonnegative();
+const unit = z.number().min(0).max(1);
+
+export const LoraConfig = z.strictObject({
+  rank: posInt.default(16),
+  alpha: z.number().positive().default(16),
+  /** Parameter-name patterns (globs over paths like `prefix/block_3/attn/q/kernel`) that get adapters. */
+  targets: z.array(z.string().min(1)).min(1).default(['*/attn/*/kernel', '*/mlp/*/kernel']),
+});
+
+/** π0-style policy sizes. Fields left out take the preset's value (see src/model). */
+export const ModelConfig = z.strictObject({
+  preset: z.enum(['tiny', 'small', 'base']).default('small'),
+  width: posInt.optional(),
+  depth: posInt.optional(),
+  heads: posInt.optional(),
+  mlp_dim: posInt.optional(),
+  expert_width: posInt.optional(),
+  expert_mlp_dim: posInt.optional(),
+  patch_size: posInt.optional(),
+  image_size: posInt.optional(),
+  action_dim: posInt.default(32),
+  action_horizon: posInt.default(50),
+  max_token_len: posInt.default(48),
+  num_steps: posInt.default(10),
+  lora: LoraConfig.nullable().default(null),
+});
+export type ModelConfig = z.infer<typeof ModelConfig>;
+
+export const DataConfig = z.strictObject({
+  /** A LeRobot dataset folder (relative to the workspace) or a name under `datasets/`. */
+  dataset: z.string().min(1).nullable().default(null),
+  /** Norm stats live at `assets/<asset_id>/norm_stats.json`, beside the checkpoint as in openpi. */
+  asset_id: z.string().min(1).nullable().default(null),
+  default_prompt: z.string().nullable().default(null),
+  /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
+  prompt_from_task: z.boolean().default(true),
+  norm: z.enum(['zscore', 'quantile']).default('zscore'),
+  /** Dims turned into deltas from the current state (openpi's `make_bool_mask(6, -1, 6, -1)` for ALOHA). */
+  delta_action_mask: z.array(z.boolean()).nullable().default(null),
+  augment: z
+    .strictObject({
+      crop_scale: z.number().gt(0).max(1).default(0.95),
+      rotate_deg: z.number().min(0).max(45).default(5),
+      color_jitter: unit.default(0.1),
+    })
+    .nullable()
+    .default({ crop_scale: 0.95, rotate_deg: 5, color_jitter: 0.1 }),
+});
+export type DataConfig = z.infer<typeof DataConfig>;
+
+export const OptimizerConfig = z.strictObject({
+  name: z.literal('adamw').default('adamw'),
+  b1: unit.default(0.9),
+  b2: unit.default(0.95),
+  eps: z.number().positive().default(1e-8),
+  weight_decay: z.number().min(0).default(1e-10),
+  clip_grad_norm: z.number().positive().nullable().default(1.0),
+});
+
+export const ScheduleConfig = z.strictObject({
+  name: z.enum(['cosine', 'constant']).default('cosine'),
+  warmup_steps: nonNegInt.default(100),
+  peak_lr: z.number().positive().default(2.5e-5),
+  decay_steps: posInt.nullable().default(null),
+  decay_lr: z.number().min(0).default(2.5e-6),
+});
+
+export const TrainSection = z
+  .strictObject({
+    steps: posInt.default(30_000),
+    batch_size: posInt.default(32),
+    seed: nonNegInt.default(42),
+    optimizer: OptimizerConfig.prefault({}),
+    schedule: ScheduleConfig.prefault({}),
+    log_interval: posInt.default(100),
+    save_interval: posInt.default(1000),
+    /** Checkpoints at multiples of this survive; others are pruned once a newer one exists. */
+    keep_period: posInt.nullable().default(5000),
+    ema_decay: z.number().gt(0).lt(1).nullable().default(null),
+    /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
+    freeze: z.array(z.string().min(1)).default([]),
+    /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */
+    init_from: z.string().min(1).nullable().default(null),
+    eval_interval: posInt.nullable().default(null),
+    eval_task: z.string().min(1).nullable().default(null),
+    eval_episodes: posInt.default(10),
+  })
+  .superRefine((t, ctx) => {
+    if (t.eval_interval !== null && t.eval_task === null) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['eval_task'],
+        message: 'expected a task name because eval_interval is set, got null',
+      });
+    }
+  });
+export type TrainSection = z.infer<typeof TrainSection>;
+
+export const ServeConfig = z.strictObject({
+  host: z.string().min(1).default('127.0.0.1'),
+  port: z.int().min(0).max(65535).default(8000),
+  max_batch: posInt.default(8),
+  max_wait_ms: z.number().min(0).default(2),
+  /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
+  max_message_mb: z.number().positive().default(16),
+  max_connections: posInt.default(64),
+  /** Extra entries for the metadata frame sent on connect (the robot's `reset_pose` is added). */
+  metadata: z.record(z.string(), z.unknown()).default({}),
+});
+export type ServeConfig = z.infer<typeof ServeConfig>;
+
+export const TrainConfig = z.strictObject({
+  name: z.string().min(1),
+  description: z.string().default(''),
+  robot: z.string().min(1),
+  model: ModelConfig.prefault({}),
+  data: DataConfig.prefault({}),
+  train: TrainSection.prefault({}),
+  serve: ServeConfig.prefault({}),
+});
+export type TrainConfig = z.infer<typeof TrainConfig>;

@@ -1,0 +1,55 @@
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+
+const run = promisify(execFile);
+const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
+
+async function vla(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [VLA, ...args], { encoding: 'utf8' });
+    return { code: 0, stdout, stderr };
+  } catch (e) {
+    const err = e as { code: number; stdout: string; stderr: string };
+    return { code: err.code, stdout: err.stdout, stderr: err.stderr };
+  }
+}
+
+describe('vla CLI (a real process)', () => {
+  it('--help lists every command group', async () => {
+    const { code, stdout } = await vla('--help');
+    expect(code).toBe(0);
+    for (const group of ['config', 'data', 'train', 'jobs', 'serve', 'client', 'sim']) {
+      expect(stdout).toMatch(new RegExp(`^  ${group}\\b.*\\S`, 'm'));
+    }
+  });
+
+  it('config show prints the resolved YAML with overrides', async () => {
+    const { code, stdout } = await vla('config', 'show', 'pi0_aloha', '--set', 'train.batch_size=8');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^ {2}batch_size: 8$/m);
+    expect(stdout).toMatch(/^name: pi0_aloha$/m);
+  });
+
+  it('an error is one clear line, no stack trace, non-zero exit; --verbose adds the stack', async () => {
+    const bad = await vla('config', 'show', 'pi0_aloha', '--set', 'train.steps=-3');
+    expect(bad.code).toBe(1);
+    expect(bad.stderr.trim()).toBe('vla: error: --set train.steps: expected a value > 0, got -3 (number)');
+    const verbose = await vla('--verbose', 'config', 'show', 'pi0_aloha', '--set', 'train.steps=-3');
+    expect(verbose.stderr).toMatch(/\n\s+at /);
+  });
+
+  it('doctor prints the backend line and what it fell back from', async () => {
+    const { code, stderr, stdout } = await vla('doctor', '--size', '64');
+    expect(code).toBe(0);
+    expect(stderr).toMatch(/^backend: \S+ \(.*threads?\) · tfjs 4\.22\.0/m);
+    expect(stdout).toMatch(/matmul 64x64 float32 on \S+: [\d.]+ GFLOP\/s/);
+  });
+
+  it('an unavailable --backend is a clear error', async () => {
+    const { code, stderr } = await vla('--backend', 'node', 'doctor');
+    if (code === 0) return; // a machine where tfjs-node installed
+    expect(stderr).toMatch(/vla: error: backend node is not available .*installed: .*wasm/);
+  });
+});
