@@ -1,5 +1,6 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { BACKENDS } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
@@ -9,8 +10,11 @@ import { registerDoctor } from './doctor.js';
 
 const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
 
-/** Command groups whose commands have not landed yet: listed in --help, and honest when called. */
-const PENDING: Array<[string, string]> = [
+/**
+ * The command groups, in --help order. Each lives in `src/cli/<name>.ts` exporting
+ * `register(program)`; a group whose file has not landed yet is listed and says so when called.
+ */
+const GROUPS: Array<[string, string]> = [
   ['data', 'LeRobot datasets: info, show, validate, import, convert, norm stats'],
   ['train', 'launch a fine-tuning job from a named config'],
   ['jobs', 'list, watch, stop, resume and plot fine-tuning jobs'],
@@ -19,7 +23,7 @@ const PENDING: Array<[string, string]> = [
   ['sim', 'MuJoCo simulation: tasks, scripted experts, recording, rollouts'],
 ];
 
-export function buildProgram(): Command {
+export async function buildProgram(): Promise<Command> {
   const program = new Command('vla')
     .description('vla-orchestrator: fine-tune and serve π0-style vision-language-action policies')
     .version(pkg.version)
@@ -27,10 +31,13 @@ export function buildProgram(): Command {
     .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
     .showHelpAfterError('(run with --help for usage)');
   registerConfig(program);
-  registerDoctor(program);
-  const registered = new Set(program.commands.map((c) => c.name()));
-  for (const [name, description] of PENDING) {
-    if (registered.has(name)) continue;
+  for (const [name, description] of GROUPS) {
+    const file = path.join(import.meta.dirname, `${name}.ts`);
+    if (existsSync(file)) {
+      const mod = (await import(pathToFileURL(file).href)) as { register: (p: Command) => void };
+      mod.register(program);
+      continue;
+    }
     program
       .command(name)
       .description(`${description} (not in this build yet)`)
@@ -40,11 +47,12 @@ export function buildProgram(): Command {
         throw new UserError(`vla ${name}: not in this build yet (see the open issues)`);
       });
   }
+  registerDoctor(program);
   return program;
 }
 
 async function main(): Promise<void> {
-  const program = buildProgram();
+  const program = await buildProgram();
   program.exitOverride();
   try {
     await program.parseAsync(process.argv);
