@@ -1,0 +1,54 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  type NormStats,
+  normalize,
+  readNormStats,
+  unnormalize,
+  writeNormStats,
+} from '../../src/transforms/normalize.js';
+
+const stats: NormStats = {
+  state: { mean: [1, -2], std: [2, 0.5], q01: [0, -3], q99: [2, -1] },
+  actions: { mean: [0, 0], std: [1, 1], q01: [-1, -1], q99: [1, 1] },
+};
+
+describe('normalization (openpi formulas)', () => {
+  it('z-score: (x - mean) / (std + 1e-6), per dim over rows', () => {
+    const x = normalize(Float32Array.from([3, -1, 1, -2]), stats, 'state', 'zscore', 2);
+    expect(x[0]).toBeCloseTo(2 / (2 + 1e-6), 6);
+    expect(x[1]).toBeCloseTo(1 / (0.5 + 1e-6), 6);
+    expect(x[2]).toBeCloseTo(0, 6);
+    expect(x[3]).toBeCloseTo(0, 6);
+  });
+
+  it('quantile: (x - q01) / (q99 - q01 + 1e-6) * 2 - 1 maps q01 to -1 and q99 to 1', () => {
+    const x = normalize(Float32Array.from([0, -3, 2, -1]), stats, 'state', 'quantile', 2);
+    expect(Array.from(x).map((v) => Number(v.toFixed(5)))).toEqual([-1, -1, 1, 1]);
+  });
+
+  it('unnormalize inverts normalize in both modes', () => {
+    for (const mode of ['zscore', 'quantile'] as const) {
+      const orig = Float32Array.from([0.3, -2.5, 1.7, -1.2]);
+      const back = unnormalize(normalize(orig.slice(), stats, 'state', mode, 2), stats, 'state', mode, 2);
+      for (let i = 0; i < orig.length; i++) expect(back[i]).toBeCloseTo(orig[i]!, 5);
+    }
+  });
+
+  it('refuses stats too short for the data, naming key and field', () => {
+    expect(() => normalize(new Float32Array(3), stats, 'state', 'zscore', 3)).toThrow(
+      'norm_stats.state.mean: expected 3 numbers (zscore normalization), got 2',
+    );
+  });
+
+  it('reads and writes norm_stats.json in openpi layout, atomically', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vla-norm-'));
+    const file = path.join(dir, 'assets', 'aloha', 'norm_stats.json');
+    writeNormStats(file, stats);
+    expect(readNormStats(file)).toEqual(stats);
+    writeFileSync(file, '{"state": {}}');
+    expect(() => readNormStats(file)).toThrow(/expected \{"norm_stats"/);
+  });
+});
