@@ -17,6 +17,7 @@ const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'ut
 const GROUPS: Array<[string, string]> = [
   ['data', 'LeRobot datasets: info, show, validate, import, convert, norm stats'],
   ['train', 'launch a fine-tuning job from a named config'],
+  ['infer', 'sample an action chunk from a checkpoint for a dataset frame and compare it with the recording'],
   ['jobs', 'list, watch, stop, resume and plot fine-tuning jobs'],
   ['serve', 'serve a policy to robots over WebSocket (openpi wire protocol)'],
   ['client', 'robot-side tools: connect to a policy server, benchmark it'],
