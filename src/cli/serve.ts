@@ -1,0 +1,157 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import YAML from 'yaml';
+import { UserError } from '../config/errors.js';
+import { loadRobot, resolveConfig, validate } from '../config/load.js';
+import { ServeConfig, TrainConfig } from '../config/schema.js';
+import type { PolicyContext } from '../serving/load-policy.js';
+import { type PolicySpec, parsePolicySpec } from '../serving/policy.js';
+import { inlineRunner, workerRunner } from '../serving/runner.js';
+import { PolicyServer } from '../serving/server.js';
+import { collect } from './output.js';
+
+interface ServeOpts {
+  checkpoint?: string;
+  robot?: string;
+  policy?: string;
+  host?: string;
+  port?: string;
+  apiKey?: string;
+  maxBatch?: string;
+  maxWaitMs?: string;
+  maxMessageMb?: string;
+  maxConnections?: string;
+  horizon?: string;
+  defaultPrompt?: string;
+  set: string[];
+}
+
+function int(name: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0)
+    throw new UserError(`--${name}: expected a non-negative number, got "${value}"`);
+  return n;
+}
+
+/** The config a checkpoint was trained with (DESIGN.md §5: `<step>/config.yaml`). */
+function checkpointConfig(dir: string): TrainConfig {
+  const file = path.join(dir, 'config.yaml');
+  if (!existsSync(file))
+    throw new UserError(`--checkpoint ${dir}: expected a checkpoint folder holding config.yaml`);
+  return validate(TrainConfig, YAML.parse(readFileSync(file, 'utf8')), () => `${file}: `);
+}
+
+export function register(program: Command): void {
+  program
+    .command('serve')
+    .description('serve a policy to robots over WebSocket (openpi wire protocol)')
+    .argument(
+      '[config]',
+      'named config (robot, serve settings, metadata); optional with --checkpoint or --robot',
+    )
+    .option('--checkpoint <dir>', 'serve a trained checkpoint (its config.yaml names the robot)')
+    .option('--robot <name>', 'robot spec (aloha, droid, libero, ...) when serving without a config')
+    .option('--policy <spec>', 'zeros | replay:DATASET[#EPISODE] | sleep:MS (load testing)')
+    .option('--host <addr>', 'address to bind (default 127.0.0.1; 0.0.0.0 serves the network)')
+    .option('--port <n>', 'port (default 8000, as openpi)')
+    .option('--api-key <key>', 'require "Authorization: Api-Key <key>" (env VLA_API_KEY)')
+    .option('--max-batch <n>', 'most requests per policy call')
+    .option('--max-wait-ms <ms>', 'longest a request waits for others to join its batch')
+    .option('--max-message-mb <mb>', 'largest request accepted')
+    .option('--max-connections <n>', 'most robots connected at once')
+    .option('--horizon <n>', 'action chunk length for zeros/sleep/replay policies (default 50)')
+    .option('--default-prompt <text>', 'prompt for requests that carry none')
+    .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
+    .action(async (configName: string | undefined, opts: ServeOpts) => {
+      if (!opts.checkpoint && !opts.policy) {
+        throw new UserError('vla serve: expected --checkpoint DIR or --policy zeros|replay:DATASET|sleep:MS');
+      }
+      if (opts.checkpoint && opts.policy)
+        throw new UserError('vla serve: give --checkpoint or --policy, not both');
+      const config = opts.checkpoint
+        ? checkpointConfig(opts.checkpoint)
+        : configName
+          ? resolveConfig(configName, opts.set).config
+          : null;
+      const robotName = opts.robot ?? config?.robot;
+      if (!robotName)
+        throw new UserError('vla serve: expected --robot NAME (or a config or checkpoint naming one)');
+      const robot = loadRobot(robotName);
+      if (config && opts.robot && opts.robot !== config.robot) {
+        throw new UserError(
+          `--robot ${opts.robot}: the ${opts.checkpoint ? 'checkpoint' : 'config'} is for ${config.robot}`,
+        );
+      }
+      const serve = validate(
+        ServeConfig,
+        {
+          ...(config?.serve ?? {}),
+          ...(opts.host !== undefined && { host: opts.host }),
+          ...(opts.port !== undefined && { port: int('port', opts.port) }),
+          ...(opts.maxBatch !== undefined && { max_batch: int('max-batch', opts.maxBatch) }),
+          ...(opts.maxWaitMs !== undefined && { max_wait_ms: int('max-wait-ms', opts.maxWaitMs) }),
+          ...(opts.maxMessageMb !== undefined && {
+            max_message_mb: int('max-message-mb', opts.maxMessageMb),
+          }),
+          ...(opts.maxConnections !== undefined && {
+            max_connections: int('max-connections', opts.maxConnections),
+          }),
+        },
+        () => '',
+      );
+      const spec: PolicySpec = opts.checkpoint
+        ? { kind: 'checkpoint', dir: opts.checkpoint }
+        : parsePolicySpec(opts.policy!);
+      const ctx: PolicyContext = {
+        robot: robotName,
+        horizon: int('horizon', opts.horizon) ?? config?.model.action_horizon ?? 50,
+        metadata: { ...serve.metadata },
+        defaultPrompt: opts.defaultPrompt ?? config?.data.default_prompt ?? null,
+        backend: program.opts<{ backend?: string }>().backend,
+      };
+      const apiKey = opts.apiKey ?? process.env.VLA_API_KEY ?? null;
+      if (serve.host !== '127.0.0.1' && serve.host !== 'localhost' && serve.host !== '::1' && !apiKey) {
+        console.error(
+          `warning: serving on ${serve.host} without --api-key: anyone who can reach this port can drive the robot`,
+        );
+      }
+      const t0 = performance.now();
+      const runner =
+        spec.kind === 'zeros' || spec.kind === 'replay'
+          ? await inlineRunner(spec, ctx)
+          : await workerRunner(spec, ctx);
+      const server = await PolicyServer.start(runner, robot, {
+        host: serve.host,
+        port: serve.port,
+        apiKey,
+        maxMessageBytes: Math.round(serve.max_message_mb * 1024 * 1024),
+        maxConnections: serve.max_connections,
+        maxBatch: serve.max_batch,
+        maxWaitMs: serve.max_wait_ms,
+        defaultPrompt: ctx.defaultPrompt,
+        log: (line) => console.error(line),
+      });
+      const what = opts.checkpoint ? `checkpoint ${opts.checkpoint}` : `policy ${opts.policy}`;
+      console.log(
+        `serving ${what} for ${robot.name} on ${server.url} (ready in ${(performance.now() - t0).toFixed(0)} ms; ` +
+          `chunks of ${runner.horizon}x${robot.action.names.length}, max batch ${serve.max_batch}, wait ${serve.max_wait_ms} ms)`,
+      );
+      console.log(
+        `health: http://${serve.host}:${server.port}/healthz  metrics: http://${serve.host}:${server.port}/metrics`,
+      );
+      await new Promise<void>((resolve) => {
+        const stop = async (signal: string) => {
+          console.error(`${signal}: finishing replies in flight, closing connections`);
+          await server.close();
+          resolve();
+        };
+        process.once('SIGINT', () => void stop('SIGINT'));
+        process.once('SIGTERM', () => void stop('SIGTERM'));
+      });
+      const m = server.metrics;
+      const errors = [...m.errors.values()].reduce((a, b) => a + b, 0);
+      console.log(`served ${m.requests} requests to ${m.connectionsTotal} connections, ${errors} errors`);
+    });
+}

@@ -1,0 +1,124 @@
+/**
+ * Serves an action chunk one step at a time, as openpi_client's ActionChunkBroker does, and goes
+ * further: replan every K steps instead of at the chunk's end, and optionally ask for the next chunk in
+ * the background while the robot keeps executing the current one, so it never waits on the network.
+ * A chunk that arrives late is aligned to the step it was asked at, and merged with what is left of the
+ * current chunk by the chosen rule.
+ */
+
+export interface Chunk {
+  actions: Float32Array;
+  horizon: number;
+  actionDim: number;
+}
+
+export type MergeRule = 'latest' | 'average';
+
+export interface BrokerOptions {
+  /** Ask for a new chunk after this many steps (default: the whole chunk, or half of it with prefetch). */
+  replanEvery?: number;
+  /** Ask in the background and keep executing the current chunk meanwhile. */
+  prefetch?: boolean;
+  /** How overlapping steps of the old and new chunk combine: take the new one, or average both. */
+  merge?: MergeRule;
+}
+
+export class ActionChunkBroker {
+  private chunk: Chunk | null = null;
+  /** The step at which chunk row 0 applies. */
+  private chunkStart = 0;
+  private t = 0;
+  private pending: Promise<void> | null = null;
+  private arrived: { chunk: Chunk; askedAt: number } | null = null;
+  private failure: Error | null = null;
+  /** Incremented on reset, so a chunk asked for in a previous episode is dropped. */
+  private episode = 0;
+
+  constructor(
+    private readonly infer: (obs: Record<string, unknown>) => Promise<Chunk>,
+    private readonly opts: BrokerOptions = {},
+  ) {}
+
+  reset(): void {
+    this.chunk = null;
+    this.t = 0;
+    this.chunkStart = 0;
+    this.pending = null;
+    this.arrived = null;
+    this.failure = null;
+    this.episode++;
+  }
+
+  /** The action for the current step, given the current observation. */
+  async step(obs: Record<string, unknown>): Promise<Float32Array> {
+    if (this.chunk === null) {
+      this.adopt(await this.infer(obs), this.t, 'latest');
+    }
+    const chunk = this.chunk!;
+    const replanEvery = Math.max(
+      1,
+      Math.min(
+        this.opts.replanEvery ?? (this.opts.prefetch ? Math.ceil(chunk.horizon / 2) : chunk.horizon),
+        chunk.horizon,
+      ),
+    );
+    if (this.opts.prefetch) {
+      this.takeArrived();
+      if (this.pending === null && this.t - this.chunkStart >= replanEvery) this.ask(obs);
+      if (this.t - this.chunkStart >= this.chunk!.horizon) {
+        await this.pending;
+        this.takeArrived();
+      }
+    } else if (this.t - this.chunkStart >= replanEvery) {
+      this.adopt(await this.infer(obs), this.t, 'latest');
+    }
+    const current = this.chunk!;
+    const row = this.t - this.chunkStart;
+    this.t++;
+    return current.actions.slice(row * current.actionDim, (row + 1) * current.actionDim);
+  }
+
+  private ask(obs: Record<string, unknown>): void {
+    const askedAt = this.t;
+    const episode = this.episode;
+    this.pending = this.infer(obs).then(
+      (chunk) => {
+        if (episode === this.episode) this.arrived = { chunk, askedAt };
+      },
+      (e: Error) => {
+        if (episode === this.episode) this.failure = e;
+      },
+    );
+  }
+
+  private takeArrived(): void {
+    if (this.failure) {
+      const err = this.failure;
+      this.failure = null;
+      this.pending = null;
+      throw err;
+    }
+    if (this.arrived === null) return;
+    this.adopt(this.arrived.chunk, this.arrived.askedAt, this.opts.merge ?? 'latest');
+    this.arrived = null;
+    this.pending = null;
+  }
+
+  private adopt(next: Chunk, askedAt: number, rule: MergeRule): void {
+    const old = this.chunk;
+    if (rule === 'average' && old !== null && old.actionDim === next.actionDim) {
+      const merged = next.actions.slice();
+      for (let j = 0; j < next.horizon; j++) {
+        const oldRow = askedAt + j - this.chunkStart;
+        if (oldRow < 0 || oldRow >= old.horizon) continue;
+        for (let d = 0; d < next.actionDim; d++) {
+          const i = j * next.actionDim + d;
+          merged[i] = (old.actions[oldRow * old.actionDim + d]! + next.actions[i]!) / 2;
+        }
+      }
+      next = { ...next, actions: merged };
+    }
+    this.chunk = next;
+    this.chunkStart = askedAt;
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * openpi's wire format: msgpack where numpy arrays are maps with **bin** keys (`__ndarray__`, `data`,
+ * `dtype`, `shape`) and numpy scalars maps with `__npgeneric__`, `data`, `dtype` (openpi_client's
+ * msgpack_numpy). msgpackr's default decoder refuses bin keys, so we decode maps as Maps and turn
+ * them into NdArrays and plain objects in one pass; array bytes stay views into the message.
+ */
+import { Packr, Unpackr } from 'msgpackr';
+import { DTYPE_BYTES, type DType, NdArray, type TypedArray } from './ndarray.js';
+
+export class CodecError extends Error {
+  override name = 'CodecError';
+}
+
+const unpackr = new Unpackr({ mapsAsObjects: false, useRecords: false, int64AsType: 'number' });
+const packr = new Packr({ useRecords: false, variableMapSize: true });
+
+const KEY = {
+  ndarray: Buffer.from('__ndarray__'),
+  npgeneric: Buffer.from('__npgeneric__'),
+  data: Buffer.from('data'),
+  dtype: Buffer.from('dtype'),
+  shape: Buffer.from('shape'),
+};
+
+type Ctor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => TypedArray;
+const CTORS: Record<DType, Ctor> = {
+  '<f4': Float32Array,
+  '<f8': Float64Array,
+  '|u1': Uint8Array,
+  '|i1': Int8Array,
+  '<i2': Int16Array,
+  '<u2': Uint16Array,
+  '<i4': Int32Array,
+  '<u4': Uint32Array,
+  '<i8': BigInt64Array,
+  '<u8': BigUint64Array,
+  '|b1': Uint8Array,
+};
+
+/** numpy writes single-byte dtypes with `|`, but `<u1` and `=f4` style strings are equally valid. */
+function canonicalDtype(raw: unknown): DType {
+  if (typeof raw !== 'string')
+    throw new CodecError(`array dtype: expected a numpy dtype string, got ${typeof raw}`);
+  const kind = raw.slice(1);
+  const order = raw[0];
+  if (order === '>' && !kind.endsWith('1')) {
+    throw new CodecError(`array dtype: expected little-endian data, got big-endian "${raw}"`);
+  }
+  const dtype = (['u1', 'i1', 'b1'].includes(kind) ? `|${kind}` : `<${kind}`) as DType;
+  if (!(dtype in CTORS)) {
+    throw new CodecError(
+      `array dtype: expected one of float32/float64/(u)int8..64/bool, got "${raw}" (complex, object and void dtypes are refused)`,
+    );
+  }
+  return dtype;
+}
+
+/** A typed-array view on the bytes when aligned; one copy when the message put them off alignment. */
+function view(bytes: Uint8Array, dtype: DType, count: number): TypedArray {
+  const size = DTYPE_BYTES[dtype];
+  if (bytes.byteLength !== count * size) {
+    throw new CodecError(
+      `array data: expected ${count * size} bytes for ${count} elements of ${dtype}, got ${bytes.byteLength}`,
+    );
+  }
+  const Ctor = CTORS[dtype];
+  if (bytes.byteOffset % size === 0) return new Ctor(bytes.buffer, bytes.byteOffset, count);
+  const copy = new Uint8Array(bytes.byteLength);
+  copy.set(bytes);
+  return new Ctor(copy.buffer, 0, count);
+}
+
+function getBin(map: Map<unknown, unknown>, key: Buffer): unknown {
+  for (const [k, v] of map) if (k instanceof Uint8Array && Buffer.compare(k, key) === 0) return v;
+  return undefined;
+}
+
+function fromMap(map: Map<unknown, unknown>): unknown {
+  if (getBin(map, KEY.ndarray) === true) {
+    const dtype = canonicalDtype(getBin(map, KEY.dtype));
+    const shape = getBin(map, KEY.shape);
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isInteger(d) && d >= 0)) {
+      throw new CodecError(
+        `array shape: expected a list of non-negative integers, got ${JSON.stringify(shape)}`,
+      );
+    }
+    const data = getBin(map, KEY.data);
+    if (!(data instanceof Uint8Array)) throw new CodecError('array data: expected bytes');
+    const count = shape.reduce((a: number, b: number) => a * b, 1);
+    return new NdArray(view(data, dtype, count), shape, dtype);
+  }
+  if (getBin(map, KEY.npgeneric) === true) {
+    const dtype = canonicalDtype(getBin(map, KEY.dtype));
+    const value = getBin(map, KEY.data);
+    if (typeof value !== 'number' && typeof value !== 'boolean' && typeof value !== 'bigint') {
+      throw new CodecError(`numpy scalar data: expected a number, got ${typeof value}`);
+    }
+    const arr = new CTORS[dtype](new ArrayBuffer(DTYPE_BYTES[dtype]), 0, 1);
+    arr[0] = (dtype === '<i8' || dtype === '<u8' ? BigInt(value) : Number(value)) as never;
+    return new NdArray(arr, [], dtype);
+  }
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of map) {
+    const key =
+      k instanceof Uint8Array ? Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString() : String(k);
+    out[key] = revive(v);
+  }
+  return out;
+}
+
+function revive(value: unknown): unknown {
+  if (value instanceof Map) return fromMap(value);
+  if (Array.isArray(value)) return value.map(revive);
+  return value;
+}
+
+/** Decode one message: maps become plain objects, numpy arrays `NdArray`s viewing the message bytes. */
+export function unpack(message: Uint8Array): unknown {
+  let raw: unknown;
+  try {
+    raw = unpackr.unpack(message);
+  } catch (e) {
+    throw new CodecError(`message is not valid msgpack: ${(e as Error).message}`);
+  }
+  return revive(raw);
+}
+
+function bytesOf(a: TypedArray): Buffer {
+  return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+}
+
+/** Turn NdArrays into msgpack_numpy maps (bin keys, as Python's msgpack writes them). */
+function toWire(value: unknown): unknown {
+  if (value instanceof NdArray) {
+    return new Map<unknown, unknown>([
+      [KEY.ndarray, true],
+      [KEY.data, bytesOf(value.data)],
+      [KEY.dtype, value.dtype],
+      [KEY.shape, [...value.shape]],
+    ]);
+  }
+  if (Array.isArray(value)) return value.map(toWire);
+  if (value !== null && typeof value === 'object' && !(value instanceof Uint8Array)) {
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = toWire(v);
+    return out;
+  }
+  return value;
+}
+
+/** Encode one message in openpi's format. */
+export function pack(value: unknown): Buffer {
+  return packr.pack(toWire(value));
+}

@@ -1,0 +1,128 @@
+/**
+ * Check an observation against the robot spec and pull out what the policy needs. Everything wrong
+ * becomes an ObservationError naming the field, what was expected and what arrived.
+ */
+import type { ObsKey, RobotSpec } from '../config/robot.js';
+import { NdArray } from './ndarray.js';
+
+export class ObservationError extends Error {
+  override name = 'ObservationError';
+}
+
+export interface CameraImage {
+  /** uint8 pixels, a view into the request when possible. */
+  data: Uint8Array;
+  height: number;
+  width: number;
+  layout: 'hwc' | 'chw';
+}
+
+export interface Observation {
+  /** The robot's state in the spec's order, float32. */
+  state: Float32Array;
+  /** Every camera of the spec; null where the client did not send it (a masked image). */
+  images: Record<string, CameraImage | null>;
+  prompt: string | null;
+}
+
+export const keyName = (key: ObsKey): string => (Array.isArray(key) ? key.join('/') : key);
+
+function lookup(obs: Record<string, unknown>, key: ObsKey): unknown {
+  if (!Array.isArray(key)) return obs[key];
+  let node: unknown = obs;
+  for (const k of key) {
+    if (node === null || typeof node !== 'object' || node instanceof NdArray) return undefined;
+    node = (node as Record<string, unknown>)[k];
+  }
+  return node;
+}
+
+function what(value: unknown): string {
+  if (value === undefined) return 'nothing (missing)';
+  if (value instanceof NdArray) return `${value.dtype}[${value.shape.join(', ')}]`;
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return `a list of ${value.length}`;
+  if (typeof value === 'object') return `a map with keys ${Object.keys(value).slice(0, 6).join(', ')}`;
+  return `${typeof value} ${JSON.stringify(value).slice(0, 40)}`;
+}
+
+const NUMERIC = new Set(['<f4', '<f8', '|u1', '|i1', '<i2', '<u2', '<i4', '<u4', '<i8', '<u8']);
+
+function readState(spec: RobotSpec, obs: Record<string, unknown>): Float32Array {
+  const state = new Float32Array(spec.state.names.length);
+  let offset = 0;
+  for (const part of spec.state.parts) {
+    const field = keyName(part.key);
+    const value = lookup(obs, part.key);
+    const expected = `a float array of shape [${part.dim}]${part.scalar_ok ? ' (or a scalar)' : ''}`;
+    if (!(value instanceof NdArray) || !NUMERIC.has(value.dtype)) {
+      if (part.scalar_ok && part.dim === 1 && typeof value === 'number') {
+        state[offset++] = value;
+        continue;
+      }
+      throw new ObservationError(`${field}: expected ${expected}, got ${what(value)}`);
+    }
+    const scalarOk = part.scalar_ok && part.dim === 1 && value.shape.length === 0;
+    if (!scalarOk && (value.shape.length !== 1 || value.shape[0] !== part.dim)) {
+      throw new ObservationError(`${field}: expected ${expected}, got ${what(value)}`);
+    }
+    for (let i = 0; i < part.dim; i++) {
+      const v = Number(value.data[i]);
+      if (!Number.isFinite(v))
+        throw new ObservationError(`${field}[${i}]: expected a finite number, got ${v}`);
+      state[offset++] = v;
+    }
+  }
+  return state;
+}
+
+function readImage(name: string, value: NdArray): CameraImage {
+  if (value.dtype !== '|u1' || value.shape.length !== 3) {
+    throw new ObservationError(`${name}: expected a uint8 image [H, W, 3] or [3, H, W], got ${what(value)}`);
+  }
+  const [a, b, c] = value.shape as [number, number, number];
+  if (c === 3 && a > 0 && b > 0)
+    return { data: value.data as Uint8Array, height: a, width: b, layout: 'hwc' };
+  if (a === 3 && b > 0 && c > 0)
+    return { data: value.data as Uint8Array, height: b, width: c, layout: 'chw' };
+  throw new ObservationError(`${name}: expected a uint8 image [H, W, 3] or [3, H, W], got ${what(value)}`);
+}
+
+/** Validate one decoded observation against the robot spec. */
+export function parseObservation(spec: RobotSpec, decoded: unknown): Observation {
+  if (
+    decoded === null ||
+    typeof decoded !== 'object' ||
+    decoded instanceof NdArray ||
+    Array.isArray(decoded)
+  ) {
+    throw new ObservationError(`observation: expected a map of observation keys, got ${what(decoded)}`);
+  }
+  const obs = decoded as Record<string, unknown>;
+  const state = readState(spec, obs);
+  const images: Record<string, CameraImage | null> = {};
+  for (const cam of spec.cameras) {
+    const value = lookup(obs, cam.key);
+    const field = keyName(cam.key);
+    if (value === undefined || value === null) {
+      if (cam.required) {
+        throw new ObservationError(
+          `${field}: expected a uint8 image [${cam.shape.join(', ')}] (camera ${cam.name} is required), got nothing (missing)`,
+        );
+      }
+      images[cam.name] = null;
+      continue;
+    }
+    if (!(value instanceof NdArray)) {
+      throw new ObservationError(
+        `${field}: expected a uint8 image [${cam.shape.join(', ')}], got ${what(value)}`,
+      );
+    }
+    images[cam.name] = readImage(field, value);
+  }
+  const rawPrompt = lookup(obs, spec.prompt_key);
+  if (rawPrompt !== undefined && rawPrompt !== null && typeof rawPrompt !== 'string') {
+    throw new ObservationError(`${keyName(spec.prompt_key)}: expected a string, got ${what(rawPrompt)}`);
+  }
+  return { state, images, prompt: (rawPrompt as string | undefined) ?? null };
+}
