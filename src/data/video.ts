@@ -1,0 +1,225 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, renameSync, rmSync } from 'node:fs';
+import { UserError } from '../config/errors.js';
+
+const FFMPEG = process.env.VLA_FFMPEG ?? 'ffmpeg';
+const FFPROBE = process.env.VLA_FFPROBE ?? 'ffprobe';
+
+export interface VideoProbe {
+  width: number;
+  height: number;
+  codec: string;
+  /** Presentation times of every frame, ascending, in seconds. */
+  pts: number[];
+}
+
+function needTool(tool: string): void {
+  const r = spawnSync(tool, ['-version'], { stdio: 'ignore' });
+  if (r.error) {
+    throw new UserError(
+      `${tool} not found: install ffmpeg (apt-get install ffmpeg) or set VLA_FFMPEG/VLA_FFPROBE`,
+    );
+  }
+}
+
+/** Stream facts and frame times read from the container (no decoding). */
+export function probeVideo(file: string): VideoProbe {
+  if (!existsSync(file)) throw new UserError(`${file}: video file is missing`);
+  const r = spawnSync(
+    FFPROBE,
+    [
+      '-v',
+      'error',
+      '-select_streams',
+      'v:0',
+      '-show_entries',
+      'stream=width,height,codec_name:packet=pts_time',
+      '-of',
+      'json',
+      file,
+    ],
+    { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
+  );
+  if (r.error) needTool(FFPROBE);
+  if (r.status !== 0) {
+    throw new UserError(
+      `${file}: unreadable video (${r.stderr.trim().split('\n').pop() ?? `ffprobe exit ${r.status}`})`,
+    );
+  }
+  const json = JSON.parse(r.stdout) as {
+    streams?: Array<{ width: number; height: number; codec_name: string }>;
+    packets?: Array<{ pts_time?: string }>;
+  };
+  const stream = json.streams?.[0];
+  if (!stream) throw new UserError(`${file}: no video stream`);
+  const pts = (json.packets ?? [])
+    .map((p) => Number(p.pts_time))
+    .filter((t) => Number.isFinite(t))
+    .sort((a, b) => a - b);
+  return { width: stream.width, height: stream.height, codec: stream.codec_name, pts };
+}
+
+export interface DecodeRange {
+  /** First and last presentation times wanted (inclusive), in seconds. */
+  from: number;
+  to: number;
+  /** Half a frame period: the margin that keeps frames at the edges inside the decoded range. */
+  margin: number;
+}
+
+/**
+ * Decodes the frames whose times lie in [from - margin, to + margin] to packed RGB24, calling
+ * `onFrame` with each (the buffer is reused: copy what you keep). Returns the number decoded.
+ */
+export async function decodeFrames(
+  file: string,
+  probe: VideoProbe,
+  range: DecodeRange,
+  onFrame: (i: number, rgb: Uint8Array) => void,
+): Promise<number> {
+  const start = Math.max(0, range.from - range.margin);
+  const args = ['-v', 'error', '-nostdin'];
+  if (start > 0) args.push('-ss', start.toFixed(6));
+  args.push('-i', file, '-t', (range.to + range.margin - start).toFixed(6));
+  args.push('-map', '0:v:0', '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+  const child = spawn(FFMPEG, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const frameBytes = probe.width * probe.height * 3;
+  const frame = new Uint8Array(frameBytes);
+  let filled = 0;
+  let count = 0;
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => {
+    stderr += d.toString();
+  });
+  const exited = new Promise<number>((resolve, reject) => {
+    child.on('error', (e) => reject(e));
+    child.on('close', (code) => resolve(code ?? 1));
+  });
+  try {
+    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+      let off = 0;
+      while (off < chunk.length) {
+        const n = Math.min(frameBytes - filled, chunk.length - off);
+        frame.set(chunk.subarray(off, off + n), filled);
+        filled += n;
+        off += n;
+        if (filled === frameBytes) {
+          onFrame(count++, frame);
+          filled = 0;
+        }
+      }
+    }
+  } catch (e) {
+    child.kill();
+    throw e;
+  }
+  let code: number;
+  try {
+    code = await exited;
+  } catch {
+    needTool(FFMPEG);
+    throw new UserError(`${file}: ffmpeg could not start`);
+  }
+  if (code !== 0)
+    throw new UserError(`${file}: ffmpeg failed to decode (${stderr.trim().split('\n').pop()})`);
+  return count;
+}
+
+export interface EncodeOptions {
+  width: number;
+  height: number;
+  fps: number;
+  /** libx264's constant rate factor: lower is better quality. */
+  crf?: number;
+}
+
+/**
+ * An h264 (libx264, yuv420p) encoder fed with RGB24 frames through a pipe; `close()` finishes the
+ * file and renames it into place, so a crash leaves no half-written mp4 under the final name.
+ */
+export class VideoEncoder {
+  private readonly child;
+  private readonly tmp: string;
+  private readonly exited: Promise<number>;
+  private stderr = '';
+  frames = 0;
+
+  constructor(
+    readonly file: string,
+    readonly opts: EncodeOptions,
+  ) {
+    if (opts.width % 2 !== 0 || opts.height % 2 !== 0) {
+      throw new UserError(
+        `${file}: h264 with yuv420p needs even frame sizes, got ${opts.width}x${opts.height}`,
+      );
+    }
+    this.tmp = `${file}.tmp-${process.pid}.mp4`;
+    // A GOP of 2 keeps random access cheap, as LeRobot encodes (g=2).
+    const args = [
+      '-v',
+      'error',
+      '-y',
+      '-f',
+      'rawvideo',
+      '-pix_fmt',
+      'rgb24',
+      '-s',
+      `${opts.width}x${opts.height}`,
+      '-framerate',
+      String(opts.fps),
+      '-i',
+      'pipe:0',
+      '-c:v',
+      'libx264',
+      '-pix_fmt',
+      'yuv420p',
+      '-preset',
+      'veryfast',
+      '-crf',
+      String(opts.crf ?? 18),
+      '-g',
+      '2',
+      '-bf',
+      '0',
+      '-an',
+      this.tmp,
+    ];
+    this.child = spawn(FFMPEG, args, { stdio: ['pipe', 'ignore', 'pipe'] });
+    this.child.stderr.on('data', (d: Buffer) => {
+      this.stderr += d.toString();
+    });
+    this.exited = new Promise((resolve) => {
+      this.child.on('error', () => resolve(-1));
+      this.child.on('close', (code) => resolve(code ?? 1));
+    });
+    this.child.stdin.on('error', () => {});
+  }
+
+  async write(rgb: Uint8Array): Promise<void> {
+    const expected = this.opts.width * this.opts.height * 3;
+    if (rgb.length !== expected) {
+      throw new UserError(
+        `${this.file}: frame ${this.frames} has ${rgb.length} bytes, expected ${expected} (${this.opts.height}x${this.opts.width}x3)`,
+      );
+    }
+    this.frames++;
+    if (!this.child.stdin.write(rgb)) await Promise.race([once(this.child.stdin, 'drain'), this.exited]);
+  }
+
+  async close(): Promise<void> {
+    this.child.stdin.end();
+    const code = await this.exited;
+    if (code === -1) needTool(FFMPEG);
+    if (code !== 0) {
+      rmSync(this.tmp, { force: true });
+      throw new UserError(`${this.file}: ffmpeg failed to encode (${this.stderr.trim().split('\n').pop()})`);
+    }
+    renameSync(this.tmp, this.file);
+  }
+
+  abort(): void {
+    this.child.kill();
+    rmSync(this.tmp, { force: true });
+  }
+}
