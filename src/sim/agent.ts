@@ -1,0 +1,12 @@
+import type { SimEnv, SimObservation } from './env.js';
+
+/**
+ * Whatever drives the robot in a rollout: a scripted expert (reads the simulator's true state) or a
+ * policy client (sees only the observation). One action per call; chunking is the agent's business.
+ */
+export interface Agent {
+  /** At the start of each episode, after the env was reset. */
+  reset(env: SimEnv): Promise<void> | void;
+  act(obs: SimObservation, env: SimEnv): Promise<Float32Array> | Float32Array;
+  close?(): Promise<void> | void;
+}

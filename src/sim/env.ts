@@ -1,0 +1,183 @@
+/**
+ * A simulated episode: a robot (its MJCF and joint layout), a task (object placement, reward, success)
+ * and optionally cameras. Actions and states are the robot spec's vectors (ALOHA: 14 dims, DROID-like:
+ * 8), so the same numbers go to datasets, policies and the simulator.
+ */
+import { UserError } from '../config/errors.js';
+import { Sim } from './mujoco.js';
+import { Rng } from './rng.js';
+import type { SimRobot } from './robots.js';
+
+export interface SimObservation {
+  /** Joint positions (radians) with each gripper as 0 (closed) .. 1 (open), in the spec's order. */
+  state: Float32Array;
+  /** HWC RGB frames by spec camera name; empty when the env renders nothing. */
+  images: Record<string, Uint8Array>;
+  prompt: string;
+}
+
+export interface StepResult {
+  obs: SimObservation;
+  reward: number;
+}
+
+/** What a task needs from the world; tasks never touch mujoco-js directly. */
+export interface Task {
+  name: string;
+  description: string;
+  robot: SimRobot;
+  /** Steps in an episode (gym-aloha: 400 at 50 Hz). */
+  episodeSteps: number;
+  maxReward: number;
+  /** Place objects for this seed (the arms are already home); returns the episode's prompt. */
+  reset(env: SimEnv, rng: Rng): string;
+  reward(env: SimEnv): number;
+}
+
+/** Draws one spec camera into an HWC RGB buffer. */
+export type CameraRenderer = (env: SimEnv, camera: string) => Uint8Array;
+
+export interface EnvOptions {
+  /** Spec cameras to render into observations (none by default: experts need no pixels). */
+  cameras?: string[];
+  renderer?: CameraRenderer;
+  actionMode?: 'joint_position' | 'joint_velocity';
+}
+
+export class SimEnv {
+  private readonly armQadr: number[][];
+  private readonly fingerQadr: number[][];
+  private readonly ctrl: Float64Array;
+  private readonly ctrlIndex: number[][];
+  private readonly fingerCtrlIndex: number[][];
+  private readonly target: Float64Array;
+  prompt = '';
+  stepCount = 0;
+  readonly dim: number;
+
+  private constructor(
+    readonly task: Task,
+    readonly sim: Sim,
+    private readonly opts: EnvOptions,
+  ) {
+    const robot = task.robot;
+    this.armQadr = robot.arms.map((a) => a.joints.map((j) => sim.jointQposAdr(j)));
+    this.fingerQadr = robot.arms.map((a) => a.fingers.map((j) => sim.jointQposAdr(j)));
+    this.ctrlIndex = robot.arms.map((a) => a.actuators.map((n) => sim.id('actuator', n)));
+    this.fingerCtrlIndex = robot.arms.map((a) => a.fingerActuators.map((n) => sim.id('actuator', n)));
+    this.ctrl = new Float64Array(sim.nu);
+    this.dim = robot.arms.reduce((n, a) => n + a.joints.length + 1, 0);
+    this.target = new Float64Array(this.dim);
+    const mode = opts.actionMode ?? 'joint_position';
+    if (!robot.actionModes.includes(mode)) {
+      throw new UserError(`action mode ${mode}: robot ${robot.name} accepts ${robot.actionModes.join(', ')}`);
+    }
+    for (const cam of opts.cameras ?? []) {
+      if (!(cam in robot.cameras)) {
+        throw new UserError(
+          `camera ${cam}: robot ${robot.name} has ${Object.keys(robot.cameras).join(', ')}`,
+        );
+      }
+    }
+    if ((opts.cameras ?? []).length > 0 && !opts.renderer)
+      throw new Error('cameras requested without a renderer');
+  }
+
+  static async create(task: Task, opts: EnvOptions = {}): Promise<SimEnv> {
+    return new SimEnv(task, await Sim.fromFile(task.robot.mjcf), opts);
+  }
+
+  get robot(): SimRobot {
+    return this.task.robot;
+  }
+  get cameras(): string[] {
+    return this.opts.cameras ?? [];
+  }
+  get controlDt(): number {
+    return 1 / this.robot.controlHz;
+  }
+
+  reset(seed: number): SimObservation {
+    this.sim.reset();
+    this.robot.arms.forEach((arm, a) => {
+      arm.joints.forEach((_, j) => {
+        this.sim.setQpos([arm.home[j]!], this.armQadr[a]![j]);
+      });
+      for (const adr of this.fingerQadr[a]!) this.sim.setQpos([arm.fingerOpen], adr);
+    });
+    this.sim.forward();
+    this.prompt = this.task.reset(this, new Rng(seed));
+    this.sim.setQvelZero();
+    this.sim.forward();
+    this.stepCount = 0;
+    this.target.set(this.state());
+    return this.observe();
+  }
+
+  /** The robot state vector (see SimObservation.state). */
+  state(): Float32Array {
+    const q = this.sim.qpos();
+    const out = new Float32Array(this.dim);
+    let k = 0;
+    this.robot.arms.forEach((arm, a) => {
+      for (const adr of this.armQadr[a]!) out[k++] = q[adr]!;
+      out[k++] = Math.min(1, Math.max(0, q[this.fingerQadr[a]![0]!]! / arm.fingerOpen));
+    });
+    return out;
+  }
+
+  observe(): SimObservation {
+    const images: Record<string, Uint8Array> = {};
+    for (const cam of this.cameras) images[cam] = this.opts.renderer!(this, cam);
+    return { state: this.state(), images, prompt: this.prompt };
+  }
+
+  step(action: ArrayLike<number>): StepResult {
+    if (action.length !== this.dim) {
+      throw new UserError(
+        `action has ${action.length} values; ${this.robot.name} expects ${this.dim} (${this.robot.arms.length} arm(s) of joints + gripper)`,
+      );
+    }
+    for (let i = 0; i < action.length; i++) {
+      if (!Number.isFinite(action[i]!))
+        throw new UserError(`action[${i}] is ${action[i]}, expected a finite number`);
+    }
+    const velocity = this.opts.actionMode === 'joint_velocity';
+    let k = 0;
+    this.robot.arms.forEach((arm, a) => {
+      for (let j = 0; j < arm.joints.length; j++, k++) {
+        this.target[k] = velocity ? this.target[k]! + action[k]! * this.controlDt : action[k]!;
+        this.ctrl[this.ctrlIndex[a]![j]!] = this.target[k]!;
+      }
+      const g = Math.min(1, Math.max(0, action[k]!));
+      this.target[k++] = g;
+      for (const c of this.fingerCtrlIndex[a]!) this.ctrl[c] = g * arm.fingerOpen;
+    });
+    this.sim.step(this.ctrl, this.robot.substeps);
+    this.stepCount++;
+    return { obs: this.observe(), reward: this.task.reward(this) };
+  }
+
+  /** Whether any geom of `a` touches any geom of `b` (ids). */
+  touching(a: ReadonlySet<number>, b: ReadonlySet<number>): boolean {
+    for (const c of this.sim.contacts()) {
+      if ((a.has(c.geom1) && b.has(c.geom2)) || (a.has(c.geom2) && b.has(c.geom1))) return true;
+    }
+    return false;
+  }
+
+  /** Geom ids by name, for contact tests. */
+  geoms(...names: string[]): Set<number> {
+    return new Set(names.map((n) => this.sim.id('geom', n)));
+  }
+
+  /** Put a free-jointed body at a position with a yaw (radians). */
+  placeFree(joint: string, pos: [number, number, number], yaw = 0): void {
+    const adr = this.sim.jointQposAdr(joint);
+    this.sim.setQpos([...pos, Math.cos(yaw / 2), 0, 0, Math.sin(yaw / 2)], adr);
+  }
+
+  free(): void {
+    this.sim.free();
+  }
+}
