@@ -3,7 +3,7 @@
  * computes runs in a worker thread, so pings, /healthz and other clients are answered while a batch
  * computes (openpi's server blocks its event loop during inference).
  */
-import { Worker } from 'node:worker_threads';
+import { startWorker } from '../threads.js';
 import { loadPolicy, type PolicyContext } from './load-policy.js';
 import type { PolicyRequest, PolicyResult, PolicySpec } from './policy.js';
 
@@ -48,10 +48,7 @@ function buffersOf(requests: PolicyRequest[]): ArrayBuffer[] {
 }
 
 export async function workerRunner(spec: PolicySpec, ctx: PolicyContext): Promise<PolicyRunner> {
-  const worker = new Worker(new URL('./worker.ts', import.meta.url), {
-    workerData: { spec, ctx },
-    execArgv: ['--import', 'tsx'],
-  });
+  const worker = startWorker(new URL('./worker.ts', import.meta.url), { workerData: { spec, ctx } });
   const waiting = new Map<number, { resolve: (r: PolicyResult[]) => void; reject: (e: Error) => void }>();
   let nextId = 0;
   let failure: Error | null = null;
