@@ -1,0 +1,71 @@
+import path from 'node:path';
+import type { Command } from 'commander';
+import { runJobProcess } from '../jobs/job-process.js';
+import { prepareLaunch, registerLaunch, spawnDetached } from '../jobs/launch.js';
+import { JobRegistry } from '../jobs/registry.js';
+import { loadTrainer } from '../jobs/trainer.js';
+import { computeBackend } from './context.js';
+import { collect } from './output.js';
+
+interface TrainOptions {
+  expName: string;
+  resume?: boolean;
+  overwrite?: boolean;
+  detach?: boolean;
+  set: string[];
+}
+
+const rel = (p: string) => path.relative(process.cwd(), p) || p;
+
+export function register(program: Command): void {
+  program
+    .command('train')
+    .description('launch a fine-tuning job from a named config (in this shell, or detached with --detach)')
+    .argument('<config>', 'config name or path to a YAML file')
+    .requiredOption('--exp-name <name>', 'experiment name: the run writes to checkpoints/<config>/<name>/')
+    .option('--resume', 'continue the experiment from its newest checkpoint')
+    .option('--overwrite', 'delete the experiment’s checkpoints and start over')
+    .option('--detach', 'run the trainer as a background process that outlives this shell')
+    .option('--set <key=value>', 'override a config field, e.g. train.steps=500 (repeatable)', collect, [])
+    .action(async (configName: string, opts: TrainOptions) => {
+      const registry = JobRegistry.open();
+      try {
+        const prepared = prepareLaunch(registry, {
+          config: configName,
+          overrides: opts.set,
+          expName: opts.expName,
+          resume: opts.resume === true,
+          overwrite: opts.overwrite === true,
+        });
+        if (prepared.resume && !prepared.existing && !prepared.runDirUsed) {
+          console.error(
+            `note: ${prepared.config.name}/${prepared.expName} has no run to resume: starting at step 0`,
+          );
+        }
+        if (opts.detach) {
+          const job = registerLaunch(registry, prepared);
+          const pid = spawnDetached(registry, job, program.opts<{ backend?: string }>().backend);
+          console.log(`job ${job.id} started in the background (pid ${pid})`);
+          console.log(`  log:    ${rel(job.logPath)}`);
+          console.log(`  watch:  vla jobs logs ${job.id} -f`);
+          console.log(`  stop:   vla jobs stop ${job.id}`);
+          return;
+        }
+        await computeBackend(program);
+        const train = await loadTrainer();
+        const job = registerLaunch(registry, prepared);
+        const outcome = await runJobProcess(registry, job.id, {
+          train,
+          output: 'terminal',
+          logInterval: prepared.config.train.log_interval,
+        });
+        if (outcome.job.status === 'stopped') {
+          console.error(
+            `resume with: vla jobs resume ${job.id}  (or vla train ${configName} --exp-name ${opts.expName} --resume)`,
+          );
+        }
+      } finally {
+        registry.close();
+      }
+    });
+}

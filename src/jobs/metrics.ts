@@ -1,0 +1,45 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../config/errors.js';
+
+/** One line of metrics.jsonl: `step`, `loss`, `grad_norm`, `lr`, `samples_per_s`, `time`, eval fields. */
+export type MetricsRow = { step: number } & Record<string, number>;
+
+export const metricsPath = (runDir: string): string => path.join(runDir, 'metrics.jsonl');
+
+/**
+ * Read a run's metrics.jsonl. Non-numeric fields are dropped. A torn last line (the trainer is
+ * writing it right now, or died mid-write) is skipped; a bad line elsewhere is an error naming it.
+ */
+export function readMetrics(file: string): MetricsRow[] {
+  if (!existsSync(file)) return [];
+  const lines = readFileSync(file, 'utf8').split('\n');
+  const rows: MetricsRow[] = [];
+  for (const [i, raw] of lines.entries()) {
+    const line = raw.trim();
+    if (line === '') continue;
+    let value: unknown;
+    try {
+      value = JSON.parse(line);
+    } catch {
+      if (i >= lines.length - 2 && !raw.endsWith('}')) continue;
+      throw new UserError(
+        `${file}:${i + 1}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
+      );
+    }
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw new UserError(
+        `${file}:${i + 1}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
+      );
+    }
+    const row: Record<string, number> = {};
+    for (const [k, v] of Object.entries(value)) if (typeof v === 'number' && Number.isFinite(v)) row[k] = v;
+    if (typeof row.step !== 'number') {
+      throw new UserError(
+        `${file}:${i + 1}: expected a numeric "step" field, got ${JSON.stringify(line.slice(0, 60))}`,
+      );
+    }
+    rows.push(row as MetricsRow);
+  }
+  return rows;
+}
