@@ -11,23 +11,85 @@ export const LoraConfig = z.strictObject({
   targets: z.array(z.string().min(1)).min(1).default(['*/attn/*/kernel', '*/mlp/*/kernel']),
 });
 
-/** π0-style policy sizes. Fields left out take the preset's value (see src/model). */
-export const ModelConfig = z.strictObject({
-  preset: z.enum(['tiny', 'small', 'base']).default('small'),
-  width: posInt.optional(),
-  depth: posInt.optional(),
-  heads: posInt.optional(),
-  mlp_dim: posInt.optional(),
-  expert_width: posInt.optional(),
-  expert_mlp_dim: posInt.optional(),
-  patch_size: posInt.optional(),
-  image_size: posInt.optional(),
-  action_dim: posInt.default(32),
-  action_horizon: posInt.default(50),
-  max_token_len: posInt.default(48),
-  num_steps: posInt.default(10),
-  lora: LoraConfig.nullable().default(null),
-});
+/** The sizes each model preset stands for; a config's own fields override them one by one. */
+export const MODEL_PRESETS = {
+  tiny: {
+    width: 64,
+    depth: 2,
+    heads: 2,
+    mlp_dim: 128,
+    expert_width: 32,
+    expert_mlp_dim: 64,
+    patch_size: 8,
+    image_size: 32,
+    vision_depth: 1,
+  },
+  small: {
+    width: 256,
+    depth: 4,
+    heads: 4,
+    mlp_dim: 768,
+    expert_width: 128,
+    expert_mlp_dim: 256,
+    patch_size: 16,
+    image_size: 96,
+    vision_depth: 1,
+  },
+  base: {
+    width: 512,
+    depth: 8,
+    heads: 8,
+    mlp_dim: 2048,
+    expert_width: 256,
+    expert_mlp_dim: 1024,
+    patch_size: 16,
+    image_size: 224,
+    vision_depth: 4,
+  },
+} as const;
+export type ModelPreset = keyof typeof MODEL_PRESETS;
+
+/** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
+export const ModelConfig = z
+  .strictObject({
+    preset: z.enum(['tiny', 'small', 'base']).default('small'),
+    width: posInt.optional(),
+    depth: posInt.optional(),
+    heads: posInt.optional(),
+    mlp_dim: posInt.optional(),
+    expert_width: posInt.optional(),
+    expert_mlp_dim: posInt.optional(),
+    patch_size: posInt.optional(),
+    image_size: posInt.optional(),
+    /** Transformer blocks that run over each camera's patches alone before the shared prefix blocks. */
+    vision_depth: nonNegInt.optional(),
+    action_dim: posInt.default(32),
+    action_horizon: posInt.default(50),
+    max_token_len: posInt.default(48),
+    num_steps: posInt.default(10),
+    lora: LoraConfig.nullable().default(null),
+  })
+  .superRefine((m, ctx) => {
+    const p = MODEL_PRESETS[m.preset];
+    const image = m.image_size ?? p.image_size;
+    const patch = m.patch_size ?? p.patch_size;
+    if (image % patch !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [m.image_size !== undefined ? 'image_size' : 'patch_size'],
+        message: `image_size ${image} is not divisible by patch_size ${patch} (preset ${m.preset}): expected a multiple of ${patch}`,
+      });
+    }
+    const width = m.width ?? p.width;
+    const heads = m.heads ?? p.heads;
+    if (width % heads !== 0) {
+      ctx.addIssue({
+        code: 'custom',
+        path: [m.width !== undefined ? 'width' : 'heads'],
+        message: `width ${width} is not divisible by heads ${heads} (preset ${m.preset}): each head needs width/heads dims`,
+      });
+    }
+  });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
 export const DataConfig = z.strictObject({

@@ -1,0 +1,78 @@
+import { UserError } from '../config/errors.js';
+import { MODEL_PRESETS, type ModelConfig } from '../config/schema.js';
+
+/** Cameras the model has slots (camera embeddings) for; π0 takes up to three, ALOHA sends four. */
+export const MAX_CAMERAS = 4;
+
+/** Every size the model needs, the preset merged with the config's own fields. */
+export interface ModelDims {
+  width: number;
+  depth: number;
+  heads: number;
+  headDim: number;
+  mlpDim: number;
+  expertWidth: number;
+  expertMlpDim: number;
+  patchSize: number;
+  imageSize: number;
+  visionDepth: number;
+  actionDim: number;
+  horizon: number;
+  maxTokenLen: number;
+  numSteps: number;
+  lora: { rank: number; alpha: number; targets: string[] } | null;
+}
+
+export function modelDims(m: ModelConfig): ModelDims {
+  const p = MODEL_PRESETS[m.preset];
+  const width = m.width ?? p.width;
+  const heads = m.heads ?? p.heads;
+  const imageSize = m.image_size ?? p.image_size;
+  const patchSize = m.patch_size ?? p.patch_size;
+  if (imageSize % patchSize !== 0) {
+    throw new UserError(
+      `model.image_size ${imageSize} is not divisible by model.patch_size ${patchSize}: expected a multiple of ${patchSize}`,
+    );
+  }
+  if (width % heads !== 0) {
+    throw new UserError(`model.width ${width} is not divisible by model.heads ${heads}`);
+  }
+  return {
+    width,
+    depth: m.depth ?? p.depth,
+    heads,
+    headDim: width / heads,
+    mlpDim: m.mlp_dim ?? p.mlp_dim,
+    expertWidth: m.expert_width ?? p.expert_width,
+    expertMlpDim: m.expert_mlp_dim ?? p.expert_mlp_dim,
+    patchSize,
+    imageSize,
+    visionDepth: m.vision_depth ?? p.vision_depth,
+    actionDim: m.action_dim,
+    horizon: m.action_horizon,
+    maxTokenLen: m.max_token_len,
+    numSteps: m.num_steps,
+    lora: m.lora,
+  };
+}
+
+/** A robot (or dataset) this model cannot take: more state or action dims than `action_dim`, too many cameras. */
+export function checkRobotFits(
+  dims: ModelDims,
+  robot: { stateDim: number; actionDim: number; cameras: number },
+  where = 'model',
+): void {
+  if (robot.stateDim > dims.actionDim) {
+    throw new UserError(
+      `${where}.action_dim ${dims.actionDim} is smaller than the robot's state dim ${robot.stateDim}: expected action_dim >= ${robot.stateDim} (state is padded to action_dim)`,
+    );
+  }
+  if (robot.actionDim > dims.actionDim) {
+    throw new UserError(
+      `${where}.action_dim ${dims.actionDim} is smaller than the robot's action dim ${robot.actionDim}: expected action_dim >= ${robot.actionDim}`,
+    );
+  }
+  if (robot.cameras < 1 || robot.cameras > MAX_CAMERAS) {
+    throw new UserError(`${where}: expected 1 to ${MAX_CAMERAS} cameras, got ${robot.cameras}`);
+  }
+}

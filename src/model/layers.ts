@@ -1,0 +1,67 @@
+/**
+ * The building blocks, written so that every matmul the WASM backend runs is a plain 2-D one: its fast
+ * engine takes only those (a [B,T,D]×[D,N] matmul or one with a transposed operand fell to paths 10–40×
+ * slower here, see notes/tfjs-on-this-machine.md). Activations stay 2-D ([tokens, features]) and are
+ * reshaped to heads only inside attention.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+
+/**
+ * `a @ b` whose gradient transposes explicitly and then runs plain matmuls, instead of tfjs's built-in
+ * gradient that asks for transposed matmuls.
+ */
+export const matmul2d = tf.customGrad((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) => {
+  save([a, b]);
+  return {
+    value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
+      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
+    },
+  };
+}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+
+/** Gemma's RMSNorm: x / rms(x) · (1 + scale), scale starting at zero. */
+export function rmsNorm(x: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
+  const ms = tf.mean(tf.mul(x, x), -1, true);
+  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, 1e-6))), tf.add(scale, 1));
+}
+
+/** GELU in its sigmoid form, x·σ(1.702x): three cheap ops where the tanh form needs a cube and more. */
+export function gelu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
+}
+
+export function silu(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(x));
+}
+
+/** [B·T, H·hd] → queries or values by head: [B, H, T, hd]. */
+export function splitHeads(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor4D {
+  const hd = x.shape[1]! / heads;
+  return tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 1, 3]);
+}
+
+/** [B·T, H·hd] → keys by head, already transposed for the score matmul: [B, H, hd, T]. */
+export function splitHeadsT(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor4D {
+  const hd = x.shape[1]! / heads;
+  return tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 3, 1]);
+}
+
+/**
+ * Scaled dot-product attention over heads. q [B,H,Tq,hd] (already scaled by 1/√hd), kT [B,H,hd,Tk],
+ * v [B,H,Tk,hd], bias [B,1,Tq,Tk] additive (0 where allowed, a large negative number where masked) or
+ * null. Returns [B·Tq, H·hd].
+ */
+export function attend(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor | null): tf.Tensor2D {
+  const [b, h, tq, hd] = q.shape;
+  const tk = kT.shape[3];
+  let scores: tf.Tensor = tf.reshape(
+    tf.matMul(tf.reshape(q, [b * h, tq, hd]), tf.reshape(kT, [b * h, hd, tk])),
+    [b, h, tq, tk],
+  );
+  if (bias) scores = tf.add(scores, bias);
+  const probs = tf.reshape(tf.softmax(scores), [b * h, tq, tk]);
+  const out = tf.reshape(tf.matMul(probs, tf.reshape(v, [b * h, tk, hd])), [b, h, tq, hd]);
+  return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b * tq, h * hd]);
+}

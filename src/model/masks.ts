@@ -1,0 +1,66 @@
+/**
+ * π0's attention mask (openpi's `make_attn_mask`): token j is visible to token i when both are valid
+ * and j's block index is not after i's. Block indices are the cumulative sum of `blockStarts`: tokens
+ * with 0 join the block before them. π0 uses prefix = one block (bidirectional), state = a new block,
+ * first action token = a new block with all action tokens in it; so the prefix never sees the suffix,
+ * the state token sees the prefix and itself, and action tokens see everything.
+ */
+export function attentionMask(valid: Uint8Array, blockStarts: Uint8Array, batch: number): Uint8Array {
+  const t = blockStarts.length;
+  if (valid.length !== batch * t) {
+    throw new Error(`attentionMask: valid has ${valid.length} entries, expected ${batch}×${t}`);
+  }
+  const block = new Int32Array(t);
+  let acc = 0;
+  for (let i = 0; i < t; i++) {
+    acc += blockStarts[i]!;
+    block[i] = acc;
+  }
+  const mask = new Uint8Array(batch * t * t);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < t; i++) {
+      if (!valid[b * t + i]) continue;
+      const row = (b * t + i) * t;
+      for (let j = 0; j < t; j++) {
+        if (valid[b * t + j] && block[j]! <= block[i]!) mask[row + j] = 1;
+      }
+    }
+  }
+  return mask;
+}
+
+/** Block starts for a π0 sequence of `prefixLen` prefix tokens, one state token and `horizon` action tokens. */
+export function pi0BlockStarts(prefixLen: number, horizon: number): Uint8Array {
+  const starts = new Uint8Array(prefixLen + 1 + horizon);
+  starts[prefixLen] = 1;
+  starts[prefixLen + 1] = 1;
+  return starts;
+}
+
+const MASKED = -1e9;
+
+/**
+ * The additive attention bias [B, 1, rows, cols] for query rows [r0, r1) and key columns [c0, c1) of a
+ * [B, T, T] mask: 0 where visible, a large negative number where not.
+ */
+export function maskBias(
+  mask: Uint8Array,
+  batch: number,
+  t: number,
+  r0: number,
+  r1: number,
+  c0: number,
+  c1: number,
+): Float32Array {
+  const rows = r1 - r0;
+  const cols = c1 - c0;
+  const out = new Float32Array(batch * rows * cols);
+  for (let b = 0; b < batch; b++) {
+    for (let i = 0; i < rows; i++) {
+      const src = (b * t + r0 + i) * t + c0;
+      const dst = (b * rows + i) * cols;
+      for (let j = 0; j < cols; j++) out[dst + j] = mask[src + j] ? 0 : MASKED;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,594 @@
+/**
+ * The π0-style policy: a prefix of image patch tokens and prompt tokens, and a suffix (the action
+ * expert, with its own, narrower weights) of one state token and H action tokens, all attending through
+ * shared attention with π0's masks. Trained by flow matching; sampled by Euler steps from t = 1 to 0
+ * with the prefix's keys and values computed once.
+ *
+ * Reading order: parameters → inputs → prefix → suffix → loss → sampling.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { Batch } from '../data/batch.js';
+import { MAX_CAMERAS, type ModelDims } from './config.js';
+import { attend, gelu, matmul2d, rmsNorm, silu, splitHeads, splitHeadsT } from './layers.js';
+import { attentionMask, maskBias, pi0BlockStarts } from './masks.js';
+import { globToRegExp, type Params } from './params.js';
+import { Rng } from './rng.js';
+import { tokenizePrompts, VOCAB_SIZE } from './tokenizer.js';
+
+// ---------------------------------------------------------------- parameters
+
+interface ParamSpec {
+  shape: number[];
+  init: 'fan_in' | 'zeros' | 'embed' | 'small' | 'lora_a';
+}
+
+/**
+ * Every parameter's name, shape and initialiser, in a stable order. The last prefix block has keys and
+ * values only: the suffix reads them, and nothing reads the prefix's output after it.
+ */
+export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
+  const specs = new Map<string, ParamSpec>();
+  const kernel = (name: string, fanIn: number, out: number) =>
+    specs.set(`${name}/kernel`, { shape: [fanIn, out], init: 'fan_in' });
+  const bias = (name: string, n: number) => specs.set(`${name}/bias`, { shape: [n], init: 'zeros' });
+  const norm = (name: string, n: number) => specs.set(`${name}/scale`, { shape: [n], init: 'zeros' });
+  const block = (g: string, width: number, mlp: number, kvOnly: boolean) => {
+    norm(`${g}/ln1`, width);
+    if (!kvOnly) kernel(`${g}/attn/q`, width, d.width);
+    kernel(`${g}/attn/k`, width, d.width);
+    kernel(`${g}/attn/v`, width, d.width);
+    if (kvOnly) return;
+    kernel(`${g}/attn/o`, d.width, width);
+    norm(`${g}/ln2`, width);
+    kernel(`${g}/mlp/up`, width, mlp);
+    kernel(`${g}/mlp/down`, mlp, width);
+  };
+  const p = d.patchSize;
+  const patches = (d.imageSize / p) ** 2;
+  kernel('vision/patch_embed', p * p * 3, d.width);
+  bias('vision/patch_embed', d.width);
+  specs.set('vision/pos_embedding', { shape: [patches, d.width], init: 'small' });
+  for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, d.width, d.mlpDim, false);
+  norm('vision/final_norm', d.width);
+
+  specs.set('prefix/camera_embedding', { shape: [MAX_CAMERAS, d.width], init: 'small' });
+  specs.set('prefix/token_embedding', { shape: [VOCAB_SIZE, d.width], init: 'embed' });
+  specs.set('prefix/prompt_pos_embedding', { shape: [d.maxTokenLen, d.width], init: 'small' });
+  for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, d.width, d.mlpDim, i === d.depth - 1);
+
+  const e = d.expertWidth;
+  kernel('expert/state_proj', d.actionDim, e);
+  bias('expert/state_proj', e);
+  kernel('expert/action_in', d.actionDim, e);
+  bias('expert/action_in', e);
+  specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'small' });
+  kernel('expert/time_mlp_in', 2 * e, e);
+  bias('expert/time_mlp_in', e);
+  kernel('expert/time_mlp_out', e, e);
+  bias('expert/time_mlp_out', e);
+  for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, e, d.expertMlpDim, false);
+  norm('expert/final_norm', e);
+  kernel('expert/action_out', e, d.actionDim);
+  bias('expert/action_out', d.actionDim);
+
+  if (d.lora) {
+    const targets = d.lora.targets.map(globToRegExp);
+    for (const [name, spec] of [...specs]) {
+      if (!name.endsWith('/kernel') || !targets.some((r) => r.test(name))) continue;
+      const base = name.slice(0, -'/kernel'.length);
+      specs.set(`${base}/lora_a`, { shape: [spec.shape[0]!, d.lora.rank], init: 'lora_a' });
+      specs.set(`${base}/lora_b`, { shape: [d.lora.rank, spec.shape[1]!], init: 'zeros' });
+    }
+  }
+  return specs;
+}
+
+/** Fresh weights from a seed (the same seed gives the same weights on every backend). */
+export function initParams(d: ModelDims, seed: number): Params {
+  const rng = new Rng(seed, 1);
+  const params: Params = new Map();
+  for (const [name, spec] of paramSpecs(d)) {
+    const n = spec.shape.reduce((a, b) => a * b, 1);
+    let values: Float32Array;
+    switch (spec.init) {
+      case 'zeros':
+        values = new Float32Array(n);
+        break;
+      case 'fan_in':
+      case 'lora_a':
+        values = rng.normals(n, 1 / Math.sqrt(spec.shape[0]!));
+        break;
+      case 'embed':
+        values = rng.normals(n, 1);
+        break;
+      case 'small':
+        values = rng.normals(n, 0.02);
+        break;
+    }
+    params.set(name, tf.tensor(values, spec.shape, 'float32'));
+  }
+  return params;
+}
+
+// ---------------------------------------------------------------- inputs
+
+/** What the model reads from a batch, prepared in plain arrays (no per-element tensor walks). */
+export interface ModelInputs {
+  batch: number;
+  cameras: number;
+  /** [B·cams·N, p·p·3] image patches scaled to [-1, 1]. */
+  patches: Float32Array;
+  /** [B, cams] */
+  imageMask: Uint8Array;
+  /** L: prompt tokens kept (the longest prompt of the batch). */
+  promptLen: number;
+  /** [B·L, VOCAB] one-hot prompt tokens: their embedding is a plain matmul (gather's gradient needs a kernel WASM lacks). */
+  promptOneHot: Float32Array;
+  /** [B, L] */
+  promptMask: Uint8Array;
+  /** [B, actionDim] state padded with zeros. */
+  state: Float32Array;
+}
+
+/** [B, cams, S, S, 3] uint8 → [B·cams·N, p·p·3] float patches in [-1, 1], row-major patch order. */
+export function patchify(images: Uint8Array, n: number, size: number, patch: number): Float32Array {
+  const g = size / patch;
+  const per = patch * patch * 3;
+  const out = new Float32Array(n * g * g * per);
+  let o = 0;
+  for (let img = 0; img < n; img++) {
+    const base = img * size * size * 3;
+    for (let py = 0; py < g; py++) {
+      for (let px = 0; px < g; px++) {
+        for (let y = 0; y < patch; y++) {
+          let src = base + ((py * patch + y) * size + px * patch) * 3;
+          for (let k = 0; k < patch * 3; k++) out[o++] = images[src++]! / 127.5 - 1;
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export interface Observation {
+  batchSize: number;
+  cameras: number;
+  imageSize: number;
+  images: Uint8Array;
+  imageMask: Uint8Array;
+  state: Float32Array;
+  stateDim: number;
+  prompts: string[];
+}
+
+export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
+  const { batchSize: b, cameras: c, imageSize: s } = obs;
+  if (s !== d.imageSize)
+    throw new Error(`images are ${s}×${s}, the model takes ${d.imageSize}×${d.imageSize}`);
+  if (c < 1 || c > MAX_CAMERAS) throw new Error(`expected 1 to ${MAX_CAMERAS} cameras, got ${c}`);
+  if (obs.images.length !== b * c * s * s * 3) {
+    throw new Error(`images: expected ${b}×${c}×${s}×${s}×3 bytes, got ${obs.images.length}`);
+  }
+  if (obs.stateDim > d.actionDim) {
+    throw new Error(`state dim ${obs.stateDim} is larger than the model's action_dim ${d.actionDim}`);
+  }
+  if (obs.state.length !== b * obs.stateDim) {
+    throw new Error(`state: expected ${b}×${obs.stateDim} values, got ${obs.state.length}`);
+  }
+  if (obs.prompts.length !== b) throw new Error(`expected ${b} prompts, got ${obs.prompts.length}`);
+  const tok = tokenizePrompts(obs.prompts, d.maxTokenLen);
+  const oneHot = new Float32Array(tok.tokens.length * VOCAB_SIZE);
+  for (let i = 0; i < tok.tokens.length; i++) if (tok.mask[i]) oneHot[i * VOCAB_SIZE + tok.tokens[i]!] = 1;
+  const state = new Float32Array(b * d.actionDim);
+  for (let i = 0; i < b; i++) {
+    state.set(obs.state.subarray(i * obs.stateDim, (i + 1) * obs.stateDim), i * d.actionDim);
+  }
+  return {
+    batch: b,
+    cameras: c,
+    patches: patchify(obs.images, b * c, s, d.patchSize),
+    imageMask: obs.imageMask,
+    promptLen: tok.length,
+    promptOneHot: oneHot,
+    promptMask: tok.mask,
+    state,
+  };
+}
+
+export function batchObservation(batch: Batch): Observation {
+  return {
+    batchSize: batch.size,
+    cameras: batch.cameras.length,
+    imageSize: batch.imageSize,
+    images: batch.images,
+    imageMask: batch.imageMask,
+    state: batch.state,
+    stateDim: batch.stateDim,
+    prompts: batch.prompts,
+  };
+}
+
+// ---------------------------------------------------------------- the network
+
+/** One layer's prefix keys [B,H,hd,Tp] and values [B,H,Tp,hd]: what the KV cache holds. */
+export interface PrefixKV {
+  keys: tf.Tensor4D[];
+  values: tf.Tensor4D[];
+  /** [B, Tp]: which prefix tokens are real (present cameras, prompt tokens). */
+  valid: Uint8Array;
+  length: number;
+}
+
+export class Pi0 {
+  constructor(readonly dims: ModelDims) {}
+
+  get patchesPerImage(): number {
+    return (this.dims.imageSize / this.dims.patchSize) ** 2;
+  }
+
+  get suffixLen(): number {
+    return 1 + this.dims.horizon;
+  }
+
+  /** `x @ kernel (+ bias)`, with the LoRA path `(x @ A) @ B · alpha/rank` where the params have one. */
+  linear(w: Params, x: tf.Tensor, name: string): tf.Tensor2D {
+    let y = matmul2d(x, get(w, `${name}/kernel`));
+    const a = w.get(`${name}/lora_a`);
+    if (a) {
+      const lora = this.dims.lora!;
+      const delta = matmul2d(matmul2d(x, a), get(w, `${name}/lora_b`));
+      y = tf.add(y, tf.mul(delta, lora.alpha / lora.rank));
+    }
+    const b = w.get(`${name}/bias`);
+    return b ? tf.add(y, b) : y;
+  }
+
+  private mlp(w: Params, x: tf.Tensor2D, g: string): tf.Tensor2D {
+    const h = rmsNorm(x, get(w, `${g}/ln2/scale`));
+    return tf.add(x, this.linear(w, gelu(this.linear(w, h, `${g}/mlp/up`)), `${g}/mlp/down`));
+  }
+
+  private queries(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): tf.Tensor4D {
+    const q = tf.mul(this.linear(w, h, `${g}/attn/q`), 1 / Math.sqrt(this.dims.headDim));
+    return splitHeads(q, b, t, this.dims.heads);
+  }
+
+  private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor4D, tf.Tensor4D] {
+    const k = splitHeadsT(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
+    const v = splitHeads(this.linear(w, h, `${g}/attn/v`), b, t, this.dims.heads);
+    return [k, v];
+  }
+
+  /** Patch tokens of each camera through the vision blocks (attention within one image): [B·cams·N, W]. */
+  private encodeImages(w: Params, inp: ModelInputs): tf.Tensor2D {
+    const d = this.dims;
+    const n = this.patchesPerImage;
+    const images = inp.batch * inp.cameras;
+    const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
+    let x = this.linear(w, patches, 'vision/patch_embed');
+    x = tf.reshape(tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')), [
+      images * n,
+      d.width,
+    ]);
+    for (let i = 0; i < d.visionDepth; i++) {
+      const g = `vision/block_${i}`;
+      const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
+      const [k, v] = this.keysValues(w, h, g, images, n);
+      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, images, n), k, v, null), `${g}/attn/o`));
+      x = this.mlp(w, x, g);
+    }
+    return rmsNorm(x, get(w, 'vision/final_norm/scale'));
+  }
+
+  /** The prefix tokens [B·Tp, W] (cameras' patches, then the prompt) and which of them are real. */
+  embedPrefix(w: Params, inp: ModelInputs): { x: tf.Tensor2D; valid: Uint8Array; length: number } {
+    const d = this.dims;
+    const { batch: b, cameras: c, promptLen: l } = inp;
+    const n = this.patchesPerImage;
+    const cam = tf.slice(get(w, 'prefix/camera_embedding'), [0, 0], [c, d.width]);
+    const img = tf.add(
+      tf.reshape(this.encodeImages(w, inp), [b, c, n, d.width]),
+      tf.reshape(cam, [1, c, 1, d.width]),
+    );
+    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
+    const tokens = tf.add(
+      tf.reshape(matmul2d(onehot, get(w, 'prefix/token_embedding')), [b, l, d.width]),
+      tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
+    );
+    const length = c * n + l;
+    const x = tf.reshape(tf.concat([tf.reshape(img, [b, c * n, d.width]), tokens], 1), [b * length, d.width]);
+    const valid = new Uint8Array(b * length);
+    for (let i = 0; i < b; i++) {
+      for (let j = 0; j < c; j++)
+        valid.fill(inp.imageMask[i * c + j] ? 1 : 0, i * length + j * n, i * length + (j + 1) * n);
+      valid.set(inp.promptMask.subarray(i * l, (i + 1) * l), i * length + c * n);
+    }
+    return { x, valid, length };
+  }
+
+  /** Runs the prefix blocks once and keeps every layer's keys and values (the KV cache). */
+  prefixKV(w: Params, inp: ModelInputs): PrefixKV {
+    const d = this.dims;
+    const b = inp.batch;
+    const { x: x0, valid, length: t } = this.embedPrefix(w, inp);
+    const mask = attentionMask(valid, new Uint8Array(t), b);
+    const bias = tf.tensor4d(maskBias(mask, b, t, 0, t, 0, t), [b, 1, t, t]);
+    const keys: tf.Tensor4D[] = [];
+    const values: tf.Tensor4D[] = [];
+    let x = x0;
+    for (let i = 0; i < d.depth; i++) {
+      const g = `prefix/block_${i}`;
+      const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
+      const [k, v] = this.keysValues(w, h, g, b, t);
+      keys.push(k);
+      values.push(v);
+      if (i === d.depth - 1) break;
+      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, b, t), k, v, bias), `${g}/attn/o`));
+      x = this.mlp(w, x, g);
+    }
+    return { keys, values, valid, length: t };
+  }
+
+  /** Sine-cosine embedding of the flow time (π0's `posemb_sincos`, periods 4e-3 to 4). */
+  timeEmbedding(t: Float32Array): Float32Array {
+    const e = this.dims.expertWidth;
+    const half = e / 2;
+    const out = new Float32Array(t.length * e);
+    for (let b = 0; b < t.length; b++) {
+      for (let i = 0; i < half; i++) {
+        const period = 4e-3 * (4 / 4e-3) ** (i / Math.max(1, half - 1));
+        const angle = (t[b]! * 2 * Math.PI) / period;
+        out[b * e + i] = Math.sin(angle);
+        out[b * e + half + i] = Math.cos(angle);
+      }
+    }
+    return out;
+  }
+
+  /** The suffix tokens [B·(1+H), E]: the state token, then action tokens mixing x_t with the flow time. */
+  embedSuffix(w: Params, state: tf.Tensor2D, xt: tf.Tensor3D, t: Float32Array): tf.Tensor2D {
+    const d = this.dims;
+    const e = d.expertWidth;
+    const b = state.shape[0];
+    const stateTok = tf.reshape(this.linear(w, state, 'expert/state_proj'), [b, 1, e]);
+    const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in');
+    // π0 concatenates [action, time] before the MLP; splitting the kernel instead adds the time part once per sample.
+    const kIn = get(w, 'expert/time_mlp_in/kernel');
+    const timePart = matmul2d(tf.tensor2d(this.timeEmbedding(t), [b, e]), tf.slice(kIn, [e, 0], [e, e]));
+    let h: tf.Tensor = tf.add(
+      tf.reshape(matmul2d(act, tf.slice(kIn, [0, 0], [e, e])), [b, d.horizon, e]),
+      tf.reshape(timePart, [b, 1, e]),
+    );
+    h = silu(tf.add(h, get(w, 'expert/time_mlp_in/bias')));
+    h = this.linear(w, tf.reshape(h, [b * d.horizon, e]), 'expert/time_mlp_out');
+    const actTok = tf.add(tf.reshape(h, [b, d.horizon, e]), get(w, 'expert/action_pos_embedding'));
+    return tf.reshape(tf.concat([stateTok, actTok], 1), [b * this.suffixLen, e]);
+  }
+
+  /** The suffix's attention bias [B,1,1+H,Tp+1+H] from π0's mask over the whole sequence. */
+  suffixBias(prefixValid: Uint8Array, prefixLen: number, b: number): tf.Tensor4D {
+    const s = this.suffixLen;
+    const t = prefixLen + s;
+    const mask = attentionMask(
+      sequenceValid(prefixValid, prefixLen, s, b),
+      pi0BlockStarts(prefixLen, this.dims.horizon),
+      b,
+    );
+    return tf.tensor4d(maskBias(mask, b, t, prefixLen, t, 0, t), [b, 1, s, t]);
+  }
+
+  /** The predicted velocity [B,H,A] for x_t at times t, reading the prefix through its keys and values. */
+  velocity(
+    w: Params,
+    kv: PrefixKV,
+    bias: tf.Tensor4D,
+    state: tf.Tensor2D,
+    xt: tf.Tensor3D,
+    t: Float32Array,
+  ): tf.Tensor3D {
+    const d = this.dims;
+    const b = state.shape[0];
+    const s = this.suffixLen;
+    let y = this.embedSuffix(w, state, xt, t);
+    for (let i = 0; i < d.depth; i++) {
+      const g = `expert/block_${i}`;
+      const h = rmsNorm(y, get(w, `${g}/ln1/scale`));
+      const [k, v] = this.keysValues(w, h, g, b, s);
+      const keys = tf.concat([kv.keys[i]!, k], 3);
+      const values = tf.concat([kv.values[i]!, v], 2);
+      y = tf.add(y, this.linear(w, attend(this.queries(w, h, g, b, s), keys, values, bias), `${g}/attn/o`));
+      y = this.mlp(w, y, g);
+    }
+    return this.actionsOut(w, y, b);
+  }
+
+  private actionsOut(w: Params, y: tf.Tensor2D, b: number): tf.Tensor3D {
+    const d = this.dims;
+    const e = d.expertWidth;
+    const h = rmsNorm(y, get(w, 'expert/final_norm/scale'));
+    const act = tf.reshape(tf.slice(tf.reshape(h, [b, this.suffixLen, e]), [0, 1, 0], [b, d.horizon, e]), [
+      b * d.horizon,
+      e,
+    ]);
+    return tf.reshape(this.linear(w, act, 'expert/action_out'), [b, d.horizon, d.actionDim]);
+  }
+
+  /**
+   * The same velocity without a cache, as π0 computes it on one sequence: prefix and suffix tokens
+   * together, each through its own weights, one attention over all of them with π0's full mask.
+   */
+  velocityUncached(
+    w: Params,
+    inp: ModelInputs,
+    state: tf.Tensor2D,
+    xt: tf.Tensor3D,
+    t: Float32Array,
+  ): tf.Tensor3D {
+    const d = this.dims;
+    const b = inp.batch;
+    const s = this.suffixLen;
+    const { x: x0, valid, length: p } = this.embedPrefix(w, inp);
+    const total = p + s;
+    const mask = attentionMask(sequenceValid(valid, p, s, b), pi0BlockStarts(p, d.horizon), b);
+    const full = tf.tensor4d(maskBias(mask, b, total, 0, total, 0, total), [b, 1, total, total]);
+    const suffixRows = tf.tensor4d(maskBias(mask, b, total, p, total, 0, total), [b, 1, s, total]);
+    let x = x0;
+    let y = this.embedSuffix(w, state, xt, t);
+    for (let i = 0; i < d.depth; i++) {
+      const gp = `prefix/block_${i}`;
+      const ge = `expert/block_${i}`;
+      const hp = rmsNorm(x, get(w, `${gp}/ln1/scale`));
+      const he = rmsNorm(y, get(w, `${ge}/ln1/scale`));
+      const [kp, vp] = this.keysValues(w, hp, gp, b, p);
+      const [ke, ve] = this.keysValues(w, he, ge, b, s);
+      const keys = tf.concat([kp, ke], 3);
+      const values = tf.concat([vp, ve], 2);
+      const qe = this.queries(w, he, ge, b, s);
+      if (i === d.depth - 1) {
+        y = tf.add(y, this.linear(w, attend(qe, keys, values, suffixRows), `${ge}/attn/o`));
+      } else {
+        const q = tf.concat([this.queries(w, hp, gp, b, p), qe], 2);
+        const out = tf.reshape(attend(q, keys, values, full), [b, total, d.width]);
+        const outP = tf.reshape(tf.slice(out, [0, 0, 0], [b, p, d.width]), [b * p, d.width]);
+        const outE = tf.reshape(tf.slice(out, [0, p, 0], [b, s, d.width]), [b * s, d.width]);
+        x = this.mlp(w, tf.add(x, this.linear(w, outP, `${gp}/attn/o`)), gp);
+        y = tf.add(y, this.linear(w, outE, `${ge}/attn/o`));
+      }
+      y = this.mlp(w, y, ge);
+    }
+    return this.actionsOut(w, y, b);
+  }
+
+  // ------------------------------------------------------------ flow matching
+
+  /**
+   * The flow-matching loss: x_t = t·noise + (1−t)·actions, target velocity noise − actions, squared
+   * error averaged over the chunk's steps that lie inside the episode (actionPad = 0) and all model
+   * action dims. `actions` [B,H,A] and `noise` are already padded to the model's action_dim.
+   */
+  flowLoss(
+    w: Params,
+    inp: ModelInputs,
+    actions: Float32Array,
+    actionPad: Uint8Array,
+    noise: Float32Array,
+    t: Float32Array,
+  ): tf.Scalar {
+    const d = this.dims;
+    const b = inp.batch;
+    const { xt, target } = flowTargets(actions, noise, t);
+    const kv = this.prefixKV(w, inp);
+    const v = this.velocity(
+      w,
+      kv,
+      this.suffixBias(kv.valid, kv.length, b),
+      tf.tensor2d(inp.state, [b, d.actionDim]),
+      tf.tensor3d(xt, [b, d.horizon, d.actionDim]),
+      t,
+    );
+    return maskedMse(v, tf.tensor3d(target, v.shape), actionPad);
+  }
+
+  /**
+   * Action chunks [B,H,A] from noise by `numSteps` Euler steps from t = 1 to 0. With `cache` (the
+   * default) the prefix runs once and each step runs only the action expert against its keys and values.
+   */
+  sample(
+    w: Params,
+    inp: ModelInputs,
+    noise: Float32Array,
+    opts: { numSteps?: number; cache?: boolean } = {},
+  ): tf.Tensor3D {
+    const d = this.dims;
+    const b = inp.batch;
+    const numSteps = opts.numSteps ?? d.numSteps;
+    return tf.tidy(() => {
+      const state = tf.tensor2d(inp.state, [b, d.actionDim]);
+      const x1 = tf.tensor3d(noise, [b, d.horizon, d.actionDim]);
+      if (opts.cache === false) {
+        return eulerIntegrate(x1, numSteps, (x, t) =>
+          this.velocityUncached(w, inp, state, x, new Float32Array(b).fill(t)),
+        );
+      }
+      const kv = this.prefixKV(w, inp);
+      const bias = this.suffixBias(kv.valid, kv.length, b);
+      return eulerIntegrate(x1, numSteps, (x, t) =>
+        this.velocity(w, kv, bias, state, x, new Float32Array(b).fill(t)),
+      );
+    });
+  }
+}
+
+/**
+ * Integrates dx/dt = v(x, t) from t = 1 to t = 0 in `numSteps` equal Euler steps (π0's sampler).
+ * Each step's tensors are freed as it goes, so a long integration keeps a flat tensor count.
+ */
+export function eulerIntegrate(
+  x1: tf.Tensor3D,
+  numSteps: number,
+  v: (x: tf.Tensor3D, t: number) => tf.Tensor3D,
+): tf.Tensor3D {
+  const dt = -1 / numSteps;
+  let x = x1;
+  for (let i = 0; i < numSteps; i++) {
+    const t = 1 + i * dt;
+    const prev = x;
+    x = tf.tidy(() => tf.add(prev, tf.mul(v(prev, t), dt)));
+    if (prev !== x1) prev.dispose();
+  }
+  return x;
+}
+
+/** x_t = t·noise + (1−t)·actions and the velocity that carries it, noise − actions ([B,H,A] each). */
+export function flowTargets(
+  actions: Float32Array,
+  noise: Float32Array,
+  t: Float32Array,
+): { xt: Float32Array; target: Float32Array } {
+  const per = actions.length / t.length;
+  const xt = new Float32Array(actions.length);
+  const target = new Float32Array(actions.length);
+  for (let i = 0; i < actions.length; i++) {
+    const ti = t[Math.floor(i / per)]!;
+    xt[i] = ti * noise[i]! + (1 - ti) * actions[i]!;
+    target[i] = noise[i]! - actions[i]!;
+  }
+  return { xt, target };
+}
+
+/** Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1). */
+export function maskedMse(v: tf.Tensor3D, target: tf.Tensor3D, pad: Uint8Array): tf.Scalar {
+  const [b, h, a] = v.shape;
+  const weight = new Float32Array(b * h);
+  let kept = 0;
+  for (let i = 0; i < weight.length; i++) {
+    weight[i] = pad[i] ? 0 : 1;
+    kept += weight[i]!;
+  }
+  const err = tf.sub(v, target);
+  const sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
+  return tf.div(tf.sum(sq), Math.max(1, kept) * a) as tf.Scalar;
+}
+
+/** Flow times for training: t ~ Beta(1.5, 1)·0.999 + 0.001 (Beta(a, 1) is U^(1/a)), as π0. */
+export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
+  const t = new Float32Array(n);
+  for (let i = 0; i < n; i++) t[i] = rng.uniform() ** (1 / 1.5) * 0.999 + 0.001;
+  return t;
+}
+
+/** [B, Tp + S] validity: the prefix's, then every suffix token. */
+function sequenceValid(prefixValid: Uint8Array, p: number, s: number, b: number): Uint8Array {
+  const out = new Uint8Array(b * (p + s));
+  for (let i = 0; i < b; i++) {
+    out.set(prefixValid.subarray(i * p, (i + 1) * p), i * (p + s));
+    out.fill(1, i * (p + s) + p, (i + 1) * (p + s));
+  }
+  return out;
+}
+
+function get(w: Params, name: string): tf.Tensor {
+  const t = w.get(name);
+  if (!t) throw new Error(`model parameter ${name} is missing`);
+  return t;
+}

@@ -1,0 +1,208 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { ModelConfig } from '../../src/config/schema.js';
+import { modelDims } from '../../src/model/config.js';
+import { attentionMask, pi0BlockStarts } from '../../src/model/masks.js';
+import {
+  eulerIntegrate,
+  flowTargets,
+  initParams,
+  maskedMse,
+  type Observation,
+  Pi0,
+  prepareInputs,
+} from '../../src/model/pi0.js';
+import { Rng } from '../../src/model/rng.js';
+import { detokenize, tokenizePrompts } from '../../src/model/tokenizer.js';
+
+beforeAll(async () => {
+  await setupBackend({ backend: 'wasm' });
+});
+
+const tiny = (over: Record<string, unknown> = {}) =>
+  modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8, ...over }));
+
+function observation(b: number, cams: number, size: number, seed: number, prompts?: string[]): Observation {
+  const rng = new Rng(seed);
+  const images = new Uint8Array(b * cams * size * size * 3);
+  for (let i = 0; i < images.length; i++) images[i] = rng.nextU32() & 255;
+  return {
+    batchSize: b,
+    cameras: cams,
+    imageSize: size,
+    images,
+    imageMask: new Uint8Array(b * cams).fill(1),
+    state: rng.normals(b * 7),
+    stateDim: 7,
+    prompts: prompts ?? Array.from({ length: b }, (_, i) => `pick up the cube ${i}`),
+  };
+}
+
+describe('attention masks (π0)', () => {
+  it('prefix is bidirectional and never sees the suffix; state sees prefix + itself; actions see all', () => {
+    const p = 3;
+    const h = 2;
+    const t = p + 1 + h;
+    const valid = new Uint8Array(t).fill(1);
+    const m = attentionMask(valid, pi0BlockStarts(p, h), 1);
+    const sees = (i: number, j: number) => m[i * t + j] === 1;
+    for (let i = 0; i < p; i++) {
+      for (let j = 0; j < t; j++) expect(sees(i, j)).toBe(j < p);
+    }
+    for (let j = 0; j < t; j++) expect(sees(p, j)).toBe(j <= p);
+    for (let i = p + 1; i < t; i++) for (let j = 0; j < t; j++) expect(sees(i, j)).toBe(true);
+  });
+
+  it('masks padding tokens out of every row', () => {
+    const valid = Uint8Array.from([1, 0, 1, 1, 1]);
+    const m = attentionMask(valid, pi0BlockStarts(3, 1), 1);
+    for (let i = 0; i < 5; i++) expect(m[i * 5 + 1]).toBe(0);
+    expect(m[1 * 5 + 0]).toBe(0);
+  });
+});
+
+describe('tokenizer', () => {
+  it('is byte-level with BOS, cleans the prompt, truncates at max_token_len and pads to the longest', () => {
+    const tok = tokenizePrompts(['Pick_up  the cube\n', 'é'], 48);
+    expect(tok.length).toBe(17);
+    expect(detokenize(tok.tokens.subarray(0, 17))).toBe('pick up the cube');
+    expect(detokenize(tok.tokens.subarray(17, 34))).toBe('é');
+    expect([...tok.mask.subarray(17, 34)].filter(Boolean).length).toBe(3);
+    expect(tokenizePrompts(['x'.repeat(100)], 48).length).toBe(48);
+  });
+});
+
+describe('π0 model', () => {
+  it('samples [B, H, action_dim] chunks for 1 to 4 cameras', () => {
+    const d = tiny();
+    const model = new Pi0(d);
+    const w = initParams(d, 0);
+    for (const cams of [1, 2, 3, 4]) {
+      const inp = prepareInputs(d, observation(2, cams, d.imageSize, cams));
+      const out = model.sample(w, inp, new Rng(1).normals(2 * d.horizon * d.actionDim), { numSteps: 2 });
+      expect(out.shape).toEqual([2, d.horizon, d.actionDim]);
+      expect(out.dataSync().every(Number.isFinite)).toBe(true);
+      out.dispose();
+    }
+    tf.dispose([...w.values()]);
+  });
+
+  it('the KV-cached sampler gives the uncached path’s actions (1e-4), batched, with padding', async () => {
+    const d = tiny();
+    const model = new Pi0(d);
+    const w = initParams(d, 3);
+    const obs = observation(3, 2, d.imageSize, 4, ['a', 'open the drawer slowly', 'stack']);
+    obs.imageMask[1] = 0;
+    const inp = prepareInputs(d, obs);
+    const noise = new Rng(5).normals(3 * d.horizon * d.actionDim);
+    const cached = model.sample(w, inp, noise, { numSteps: 4 });
+    const uncached = model.sample(w, inp, noise, { numSteps: 4, cache: false });
+    const a = await cached.data();
+    const b = await uncached.data();
+    let maxDiff = 0;
+    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+    expect(maxDiff).toBeLessThan(1e-4);
+    // Not a trivial agreement: the chunk moved away from the noise.
+    expect(Math.abs(a[0]! - noise[0]!)).toBeGreaterThan(1e-3);
+    tf.dispose([cached, uncached, ...w.values()]);
+  });
+
+  it('padding is masked: a missing camera’s pixels and other samples do not change a sample’s actions', async () => {
+    const d = tiny();
+    const model = new Pi0(d);
+    const w = initParams(d, 7);
+    const obs = observation(2, 2, d.imageSize, 8, ['push the block', 'go']);
+    obs.imageMask[1] = 0; // sample 0, camera 1 missing
+    const noise = new Rng(9).normals(2 * d.horizon * d.actionDim);
+    const before = await model.sample(w, prepareInputs(d, obs), noise, { numSteps: 2, cache: false }).data();
+    const n = d.imageSize * d.imageSize * 3;
+    obs.images.fill(0, n, 2 * n); // the missing camera's pixels
+    obs.prompts[1] = 'a much longer prompt for the other sample';
+    const after = await model.sample(w, prepareInputs(d, obs), noise, { numSteps: 2, cache: false }).data();
+    const per = d.horizon * d.actionDim;
+    for (let i = 0; i < per; i++) expect(after[i]).toBeCloseTo(before[i]!, 5);
+    let changed = 0;
+    for (let i = per; i < 2 * per; i++) changed = Math.max(changed, Math.abs(after[i]! - before[i]!));
+    expect(changed).toBeGreaterThan(1e-4);
+    tf.dispose([...w.values()]);
+  });
+
+  it('the prefix never attends to the suffix: its keys and values ignore state and actions', async () => {
+    const d = tiny();
+    const model = new Pi0(d);
+    const w = initParams(d, 11);
+    const obs = observation(1, 1, d.imageSize, 12);
+    const kvA = model.prefixKV(w, prepareInputs(d, obs));
+    obs.state.fill(5);
+    const kvB = model.prefixKV(w, prepareInputs(d, obs));
+    for (let i = 0; i < d.depth; i++) {
+      expect(await kvA.keys[i]!.data()).toEqual(await kvB.keys[i]!.data());
+    }
+    // and in the one-sequence path, the suffix output depends on the state
+    const inp = prepareInputs(d, obs);
+    const xt = tf.randomNormal([1, d.horizon, d.actionDim]) as tf.Tensor3D;
+    const t = new Float32Array([0.5]);
+    const v1 = await model.velocityUncached(w, inp, tf.zeros([1, d.actionDim]), xt, t).data();
+    const v2 = await model.velocityUncached(w, inp, tf.ones([1, d.actionDim]), xt, t).data();
+    expect(v1).not.toEqual(v2);
+    tf.dispose([...w.values(), ...kvA.keys, ...kvA.values, ...kvB.keys, ...kvB.values, xt]);
+  });
+
+  it('LoRA starts as the identity: outputs equal the model without adapters', async () => {
+    const base = tiny();
+    const lora = tiny({ lora: { rank: 4, alpha: 8 } });
+    const w = initParams(base, 21);
+    const wl = initParams(lora, 21);
+    expect([...wl.keys()].filter((k) => k.endsWith('/lora_a')).length).toBeGreaterThan(0);
+    const inp = prepareInputs(base, observation(1, 2, base.imageSize, 22));
+    const noise = new Rng(23).normals(base.horizon * base.actionDim);
+    const a = await new Pi0(base).sample(w, inp, noise, { numSteps: 2 }).data();
+    const b = await new Pi0(lora).sample(wl, inp, noise, { numSteps: 2 }).data();
+    expect(b).toEqual(a);
+    tf.dispose([...w.values(), ...wl.values()]);
+  });
+});
+
+describe('flow matching', () => {
+  it('the loss of the perfect velocity is 0, and padded chunk steps do not count', async () => {
+    const rng = new Rng(1);
+    const [b, h, a] = [2, 4, 3];
+    const actions = rng.normals(b * h * a);
+    const noise = rng.normals(b * h * a);
+    const { xt, target } = flowTargets(actions, noise, new Float32Array([0.3, 0.9]));
+    expect(xt[0]).toBeCloseTo(0.3 * noise[0]! + 0.7 * actions[0]!, 6);
+    const v = tf.tensor3d(target, [b, h, a]);
+    expect(await maskedMse(v, tf.tensor3d(target, [b, h, a]), new Uint8Array(b * h)).data()).toEqual(
+      new Float32Array([0]),
+    );
+    const wrong = target.slice();
+    for (let i = (h - 1) * a; i < h * a; i++) wrong[i]! += 10; // sample 0, last step
+    const pad = new Uint8Array(b * h);
+    pad[h - 1] = 1;
+    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad).data())[0]).toBe(0);
+    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, new Uint8Array(b * h)).data())[0]).toBeCloseTo(
+      (a * 100) / (b * h * a),
+      4,
+    );
+  });
+
+  it('the Euler sampler integrates a known velocity field exactly, visiting t = 1, 0.9, …, 0.1', async () => {
+    const rng = new Rng(2);
+    const noise = rng.normals(2 * 5 * 3);
+    const actions = rng.normals(2 * 5 * 3);
+    const { target } = flowTargets(actions, noise, new Float32Array([0.5, 0.5]));
+    const times: number[] = [];
+    const x1 = tf.tensor3d(noise, [2, 5, 3]);
+    const x0 = eulerIntegrate(x1, 10, (_x, t) => {
+      times.push(t);
+      return tf.tensor3d(target, [2, 5, 3]);
+    });
+    const out = await x0.data();
+    for (let i = 0; i < out.length; i++) expect(out[i]).toBeCloseTo(actions[i]!, 5);
+    expect(times.map((t) => Math.round(t * 10) / 10)).toEqual([
+      1, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1,
+    ]);
+    tf.dispose([x0, x1]);
+  });
+});
