@@ -5,6 +5,7 @@
  */
 import { UserError } from '../config/errors.js';
 import { Sim } from './mujoco.js';
+import { specCameraRenderer } from './render.js';
 import { Rng } from './rng.js';
 import type { SimRobot } from './robots.js';
 
@@ -34,13 +35,12 @@ export interface Task {
   reward(env: SimEnv): number;
 }
 
-/** Draws one spec camera into an HWC RGB buffer. */
-export type CameraRenderer = (env: SimEnv, camera: string) => Uint8Array;
-
 export interface EnvOptions {
   /** Spec cameras to render into observations (none by default: experts need no pixels). */
   cameras?: string[];
-  renderer?: CameraRenderer;
+  /** Frame size for those cameras (224×224 unless given). */
+  width?: number;
+  height?: number;
   actionMode?: 'joint_position' | 'joint_velocity';
 }
 
@@ -51,6 +51,7 @@ export class SimEnv {
   private readonly ctrlIndex: number[][];
   private readonly fingerCtrlIndex: number[][];
   private readonly target: Float64Array;
+  private readonly draw: (camera: string) => Uint8Array;
   prompt = '';
   stepCount = 0;
   readonly dim: number;
@@ -79,8 +80,7 @@ export class SimEnv {
         );
       }
     }
-    if ((opts.cameras ?? []).length > 0 && !opts.renderer)
-      throw new Error('cameras requested without a renderer');
+    this.draw = specCameraRenderer(sim, robot.cameras, this.width, this.height);
   }
 
   static async create(task: Task, opts: EnvOptions = {}): Promise<SimEnv> {
@@ -92,6 +92,16 @@ export class SimEnv {
   }
   get cameras(): string[] {
     return this.opts.cameras ?? [];
+  }
+  get width(): number {
+    return this.opts.width ?? 224;
+  }
+  get height(): number {
+    return this.opts.height ?? 224;
+  }
+  /** Any spec camera drawn now, whether or not observations carry it (videos of expert runs). */
+  render(camera: string): Uint8Array {
+    return this.draw(camera);
   }
   get controlDt(): number {
     return 1 / this.robot.controlHz;
@@ -128,7 +138,7 @@ export class SimEnv {
 
   observe(): SimObservation {
     const images: Record<string, Uint8Array> = {};
-    for (const cam of this.cameras) images[cam] = this.opts.renderer!(this, cam);
+    for (const cam of this.cameras) images[cam] = this.draw(cam);
     return { state: this.state(), images, prompt: this.prompt };
   }
 
