@@ -11,7 +11,10 @@ function put(obs: Record<string, unknown>, key: ObsKey, value: unknown): void {
     return;
   }
   let node = obs;
-  for (const k of key.slice(0, -1)) node = (node[k] ??= {}) as Record<string, unknown>;
+  for (const k of key.slice(0, -1)) {
+    node[k] ??= {};
+    node = node[k] as Record<string, unknown>;
+  }
   node[key[key.length - 1]!] = value;
 }
 

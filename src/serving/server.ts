@@ -56,7 +56,8 @@ export class PolicyServer {
   ) {
     this.batcher = new Batcher((requests) => runner.inferBatch(requests), {
       maxBatch: opts.maxBatch,
-      maxWaitMs: opts.maxWaitMs,
+      // A policy on this thread costs next to nothing per call: waiting for company would only add latency.
+      maxWaitMs: runner.transfers ? opts.maxWaitMs : 0,
       idleSessions: () => this.idle.size,
       onBatch: (n) => this.metrics.batchSize.observe(n),
     });

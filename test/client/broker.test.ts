@@ -1,0 +1,148 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { ActionChunkBroker, type Chunk } from '../../src/client/broker.js';
+import { exampleObservation } from '../../src/client/examples.js';
+import { PolicyClient } from '../../src/client/policy-client.js';
+import { type Environment, PolicyAgent, Runtime } from '../../src/client/runtime.js';
+import { loadRobot } from '../../src/config/load.js';
+import { inlineRunner } from '../../src/serving/runner.js';
+import { PolicyServer } from '../../src/serving/server.js';
+
+/**
+ * A policy whose chunk asked at observation step s holds the values s, s+1, ..., s+H-1 (one dim):
+ * which row of which chunk the broker served is visible in each action.
+ */
+function countingPolicy(horizon: number, delays: number[] = []) {
+  const asked: number[] = [];
+  let call = 0;
+  const infer = async (obs: Record<string, unknown>): Promise<Chunk> => {
+    const s = obs.step as number;
+    asked.push(s);
+    const delay = delays[call++] ?? 0;
+    if (delay > 0) await new Promise((r) => setTimeout(r, delay));
+    return { actions: Float32Array.from({ length: horizon }, (_, j) => s + j), horizon, actionDim: 1 };
+  };
+  return { infer, asked };
+}
+
+async function run(broker: ActionChunkBroker, steps: number, stepMs = 0): Promise<number[]> {
+  const out: number[] = [];
+  for (let s = 0; s < steps; s++) {
+    out.push((await broker.step({ step: s }))[0]!);
+    if (stepMs) await new Promise((r) => setTimeout(r, stepMs));
+  }
+  return out;
+}
+
+describe('ActionChunkBroker', () => {
+  it('serves a chunk step by step and asks again when it runs out', async () => {
+    const p = countingPolicy(4);
+    const actions = await run(new ActionChunkBroker(p.infer), 10);
+    expect(actions).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    expect(p.asked).toEqual([0, 4, 8]);
+  });
+
+  it('replans every K steps', async () => {
+    const p = countingPolicy(8);
+    await run(new ActionChunkBroker(p.infer, { replanEvery: 3 }), 10);
+    expect(p.asked).toEqual([0, 3, 6, 9]);
+  });
+
+  it('with prefetch, keeps executing the current chunk while the next one computes, aligned to when it was asked', async () => {
+    const p = countingPolicy(6, [0, 40]);
+    const actions = await run(new ActionChunkBroker(p.infer, { prefetch: true, replanEvery: 2 }), 8, 10);
+    // Each action equals its step: a late chunk is entered at the row for the current step, not at row 0.
+    expect(actions).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(p.asked[0]).toBe(0);
+    expect(p.asked[1]).toBe(2);
+  });
+
+  it('averages overlapping steps of the old and new chunk with merge: average', async () => {
+    // Old chunk asked at 0: values 0..5. New chunk asked at 2 holds 100+2.. so overlaps differ visibly.
+    let call = 0;
+    const infer = async (obs: Record<string, unknown>): Promise<Chunk> => {
+      const s = obs.step as number;
+      const base = call++ === 0 ? 0 : 100;
+      return { actions: Float32Array.from({ length: 6 }, (_, j) => base + s + j), horizon: 6, actionDim: 1 };
+    };
+    const broker = new ActionChunkBroker(infer, { prefetch: true, replanEvery: 2, merge: 'average' });
+    const actions = await run(broker, 5, 5);
+    expect(actions.slice(0, 3)).toEqual([0, 1, 2]);
+    // Step 3 on: mean of old (3) and new (103) = 53; step 4: mean of 4 and 104.
+    expect(actions.slice(3)).toEqual([53, 54]);
+  });
+
+  it('reset drops the chunk, and a failed background request surfaces as an error', async () => {
+    const p = countingPolicy(4);
+    const broker = new ActionChunkBroker(p.infer);
+    await run(broker, 2);
+    broker.reset();
+    expect(await run(broker, 1)).toEqual([0]);
+    let n = 0;
+    const failing = new ActionChunkBroker(
+      async () => {
+        if (n++ > 0) throw new Error('server went away');
+        return { actions: new Float32Array(4), horizon: 4, actionDim: 1 };
+      },
+      { prefetch: true, replanEvery: 1 },
+    );
+    await expect(run(failing, 6, 2)).rejects.toThrow('server went away');
+  });
+});
+
+describe('Runtime against the real server', () => {
+  const servers: PolicyServer[] = [];
+  afterEach(async () => Promise.all(servers.splice(0).map((s) => s.close())));
+
+  it('runs episodes through PolicyAgent → broker → PolicyClient → server, applying one action per step', async () => {
+    const robot = loadRobot('aloha');
+    const runner = await inlineRunner(
+      { kind: 'zeros' },
+      { robot: 'aloha', horizon: 5, metadata: {}, defaultPrompt: null },
+    );
+    const server = await PolicyServer.start(runner, robot, {
+      host: '127.0.0.1',
+      port: 0,
+      apiKey: null,
+      maxMessageBytes: 1 << 24,
+      maxConnections: 4,
+      maxBatch: 4,
+      maxWaitMs: 1,
+      defaultPrompt: null,
+    });
+    servers.push(server);
+    const client = await PolicyClient.connect(server.url);
+    let requests = 0;
+    const broker = new ActionChunkBroker(async (obs) => {
+      requests++;
+      return client.infer(obs);
+    });
+    const applied: Float32Array[] = [];
+    let t = 0;
+    const env: Environment = {
+      reset: () => {
+        t = 0;
+      },
+      isEpisodeComplete: () => t >= 12,
+      getObservation: () => exampleObservation(robot, { seed: t }),
+      applyAction: (a) => {
+        applied.push(a);
+        t++;
+      },
+    };
+    const ends: number[] = [];
+    const steps = await new Runtime(
+      env,
+      new PolicyAgent(broker),
+      [{ onEpisodeEnd: (_ep, n) => void ends.push(n) }],
+      {
+        numEpisodes: 2,
+      },
+    ).run();
+    expect(steps).toEqual([12, 12]);
+    expect(ends).toEqual([12, 12]);
+    expect(applied).toHaveLength(24);
+    expect(applied.every((a) => a.length === 14)).toBe(true);
+    expect(requests).toBe(6); // ceil(12 / 5) per episode
+    await client.close();
+  });
+});
