@@ -49,7 +49,7 @@ describe('msgpack_numpy codec (openpi wire format)', () => {
     const obs = unpack(msg) as { images: { cam_high: NdArray } };
     const img = obs.images.cam_high.data;
     expect(img.buffer).toBe(msg.buffer);
-    expect(Array.from(img)).toEqual(Array.from(pixels));
+    expect(Array.from(img as Uint8Array)).toEqual(Array.from(pixels));
     expect(obs.images.cam_high.shape).toEqual([3, 4, 5]);
   });
 
