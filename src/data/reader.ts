@@ -292,7 +292,7 @@ export class LeRobotDataset {
       byDecoded.set(k - first, list);
     }
     const expected = probe.pts.filter((p) => p >= from - margin && p <= to + margin).length;
-    const got = await decodeFrames(video.file, probe, { from, to, margin }, (d, rgb) => {
+    const got = await decodeFrames(video.file, probe, { from, margin, count: expected }, (d, rgb) => {
       for (const i of byDecoded.get(d) ?? []) onFrame(i, rgb, probe.width, probe.height);
     });
     if (got !== expected) {

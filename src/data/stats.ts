@@ -61,24 +61,15 @@ export function vectorStats(rows: ArrayLike<number>, dim: number, withQuantiles 
   return entry;
 }
 
-/** Per-channel stats of HWC RGB frames (values scaled to [0, 1]), sampling every `stride`-th pixel. */
-export function imageStats(
-  frames: Uint8Array[],
-  pixels: number,
-  stride = 1,
-  withQuantiles = true,
-): StatsEntry {
-  const samples: number[][] = [[], [], []];
-  for (const f of frames) {
-    for (let p = 0; p < pixels; p += stride)
-      for (let c = 0; c < 3; c++) samples[c]!.push(f[p * 3 + c]! / 255);
-  }
-  const rows = new Float64Array(samples[0]!.length * 3);
-  for (let i = 0; i < samples[0]!.length; i++) for (let c = 0; c < 3; c++) rows[i * 3 + c] = samples[c]![i]!;
-  const flat = vectorStats(rows, 3, withQuantiles);
+/**
+ * Per-channel stats of sampled RGB pixels (packed triplets of 0..255) scaled to [0, 1], shaped
+ * [3, 1, 1] as LeRobot writes image stats; `count` is the number of frames the pixels came from.
+ */
+export function imageStats(pixels: ArrayLike<number>, frames: number, withQuantiles = true): StatsEntry {
+  const scaled = Float64Array.from(pixels, (v) => v / 255);
   const shaped: StatsEntry = {};
-  for (const [k, v] of Object.entries(flat)) {
-    shaped[k] = k === 'count' ? [frames.length] : (v as number[]).map((x) => [[x]]);
+  for (const [k, v] of Object.entries(vectorStats(scaled, 3, withQuantiles))) {
+    shaped[k] = k === 'count' ? [frames] : (v as number[]).map((x) => [[x]]);
   }
   return shaped;
 }

@@ -61,16 +61,18 @@ export function probeVideo(file: string): VideoProbe {
 }
 
 export interface DecodeRange {
-  /** First and last presentation times wanted (inclusive), in seconds. */
+  /** The first frame wanted lies within `margin` after `from` (seconds). */
   from: number;
-  to: number;
-  /** Half a frame period: the margin that keeps frames at the edges inside the decoded range. */
+  /** Half a frame period: keeps the first frame clear of the seek point's rounding. */
   margin: number;
+  /** How many consecutive frames to decode from there. */
+  count: number;
 }
 
 /**
- * Decodes the frames whose times lie in [from - margin, to + margin] to packed RGB24, calling
- * `onFrame` with each (the buffer is reused: copy what you keep). Returns the number decoded.
+ * Decodes `count` consecutive frames from time `from - margin` on to packed RGB24, calling `onFrame`
+ * with each (the buffer is reused: copy what you keep). Returns the number decoded. The count,
+ * not a duration, bounds the output: ffmpeg's `-t` drops a last frame whose display outlasts it.
  */
 export async function decodeFrames(
   file: string,
@@ -81,8 +83,8 @@ export async function decodeFrames(
   const start = Math.max(0, range.from - range.margin);
   const args = ['-v', 'error', '-nostdin'];
   if (start > 0) args.push('-ss', start.toFixed(6));
-  args.push('-i', file, '-t', (range.to + range.margin - start).toFixed(6));
-  args.push('-map', '0:v:0', '-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+  args.push('-i', file, '-map', '0:v:0', '-frames:v', String(range.count));
+  args.push('-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
   const child = spawn(FFMPEG, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   const frameBytes = probe.width * probe.height * 3;
   const frame = new Uint8Array(frameBytes);

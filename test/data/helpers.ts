@@ -1,0 +1,72 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createDataset, type WriteFormat } from '../../src/data/writer.js';
+
+export const tmpDir = (tag: string) => mkdtempSync(path.join(os.tmpdir(), `vla-data-${tag}-`));
+
+export const CAMERAS = [
+  { name: 'cam_high', height: 48, width: 64 },
+  { name: 'cam_left_wrist', height: 32, width: 32 },
+];
+
+/** A smooth, frame-dependent picture (h264 keeps smooth content close to the original). */
+export function picture(h: number, w: number, episode: number, frame: number, cam: number): Uint8Array {
+  const img = new Uint8Array(h * w * 3);
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      const p = (y * w + x) * 3;
+      img[p] = (x * 2 + frame * 9 + episode * 20) & 255;
+      img[p + 1] = (y * 3 + cam * 60 + frame * 5) & 255;
+      img[p + 2] = (128 + 60 * Math.sin((x + y) / 12 + frame / 3)) | 0;
+    }
+  }
+  return img;
+}
+
+export const stateOf = (episode: number, frame: number) =>
+  Float32Array.from({ length: 3 }, (_, k) => Math.sin(episode + frame * 0.1 + k) * (k + 1));
+export const actionOf = (episode: number, frame: number) =>
+  Float32Array.from({ length: 2 }, (_, k) => Math.cos(episode * 2 + frame * 0.07 + k) + k);
+
+export const LENGTHS = [12, 9, 15];
+export const taskOf = (episode: number) => (episode === 1 ? 'stack the blocks' : 'pick up the cube');
+
+/** Writes the synthetic dataset (3 episodes, one discarded attempt between them). */
+export async function writeSynthetic(
+  dir: string,
+  format: WriteFormat,
+  video: boolean,
+  fps = 10,
+): Promise<void> {
+  const w = await createDataset(dir, {
+    fps,
+    robotType: 'test_bot',
+    format,
+    video,
+    features: { state: { names: ['a', 'b', 'c'] }, action: { names: ['u', 'v'] }, cameras: CAMERAS },
+  });
+  for (const [e, len] of LENGTHS.entries()) {
+    if (e === 1) {
+      for (let f = 0; f < 4; f++) {
+        w.addFrame({
+          state: stateOf(99, f),
+          action: actionOf(99, f),
+          images: Object.fromEntries(CAMERAS.map((c, ci) => [c.name, picture(c.height, c.width, 99, f, ci)])),
+          task: 'a discarded task',
+        });
+      }
+      w.discardEpisode();
+    }
+    for (let f = 0; f < len; f++) {
+      w.addFrame({
+        state: stateOf(e, f),
+        action: actionOf(e, f),
+        images: Object.fromEntries(CAMERAS.map((c, ci) => [c.name, picture(c.height, c.width, e, f, ci)])),
+        task: taskOf(e),
+      });
+    }
+    await w.saveEpisode();
+  }
+  await w.finalize();
+}
