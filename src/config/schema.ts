@@ -103,6 +103,11 @@ export const DataConfig = z.strictObject({
   norm: z.enum(['zscore', 'quantile']).default('zscore'),
   /** Dims turned into deltas from the current state (openpi's `make_bool_mask(6, -1, 6, -1)` for ALOHA). */
   delta_action_mask: z.array(z.boolean()).nullable().default(null),
+  /**
+   * ALOHA only: convert between ALOHA's joint signs and linear gripper and π0's conventions, as openpi's
+   * `adapt_to_pi` (for data recorded on real ALOHA robots; our simulated ALOHA already uses one space).
+   */
+  adapt_to_pi: z.boolean().default(false),
   augment: z
     .strictObject({
       crop_scale: z.number().gt(0).max(1).default(0.95),
