@@ -206,12 +206,12 @@ export function prepareResume(registry: JobRegistry, id: number, workspace = pro
   if (!isFinal(job.status)) {
     throw new UserError(`job ${id} is ${job.status}: expected a stopped, failed or finished job`);
   }
-  const config = validate(TrainConfig, job.config, () => `job ${id}'s stored config: `);
-  if (job.status === 'finished' && job.step >= config.train.steps) {
+  if (job.status === 'finished' && job.step >= job.totalSteps) {
     throw new UserError(
-      `job ${id} finished all ${config.train.steps} steps: nothing to resume (to train longer: vla train ${job.configName} --exp-name ${job.expName} --resume --set train.steps=N)`,
+      `job ${id} finished all ${job.totalSteps} steps: nothing to resume (to train longer: vla train ${job.configName} --exp-name ${job.expName} --resume --set train.steps=N)`,
     );
   }
+  const config = validate(TrainConfig, job.config, () => `job ${id}'s stored config: `);
   resolveDataset(workspace, config);
   const runDirUsed = existsSync(job.runDir) && readdirSync(job.runDir).length > 0;
   registry.transition(id, 'queued', `resume requested from step ${job.step}`, {

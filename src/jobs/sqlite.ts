@@ -26,4 +26,8 @@ export interface Database {
 type DatabaseCtor = new (file: string, options?: { timeout?: number }) => Database;
 
 const require = createRequire(import.meta.url);
-export const openDatabase: DatabaseCtor = require('better-sqlite3') as DatabaseCtor;
+const Sqlite = require('better-sqlite3') as DatabaseCtor;
+
+export function openDatabase(file: string, options?: { timeout?: number }): Database {
+  return new Sqlite(file, options);
+}
