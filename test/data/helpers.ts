@@ -1,6 +1,8 @@
-import { mkdtempSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import YAML from 'yaml';
+import { TrainConfig } from '../../src/config/schema.js';
 import { createDataset, type WriteFormat } from '../../src/data/writer.js';
 
 export const tmpDir = (tag: string) => mkdtempSync(path.join(os.tmpdir(), `vla-data-${tag}-`));
@@ -69,4 +71,38 @@ export async function writeSynthetic(
     await w.saveEpisode();
   }
   await w.finalize();
+}
+
+/** A workspace with a 3-state/2-action robot whose cameras are cam_high, cam_low (absent from the data) and cam_left_wrist. */
+export function workspace(
+  dataset: string,
+  data: Record<string, unknown> = {},
+  model: Record<string, unknown> = {},
+) {
+  const cwd = tmpDir('ws');
+  mkdirSync(path.join(cwd, 'robots'));
+  mkdirSync(path.join(cwd, 'configs'));
+  writeFileSync(
+    path.join(cwd, 'robots/test_bot.yaml'),
+    `name: test_bot
+control_hz: 10
+state:
+  names: [a, b, c]
+  parts: [{ key: state, dim: 3 }]
+action:
+  names: [u, v]
+cameras:
+  - { name: cam_high, key: [images, cam_high], shape: [48, 64, 3], layout: hwc, required: true }
+  - { name: cam_low, key: [images, cam_low], shape: [48, 64, 3], layout: hwc }
+  - { name: cam_left_wrist, key: [images, cam_left_wrist], shape: [32, 32, 3], layout: hwc }
+`,
+  );
+  const raw = {
+    name: 'test_cfg',
+    robot: 'test_bot',
+    model: { action_horizon: 5, ...model },
+    data: { dataset, asset_id: 'test_asset', default_prompt: 'do the thing', augment: null, ...data },
+  };
+  writeFileSync(path.join(cwd, 'configs/test_cfg.yaml'), YAML.stringify(raw));
+  return { cwd, config: TrainConfig.parse(raw) };
 }

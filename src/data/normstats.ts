@@ -1,0 +1,84 @@
+import path from 'node:path';
+import type { TrainConfig } from '../config/schema.js';
+import type { NormStats, NormStatsEntry } from '../transforms/normalize.js';
+import { actionChunk, episodeRows, openPipeline } from './pipeline.js';
+import { quantileSorted } from './stats.js';
+
+/** Where `vla data stats` writes and training reads: `assets/<asset_id>/norm_stats.json` (asset_id defaults to the robot). */
+export function normStatsFile(config: TrainConfig, cwd = process.cwd()): string {
+  return path.join(cwd, 'assets', config.data.asset_id ?? config.robot, 'norm_stats.json');
+}
+
+/** mean, std (population), q01 and q99 per dim of `rows` packed `dim` wide. */
+export function entryStats(rows: Float32Array, dim: number): NormStatsEntry {
+  const n = rows.length / dim;
+  const mean: number[] = [];
+  const std: number[] = [];
+  const q01: number[] = [];
+  const q99: number[] = [];
+  const col = new Float32Array(n);
+  for (let d = 0; d < dim; d++) {
+    let sum = 0;
+    for (let i = 0; i < n; i++) {
+      const v = rows[i * dim + d]!;
+      col[i] = v;
+      sum += v;
+    }
+    const m = sum / n;
+    let sq = 0;
+    for (let i = 0; i < n; i++) sq += (col[i]! - m) ** 2;
+    col.sort();
+    mean.push(m);
+    std.push(Math.sqrt(sq / n));
+    q01.push(quantileSorted(col, 0.01));
+    q99.push(quantileSorted(col, 0.99));
+  }
+  return { mean, std, q01, q99 };
+}
+
+export interface NormStatsResult {
+  stats: NormStats;
+  /** Observations used (frames), and action rows (frames × horizon). */
+  frames: number;
+  actionRows: number;
+}
+
+/**
+ * openpi's compute_norm_stats: over (a subsample of) the dataset's frames, the state at t and the
+ * action chunk t..t+H-1 after the config's transforms (adapter, delta actions), every chunk row counted.
+ */
+export async function computeNormStats(
+  config: TrainConfig,
+  opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
+): Promise<NormStatsResult> {
+  const p = await openPipeline(config, opts.cwd);
+  const horizon = config.model.action_horizon;
+  const total = p.dataset.numFrames;
+  const take = Math.min(total, opts.maxFrames ?? total);
+  // Evenly spaced frames across the whole dataset, so a subsample still covers every episode.
+  const picked = new Uint8Array(total);
+  for (let i = 0; i < take; i++) picked[Math.floor((i * total) / take)] = 1;
+  const state = new Float32Array(take * p.stateDim);
+  const actions = new Float32Array(take * horizon * p.actionDim);
+  let n = 0;
+  let done = 0;
+  for (const ep of p.dataset.episodes) {
+    const wanted: number[] = [];
+    for (let t = 0; t < ep.length; t++) if (picked[done + t]) wanted.push(t);
+    if (wanted.length > 0) {
+      const rows = await episodeRows(p, ep.index);
+      for (const t of wanted) {
+        state.set(rows.state.subarray(t * p.stateDim, (t + 1) * p.stateDim), n * p.stateDim);
+        actionChunk(p, rows, t, horizon, actions, n * horizon * p.actionDim);
+        n++;
+      }
+    }
+    done += ep.length;
+    opts.onProgress?.(done, total);
+  }
+  return {
+    stats: { state: entryStats(state, p.stateDim), actions: entryStats(actions, p.actionDim) },
+    frames: n,
+    actionRows: n * horizon,
+  };
+}
