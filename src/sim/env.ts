@@ -7,7 +7,7 @@ import { UserError } from '../config/errors.js';
 import { Sim } from './mujoco.js';
 import { specCameraRenderer } from './render.js';
 import { Rng } from './rng.js';
-import type { SimRobot } from './robots.js';
+import { gripperValue, type SimRobot } from './robots.js';
 
 export interface SimObservation {
   /** Joint positions (radians) with each gripper as 0 (closed) .. 1 (open), in the spec's order. */
@@ -131,7 +131,7 @@ export class SimEnv {
     let k = 0;
     this.robot.arms.forEach((arm, a) => {
       for (const adr of this.armQadr[a]!) out[k++] = q[adr]!;
-      out[k++] = Math.min(1, Math.max(0, q[this.fingerQadr[a]![0]!]! / arm.fingerOpen));
+      out[k++] = gripperValue(arm, Math.min(1, Math.max(0, q[this.fingerQadr[a]![0]!]! / arm.fingerOpen)));
     });
     return out;
   }
@@ -161,7 +161,7 @@ export class SimEnv {
       }
       const g = Math.min(1, Math.max(0, action[k]!));
       this.target[k++] = g;
-      for (const c of this.fingerCtrlIndex[a]!) this.ctrl[c] = g * arm.fingerOpen;
+      for (const c of this.fingerCtrlIndex[a]!) this.ctrl[c] = gripperValue(arm, g) * arm.fingerOpen;
     });
     this.sim.step(this.ctrl, this.robot.substeps);
     this.stepCount++;

@@ -7,6 +7,7 @@ import type { Agent } from './agent.js';
 import type { SimEnv } from './env.js';
 import { ArmIk, type EeTarget, lerp, type Vec3 } from './ik.js';
 import { Sim } from './mujoco.js';
+import { gripperValue } from './robots.js';
 
 export interface Waypoint {
   /** The control step at which the arm reaches this waypoint. */
@@ -14,6 +15,7 @@ export interface Waypoint {
   /** Where the end-effector site goes; a function is evaluated when the segment towards it begins. */
   pos: Vec3 | ((env: SimEnv) => Vec3);
   rot: number[];
+  /** Opening fraction: 1 open, 0 closed, whatever the robot's gripper convention. */
   gripper: number;
 }
 
@@ -49,7 +51,7 @@ export class WaypointExpert implements Agent {
     let k = 0;
     this.arms = env.robot.arms.map((arm, a) => {
       const q = Float64Array.from(state.subarray(k, k + arm.joints.length));
-      const gripper = state[k + arm.joints.length]!;
+      const gripper = gripperValue(arm, state[k + arm.joints.length]!);
       k += arm.joints.length + 1;
       const ik = new ArmIk(this.scratch, arm.joints, arm.site);
       const start = ik.forward(q);
@@ -70,7 +72,7 @@ export class WaypointExpert implements Agent {
     const t = env.stepCount + 1;
     const out = new Float32Array(env.dim);
     let k = 0;
-    for (const run of this.arms) {
+    for (const [a, run] of this.arms.entries()) {
       this.advance(run, t, env);
       const wp = run.waypoints[run.seg];
       let target = run.from.target;
@@ -88,7 +90,7 @@ export class WaypointExpert implements Agent {
       run.q = r.q;
       out.set(r.q, k);
       k += r.q.length;
-      out[k++] = gripper;
+      out[k++] = gripperValue(env.robot.arms[a]!, gripper);
     }
     return out;
   }

@@ -19,7 +19,13 @@ export interface ArmDef {
   fingerOpen: number;
   /** Joint values an episode starts from. */
   home: number[];
+  /** What a gripper value of 1 means: ALOHA's 1 is open, DROID's 1 is closed. */
+  gripperOne: 'open' | 'closed';
 }
+
+/** The gripper's state/action value for an opening fraction (1 = fully open), in the arm's convention; its own inverse. */
+export const gripperValue = (arm: ArmDef, openFraction: number): number =>
+  arm.gripperOne === 'open' ? openFraction : 1 - openFraction;
 
 export interface SimRobot {
   name: string;
@@ -47,6 +53,7 @@ const vxArm = (prefix: string): ArmDef => ({
   fingerActuators: [`${prefix}finger_left`, `${prefix}finger_right`],
   fingerOpen: 0.045,
   home: VX_HOME,
+  gripperOne: 'open',
 });
 
 export const ALOHA_SIM: SimRobot = {
@@ -60,4 +67,28 @@ export const ALOHA_SIM: SimRobot = {
   actionModes: ['joint_position'],
 };
 
-export const SIM_ROBOTS: Record<string, SimRobot> = { aloha_sim: ALOHA_SIM };
+const PANDA_JOINTS = ['joint1', 'joint2', 'joint3', 'joint4', 'joint5', 'joint6', 'joint7'];
+
+export const SINGLE_ARM_SIM: SimRobot = {
+  name: 'single_arm_sim',
+  mjcf: mjcf('single_arm_sim'),
+  controlHz: 15,
+  substeps: 33,
+  arms: [
+    {
+      joints: PANDA_JOINTS,
+      actuators: PANDA_JOINTS,
+      site: 'grip',
+      fingers: ['finger_left', 'finger_right'],
+      fingerActuators: ['finger_left', 'finger_right'],
+      fingerOpen: 0.04,
+      // Franka's "ready" pose: gripper above the table pointing down.
+      home: [0, -0.785, 0, -2.356, 0, 1.571, 0.785],
+      gripperOne: 'closed',
+    },
+  ],
+  cameras: { exterior_image_1_left: 'exterior', wrist_image_left: 'wrist' },
+  actionModes: ['joint_position', 'joint_velocity'],
+};
+
+export const SIM_ROBOTS: Record<string, SimRobot> = { aloha_sim: ALOHA_SIM, single_arm_sim: SINGLE_ARM_SIM };
