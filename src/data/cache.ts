@@ -1,0 +1,153 @@
+/**
+ * The frame cache: every frame of a camera decoded once, letterboxed to the model's square
+ * resolution, stored raw (uint8 [frames, S, S, 3]) in dataset row order. Keyed by the dataset's
+ * identity and the resolution, so later runs (and resumed ones) skip video decoding entirely.
+ */
+import { createHash } from 'node:crypto';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { UserError } from '../config/errors.js';
+import { resizeWithPad } from './image.js';
+import type { LeRobotDataset } from './reader.js';
+
+const FORMAT = 1;
+/** Caches up to this size are read into memory; larger ones are read frame by frame from disk. */
+const IN_MEMORY_BYTES = Number(process.env.VLA_CACHE_MEM_MB ?? 1024) * 1024 * 1024;
+
+export const defaultCacheDir = (): string =>
+  process.env.VLA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'vla-orchestrator', 'frames');
+
+interface Manifest {
+  format: number;
+  dataset: string;
+  camera: string;
+  imageSize: number;
+  frames: number;
+}
+
+export function cacheKey(ds: LeRobotDataset, cameraKey: string, imageSize: number): string {
+  const info = path.join(ds.dir, 'meta', 'info.json');
+  const st = statSync(info);
+  const identity = JSON.stringify({
+    format: FORMAT,
+    dir: ds.dir,
+    info: readFileSync(info, 'utf8'),
+    infoMtime: st.mtimeMs,
+    episodes: ds.episodes.map((e) => [e.index, e.length, e.from]),
+    cameraKey,
+    imageSize,
+  });
+  return createHash('sha256').update(identity).digest('hex').slice(0, 24);
+}
+
+/** One camera's cached frames, read by dataset row (global frame position). */
+export class FrameCache {
+  private readonly memory: Uint8Array | null;
+  private readonly fd: number | null;
+  readonly frameBytes: number;
+
+  constructor(
+    readonly file: string,
+    readonly frames: number,
+    readonly imageSize: number,
+  ) {
+    this.frameBytes = imageSize * imageSize * 3;
+    const size = statSync(file).size;
+    if (size !== frames * this.frameBytes) {
+      throw new UserError(
+        `${file}: frame cache holds ${size} bytes, expected ${frames * this.frameBytes}: delete it to rebuild`,
+      );
+    }
+    if (size <= IN_MEMORY_BYTES) {
+      this.memory = readFileSync(file);
+      this.fd = null;
+    } else {
+      this.memory = null;
+      this.fd = openSync(file, 'r');
+    }
+  }
+
+  /** Copies frame `row` into `out` at `offset`. */
+  read(row: number, out: Uint8Array, offset: number): void {
+    const start = row * this.frameBytes;
+    if (this.memory) out.set(this.memory.subarray(start, start + this.frameBytes), offset);
+    else readSync(this.fd!, out, offset, this.frameBytes, start);
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+  }
+}
+
+/**
+ * Opens the cache of one camera, building it first when absent. The build writes into a temporary
+ * folder renamed into place at the end, so an interrupted build is never mistaken for a cache.
+ */
+export async function openFrameCache(
+  ds: LeRobotDataset,
+  cameraKey: string,
+  imageSize: number,
+  opts: { cacheDir?: string; onProgress?: (done: number, total: number) => void } = {},
+): Promise<FrameCache> {
+  const root = opts.cacheDir ?? defaultCacheDir();
+  const key = cacheKey(ds, cameraKey, imageSize);
+  const dir = path.join(root, key);
+  const file = path.join(dir, 'frames.u8');
+  const total = ds.numFrames;
+  if (existsSync(path.join(dir, 'manifest.json'))) return new FrameCache(file, total, imageSize);
+  mkdirSync(root, { recursive: true });
+  const tmp = path.join(root, `.tmp-${key}-${process.pid}`);
+  rmSync(tmp, { recursive: true, force: true });
+  mkdirSync(tmp);
+  const fd = openSync(path.join(tmp, 'frames.u8'), 'w');
+  const frameBytes = imageSize * imageSize * 3;
+  let done = 0;
+  try {
+    let row = 0;
+    for (const ep of ds.episodes) {
+      const buf = new Uint8Array(ep.length * frameBytes);
+      let seen = 0;
+      await ds.streamFrames(ep.index, cameraKey, (i, rgb, w, h) => {
+        resizeWithPad(rgb, w, h, imageSize, buf, i * frameBytes);
+        seen++;
+      });
+      if (seen !== ep.length) {
+        throw new UserError(
+          `episode ${ep.index}, camera ${cameraKey}: got ${seen} frames, expected ${ep.length}`,
+        );
+      }
+      writeSync(fd, buf, 0, buf.length, row * frameBytes);
+      row += ep.length;
+      done += ep.length;
+      opts.onProgress?.(done, total);
+    }
+  } catch (e) {
+    closeSync(fd);
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  closeSync(fd);
+  const manifest: Manifest = { format: FORMAT, dataset: ds.dir, camera: cameraKey, imageSize, frames: total };
+  writeFileSync(path.join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  try {
+    renameSync(tmp, dir);
+  } catch (e) {
+    // Another process finished the same cache first: theirs is as good as ours.
+    rmSync(tmp, { recursive: true, force: true });
+    if (!existsSync(path.join(dir, 'manifest.json'))) throw e;
+  }
+  return new FrameCache(file, total, imageSize);
+}

@@ -1,0 +1,170 @@
+import { readdirSync } from 'node:fs';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { resizeWithPad } from '../../src/data/image.js';
+import { epochPermutation, openTrainingData } from '../../src/data/loader.js';
+import { computeNormStats } from '../../src/data/normstats.js';
+import type { NormStats } from '../../src/transforms/normalize.js';
+import {
+  actionOf,
+  CAMERAS,
+  LENGTHS,
+  picture,
+  stateOf,
+  taskOf,
+  tmpDir,
+  workspace,
+  writeSynthetic,
+} from './helpers.js';
+
+/** Dataset row → (episode, frame), from the synthetic lengths. */
+function locate(row: number): [number, number] {
+  let e = 0;
+  while (row >= LENGTHS[e]!) row -= LENGTHS[e++]!;
+  return [e, row];
+}
+
+describe('training loader', () => {
+  let dataset: string;
+  let videoDataset: string;
+  beforeAll(async () => {
+    dataset = tmpDir('loader');
+    await writeSynthetic(dataset, 'v2.1', false);
+    videoDataset = tmpDir('loader-mp4');
+    await writeSynthetic(videoDataset, 'v3.0', true);
+  }, 60_000);
+
+  it('epoch permutations are permutations, differ per epoch and per seed, and repeat exactly', () => {
+    const p = epochPermutation(36, 7, 0);
+    expect([...p].sort((a, b) => a - b)).toEqual(Array.from({ length: 36 }, (_, i) => i));
+    expect([...epochPermutation(36, 7, 0)]).toEqual([...p]);
+    expect([...epochPermutation(36, 7, 1)]).not.toEqual([...p]);
+    expect([...epochPermutation(36, 8, 0)]).not.toEqual([...p]);
+  });
+
+  it('builds samples as (observation at t, normalized delta chunk t..t+H-1 with padding), letterboxed images, masks, prompts', async () => {
+    const H = 5;
+    const mask = [true, false];
+    const { cwd, config } = workspace(
+      dataset,
+      { delta_action_mask: mask, norm: 'zscore' },
+      { action_horizon: H },
+    );
+    const { stats } = await computeNormStats(config, { cwd });
+    const cacheDir = tmpDir('cache');
+    const S = 40;
+    const data = await openTrainingData(config, {
+      imageSize: S,
+      horizon: H,
+      normStats: stats,
+      cacheDir,
+      cwd,
+    });
+    expect(data.numSamples).toBe(36);
+    expect(data.cameras).toEqual(['cam_high', 'cam_low', 'cam_left_wrist']);
+    expect(data.present).toEqual([true, false, true]);
+    expect([data.stateDim, data.actionDim]).toEqual([3, 2]);
+    const B = 8;
+    const seed = 3;
+    const z = (x: number, s: NormStats['state'], d: number) => (x - s.mean[d]!) / (s.std[d]! + 1e-6);
+    // Steps 4 and 5 straddle the end of the first epoch (36 samples).
+    for (const step of [0, 4]) {
+      const batch = data.batchAt(step, B, seed);
+      expect([batch.size, batch.imageSize, batch.horizon, batch.stateDim, batch.actionDim]).toEqual([
+        B,
+        S,
+        H,
+        3,
+        2,
+      ]);
+      for (let b = 0; b < B; b++) {
+        const pos = step * B + b;
+        const row = epochPermutation(36, seed, Math.floor(pos / 36))[pos % 36]!;
+        const [e, t] = locate(row);
+        const len = LENGTHS[e]!;
+        const s = stateOf(e, t);
+        for (let d = 0; d < 3; d++) expect(batch.state[b * 3 + d]).toBeCloseTo(z(s[d]!, stats.state, d), 4);
+        for (let k = 0; k < H; k++) {
+          const a = actionOf(e, Math.min(t + k, len - 1));
+          expect(batch.actionPad[b * H + k]).toBe(t + k >= len ? 1 : 0);
+          for (let d = 0; d < 2; d++) {
+            const raw = mask[d] ? Math.fround(a[d]!) - Math.fround(s[d]!) : a[d]!;
+            expect(batch.actions[(b * H + k) * 2 + d]).toBeCloseTo(z(raw, stats.actions, d), 4);
+          }
+        }
+        expect(Array.from(batch.imageMask.subarray(b * 3, b * 3 + 3))).toEqual([1, 0, 1]);
+        const frame = S * S * 3;
+        const high = resizeWithPad(picture(CAMERAS[0]!.height, CAMERAS[0]!.width, e, t, 0), 64, 48, S);
+        const wrist = resizeWithPad(picture(32, 32, e, t, 1), 32, 32, S);
+        expect(
+          Buffer.from(batch.images.subarray(b * 3 * frame, (b * 3 + 1) * frame)).equals(Buffer.from(high)),
+        ).toBe(true);
+        expect(batch.images.subarray((b * 3 + 1) * frame, (b * 3 + 2) * frame).every((v) => v === 0)).toBe(
+          true,
+        );
+        expect(
+          Buffer.from(batch.images.subarray((b * 3 + 2) * frame, (b * 3 + 3) * frame)).equals(
+            Buffer.from(wrist),
+          ),
+        ).toBe(true);
+        expect(batch.prompts[b]).toBe(taskOf(e));
+      }
+    }
+    // Deterministic from (seed, step): a fresh loader over the same cache gives identical batches.
+    const again = await openTrainingData(config, {
+      imageSize: S,
+      horizon: H,
+      normStats: stats,
+      cacheDir,
+      cwd,
+    });
+    const x = data.batchAt(7, B, seed);
+    const y = again.batchAt(7, B, seed);
+    expect(Buffer.from(y.images).equals(Buffer.from(x.images))).toBe(true);
+    expect(Array.from(y.actions)).toEqual(Array.from(x.actions));
+    expect(y.prompts).toEqual(x.prompts);
+    expect(Array.from(data.batchAt(7, B, seed + 1).state)).not.toEqual(Array.from(x.state));
+    data.close();
+    again.close();
+  });
+
+  it('decodes video once into the cache and reuses it; a missing task falls back to the default prompt', async () => {
+    const { cwd, config } = workspace(videoDataset, { prompt_from_task: false, norm: 'quantile' });
+    const { stats } = await computeNormStats(config, { cwd });
+    const cacheDir = tmpDir('cache-mp4');
+    const progress: Array<[number, number]> = [];
+    const first = await openTrainingData(config, {
+      imageSize: 24,
+      horizon: 4,
+      normStats: stats,
+      cacheDir,
+      cwd,
+      onProgress: (d, t) => progress.push([d, t]),
+    });
+    expect(progress.at(-1)).toEqual([72, 72]);
+    expect(readdirSync(cacheDir).filter((f) => !f.startsWith('.'))).toHaveLength(2);
+    const batch = first.batchAt(0, 6, 1);
+    expect(batch.prompts).toEqual(new Array(6).fill('do the thing'));
+    // Quantile normalization maps q01..q99 to -1..1.
+    expect(Math.max(...batch.state.map(Math.abs))).toBeLessThan(1.2);
+    // Cached frames match a fresh decode of the video, letterboxed.
+    const { openDataset } = await import('../../src/data/reader.js');
+    const ds = await openDataset(videoDataset);
+    const pos = 0;
+    const [e, t] = locate(epochPermutation(36, 1, 0)[pos]!);
+    const fresh = await ds.readFrames(e, 'cam_high', { size: 24, frames: [t] });
+    expect(Buffer.from(batch.images.subarray(0, 24 * 24 * 3)).equals(Buffer.from(fresh.data))).toBe(true);
+    progress.length = 0;
+    const second = await openTrainingData(config, {
+      imageSize: 24,
+      horizon: 4,
+      normStats: stats,
+      cacheDir,
+      cwd,
+      onProgress: (d, t) => progress.push([d, t]),
+    });
+    expect(progress).toEqual([]);
+    expect(Buffer.from(second.batchAt(0, 6, 1).images).equals(Buffer.from(batch.images))).toBe(true);
+    first.close();
+    second.close();
+  });
+});
