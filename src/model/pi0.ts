@@ -296,7 +296,10 @@ export class Pi0 {
       tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
     );
     const length = c * n + l;
-    const x = tf.reshape(tf.concat([tf.reshape(img, [b, c * n, d.width]), tokens], 1), [b * length, d.width]);
+    const x: tf.Tensor2D = tf.reshape(tf.concat([tf.reshape(img, [b, c * n, d.width]), tokens], 1), [
+      b * length,
+      d.width,
+    ]) as tf.Tensor2D;
     const valid = new Uint8Array(b * length);
     for (let i = 0; i < b; i++) {
       for (let j = 0; j < c; j++)

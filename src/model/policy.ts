@@ -1,0 +1,169 @@
+/**
+ * A trained policy loaded from a checkpoint folder, as the policy server and `vla infer` use it:
+ * normalized robot observations in, normalized robot actions out, any batch size.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import YAML from 'yaml';
+import { UserError } from '../config/errors.js';
+import { loadRobot, validate } from '../config/load.js';
+import { actionDim, stateDim } from '../config/robot.js';
+import { TrainConfig } from '../config/schema.js';
+import { type NormStats, readNormStats } from '../transforms/normalize.js';
+import { type ModelDims, modelDims } from './config.js';
+import { type Params, paramCount } from './params.js';
+import { type ModelInputs, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import { Rng } from './rng.js';
+import { readSafetensors } from './safetensors.js';
+
+export interface SampleInput {
+  /** uint8 [B, cams, S, S, 3], already resized with padding to the model's S. */
+  images: Uint8Array;
+  /** [B, cams] */
+  imageMask: Uint8Array;
+  /** float32 [B, stateDim], normalized. */
+  state: Float32Array;
+  prompts: string[];
+  batchSize: number;
+  /** float32 [B, H, action_dim] initial noise; drawn from a fresh seed when left out. */
+  noise?: Float32Array;
+}
+
+export class PolicyModel {
+  readonly model: Pi0;
+  readonly dims: ModelDims;
+  private noiseRng = new Rng(Date.now() >>> 0, 7);
+
+  constructor(
+    readonly config: TrainConfig,
+    readonly normStats: NormStats | null,
+    readonly params: Params,
+    /** Camera names in the order of the images' second axis. */
+    readonly cameras: string[],
+    readonly stateDim: number,
+    /** The robot's action dims (the model's are padded to action_dim). */
+    readonly actionDim: number,
+  ) {
+    this.dims = modelDims(config.model);
+    this.model = new Pi0(this.dims);
+  }
+
+  get imageSize(): number {
+    return this.dims.imageSize;
+  }
+
+  get horizon(): number {
+    return this.dims.horizon;
+  }
+
+  get paramCount(): number {
+    return paramCount(this.params);
+  }
+
+  prepare(input: SampleInput): ModelInputs {
+    return prepareInputs(this.dims, {
+      batchSize: input.batchSize,
+      cameras: this.cameras.length,
+      imageSize: this.imageSize,
+      images: input.images,
+      imageMask: input.imageMask,
+      state: input.state,
+      stateDim: this.stateDim,
+      prompts: input.prompts,
+    });
+  }
+
+  /** Action chunks float32 [B, H, actionDim] (normalized, the robot's dims only). */
+  async sampleActions(
+    input: SampleInput,
+    opts: { numSteps?: number; cache?: boolean } = {},
+  ): Promise<Float32Array> {
+    const d = this.dims;
+    const b = input.batchSize;
+    const full = b * d.horizon * d.actionDim;
+    const noise = input.noise ?? this.noiseRng.normals(full);
+    if (noise.length !== full)
+      throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
+    const out = this.model.sample(this.params, this.prepare(input), noise, opts);
+    const all = (await out.data()) as Float32Array;
+    out.dispose();
+    if (this.actionDim === d.actionDim) return all;
+    const actions = new Float32Array(b * d.horizon * this.actionDim);
+    for (let i = 0; i < b * d.horizon; i++) {
+      actions.set(all.subarray(i * d.actionDim, i * d.actionDim + this.actionDim), i * this.actionDim);
+    }
+    return actions;
+  }
+
+  dispose(): void {
+    tf.dispose([...this.params.values()]);
+  }
+}
+
+/** The robot's cameras and dims as the checkpoint's config names them (robots/<name>.yaml). */
+export interface RobotShape {
+  cameras: string[];
+  stateDim: number;
+  actionDim: number;
+}
+
+/**
+ * Loads `<dir>/config.yaml`, `<dir>/params.safetensors` and `<dir>/assets/<asset_id>/norm_stats.json`.
+ * `robot` gives the camera order and dims; by default it is read from the robot spec the config names.
+ */
+export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape): Promise<PolicyModel> {
+  const configFile = path.join(checkpointDir, 'config.yaml');
+  if (!existsSync(configFile)) {
+    throw new UserError(
+      `${checkpointDir}: not a checkpoint (no config.yaml; expected checkpoints/<config>/<exp>/<step>)`,
+    );
+  }
+  const config = validate(TrainConfig, YAML.parse(readFileSync(configFile, 'utf8')), () => `${configFile}: `);
+  const dims = modelDims(config.model);
+  const { tensors, metadata } = readSafetensors(path.join(checkpointDir, 'params.safetensors'));
+  const shape = robot ?? trainedShape(metadata) ?? robotShape(config.robot);
+  const params: Params = new Map();
+  for (const [name, spec] of paramSpecs(dims)) {
+    const t = tensors.get(name);
+    if (!t || t.shape.join(',') !== spec.shape.join(',')) {
+      tf.dispose([...params.values()]);
+      throw new UserError(
+        `${checkpointDir}/params.safetensors: ${name} ${t ? `has shape [${t.shape}], expected [${spec.shape}]` : 'is missing'} for the config's model`,
+      );
+    }
+    params.set(name, tf.tensor(t.data as Float32Array, t.shape, 'float32'));
+  }
+  return new PolicyModel(
+    config,
+    findCheckpointNormStats(checkpointDir),
+    params,
+    shape.cameras,
+    shape.stateDim,
+    shape.actionDim,
+  );
+}
+
+function findCheckpointNormStats(dir: string): NormStats | null {
+  const assets = path.join(dir, 'assets');
+  if (!existsSync(assets)) return null;
+  for (const id of readdirSync(assets).sort()) {
+    const file = path.join(assets, id, 'norm_stats.json');
+    if (existsSync(file)) return readNormStats(file);
+  }
+  return null;
+}
+
+/** The layout training saw, as the trainer records it in the params' metadata. */
+function trainedShape(meta: Record<string, string>): RobotShape | null {
+  const cameras = (meta.cameras ?? '').split(',').filter(Boolean);
+  const stateDim = Number(meta.state_dim);
+  const actionDim = Number(meta.action_dim);
+  if (cameras.length === 0 || !(stateDim > 0) || !(actionDim > 0)) return null;
+  return { cameras, stateDim, actionDim };
+}
+
+function robotShape(name: string): RobotShape {
+  const spec = loadRobot(name);
+  return { cameras: spec.cameras.map((c) => c.name), stateDim: stateDim(spec), actionDim: actionDim(spec) };
+}

@@ -1,0 +1,177 @@
+/**
+ * The training entry point the CLI and the job manager call: builds the model (fresh, from `init_from`,
+ * or resumed from the run's newest checkpoint), runs steps to `train.steps`, appends metrics.jsonl
+ * every `log_interval`, saves every `save_interval` (pruned by `keep_period`), and on abort saves the
+ * current step and returns.
+ */
+import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
+import path from 'node:path';
+import { UserError } from '../config/errors.js';
+import type { TrainConfig } from '../config/schema.js';
+import { modelDims } from '../model/config.js';
+import { paramCount } from '../model/params.js';
+import { initParams } from '../model/pi0.js';
+import { type NormStats, readNormStats } from '../transforms/normalize.js';
+import { listCheckpoints, loadCheckpointState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import { loadWeightsInto } from './init.js';
+import { Trainer, type TrainingDataSource } from './trainer.js';
+
+export type { TrainingDataSource } from './trainer.js';
+
+export interface TrainProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  gradNorm: number;
+  lr: number;
+  samplesPerSec: number;
+}
+
+export interface RunTrainingOptions {
+  /** The resolved config. */
+  config: TrainConfig;
+  /** checkpoints/<config>/<exp>: step folders <step>/ and metrics.jsonl. */
+  runDir: string;
+  /** Continue from the newest complete checkpoint in runDir. */
+  resume: boolean;
+  /** Defaults to openTrainingData(config, …) from src/data/loader.ts. */
+  data?: TrainingDataSource;
+  /** The norm stats saved with checkpoints; defaults to the config's assets (see findNormStats). */
+  normStats?: NormStats;
+  /** On abort: save a checkpoint at the current step and return stopped: true. */
+  signal?: AbortSignal;
+  /** Called every step. */
+  onProgress?: (p: TrainProgress) => void;
+  log?: (line: string) => void;
+}
+
+export interface RunTrainingResult {
+  step: number;
+  stopped: boolean;
+  checkpoint: string | null;
+  loss: number;
+}
+
+/** openpi keeps norm stats under assets/<config>/<asset_id>/; a plain assets/<asset_id>/ is accepted too. */
+export function normStatsCandidates(config: TrainConfig, cwd = process.cwd()): string[] {
+  const id = config.data.asset_id ?? config.robot;
+  return [
+    path.join(cwd, 'assets', config.name, id, 'norm_stats.json'),
+    path.join(cwd, 'assets', id, 'norm_stats.json'),
+  ];
+}
+
+export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormStats {
+  const candidates = normStatsCandidates(config, cwd);
+  const file = candidates.find((f) => existsSync(f));
+  if (!file) {
+    throw new UserError(
+      `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
+    );
+  }
+  return readNormStats(file);
+}
+
+async function openDefaultData(
+  config: TrainConfig,
+  normStats: NormStats,
+  log: (l: string) => void,
+): Promise<TrainingDataSource> {
+  const d = modelDims(config.model);
+  // The loader is its own module (the dataset work); loaded when training runs, not when this file is imported.
+  const loaderPath = '../data/loader.js';
+  let mod: {
+    openTrainingData: (
+      c: TrainConfig,
+      o: Record<string, unknown>,
+    ) => Promise<TrainingDataSource> | TrainingDataSource;
+  };
+  try {
+    mod = await import(loaderPath);
+  } catch (e) {
+    throw new UserError(
+      `cannot load the dataset loader (src/data/loader.ts): ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
+  return await mod.openTrainingData(config, {
+    imageSize: d.imageSize,
+    horizon: d.horizon,
+    normStats,
+    onProgress: (p: unknown) => log(`data: ${typeof p === 'string' ? p : JSON.stringify(p)}`),
+  });
+}
+
+const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
+
+export async function runTraining(opts: RunTrainingOptions): Promise<RunTrainingResult> {
+  const { config, runDir } = opts;
+  const log = opts.log ?? (() => {});
+  const t = config.train;
+  const existing = listCheckpoints(runDir);
+  if (!opts.resume && existing.length > 0) {
+    throw new UserError(
+      `${runDir} already holds checkpoints (newest: step ${existing.at(-1)!.step}): resume it, or start over with --overwrite`,
+    );
+  }
+  const normStats = opts.normStats ?? findNormStats(config);
+  const data = opts.data ?? (await openDefaultData(config, normStats, log));
+  const dims = modelDims(config.model);
+  const init = initParams(dims, t.seed);
+  const latest = opts.resume ? existing.at(-1) : undefined;
+  if (!latest && t.init_from) {
+    const r = loadWeightsInto(init, t.init_from);
+    log(
+      `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new (${r.missing.length > 0 ? 'LoRA adapters' : 'none'}), ${r.unexpected.length} unused`,
+    );
+  }
+  const trainer = new Trainer(config, init);
+  try {
+    trainer.checkSource(data);
+    if (latest) {
+      trainer.restore(loadCheckpointState(latest.dir));
+      log(`resumed from ${latest.dir} (step ${trainer.step})`);
+    }
+    const trainableCount = [...trainer.trainable.values()].reduce((n, v) => n + v.size, 0);
+    log(
+      `model ${config.model.preset}: ${paramCount(trainer.params).toLocaleString('en-US')} params, ${trainableCount.toLocaleString('en-US')} trained; data: ${data.numSamples} samples, cameras ${data.cameras.join(', ')}`,
+    );
+    mkdirSync(runDir, { recursive: true });
+    const metrics = path.join(runDir, 'metrics.jsonl');
+    let checkpoint: string | null = latest?.dir ?? null;
+    let lastSaved = latest?.step ?? -1;
+    let loss = Number.NaN;
+    const save = async () => {
+      checkpoint = saveCheckpoint(runDir, config, normStats, await trainer.state());
+      lastSaved = trainer.step;
+      pruneCheckpoints(runDir, t.keep_period);
+      log(`saved ${checkpoint}`);
+    };
+    while (trainer.step < t.steps) {
+      if (opts.signal?.aborted) break;
+      const t0 = performance.now();
+      const batch = await data.batchAt(trainer.step, t.batch_size, t.seed);
+      const r = trainer.trainStep(batch);
+      const samplesPerSec = (batch.size * 1000) / (performance.now() - t0);
+      loss = r.loss;
+      opts.onProgress?.({ step: trainer.step, totalSteps: t.steps, ...r, samplesPerSec });
+      if (trainer.step % t.log_interval === 0 || trainer.step === t.steps) {
+        const line = {
+          step: trainer.step,
+          loss: r.loss,
+          grad_norm: r.gradNorm,
+          lr: r.lr,
+          samples_per_s: samplesPerSec,
+          time: new Date().toISOString(),
+        };
+        appendFileSync(metrics, `${JSON.stringify(line)}\n`);
+      }
+      if (trainer.step % t.save_interval === 0 || trainer.step === t.steps) await save();
+      await tick();
+    }
+    const stopped = trainer.step < t.steps;
+    if (stopped && lastSaved !== trainer.step) await save();
+    return { step: trainer.step, stopped, checkpoint, loss };
+  } finally {
+    trainer.dispose();
+  }
+}

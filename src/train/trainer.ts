@@ -1,0 +1,187 @@
+/**
+ * One training step of the π0 policy: augment → flow-matching loss → gradients → global-norm clip →
+ * AdamW → EMA. All per-step randomness (augmentation, flow noise, flow times) comes from the seed and
+ * the step number, so a resumed run repeats exactly what an uninterrupted one would have done.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { UserError } from '../config/errors.js';
+import type { TrainConfig } from '../config/schema.js';
+import type { Batch } from '../data/batch.js';
+import { checkRobotFits, type ModelDims, modelDims } from '../model/config.js';
+import { isLoraParam, matchesAny, type Params } from '../model/params.js';
+import { batchObservation, Pi0, prepareInputs, sampleFlowTimes } from '../model/pi0.js';
+import { Rng } from '../model/rng.js';
+import { augmentImages } from './augment.js';
+import type { CheckpointState } from './checkpoint.js';
+import { type AdamState, adamwUpdate, emaUpdate, globalNorm, initAdam, learningRate } from './optimizer.js';
+
+/** Where training batches come from: the dataset loader, or any source with the same shape. */
+export interface TrainingDataSource {
+  numSamples: number;
+  cameras: string[];
+  stateDim: number;
+  actionDim: number;
+  /** The batch for a step; the same (step, batchSize, seed) always gives the same batch. */
+  batchAt(step: number, batchSize: number, seed: number): Batch | Promise<Batch>;
+}
+
+export interface StepResult {
+  loss: number;
+  gradNorm: number;
+  lr: number;
+}
+
+export class Trainer {
+  readonly dims: ModelDims;
+  readonly model: Pi0;
+  readonly params = new Map<string, tf.Variable>();
+  readonly trainable = new Map<string, tf.Variable>();
+  readonly ema: Map<string, tf.Variable> | null;
+  private adam: AdamState;
+  /** Steps completed. */
+  step = 0;
+
+  /** Takes ownership of `init`'s tensors. */
+  constructor(
+    readonly config: TrainConfig,
+    init: Params,
+  ) {
+    this.dims = modelDims(config.model);
+    this.model = new Pi0(this.dims);
+    const freeze = config.train.freeze;
+    for (const [name, t] of init) {
+      const trainable = isLoraParam(name) || !matchesAny(name, freeze);
+      const v = tf.variable(t, trainable, `param/${name}`);
+      t.dispose();
+      this.params.set(name, v);
+      if (trainable) this.trainable.set(name, v);
+    }
+    if (this.trainable.size === 0) {
+      throw new UserError(
+        `train.freeze ${JSON.stringify(freeze)} freezes every parameter: nothing would train`,
+      );
+    }
+    const decay = config.train.ema_decay;
+    this.ema =
+      decay === null
+        ? null
+        : new Map([...this.trainable].map(([n, v]) => [n, tf.variable(tf.clone(v), false, `ema/${n}`)]));
+    this.adam = initAdam(this.trainable);
+  }
+
+  /** Camera order and robot dims of the data, saved with checkpoints so inference reads the same layout. */
+  data: { cameras: string[]; stateDim: number; actionDim: number } = {
+    cameras: [],
+    stateDim: 0,
+    actionDim: 0,
+  };
+
+  checkSource(source: Pick<TrainingDataSource, 'cameras' | 'stateDim' | 'actionDim'>): void {
+    this.data = { cameras: source.cameras, stateDim: source.stateDim, actionDim: source.actionDim };
+    checkRobotFits(this.dims, {
+      stateDim: source.stateDim,
+      actionDim: source.actionDim,
+      cameras: source.cameras.length,
+    });
+  }
+
+  /** One optimisation step on `batch`; `this.step` counts it. */
+  trainStep(batch: Batch): StepResult {
+    const d = this.dims;
+    const t = this.config.train;
+    if (batch.horizon !== d.horizon)
+      throw new Error(`batch horizon ${batch.horizon} differs from the model's action_horizon ${d.horizon}`);
+    const rng = new Rng(t.seed, this.step + 2);
+    const b = batch.size;
+    const obs = batchObservation(batch);
+    const aug = this.config.data.augment;
+    if (aug) {
+      obs.images = batch.images.slice();
+      augmentImages(obs.images, batch.imageMask, batch.cameras, batch.imageSize, aug, rng);
+    }
+    const inp = prepareInputs(d, obs);
+    const actions = new Float32Array(b * d.horizon * d.actionDim);
+    for (let i = 0; i < b * d.horizon; i++) {
+      actions.set(batch.actions.subarray(i * batch.actionDim, (i + 1) * batch.actionDim), i * d.actionDim);
+    }
+    const noise = rng.normals(actions.length);
+    const times = sampleFlowTimes(rng, b);
+    const lr = learningRate(t, this.step);
+    const w: Params = this.params;
+    const { value, grads } = tf.variableGrads(
+      () => this.model.flowLoss(w, inp, actions, batch.actionPad, noise, times),
+      [...this.trainable.values()],
+    );
+    const named: tf.NamedTensorMap = {};
+    for (const [name, v] of this.trainable) named[name] = grads[v.name]!;
+    const gradNorm = globalNorm(named);
+    const clip = t.optimizer.clip_grad_norm;
+    const clipScale = clip !== null && gradNorm > clip ? clip / gradNorm : 1;
+    adamwUpdate(this.trainable, named, this.adam, {
+      lr,
+      b1: t.optimizer.b1,
+      b2: t.optimizer.b2,
+      eps: t.optimizer.eps,
+      weightDecay: t.optimizer.weight_decay,
+      step: this.step + 1,
+      clipScale,
+    });
+    if (this.ema) emaUpdate(this.ema, this.trainable, t.ema_decay!);
+    const loss = value.dataSync()[0]!;
+    tf.dispose([value, ...Object.values(grads)]);
+    this.step++;
+    if (!Number.isFinite(loss))
+      throw new Error(`loss became ${loss} at step ${this.step}: lower train.schedule.peak_lr`);
+    return { loss, gradNorm, lr };
+  }
+
+  /** The weights used for inference and saved as params: the EMA where there is one. */
+  inferenceParams(): Params {
+    if (!this.ema) return this.params;
+    return new Map([...this.params].map(([n, v]) => [n, this.ema!.get(n) ?? v]));
+  }
+
+  async state(): Promise<CheckpointState> {
+    const read = async (m: Map<string, tf.Tensor>) => {
+      const out = new Map<string, Float32Array>();
+      for (const [n, v] of m) out.set(n, (await v.data()) as Float32Array);
+      return out;
+    };
+    return {
+      step: this.step,
+      seed: this.config.train.seed,
+      params: await read(this.inferenceParams()),
+      raw: this.ema ? await read(this.params) : null,
+      adamM: await read(this.adam.m),
+      adamV: await read(this.adam.v),
+      shapes: new Map([...this.params].map(([n, v]) => [n, v.shape])),
+      data: this.data,
+    };
+  }
+
+  /** Continues from a saved state: weights, EMA, Adam moments and the step. */
+  restore(s: CheckpointState): void {
+    const set = (m: Map<string, tf.Variable>, values: Map<string, Float32Array>, what: string) => {
+      for (const [n, v] of m) {
+        const data = values.get(n);
+        if (!data || data.length !== v.size)
+          throw new UserError(`checkpoint ${what} ${n}: missing or of another size`);
+        tf.tidy(() => v.assign(tf.tensor(data, v.shape)));
+      }
+    };
+    set(this.params, s.raw ?? s.params, 'weight');
+    if (this.ema) set(this.ema, s.params, 'EMA weight');
+    set(this.adam.m, s.adamM, 'Adam moment');
+    set(this.adam.v, s.adamV, 'Adam moment');
+    this.step = s.step;
+  }
+
+  dispose(): void {
+    tf.dispose([
+      ...this.params.values(),
+      ...(this.ema?.values() ?? []),
+      ...this.adam.m.values(),
+      ...this.adam.v.values(),
+    ]);
+  }
+}

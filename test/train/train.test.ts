@@ -1,0 +1,222 @@
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { TrainConfig } from '../../src/config/schema.js';
+import { modelDims } from '../../src/model/config.js';
+import { initParams } from '../../src/model/pi0.js';
+import { loadPolicyModel } from '../../src/model/policy.js';
+import { readSafetensors } from '../../src/model/safetensors.js';
+import { loadWeightsInto } from '../../src/train/init.js';
+import { runTraining } from '../../src/train/run.js';
+import { Trainer } from '../../src/train/trainer.js';
+import type { NormStats } from '../../src/transforms/normalize.js';
+import { syntheticSource } from './source.js';
+
+const H = 6;
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'vla-train-'));
+const stats: NormStats = {
+  state: { mean: new Array(6).fill(0), std: new Array(6).fill(1) },
+  actions: { mean: new Array(6).fill(0), std: new Array(6).fill(1) },
+};
+
+function config(over: { model?: Record<string, unknown>; train?: Record<string, unknown> } = {}) {
+  return TrainConfig.parse({
+    name: 'test_cfg',
+    robot: 'aloha',
+    model: { preset: 'tiny', action_horizon: H, action_dim: 8, num_steps: 3, ...over.model },
+    train: {
+      steps: 4,
+      batch_size: 4,
+      log_interval: 1,
+      save_interval: 2,
+      keep_period: null,
+      schedule: { warmup_steps: 1, peak_lr: 1e-3, decay_lr: 1e-4 },
+      ...over.train,
+    },
+  });
+}
+
+const source = () => syntheticSource({ imageSize: 32, horizon: H });
+
+beforeAll(async () => {
+  await setupBackend({ backend: 'wasm' });
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('trainer', () => {
+  it('keeps the tensor count flat across steps', () => {
+    const cfg = config();
+    const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 0));
+    const data = source();
+    trainer.checkSource(data);
+    trainer.trainStep(data.batchAt(0, 4, 0) as never);
+    const after1 = tf.memory().numTensors;
+    for (let s = 1; s < 4; s++) trainer.trainStep(data.batchAt(s, 4, 0) as never);
+    expect(tf.memory().numTensors).toBe(after1);
+    trainer.dispose();
+  });
+
+  it('with everything but LoRA frozen, only LoRA params change', async () => {
+    const cfg = config({
+      model: { lora: { rank: 2, alpha: 2 } },
+      train: { freeze: ['prefix/*', 'expert/*', 'vision/*'] },
+    });
+    const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 1));
+    const before = new Map([...trainer.params].map(([n, v]) => [n, v.dataSync().slice()]));
+    const data = source();
+    for (let s = 0; s < 2; s++) trainer.trainStep(data.batchAt(s, 4, 0) as never);
+    let loraChanged = 0;
+    for (const [n, v] of trainer.params) {
+      const same = v.dataSync().every((x, i) => x === before.get(n)![i]);
+      if (n.endsWith('/lora_a') || n.endsWith('/lora_b')) loraChanged += same ? 0 : 1;
+      else expect(same, n).toBe(true);
+    }
+    expect(loraChanged).toBeGreaterThan(0);
+    expect([...trainer.trainable.keys()].every((n) => /lora_[ab]$/.test(n))).toBe(true);
+    trainer.dispose();
+  });
+});
+
+describe('runTraining and checkpoints', () => {
+  it('writes checkpoints per DESIGN §5 and metrics.jsonl; a loaded checkpoint gives identical actions', async () => {
+    const runDir = path.join(tmp, 'plain');
+    const cfg = config({ train: { ema_decay: 0.9 } });
+    const data = source();
+    const progress: number[] = [];
+    const r = await runTraining({
+      config: cfg,
+      runDir,
+      resume: false,
+      data,
+      normStats: stats,
+      onProgress: (p) => progress.push(p.step),
+    });
+    expect(r).toMatchObject({ step: 4, stopped: false });
+    expect(progress).toEqual([1, 2, 3, 4]);
+    expect(readdirSync(runDir).sort()).toEqual(['4', 'metrics.jsonl']);
+    const ckpt = path.join(runDir, '4');
+    expect(readdirSync(ckpt).sort()).toEqual([
+      'assets',
+      'config.yaml',
+      'params.safetensors',
+      'train_state.safetensors',
+    ]);
+    expect(existsSync(path.join(ckpt, 'assets', 'aloha', 'norm_stats.json'))).toBe(true);
+    const lines = readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(lines.map((l) => l.step)).toEqual([1, 2, 3, 4]);
+    expect(Object.keys(lines[0])).toEqual(['step', 'loss', 'grad_norm', 'lr', 'samples_per_s', 'time']);
+    const ts = readSafetensors(path.join(ckpt, 'train_state.safetensors'));
+    expect(Number((ts.tensors.get('step')!.data as BigInt64Array)[0])).toBe(4);
+    expect(ts.tensors.has('raw/expert/action_out/kernel')).toBe(true);
+
+    const policy = await loadPolicyModel(ckpt);
+    expect(policy.cameras).toEqual(data.cameras);
+    expect(policy.actionDim).toBe(6);
+    expect(policy.normStats).toEqual(stats);
+    const b = data.batchAt(0, 2, 0) as ReturnType<typeof data.frame>;
+    const noise = new Float32Array(2 * H * 8).map((_, i) => Math.sin(i));
+    const input = {
+      images: b.images,
+      imageMask: b.imageMask,
+      state: b.state,
+      prompts: b.prompts,
+      batchSize: 2,
+      noise,
+    };
+    const a1 = await policy.sampleActions(input);
+    const again = await loadPolicyModel(ckpt);
+    expect(await again.sampleActions(input)).toEqual(a1);
+    expect(a1.length).toBe(2 * H * 6);
+    // batch of 2 = two batches of 1
+    const one = await policy.sampleActions({
+      images: b.images.subarray(0, b.images.length / 2),
+      imageMask: b.imageMask.subarray(0, 2),
+      state: b.state.subarray(0, 6),
+      prompts: [b.prompts[0]!],
+      batchSize: 1,
+      noise: noise.subarray(0, H * 8),
+    });
+    for (let i = 0; i < one.length; i++) expect(one[i]).toBeCloseTo(a1[i]!, 4);
+    policy.dispose();
+    again.dispose();
+  });
+
+  it('resumes exactly: stopped at step 3 and resumed gives the uninterrupted run’s weights', async () => {
+    const cfg = config({ train: { ema_decay: 0.9 } });
+    const straight = path.join(tmp, 'straight');
+    await runTraining({ config: cfg, runDir: straight, resume: false, data: source(), normStats: stats });
+    const broken = path.join(tmp, 'broken');
+    const ctl = new AbortController();
+    const first = await runTraining({
+      config: cfg,
+      runDir: broken,
+      resume: false,
+      data: source(),
+      normStats: stats,
+      signal: ctl.signal,
+      onProgress: (p) => p.step === 3 && ctl.abort(),
+    });
+    expect(first).toMatchObject({ step: 3, stopped: true });
+    expect(existsSync(path.join(broken, '3'))).toBe(true);
+    await expect(
+      runTraining({ config: cfg, runDir: broken, resume: false, data: source(), normStats: stats }),
+    ).rejects.toThrow(/already holds checkpoints/);
+    const second = await runTraining({
+      config: cfg,
+      runDir: broken,
+      resume: true,
+      data: source(),
+      normStats: stats,
+    });
+    expect(second).toMatchObject({ step: 4, stopped: false });
+    for (const file of ['params.safetensors', 'train_state.safetensors']) {
+      const a = readSafetensors(path.join(straight, '4', file)).tensors;
+      const b = readSafetensors(path.join(broken, '4', file)).tensors;
+      expect([...b.keys()]).toEqual([...a.keys()]);
+      for (const [n, t] of a) expect(b.get(n)!.data, n).toEqual(t.data);
+    }
+  });
+
+  it('prunes checkpoints by keep_period, keeping the newest', async () => {
+    const runDir = path.join(tmp, 'prune');
+    await runTraining({
+      config: config({ train: { steps: 5, save_interval: 1, keep_period: 2 } }),
+      runDir,
+      resume: false,
+      data: source(),
+      normStats: stats,
+    });
+    expect(
+      readdirSync(runDir)
+        .filter((n) => /^\d+$/.test(n))
+        .sort(),
+    ).toEqual(['2', '4', '5']);
+  });
+
+  it('loads weights for fine-tuning, reporting missing, unexpected and mismatched params', async () => {
+    const ckpt = path.join(tmp, 'plain', '4');
+    const lora = modelDims(config({ model: { lora: { rank: 2, alpha: 2 } } }).model);
+    const p = initParams(lora, 5);
+    const report = loadWeightsInto(p, ckpt);
+    expect(report.missing.length).toBeGreaterThan(0);
+    expect(report.missing.every((n) => /lora_[ab]$/.test(n))).toBe(true);
+    expect(report.unexpected).toEqual([]);
+    tf.dispose([...p.values()]);
+    const deeper = initParams(modelDims(config({ model: { depth: 3 } }).model), 5);
+    expect(() => loadWeightsInto(deeper, ckpt)).toThrow(
+      /missing \d+ params the model needs: prefix\/block_1\/attn\/q\/kernel/,
+    );
+    tf.dispose([...deeper.values()]);
+    const wider = initParams(modelDims(config({ model: { expert_width: 16 } }).model), 5);
+    expect(() => loadWeightsInto(wider, ckpt)).toThrow(
+      /of another shape: expert\/state_proj\/kernel \(model \[8,16\], checkpoint \[8,32\]\)/,
+    );
+    tf.dispose([...wider.values()]);
+  });
+});
