@@ -3,6 +3,10 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
+import { registerGradients } from './gradients.js';
+import { BLAS_PACKAGE, loadBlas } from './native/blas.js';
+import { installPack, PACK_HOSTS, type PackHost, removePack } from './native/pack.js';
+import { startThreadedWasm } from './native/wasm-threads.js';
 
 export const BACKENDS = ['node-gpu', 'node', 'wasm', 'cpu'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -23,6 +27,12 @@ export interface BackendInfo {
   simd: boolean;
   /** Why each preferred backend was passed over, in order of preference. */
   skipped: string[];
+  /** The native kernel pack (matmuls on BLAS), when it is active. */
+  native: { library: string; threads: number } | null;
+  /** Why the native kernel pack is off, when the backend could host it. */
+  nativeOff?: string;
+  /** Why WASM stayed single-threaded although threads were asked for. */
+  threadsOff?: string;
 }
 
 export interface BackendOptions {
@@ -30,6 +40,18 @@ export interface BackendOptions {
   backend?: BackendName | 'auto';
   /** Loads a backend's package; tests pass their own to stand for packages that are absent or broken. */
   load?: (pkg: string) => unknown;
+  /**
+   * The native kernel pack: matmuls on OpenBLAS through the `nblas` binding, under the wasm or cpu
+   * backend. On by default where it loads; `false` (`--no-native`, `VLA_NATIVE=0`) keeps the host's own.
+   */
+  native?: boolean;
+  /** OpenBLAS threads (default: `OPENBLAS_NUM_THREADS`, else all cores). Fixed once the library loads. */
+  blasThreads?: number;
+  /**
+   * WASM threads (default `VLA_WASM_THREADS`, else 1). More than 1 starts tfjs-backend-wasm's threaded
+   * build through a shim (see native/wasm-threads.ts); it only takes effect before WASM first starts.
+   */
+  wasmThreads?: number;
 }
 
 const require = createRequire(import.meta.url);
@@ -69,19 +91,49 @@ export async function setupBackend(opts: BackendOptions = {}): Promise<BackendIn
   if (wanted !== 'auto' && !BACKENDS.includes(wanted)) {
     throw new UserError(`backend "${wanted}": expected one of auto, ${BACKENDS.join(', ')}`);
   }
-  if (active && !opts.load && (wanted === 'auto' || wanted === active.name)) return active;
+  const native = opts.native ?? process.env.VLA_NATIVE !== '0';
+  await registerGradients();
+  if (active && !opts.load && (wanted === 'auto' || wanted === active.name)) {
+    active = { ...active, ...(await configurePack(active.name, native, opts)) };
+    return active;
+  }
   const load = opts.load ?? ((pkg: string) => require(pkg));
   const order = wanted === 'auto' ? BACKENDS : [wanted];
   const skipped: string[] = [];
+  const wasmThreads = opts.wasmThreads ?? parseThreads(process.env.VLA_WASM_THREADS, 'VLA_WASM_THREADS') ?? 1;
   for (const name of order) {
-    const why = await tryBackend(name, load);
+    let threadsOff: string | undefined;
+    let why: string | null;
+    if (name === 'wasm' && wasmThreads > 1 && !wasmStarted()) {
+      threadsOff = await tryThreadedWasm(load, wasmThreads);
+      why = threadsOff === undefined ? null : await tryBackend(name, load);
+    } else {
+      why = await tryBackend(name, load);
+      if (name === 'wasm' && wasmThreads > 1 && wasmThreadCount(load) < wasmThreads) {
+        threadsOff = 'WASM already started with fewer threads in this process';
+      }
+    }
     if (why !== null) {
       skipped.push(`${BACKEND_PACKAGES[name]}: ${why}`);
       continue;
     }
     const simd = name === 'wasm' ? Boolean(await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT')) : false;
-    const threads = name === 'node' || name === 'node-gpu' ? os.availableParallelism() : 1;
-    active = { name, tfName: tf.getBackend(), threads, simd, skipped };
+    const threads =
+      name === 'node' || name === 'node-gpu'
+        ? os.availableParallelism()
+        : name === 'wasm'
+          ? wasmThreadCount(load)
+          : 1;
+    const pack = await configurePack(name, native, { ...opts, load });
+    active = {
+      name,
+      tfName: tf.getBackend(),
+      threads,
+      simd,
+      skipped,
+      ...pack,
+      ...(threadsOff ? { threadsOff } : {}),
+    };
     return active;
   }
   if (wanted !== 'auto') {
@@ -91,6 +143,61 @@ export async function setupBackend(opts: BackendOptions = {}): Promise<BackendIn
     );
   }
   throw new UserError(`no TensorFlow.js backend could start: ${skipped.join('; ')}`);
+}
+
+/** A thread count from a flag or variable; `where` names it in the error. */
+export function parseThreads(value: string | undefined, where: string): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UserError(`${where}: expected a whole number of threads ≥ 1, got ${JSON.stringify(value)}`);
+  return n;
+}
+
+/** Whether tfjs has already started the wasm backend in this process (its thread count is then fixed). */
+function wasmStarted(): boolean {
+  return tf.engine().registry.wasm !== undefined;
+}
+
+function wasmThreadCount(load: (pkg: string) => unknown): number {
+  try {
+    return (load(BACKEND_PACKAGES.wasm) as { getThreadsCount(): number }).getThreadsCount();
+  } catch {
+    return 1;
+  }
+}
+
+/** Starts threaded WASM; returns why not (WASM then starts single-threaded as before), or undefined. */
+async function tryThreadedWasm(load: (pkg: string) => unknown, threads: number): Promise<string | undefined> {
+  try {
+    const pkg = load(BACKEND_PACKAGES.wasm) as Parameters<typeof startThreadedWasm>[0];
+    await startThreadedWasm(pkg, threads);
+    return undefined;
+  } catch (e) {
+    return firstLine(e);
+  }
+}
+
+/** Installs or removes the native kernel pack on the chosen backend; says what is active and why not. */
+async function configurePack(
+  name: BackendName,
+  wanted: boolean,
+  opts: BackendOptions,
+): Promise<Pick<BackendInfo, 'native' | 'nativeOff'>> {
+  const host = PACK_HOSTS.find((h) => h === name) as PackHost | undefined;
+  for (const other of PACK_HOSTS) if (other !== host) removePack(other);
+  if (host === undefined) return { native: null };
+  if (!wanted) {
+    removePack(host);
+    return { native: null, nativeOff: '--no-native or VLA_NATIVE=0' };
+  }
+  const loaded = loadBlas({ load: opts.load, threads: opts.blasThreads });
+  if ('error' in loaded) {
+    removePack(host);
+    return { native: null, nativeOff: loaded.error };
+  }
+  installPack(loaded, host);
+  return { native: { library: loaded.library, threads: loaded.threads } };
 }
 
 function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean {
@@ -111,11 +218,23 @@ function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean
   }
 }
 
-/** The one line every computing command prints: `backend: wasm (SIMD, 1 thread) · tfjs 4.22.0`. */
+const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+
+/**
+ * The one line every computing command prints, saying which kernels run the matmuls:
+ * `backend: wasm (SIMD, 1 thread) · kernels wasm+blas (openblas, 2 threads) · tfjs 4.22.0`.
+ */
 export function describeBackend(info: BackendInfo): string {
-  const detail = [info.simd ? 'SIMD' : null, `${info.threads} thread${info.threads === 1 ? '' : 's'}`]
-    .filter(Boolean)
-    .join(', ');
-  const passed = info.skipped.length > 0 ? ` (passed over: ${info.skipped.join('; ')})` : '';
-  return `backend: ${info.name} (${detail}) · tfjs ${tf.version_core}${passed}`;
+  const detail = [info.simd ? 'SIMD' : null, plural(info.threads, 'thread')].filter(Boolean).join(', ');
+  const notes = [
+    info.threadsOff ? `WASM threads off: ${info.threadsOff}` : null,
+    info.skipped.length > 0 ? `passed over: ${info.skipped.join('; ')}` : null,
+  ].filter(Boolean);
+  let kernels = '';
+  if (info.native)
+    kernels = ` · kernels ${info.name}+blas (${info.native.library}, ${plural(info.native.threads, 'thread')})`;
+  else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
+  return `backend: ${info.name} (${detail})${kernels} · tfjs ${tf.version_core}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
 }
+
+export { BLAS_PACKAGE };

@@ -30,6 +30,11 @@ export async function buildProgram(): Promise<Command> {
     .version(pkg.version)
     .option('--verbose', 'print stack traces with errors')
     .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
+    .option('--no-native', "keep matmuls on the backend's own kernels, not OpenBLAS (env VLA_NATIVE=0)")
+    .option(
+      '--wasm-threads <n>',
+      'WASM backend threads, through a shim for tfjs-backend-wasm 4.22.0 (env VLA_WASM_THREADS)',
+    )
     .showHelpAfterError('(run with --help for usage)');
   registerConfig(program);
   for (const [name, description] of GROUPS) {

@@ -1,0 +1,118 @@
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import os from 'node:os';
+
+/** CBLAS transpose flags (row-major calls). */
+export const NO_TRANS = 111;
+export const TRANS = 112;
+
+/** `cblas_sgemm(RowMajor, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)`. */
+export type Sgemm = (
+  transA: number,
+  transB: number,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+) => void;
+
+export interface Blas {
+  sgemm: Sgemm;
+  /** The shared library the binding resolved to: `openblas`, `mkl`, `blis`, or `unknown` off Linux. */
+  library: string;
+  /** Threads the library runs a large GEMM on. */
+  threads: number;
+}
+
+export interface BlasOptions {
+  /**
+   * OpenBLAS threads. OpenBLAS reads its thread count once, when the library loads: this only takes
+   * effect on the first load in a process, and an `OPENBLAS_NUM_THREADS` already in the environment wins.
+   */
+  threads?: number;
+  /** Loads the binding's package; tests pass their own to stand for a missing or broken install. */
+  load?: (pkg: string) => unknown;
+}
+
+export const BLAS_PACKAGE = 'nblas';
+
+const require = createRequire(import.meta.url);
+
+/** Libraries fast enough to beat WASM's own matmul; reference BLAS (Debian's `libblas3`) is not. */
+const FAST_LIBRARIES: Array<[RegExp, string]> = [
+  [/libopenblas/, 'openblas'],
+  [/libmkl/, 'mkl'],
+  [/libblis/, 'blis'],
+];
+
+/**
+ * Which BLAS the process has mapped, from /proc/self/maps. Debian routes `libblas.so.3` through
+ * alternatives, so the binding's link line (`-lblas`) says nothing about which one it got.
+ */
+function mappedLibrary(): string | null {
+  let maps: string;
+  try {
+    maps = readFileSync('/proc/self/maps', 'utf8');
+  } catch {
+    return 'unknown';
+  }
+  for (const [pattern, name] of FAST_LIBRARIES) if (pattern.test(maps)) return name;
+  const blas = maps.split('\n').find((l) => /libblas\.so/.test(l));
+  return blas ? null : 'unknown';
+}
+
+/** The variables OpenBLAS reads its thread count from, in its own order of precedence. */
+function threadsFromEnv(): string | undefined {
+  return process.env.OPENBLAS_NUM_THREADS ?? process.env.GOTO_NUM_THREADS ?? process.env.OMP_NUM_THREADS;
+}
+
+function firstLine(e: unknown): string {
+  const err = e as { code?: string; message?: string };
+  if (err?.code === 'MODULE_NOT_FOUND' || err?.code === 'ERR_MODULE_NOT_FOUND')
+    return `${BLAS_PACKAGE} not installed`;
+  return `${BLAS_PACKAGE}: ${(err?.message ?? String(e)).split('\n')[0]!.slice(0, 160)}`;
+}
+
+/** Loads the BLAS binding; returns it, or a one-line reason why it cannot be used. Never throws. */
+export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
+  const load = opts.load ?? ((pkg: string) => require(pkg));
+  if (threadsFromEnv() === undefined && opts.threads !== undefined) {
+    process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
+  }
+  let mod: { sgemm?: unknown };
+  try {
+    mod = load(BLAS_PACKAGE) as { sgemm?: unknown };
+  } catch (e) {
+    return { error: firstLine(e) };
+  }
+  if (typeof mod?.sgemm !== 'function')
+    return { error: `${BLAS_PACKAGE} has no sgemm (not a CBLAS binding?)` };
+  const library = mappedLibrary();
+  if (library === null) {
+    return {
+      error: `${BLAS_PACKAGE} is linked to the reference BLAS, not OpenBLAS (apt-get install libopenblas-dev)`,
+    };
+  }
+  const sgemm = mod.sgemm as Sgemm;
+  // A 2×2 product checks the binding actually computes (a broken build can load and return garbage).
+  const a = new Float32Array([1, 2, 3, 4]);
+  const c = new Float32Array(4);
+  try {
+    sgemm(NO_TRANS, TRANS, 2, 2, 2, 1, a, 2, a, 2, 0, c, 2);
+  } catch (e) {
+    return { error: firstLine(e) };
+  }
+  if (c.join() !== '5,11,11,25')
+    return { error: `${BLAS_PACKAGE}: sgemm self-check gave ${c.join()}, expected 5,11,11,25` };
+  const cores = os.availableParallelism();
+  const asked = Number.parseInt(threadsFromEnv() ?? '', 10);
+  const threads = Number.isFinite(asked) && asked > 0 ? Math.min(asked, cores) : cores;
+  return { sgemm, library, threads };
+}

@@ -1,0 +1,190 @@
+import type {
+  _FusedMatMulAttrs,
+  BatchMatMulAttrs,
+  KernelConfig,
+  KernelFunc,
+  NamedTensorInfoMap,
+  TensorInfo,
+} from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+import { broadcast_util } from '@tensorflow/tfjs-core';
+import type { Blas } from './blas.js';
+import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
+
+/** Host backends the pack knows how to reach the memory of. */
+export const PACK_HOSTS = ['wasm', 'cpu'] as const;
+export type PackHost = (typeof PACK_HOSTS)[number];
+
+/** The kernels the pack replaces (tf.matMul runs as BatchMatMul; tf.fused.matMul as _FusedMatMul). */
+export const PACK_KERNELS = ['BatchMatMul', '_FusedMatMul'] as const;
+
+/**
+ * Whether BLAS beats the host's own kernel for a problem. Measured with `npm run bench -- kernels`
+ * (wasm and cpu hosts, OpenBLAS on 2 threads): BLAS won at every single product down to 4×4 (1.7–3×
+ * there, 3–300× at the model's shapes: WASM's transposed and batched paths run at 0.6–2.3 GFLOP/s),
+ * and lost only on large batches of products so small that the binding's ~1 µs per call dominates
+ * (512 × [2,2]·[2,2]: 5× slower; 2048 × [4,4]·[4,4]: already 1.7× faster).
+ */
+export function blasWins(_host: PackHost, p: Problem): boolean {
+  return p.batch === 1 || 2 * p.m * p.n * p.k >= 2 * 4 ** 3;
+}
+
+export interface PackStats {
+  /** Kernel calls BLAS ran. */
+  blas: number;
+  /** Kernel calls handed back to the host's own kernel (small shapes, dtypes or activations it lacks). */
+  fallback: number;
+}
+
+const stats: PackStats = { blas: 0, fallback: 0 };
+const originals = new Map<string, KernelConfig>();
+
+/** Counters since the process started (tests check the pack actually ran; benchmarks report the mix). */
+export function packStats(): PackStats {
+  return { ...stats };
+}
+
+function hostFor(name: PackHost, backend: tf.KernelBackend): Host {
+  return name === 'wasm' ? wasmHost(backend) : cpuHost(backend);
+}
+
+/** Decides per call whether BLAS runs it; benchmarks pass `() => true` to time BLAS at every shape. */
+export type Chooser = (host: PackHost, p: Problem) => boolean;
+
+function matMulKernel(blas: Blas, hostName: PackHost, original: KernelFunc, choose: Chooser): KernelFunc {
+  return (args) => {
+    const { a, b } = args.inputs as NamedTensorInfoMap & { a: TensorInfo; b: TensorInfo };
+    const attrs = args.attrs as unknown as BatchMatMulAttrs;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(original, args);
+    const p = problemOf(a, b, Boolean(attrs.transposeA), Boolean(attrs.transposeB));
+    if (!choose(hostName, p)) return fallback(original, args);
+    const host = hostFor(hostName, args.backend as tf.KernelBackend);
+    const out = host.alloc(p.outShape);
+    gemm(blas, p, host.view(a), host.view(b), host.view(out));
+    stats.blas++;
+    return out;
+  };
+}
+
+/** The host kernel that applies each fusable activation after the product. */
+const ACTIVATION_KERNELS: Record<Activation, string | null> = {
+  linear: null,
+  relu: 'Relu',
+  relu6: 'Relu6',
+  elu: 'Elu',
+  leakyrelu: 'LeakyRelu',
+  prelu: 'Prelu',
+  sigmoid: 'Sigmoid',
+};
+
+/** Runs one of the host backend's own kernels directly (not through the engine: no tape, no tracking). */
+function hostKernel(
+  host: PackHost,
+  name: string,
+  args: Omit<Parameters<KernelFunc>[0], 'attrs'> & { attrs?: object },
+): TensorInfo {
+  const kernel = tf.getKernel(name, host);
+  if (!kernel) throw new Error(`native matmul: the ${host} backend has no ${name} kernel`);
+  return kernel.kernelFunc({ attrs: {}, ...args } as Parameters<KernelFunc>[0]) as TensorInfo;
+}
+
+/**
+ * The product on BLAS, then the bias and activation on the host's own vectorised element-wise kernels
+ * (a JS loop over the output was 3× slower than WASM's, and BLAS's beta = 1 accumulate slower still).
+ */
+function fusedMatMulKernel(
+  blas: Blas,
+  hostName: PackHost,
+  original: KernelFunc,
+  choose: Chooser,
+): KernelFunc {
+  return (args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as NamedTensorInfoMap & {
+      a: TensorInfo;
+      b: TensorInfo;
+      bias?: TensorInfo;
+      preluActivationWeights?: TensorInfo;
+    };
+    const attrs = args.attrs as unknown as _FusedMatMulAttrs;
+    if (a.dtype !== 'float32' || b.dtype !== 'float32') return fallback(original, args);
+    const activation = ACTIVATION_KERNELS[attrs.activation];
+    if (activation === undefined) return fallback(original, args);
+    const p = problemOf(a, b, Boolean(attrs.transposeA), Boolean(attrs.transposeB));
+    if (
+      bias != null &&
+      !sameShape(broadcast_util.assertAndGetBroadcastShape(p.outShape, bias.shape), p.outShape)
+    ) {
+      return fallback(original, args);
+    }
+    if (!choose(hostName, p)) return fallback(original, args);
+    const host = hostFor(hostName, args.backend as tf.KernelBackend);
+    let out = host.alloc(p.outShape);
+    gemm(blas, p, host.view(a), host.view(b), host.view(out));
+    const then = (next: TensorInfo) => {
+      (args.backend as tf.KernelBackend).disposeData(out.dataId);
+      out = next;
+    };
+    if (bias != null)
+      then(hostKernel(hostName, 'Add', { inputs: { a: out, b: bias }, backend: args.backend }));
+    if (activation === 'Prelu') {
+      then(
+        hostKernel(hostName, 'Prelu', {
+          inputs: { x: out, alpha: preluActivationWeights! },
+          backend: args.backend,
+        }),
+      );
+    } else if (activation === 'LeakyRelu') {
+      const alpha = attrs.leakyreluAlpha ?? 0.2;
+      then(
+        hostKernel(hostName, 'LeakyRelu', { inputs: { x: out }, backend: args.backend, attrs: { alpha } }),
+      );
+    } else if (activation !== null) {
+      then(hostKernel(hostName, activation, { inputs: { x: out }, backend: args.backend }));
+    }
+    stats.blas++;
+    return out;
+  };
+}
+
+function sameShape(x: number[], y: number[]): boolean {
+  return x.length === y.length && x.every((d, i) => d === y[i]);
+}
+
+function fallback(original: KernelFunc, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
+  stats.fallback++;
+  return original(args);
+}
+
+/**
+ * Replaces the host backend's matmul kernels with BLAS ones that fall back to the originals shape by
+ * shape. The host backend must already be initialised (its kernels' set-up has run).
+ */
+export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWins): void {
+  for (const name of PACK_KERNELS) {
+    const key = `${host}/${name}`;
+    let original = originals.get(key);
+    if (!original) {
+      original = tf.getKernel(name, host);
+      if (!original) continue;
+      originals.set(key, original);
+    }
+    tf.unregisterKernel(name, host);
+    const make = name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel;
+    tf.registerKernel({ ...original, kernelFunc: make(blas, host, original.kernelFunc, choose) });
+  }
+}
+
+/** Puts the host's own matmul kernels back (`--no-native` after the pack was on, and tests). */
+export function removePack(host: PackHost): void {
+  for (const name of PACK_KERNELS) {
+    const original = originals.get(`${host}/${name}`);
+    if (!original) continue;
+    tf.unregisterKernel(name, host);
+    tf.registerKernel(original);
+    originals.delete(`${host}/${name}`);
+  }
+}
+
+export function packInstalled(host: PackHost): boolean {
+  return PACK_KERNELS.some((name) => originals.has(`${host}/${name}`));
+}

@@ -1,0 +1,286 @@
+import { createRequire } from 'node:module';
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describeBackend, setupBackend } from '../../src/backend/index.js';
+import { loadBlas } from '../../src/backend/native/blas.js';
+import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
+
+const require = createRequire(import.meta.url);
+const blas = loadBlas();
+const haveBlas = !('error' in blas);
+if (!haveBlas) console.warn(`native kernel pack tests skipped: ${(blas as { error: string }).error}`);
+
+/**
+ * Error relative to the result's scale: max |got − want| / max |want|. Element-wise relative error is
+ * meaningless for sums of products that cancel to near zero; both kernels round in float32, in a
+ * different order.
+ */
+function relErr(got: tf.Tensor, want: tf.Tensor): number {
+  expect(got.shape).toEqual(want.shape);
+  return tf.tidy(() => {
+    const scale = tf.max(tf.abs(want)).dataSync()[0]!;
+    return tf.max(tf.abs(tf.sub(got, want))).dataSync()[0]! / Math.max(scale, 1e-30);
+  });
+}
+
+/** Runs `f` with the host's own kernels, then with the pack; returns both results (the pack's first). */
+function bothWays<T extends tf.Tensor | tf.Tensor[]>(
+  host: 'wasm' | 'cpu',
+  f: () => T,
+  choose?: Chooser,
+): [T, T] {
+  if (!haveBlas) throw new Error('unreachable');
+  removePack(host);
+  const own = f();
+  installPack(blas as Exclude<typeof blas, { error: string }>, host, choose);
+  const before = packStats().blas;
+  const pack = f();
+  // The pack really ran (a test comparing the WASM kernel with itself could not fail).
+  expect(packStats().blas).toBeGreaterThan(before);
+  return [pack, own];
+}
+
+interface Shape {
+  what: string;
+  a: number[];
+  b: number[];
+  transA?: boolean;
+  transB?: boolean;
+  /** a's or b's batch dimensions are broadcast. */
+  broadcast?: boolean;
+}
+
+/** The model's matmuls at batch 2 (config A: 89 tokens, width 256, MLP 1024, 4 heads of 64). */
+const ROWS = 2 * 89;
+const SHAPES: Shape[] = [
+  { what: 'dense', a: [ROWS, 256], b: [256, 1024] },
+  { what: 'dense, transposed a', a: [256, ROWS], b: [256, 1024], transA: true },
+  { what: 'dense, transposed b', a: [ROWS, 256], b: [1024, 256], transB: true },
+  { what: 'dense, both transposed', a: [256, ROWS], b: [1024, 256], transA: true, transB: true },
+  { what: 'rank-3 activations · shared weight', a: [2, 89, 256], b: [256, 64], broadcast: true },
+  { what: 'attention q·kᵀ', a: [8, 89, 64], b: [8, 89, 64], transB: true },
+  { what: 'attention p·v', a: [8, 89, 89], b: [8, 89, 64] },
+  { what: 'attention pᵀ·dy', a: [8, 89, 89], b: [8, 89, 64], transA: true },
+  { what: 'rank-4 heads, broadcast batch', a: [2, 4, 50, 32], b: [1, 4, 32, 89], broadcast: true },
+  { what: 'KV-cache chunk q·kᵀ', a: [4, 50, 32], b: [4, 199, 32], transB: true },
+  { what: 'action projection', a: [16, 7], b: [7, 256] },
+  { what: 'one token', a: [1, 256], b: [256, 256] },
+];
+
+describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels', () => {
+  beforeAll(async () => {
+    await setupBackend({ backend: 'wasm', native: false });
+  });
+  afterAll(() => removePack('wasm'));
+
+  for (const s of SHAPES) {
+    it(`matMul forward: ${s.what}`, () => {
+      const a = tf.randomNormal(s.a, 0, 1, 'float32', 1);
+      const b = tf.randomNormal(s.b, 0, 1, 'float32', 2);
+      const [pack, own] = bothWays('wasm', () => tf.matMul(a, b, s.transA, s.transB));
+      expect(relErr(pack, own)).toBeLessThan(1e-5);
+      tf.dispose([a, b, pack, own]);
+    });
+  }
+
+  // tfjs's own BatchMatMul gradient does not reduce over broadcast batch dimensions (it fails the same
+  // way without the pack), so gradients are checked on the shapes without broadcasting.
+  for (const s of SHAPES.filter((x) => x.what !== 'one token' && !x.broadcast)) {
+    it(`matMul gradients: ${s.what}`, () => {
+      const a = tf.randomNormal(s.a, 0, 1, 'float32', 3);
+      const b = tf.randomNormal(s.b, 0, 1, 'float32', 4);
+      const out = tf.matMul(a, b, s.transA, s.transB);
+      const w = tf.randomNormal(out.shape, 0, 1, 'float32', 5);
+      const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.mul(tf.matMul(x, y, s.transA, s.transB), w));
+      const [pack, own] = bothWays('wasm', () => tf.grads(f)([a, b]));
+      expect(relErr(pack[0]!, own[0]!)).toBeLessThan(1e-5);
+      expect(relErr(pack[1]!, own[1]!)).toBeLessThan(1e-5);
+      tf.dispose([a, b, out, w, ...pack, ...own]);
+    });
+  }
+
+  const activations = ['linear', 'relu', 'relu6', 'elu', 'leakyrelu', 'sigmoid'] as const;
+  for (const activation of activations) {
+    it(`fused matMul + bias + ${activation}, forward and gradients`, () => {
+      const a = tf.randomNormal([ROWS, 256], 0, 1, 'float32', 6);
+      const b = tf.randomNormal([256, 128], 0, 0.1, 'float32', 7);
+      const bias = tf.randomNormal([128], 0, 1, 'float32', 8);
+      const run = () => tf.fused.matMul({ a, b, bias, activation, leakyreluAlpha: 0.1 }) as tf.Tensor;
+      const [pack, own] = bothWays('wasm', run);
+      expect(relErr(pack, own)).toBeLessThan(1e-5);
+      const loss = (x: tf.Tensor, y: tf.Tensor, z: tf.Tensor) =>
+        tf.sum(tf.square(tf.fused.matMul({ a: x, b: y, bias: z, activation, leakyreluAlpha: 0.1 })));
+      const [gPack, gOwn] = bothWays('wasm', () => tf.grads(loss)([a, b, bias]));
+      for (let i = 0; i < 3; i++) expect(relErr(gPack[i]!, gOwn[i]!)).toBeLessThan(1e-5);
+      tf.dispose([a, b, bias, pack, own, ...gPack, ...gOwn]);
+    });
+  }
+
+  it('fused matMul with prelu weights and transposes', () => {
+    const a = tf.randomNormal([256, ROWS], 0, 1, 'float32', 9);
+    const b = tf.randomNormal([64, 256], 0, 0.1, 'float32', 10);
+    const alpha = tf.randomUniform([64], 0, 0.5, 'float32', 11);
+    const [pack, own] = bothWays(
+      'wasm',
+      () =>
+        tf.fused.matMul({
+          a,
+          b,
+          transposeA: true,
+          transposeB: true,
+          activation: 'prelu',
+          preluActivationWeights: alpha,
+        }) as tf.Tensor,
+    );
+    expect(relErr(pack, own)).toBeLessThan(1e-5);
+    tf.dispose([a, b, alpha, pack, own]);
+  });
+
+  it('keeps tensor memory flat (no leaked intermediates)', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+    const a = tf.randomNormal([ROWS, 256]);
+    const b = tf.randomNormal([256, 128]);
+    const bias = tf.randomNormal([128]);
+    const before = tf.memory().numTensors;
+    const beforeBytes = tf.memory().numBytes;
+    for (let i = 0; i < 5; i++) {
+      tf.tidy(() => {
+        tf.matMul(a, b);
+        tf.fused.matMul({ a, b, bias, activation: 'relu' });
+        tf.grads((x: tf.Tensor) => tf.sum(tf.matMul(x, b)))([a]);
+      });
+    }
+    expect(tf.memory().numTensors).toBe(before);
+    expect(tf.memory().numBytes).toBe(beforeBytes);
+    tf.dispose([a, b, bias]);
+  });
+
+  it('a zero-inner-dimension product is zeros (the WASM kernel returns uninitialised memory there)', () => {
+    // Freed memory full of ones is what the output is likely to be allocated from.
+    const zeroInner = () => {
+      tf.ones([3, 4]).dispose();
+      return tf.matMul(tf.zeros([3, 0]), tf.zeros([0, 4]));
+    };
+    const [pack] = bothWays('wasm', zeroInner);
+    expect(Array.from(pack.dataSync())).toEqual(new Array(12).fill(0));
+    const [empty] = bothWays('wasm', () => tf.matMul(tf.zeros([0, 3]), tf.zeros([3, 4])));
+    expect(empty.shape).toEqual([0, 4]);
+  });
+});
+
+describe.runIf(haveBlas)('native kernel pack on cpu', () => {
+  beforeAll(async () => {
+    await setupBackend({ backend: 'cpu', native: false });
+  });
+  afterAll(async () => {
+    removePack('cpu');
+    await setupBackend({ backend: 'wasm', native: false });
+  });
+
+  for (const s of [SHAPES[1]!, SHAPES[5]!, SHAPES[6]!]) {
+    it(`matches the cpu kernel: ${s.what}, forward and gradients`, () => {
+      const a = tf.randomNormal(s.a, 0, 1, 'float32', 12);
+      const b = tf.randomNormal(s.b, 0, 1, 'float32', 13);
+      const [pack, own] = bothWays('cpu', () => tf.matMul(a, b, s.transA, s.transB));
+      expect(relErr(pack, own)).toBeLessThan(1e-5);
+      const f = (x: tf.Tensor, y: tf.Tensor) => tf.sum(tf.square(tf.matMul(x, y, s.transA, s.transB)));
+      const [gPack, gOwn] = bothWays('cpu', () => tf.grads(f)([a, b]));
+      for (let i = 0; i < 2; i++) expect(relErr(gPack[i]!, gOwn[i]!)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('hands int32 products back to the cpu kernel', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'cpu');
+    const before = packStats().fallback;
+    const c = tf.matMul(tf.tensor2d([[1, 2]], [1, 2], 'int32'), tf.tensor2d([[3], [4]], [2, 1], 'int32'));
+    expect(c.dtype).toBe('int32');
+    expect(Array.from(c.dataSync())).toEqual([11]);
+    expect(packStats().fallback).toBe(before + 1);
+  });
+});
+
+/** Loads packages for real, except those named, which fail as a missing or broken install does. */
+function loaderWithout(missing: Record<string, 'missing' | 'broken' | object>) {
+  return (pkg: string) => {
+    const how = missing[pkg];
+    if (how === 'missing')
+      throw Object.assign(new Error(`Cannot find module '${pkg}'`), { code: 'MODULE_NOT_FOUND' });
+    if (how === 'broken')
+      throw new Error('libopenblas.so.0: cannot open shared object file: No such file or directory');
+    if (how !== undefined) return how;
+    return require(pkg);
+  };
+}
+
+describe('native kernel pack: set-up and fallback', () => {
+  afterAll(async () => {
+    await setupBackend({ backend: 'wasm', native: false });
+  });
+
+  it.runIf(haveBlas)('is on by default on wasm, and the backend line says so', async () => {
+    const info = await setupBackend({ backend: 'wasm' });
+    expect(info.native?.library).toBe('openblas');
+    expect(describeBackend(info)).toMatch(
+      /^backend: wasm \(.*\) · kernels wasm\+blas \(openblas, \d+ threads?\) · tfjs 4\.22\.0/,
+    );
+    const before = packStats().blas;
+    tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]), false, true).dispose();
+    expect(packStats().blas).toBe(before + 1);
+  });
+
+  it('native: false keeps the WASM kernels and says so', async () => {
+    const info = await setupBackend({ backend: 'wasm', native: false });
+    expect(info.native).toBeNull();
+    expect(describeBackend(info)).toContain('kernels wasm (blas off: --no-native or VLA_NATIVE=0)');
+    const before = packStats();
+    tf.matMul(tf.ones([64, 64]), tf.ones([64, 64])).dispose();
+    expect(packStats()).toEqual(before);
+  });
+
+  it('VLA_NATIVE=0 turns it off when no option is given', async () => {
+    process.env.VLA_NATIVE = '0';
+    try {
+      expect((await setupBackend({ backend: 'wasm' })).native).toBeNull();
+    } finally {
+      delete process.env.VLA_NATIVE;
+    }
+  });
+
+  it('a missing binding falls back to WASM with a one-line reason', async () => {
+    const info = await setupBackend({ backend: 'wasm', load: loaderWithout({ nblas: 'missing' }) });
+    expect(info.name).toBe('wasm');
+    expect(info.native).toBeNull();
+    expect(info.nativeOff).toBe('nblas not installed');
+    expect(describeBackend(info)).toContain('kernels wasm (blas off: nblas not installed)');
+    const c = tf.matMul(tf.tensor2d([[1, 2]]), tf.tensor2d([[3], [4]]));
+    expect(Array.from(c.dataSync())).toEqual([11]);
+  });
+
+  it('a binding whose OpenBLAS cannot load falls back the same way', async () => {
+    const info = await setupBackend({ backend: 'wasm', load: loaderWithout({ nblas: 'broken' }) });
+    expect(info.native).toBeNull();
+    expect(info.nativeOff).toBe(
+      'nblas: libopenblas.so.0: cannot open shared object file: No such file or directory',
+    );
+    expect(info.nativeOff).not.toContain('\n');
+  });
+
+  it('a binding that computes wrong answers is refused', () => {
+    const bad = loadBlas({ load: loaderWithout({ nblas: { sgemm: () => undefined } }) });
+    expect(bad).toEqual({ error: 'nblas: sgemm self-check gave 0,0,0,0, expected 5,11,11,25' });
+    expect(loadBlas({ load: loaderWithout({ nblas: {} }) })).toEqual({
+      error: 'nblas has no sgemm (not a CBLAS binding?)',
+    });
+  });
+
+  it('a thread count that is not a whole number is an error naming where it came from', async () => {
+    process.env.VLA_WASM_THREADS = 'two';
+    try {
+      await expect(setupBackend({ backend: 'wasm', native: false, load: loaderWithout({}) })).rejects.toThrow(
+        'VLA_WASM_THREADS: expected a whole number of threads ≥ 1, got "two"',
+      );
+    } finally {
+      delete process.env.VLA_WASM_THREADS;
+    }
+  });
+});
