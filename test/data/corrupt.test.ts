@@ -1,11 +1,11 @@
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { copyFileSync, cpSync, readFileSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PACKAGE_ROOT } from '../../src/config/load.js';
 import { openDataset } from '../../src/data/reader.js';
 import { validateDataset } from '../../src/data/validate.js';
-import { tmpDir, writeSynthetic } from './helpers.js';
+import { runData, tmpDir, writeSynthetic } from './helpers.js';
 
 const VLA = path.join(PACKAGE_ROOT, 'bin/vla.js');
 
@@ -97,8 +97,8 @@ describe('corrupt inputs give clear errors naming the file and the problem', () 
     ]);
   });
 
-  it('vla data validate exits 0 on a good dataset and 1 with the problems listed on a bad one', () => {
-    const out = execFileSync(VLA, ['data', 'validate', good], { encoding: 'utf8' });
+  it('vla data validate exits 0 on a good dataset and 1 with the problems listed on a bad one', async () => {
+    const out = await runData(['validate', good]);
     expect(out).toMatch(/v2\.1, 3 episodes, 36 frames, 6 episode videos checked\nok: every invariant holds/);
     const dir = copy('cli');
     const file = path.join(dir, 'meta/episodes.jsonl');

@@ -1,7 +1,10 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Command } from 'commander';
+import { vi } from 'vitest';
 import YAML from 'yaml';
+import { register } from '../../src/cli/data.js';
 import { TrainConfig } from '../../src/config/schema.js';
 import { createDataset, type WriteFormat } from '../../src/data/writer.js';
 
@@ -105,4 +108,20 @@ cameras:
   };
   writeFileSync(path.join(cwd, 'configs/test_cfg.yaml'), YAML.stringify(raw));
   return { cwd, config: TrainConfig.parse(raw) };
+}
+
+/** Runs `vla data ...` in this process (no CLI start-up cost) and returns what it printed. */
+export async function runData(args: string[]): Promise<string> {
+  const program = new Command('vla').exitOverride();
+  register(program);
+  const lines: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
+    lines.push(a.join(' '));
+  });
+  try {
+    await program.parseAsync(['node', 'vla', 'data', ...args]);
+  } finally {
+    spy.mockRestore();
+  }
+  return lines.join('\n');
 }
