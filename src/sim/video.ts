@@ -88,6 +88,13 @@ export class VideoWriter {
     }
   }
 
+  /** Stop without leaving a file (an episode that never produced a frame). */
+  async abort(): Promise<void> {
+    this.proc.kill('SIGKILL');
+    await this.done.catch(() => {});
+    rmSync(this.tmp, { force: true });
+  }
+
   async close(): Promise<void> {
     this.proc.stdin!.end();
     try {

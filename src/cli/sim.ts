@@ -1,0 +1,278 @@
+import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { UserError } from '../config/errors.js';
+import { serveCheckpoint } from '../sim/checkpoint-server.js';
+import { SimEnv } from '../sim/env.js';
+import { runEval } from '../sim/eval.js';
+import { WaypointExpert } from '../sim/expert.js';
+import { recordDataset } from '../sim/record.js';
+import { runEpisode } from '../sim/rollout.js';
+import { getTask, TASKS } from '../sim/tasks/index.js';
+import { VideoWriter } from '../sim/video.js';
+import { table } from './output.js';
+
+function int(flag: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new UserError(`--${flag}: expected an integer >= ${min}, got "${value}"`);
+  return n;
+}
+
+function writeJson(file: string, data: unknown): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.tmp-${process.pid}`;
+  writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
+  renameSync(tmp, file);
+}
+
+/** A one-line progress bar on a terminal; plain lines otherwise. */
+function progress(label: string, total: number): (done: number, note: string) => void {
+  const tty = process.stderr.isTTY;
+  return (done, note) => {
+    const width = 24;
+    const filled = Math.round((width * Math.min(done, total)) / total);
+    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${note}`;
+    if (tty) process.stderr.write(`\r${line}${done >= total ? '\n' : ''}`);
+    else console.error(line);
+  };
+}
+
+export function register(program: Command): void {
+  const sim = program
+    .command('sim')
+    .description('MuJoCo simulation: tasks, scripted experts, recording, rollouts');
+
+  sim
+    .command('tasks')
+    .description('list the simulated tasks')
+    .action(() => {
+      console.log(
+        table(
+          ['task', 'robot', 'steps', 'rate', 'description'],
+          Object.values(TASKS).map(({ task }) => [
+            task.name,
+            task.robot.name,
+            String(task.episodeSteps),
+            `${task.robot.controlHz} Hz`,
+            task.description,
+          ]),
+        ),
+      );
+    });
+
+  sim
+    .command('play')
+    .description('run the scripted expert on a task and write a video of it')
+    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .option('--policy <name>', 'who drives: expert (policy servers: vla sim eval --url)', 'expert')
+    .option('--seed <n>', 'seed of the first episode', '0')
+    .option('--episodes <n>', 'episodes to run', '1')
+    .option('--camera <name>', "camera to film (default: the robot's first)")
+    .option('--size <WxH>', 'video size', '640x480')
+    .option('--out <dir>', 'where the MP4s go', 'outputs/sim_play')
+    .action(
+      async (opts: {
+        task: string;
+        policy: string;
+        seed: string;
+        episodes: string;
+        camera?: string;
+        size: string;
+        out: string;
+      }) => {
+        const { task, expert: plan } = getTask(opts.task);
+        if (opts.policy !== 'expert') {
+          throw new UserError(
+            `--policy ${opts.policy}: expected expert (evaluate a policy server with vla sim eval --url)`,
+          );
+        }
+        const size = /^(\d+)x(\d+)$/.exec(opts.size);
+        if (!size) throw new UserError(`--size ${opts.size}: expected WIDTHxHEIGHT such as 640x480`);
+        const [width, height] = [Number(size[1]), Number(size[2])];
+        const camera = opts.camera ?? Object.keys(task.robot.cameras)[0]!;
+        const env = await SimEnv.create(task, { width, height, cameras: [] });
+        if (!(camera in task.robot.cameras)) {
+          throw new UserError(
+            `--camera ${camera}: ${task.robot.name} has ${Object.keys(task.robot.cameras).join(', ')}`,
+          );
+        }
+        const expert = await WaypointExpert.create(env, plan);
+        mkdirSync(opts.out, { recursive: true });
+        const seed0 = int('seed', opts.seed, 0)!;
+        const rows: string[][] = [];
+        try {
+          for (let i = 0; i < int('episodes', opts.episodes, 1)!; i++) {
+            const seed = seed0 + i;
+            const file = path.join(opts.out, `${task.name}_seed${seed}.mp4`);
+            const video = new VideoWriter(file, width, height, task.robot.controlHz);
+            const t0 = performance.now();
+            const r = await runEpisode(env, expert, i, seed, {
+              onStep: async (_obs, _action, _reward, e) => {
+                await video.write(e.render(camera));
+              },
+            });
+            await video.close();
+            rows.push([
+              String(seed),
+              r.success ? 'yes' : 'no',
+              r.successStep === null ? '-' : String(r.successStep),
+              r.sumReward.toFixed(0),
+              r.maxReward.toFixed(0),
+              `${((performance.now() - t0) / 1000).toFixed(1)} s`,
+              file,
+            ]);
+            console.error(`${task.name} seed ${seed}: "${r.prompt}" -> ${r.success ? 'success' : 'failure'}`);
+          }
+        } finally {
+          expert.close();
+          env.free();
+        }
+        console.log(table(['seed', 'success', 'at step', 'sum reward', 'max reward', 'time', 'video'], rows));
+      },
+    );
+
+  sim
+    .command('record')
+    .description('record scripted-expert demonstrations as a LeRobot dataset (failed episodes are skipped)')
+    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption('--episodes <n>', 'successful episodes to save')
+    .requiredOption('--out <dir>', 'dataset folder (new or empty)')
+    .option('--format <v>', 'LeRobot format: v2.1 or v3.0', 'v2.1')
+    .option('--seed <n>', 'seed of the first episode', '0')
+    .action(async (opts: { task: string; episodes: string; out: string; format: string; seed: string }) => {
+      getTask(opts.task);
+      if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
+        throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
+      }
+      const episodes = int('episodes', opts.episodes, 1)!;
+      const bar = progress('recording', episodes);
+      const t0 = performance.now();
+      const report = await recordDataset({
+        task: opts.task,
+        episodes,
+        out: opts.out,
+        format: opts.format,
+        seed: int('seed', opts.seed, 0)!,
+        onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
+      });
+      console.log(
+        `recorded ${report.saved} episodes (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
+          `${((performance.now() - t0) / 1000).toFixed(1)} s; ${report.failed} failed expert episodes skipped`,
+      );
+    });
+
+  sim
+    .command('eval')
+    .description(
+      'evaluate a policy on a task as a robot client; reports pc_success, avg_sum_reward, avg_max_reward',
+    )
+    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .option('--url <ws://host:port>', 'a running policy server (vla serve, or openpi)')
+    .option('--checkpoint <dir>', 'serve this checkpoint locally and evaluate it')
+    .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
+    .option('--episodes <n>', 'episodes', '10')
+    .option('--workers <n>', 'episodes run in parallel worker threads', '1')
+    .option('--seed <n>', 'seed of episode 0 (episode i uses seed + i)', '1000')
+    .option('--replan-every <n>', 'ask for a new chunk after this many steps (default: the whole chunk)')
+    .option('--videos <n>', 'MP4s of the first N episodes', '2')
+    .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
+    .option('--json', 'print the report as JSON instead of tables')
+    .action(
+      async (opts: {
+        task: string;
+        url?: string;
+        checkpoint?: string;
+        apiKey?: string;
+        episodes: string;
+        workers: string;
+        seed: string;
+        replanEvery?: string;
+        videos: string;
+        out: string;
+        json?: boolean;
+      }) => {
+        const { task } = getTask(opts.task);
+        if (!opts.url === !opts.checkpoint) {
+          throw new UserError(
+            'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
+          );
+        }
+        const local = opts.checkpoint
+          ? await serveCheckpoint(opts.checkpoint, task.robot, program.opts<{ backend?: string }>().backend)
+          : null;
+        const episodes = int('episodes', opts.episodes, 1)!;
+        const bar = progress('evaluating', episodes);
+        let done = 0;
+        let failures = 0;
+        try {
+          const t0 = performance.now();
+          const report = await runEval(
+            {
+              task: opts.task,
+              url: local?.url ?? opts.url!,
+              apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
+              episodes,
+              workers: int('workers', opts.workers, 1)!,
+              seed: int('seed', opts.seed, 0)!,
+              replanEvery: int('replan-every', opts.replanEvery, 1),
+              videos: int('videos', opts.videos, 0)!,
+              videoDir: path.join(opts.out, 'videos'),
+            },
+            (r) => {
+              done++;
+              if (r.error) console.error(`episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
+              bar(done, '');
+            },
+          );
+          const seconds = (performance.now() - t0) / 1000;
+          const info = {
+            aggregated: { ...report.summary, eval_s: seconds, eval_ep_s: seconds / episodes },
+            per_episode: report.results.map((r) => ({
+              episode_ix: r.episode,
+              seed: r.seed,
+              prompt: r.prompt,
+              sum_reward: r.sumReward,
+              max_reward: r.maxReward,
+              success: r.success,
+              steps: r.steps,
+              ...(r.error !== undefined && { error: r.error }),
+            })),
+            videos: report.videos,
+          };
+          writeJson(path.join(opts.out, 'eval_info.json'), info);
+          if (opts.json) {
+            console.log(JSON.stringify(info, null, 2));
+          } else {
+            const s = report.summary;
+            console.log(
+              table(
+                ['task', 'episodes', 'pc_success', 'avg_sum_reward', 'avg_max_reward', 'errors'],
+                [
+                  [
+                    s.task,
+                    String(s.episodes),
+                    s.pc_success.toFixed(1),
+                    s.avg_sum_reward.toFixed(2),
+                    s.avg_max_reward.toFixed(2),
+                    String(s.failed),
+                  ],
+                ],
+              ),
+            );
+            console.log(`\n${JSON.stringify(info.aggregated)}`);
+            console.log(
+              `report: ${path.join(opts.out, 'eval_info.json')}; videos: ${report.videos.join(', ') || 'none'}`,
+            );
+          }
+          failures = report.summary.failed;
+        } finally {
+          await local?.close();
+        }
+        if (failures === episodes) {
+          throw new UserError(`vla sim eval: every episode failed to run (see the reasons above)`);
+        }
+      },
+    );
+}

@@ -1,0 +1,170 @@
+/**
+ * `vla sim eval`: episodes of a task against a policy server, as a robot client, spread over worker
+ * threads (each with its own MuJoCo, renderer and connection). Episode i uses seed `seed + i`, so a
+ * run is repeatable; an episode that fails (server error, bad action) is reported with its reason and
+ * the others go on.
+ */
+import { mkdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
+import { loadRobot } from '../config/load.js';
+import { startWorker } from '../threads.js';
+import { SimEnv } from './env.js';
+import { PolicyClientAgent, specCameraNames } from './policy-agent.js';
+import { type EpisodeResult, runEpisode, summarize, type TaskSummary } from './rollout.js';
+import { getTask } from './tasks/index.js';
+import { VideoWriter } from './video.js';
+
+export interface EvalOptions {
+  task: string;
+  url: string;
+  apiKey?: string | null;
+  episodes: number;
+  workers: number;
+  /** Seed of episode 0. */
+  seed: number;
+  /** Where MP4s of the first `videos` episodes go (none when absent). */
+  videoDir?: string;
+  videos: number;
+  /** Ask for a new chunk after this many steps (default: the whole chunk). */
+  replanEvery?: number;
+}
+
+export interface EvalReport {
+  summary: TaskSummary;
+  results: EpisodeResult[];
+  videos: string[];
+}
+
+/** Runs the given episodes on this thread; `onResult` sees each as it finishes. */
+export async function evalEpisodes(
+  opts: EvalOptions,
+  episodes: number[],
+  onResult: (r: EpisodeResult, video: string | null) => void,
+): Promise<void> {
+  const { task } = getTask(opts.task);
+  const spec = loadRobot(task.robot.name);
+  const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
+  const videoCam = cameras[0]!;
+  const env = await SimEnv.create(task, { cameras });
+  const connect = () =>
+    PolicyClientAgent.connect(opts.url, task.robot.name, {
+      apiKey: opts.apiKey,
+      broker: { replanEvery: opts.replanEvery },
+    });
+  let agent: PolicyClientAgent | null = null;
+  try {
+    for (const episode of episodes) {
+      const seed = opts.seed + episode;
+      let video: VideoWriter | null = null;
+      if (opts.videoDir && episode < opts.videos) {
+        mkdirSync(opts.videoDir, { recursive: true });
+        video = new VideoWriter(
+          path.join(opts.videoDir, `${task.name}_episode_${String(episode).padStart(3, '0')}.mp4`),
+          env.width,
+          env.height,
+          task.robot.controlHz,
+        );
+      }
+      let result: EpisodeResult;
+      try {
+        agent ??= await connect();
+        result = await runEpisode(env, agent, episode, seed, {
+          onStep: async (obs) => {
+            await video?.write(obs.images[videoCam]!);
+          },
+        });
+      } catch (e) {
+        result = {
+          episode,
+          seed,
+          prompt: env.prompt,
+          success: false,
+          sumReward: 0,
+          maxReward: 0,
+          steps: env.stepCount,
+          successStep: null,
+          error: (e as Error).message,
+        };
+        // The server closes a connection after an error: the next episode starts a fresh one.
+        await agent?.close();
+        agent = null;
+      }
+      let file: string | null = null;
+      if (video && video.frames === 0) await video.abort();
+      else if (video) {
+        await video.close();
+        file = video.file;
+      }
+      onResult(result, file);
+    }
+  } finally {
+    await agent?.close();
+    env.free();
+  }
+}
+
+type FromWorker =
+  | { type: 'result'; result: EpisodeResult; video: string | null }
+  | { type: 'done' }
+  | { type: 'fatal'; message: string };
+
+export async function runEval(
+  opts: EvalOptions,
+  onResult: (r: EpisodeResult) => void = () => {},
+): Promise<EvalReport> {
+  const { task } = getTask(opts.task);
+  // Fail fast, once, when the server is unreachable or refuses us, rather than once per episode.
+  const probe = await PolicyClientAgent.connect(opts.url, task.robot.name, { apiKey: opts.apiKey });
+  await probe.close();
+  const results: EpisodeResult[] = [];
+  const videos: string[] = [];
+  const collect = (r: EpisodeResult, video: string | null) => {
+    results.push(r);
+    if (video) videos.push(video);
+    onResult(r);
+  };
+  const workers = Math.max(1, Math.min(opts.workers, opts.episodes));
+  // Episodes dealt round-robin, so the first few (the ones with videos) run at once.
+  const shares = Array.from({ length: workers }, (_, w) =>
+    Array.from({ length: opts.episodes }, (_, i) => i).filter((i) => i % workers === w),
+  );
+  if (workers === 1) {
+    await evalEpisodes(opts, shares[0]!, collect);
+  } else {
+    await Promise.all(shares.map((episodes) => runWorker(opts, episodes, collect)));
+  }
+  results.sort((a, b) => a.episode - b.episode);
+  videos.sort();
+  return { summary: summarize(opts.task, results), results, videos };
+}
+
+function runWorker(
+  opts: EvalOptions,
+  episodes: number[],
+  collect: (r: EpisodeResult, video: string | null) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const worker: Worker = startWorker(new URL('./eval-worker.ts', import.meta.url), {
+      workerData: { opts, episodes },
+    });
+    let finished = false;
+    worker.on('message', (msg: FromWorker) => {
+      if (msg.type === 'result') collect(msg.result, msg.video);
+      else if (msg.type === 'done') {
+        finished = true;
+        resolve();
+      } else {
+        finished = true;
+        reject(new Error(msg.message));
+      }
+    });
+    worker.on('error', (e) => {
+      finished = true;
+      reject(e);
+    });
+    worker.on('exit', (code) => {
+      if (!finished) reject(new Error(`eval worker exited with code ${code} before finishing`));
+    });
+  });
+}

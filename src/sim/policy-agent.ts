@@ -1,0 +1,111 @@
+/**
+ * A policy server as an agent: observations go out in openpi's format for the task's robot spec (ALOHA:
+ * `state` + CHW `images`; the single arm: DROID's flat keys with HWC images), action chunks come back
+ * through the chunk broker, one action per step.
+ */
+import { ActionChunkBroker, type BrokerOptions } from '../client/broker.js';
+import { PolicyClient } from '../client/policy-client.js';
+import { UserError } from '../config/errors.js';
+import { loadRobot } from '../config/load.js';
+import type { RobotSpec } from '../config/robot.js';
+import { NdArray } from '../serving/ndarray.js';
+import type { Agent } from './agent.js';
+import type { SimEnv, SimObservation } from './env.js';
+
+/** The spec cameras the env must render for this robot's observations. */
+export const specCameraNames = (spec: RobotSpec): string[] => spec.cameras.map((c) => c.name);
+
+function setKey(obs: Record<string, unknown>, key: string | string[], value: unknown): void {
+  if (typeof key === 'string') {
+    obs[key] = value;
+    return;
+  }
+  let node = obs;
+  for (const k of key.slice(0, -1)) {
+    node[k] ??= {};
+    node = node[k] as Record<string, unknown>;
+  }
+  node[key.at(-1)!] = value;
+}
+
+/** openpi's observation map for one simulated observation, laid out as the robot spec documents it. */
+export function toOpenpiObservation(
+  spec: RobotSpec,
+  obs: SimObservation,
+  width: number,
+  height: number,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  let offset = 0;
+  for (const part of spec.state.parts) {
+    setKey(
+      out,
+      part.key,
+      new NdArray(Float64Array.from(obs.state.subarray(offset, offset + part.dim)), [part.dim]),
+    );
+    offset += part.dim;
+  }
+  for (const cam of spec.cameras) {
+    const hwc = obs.images[cam.name];
+    if (!hwc) continue;
+    if (cam.layout === 'hwc') {
+      setKey(out, cam.key, new NdArray(hwc, [height, width, 3]));
+    } else {
+      const chw = new Uint8Array(hwc.length);
+      const plane = width * height;
+      for (let i = 0; i < plane; i++) {
+        chw[i] = hwc[3 * i]!;
+        chw[plane + i] = hwc[3 * i + 1]!;
+        chw[2 * plane + i] = hwc[3 * i + 2]!;
+      }
+      setKey(out, cam.key, new NdArray(chw, [3, height, width]));
+    }
+  }
+  setKey(out, spec.prompt_key, obs.prompt);
+  return out;
+}
+
+export class PolicyClientAgent implements Agent {
+  private readonly broker: ActionChunkBroker;
+
+  private constructor(
+    private readonly client: PolicyClient,
+    private readonly spec: RobotSpec,
+    brokerOpts: BrokerOptions,
+  ) {
+    const dim = spec.action.names.length;
+    this.broker = new ActionChunkBroker(async (obs) => {
+      const r = await client.infer(obs);
+      if (r.actionDim !== dim) {
+        throw new UserError(
+          `the server sent actions of dimension ${r.actionDim} (chunk ${r.horizon}x${r.actionDim}); robot ${spec.name} expects ${dim}`,
+        );
+      }
+      return r;
+    }, brokerOpts);
+  }
+
+  static async connect(
+    url: string,
+    robot: string,
+    opts: { apiKey?: string | null; timeoutMs?: number; broker?: BrokerOptions } = {},
+  ): Promise<PolicyClientAgent> {
+    const client = await PolicyClient.connect(url, {
+      apiKey: opts.apiKey,
+      timeoutMs: opts.timeoutMs ?? 10_000,
+    });
+    return new PolicyClientAgent(client, loadRobot(robot), opts.broker ?? {});
+  }
+
+  reset(): void {
+    this.broker.reset();
+  }
+
+  act(obs: SimObservation, env: SimEnv): Promise<Float32Array> {
+    return this.broker.step(toOpenpiObservation(this.spec, obs, env.width, env.height));
+  }
+
+  close(): Promise<void> {
+    return this.client.close();
+  }
+}

@@ -1,0 +1,91 @@
+/**
+ * One episode of a task driven by an agent, and the per-task summary LeRobot's eval reports. As in
+ * gym-aloha under LeRobot, an episode is a success once it reaches the task's top reward, and rewards
+ * after that are not counted; the episode still runs its full length so that agents replaying fixed
+ * recordings stay aligned with them.
+ */
+import type { Agent } from './agent.js';
+import type { SimEnv, SimObservation } from './env.js';
+
+export interface EpisodeResult {
+  episode: number;
+  seed: number;
+  prompt: string;
+  success: boolean;
+  sumReward: number;
+  maxReward: number;
+  steps: number;
+  /** The step at which it first succeeded, or null. */
+  successStep: number | null;
+  /** Why the episode could not run to the end (a server error, a malformed action). */
+  error?: string;
+}
+
+export interface EpisodeHooks {
+  /** Each step: the observation the action was chosen from, the action, and the reward after it. */
+  onStep?(obs: SimObservation, action: Float32Array, reward: number, env: SimEnv): void | Promise<void>;
+  /** Stop right after the first success (eval of a live policy); off by default. */
+  stopOnSuccess?: boolean;
+}
+
+export async function runEpisode(
+  env: SimEnv,
+  agent: Agent,
+  episode: number,
+  seed: number,
+  hooks: EpisodeHooks = {},
+): Promise<EpisodeResult> {
+  const task = env.task;
+  let obs = env.reset(seed);
+  await agent.reset(env);
+  const result: EpisodeResult = {
+    episode,
+    seed,
+    prompt: env.prompt,
+    success: false,
+    sumReward: 0,
+    maxReward: 0,
+    steps: 0,
+    successStep: null,
+  };
+  for (let t = 0; t < task.episodeSteps; t++) {
+    const action = await agent.act(obs, env);
+    const step = env.step(action);
+    result.steps++;
+    if (!result.success) {
+      result.sumReward += step.reward;
+      result.maxReward = Math.max(result.maxReward, step.reward);
+      if (step.reward >= task.maxReward) {
+        result.success = true;
+        result.successStep = t;
+      }
+    }
+    await hooks.onStep?.(obs, action, step.reward, env);
+    obs = step.obs;
+    if (result.success && hooks.stopOnSuccess) break;
+  }
+  return result;
+}
+
+export interface TaskSummary {
+  task: string;
+  episodes: number;
+  failed: number;
+  pc_success: number;
+  avg_sum_reward: number;
+  avg_max_reward: number;
+}
+
+/** LeRobot's aggregate: percent of successful episodes, mean sum and mean max reward (errors count as 0). */
+export function summarize(task: string, results: EpisodeResult[]): TaskSummary {
+  const n = results.length;
+  const mean = (f: (r: EpisodeResult) => number) => (n === 0 ? 0 : results.reduce((s, r) => s + f(r), 0) / n);
+  return {
+    task,
+    episodes: n,
+    failed: results.filter((r) => r.error !== undefined).length,
+    pc_success: 100 * mean((r) => (r.success ? 1 : 0)),
+    avg_sum_reward: mean((r) => r.sumReward),
+    avg_max_reward: mean((r) => r.maxReward),
+  };
+}
