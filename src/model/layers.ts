@@ -37,32 +37,52 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** [B·T, H·hd] → queries or values by head: [B, H, T, hd]. */
+/** [B·T, H·hd] → queries, keys or values by head: [B, H, T, hd]. */
 export function splitHeads(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor4D {
   const hd = x.shape[1]! / heads;
   return tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 1, 3]);
 }
 
-/** [B·T, H·hd] → keys by head, already transposed for the score matmul: [B, H, hd, T]. */
-export function splitHeadsT(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor4D {
-  const hd = x.shape[1]! / heads;
-  return tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 3, 1]);
-}
-
 /**
- * Scaled dot-product attention over heads. q [B,H,Tq,hd] (already scaled by 1/√hd), kT [B,H,hd,Tk],
- * v [B,H,Tk,hd], bias [B,1,Tq,Tk] additive (0 where allowed, a large negative number where masked) or
- * null. Returns [B·Tq, H·hd].
+ * Scaled dot-product attention over heads. q [B,H,Tq,hd] (already scaled by 1/√hd), k and v [B,H,Tk,hd],
+ * bias [B,1,Tq,Tk] additive (0 where allowed, a large negative number where masked) or null. Returns
+ * [B·Tq, H·hd]. Keys stay [.., Tk, hd] so that appending the suffix's keys to the cached prefix's is a
+ * concat over an outer axis (its gradient, a split over the innermost axis, cost ~50 ms a step on WASM).
  */
-export function attend(q: tf.Tensor4D, kT: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor | null): tf.Tensor2D {
+export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor | null): tf.Tensor2D {
   const [b, h, tq, hd] = q.shape;
-  const tk = kT.shape[3];
+  const tk = k.shape[2];
   let scores: tf.Tensor = tf.reshape(
-    tf.matMul(tf.reshape(q, [b * h, tq, hd]), tf.reshape(kT, [b * h, hd, tk])),
+    tf.matMul(tf.reshape(q, [b * h, tq, hd]), tf.reshape(k, [b * h, tk, hd]), false, true),
     [b, h, tq, tk],
   );
   if (bias) scores = tf.add(scores, bias);
   const probs = tf.reshape(tf.softmax(scores), [b * h, tq, tk]);
   const out = tf.reshape(tf.matMul(probs, tf.reshape(v, [b * h, tk, hd])), [b, h, tq, hd]);
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b * tq, h * hd]);
+}
+
+/**
+ * Concatenates along axis 1 of tensors shaped [N, T_i, ...rest] through 2-D views [N, T_i·rest]: WASM
+ * slices (the gradient of a concat) copy one innermost row per call, so a rank-4 split over tokens made
+ * ~18k JS calls where the 2-D one makes N.
+ */
+export function concatAxis1(parts: tf.Tensor[]): tf.Tensor {
+  const n = parts[0]!.shape[0]!;
+  const rest = parts[0]!.shape.slice(2);
+  const flat = parts.map((p) => tf.reshape(p, [n, p.size / n]));
+  const total = parts.reduce((t, p) => t + p.shape[1]!, 0);
+  return tf.reshape(tf.concat(flat, 1), [n, total, ...rest]);
+}
+
+/** x[:, start:start+len] along axis 1 of [N, T, ...rest], through a 2-D view (see concatAxis1). */
+export function sliceAxis1(x: tf.Tensor, start: number, len: number): tf.Tensor {
+  const [n, t] = x.shape as [number, number];
+  const inner = x.size / (n * t);
+  const rest = x.shape.slice(2);
+  return tf.reshape(tf.slice(tf.reshape(x, [n, t * inner]), [0, start * inner], [n, len * inner]), [
+    n,
+    len,
+    ...rest,
+  ]);
 }

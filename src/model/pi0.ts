@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
-import { attend, gelu, matmul2d, rmsNorm, silu, splitHeads, splitHeadsT } from './layers.js';
+import { attend, concatAxis1, gelu, matmul2d, rmsNorm, silu, sliceAxis1, splitHeads } from './layers.js';
 import { attentionMask, maskBias, pi0BlockStarts } from './masks.js';
 import { globToRegExp, type Params } from './params.js';
 import { Rng } from './rng.js';
@@ -210,7 +210,7 @@ export function batchObservation(batch: Batch): Observation {
 
 // ---------------------------------------------------------------- the network
 
-/** One layer's prefix keys [B,H,hd,Tp] and values [B,H,Tp,hd]: what the KV cache holds. */
+/** One layer's prefix keys and values [B,H,Tp,hd]: what the KV cache holds. */
 export interface PrefixKV {
   keys: tf.Tensor4D[];
   values: tf.Tensor4D[];
@@ -254,7 +254,7 @@ export class Pi0 {
   }
 
   private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor4D, tf.Tensor4D] {
-    const k = splitHeadsT(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
+    const k = splitHeads(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
     const v = splitHeads(this.linear(w, h, `${g}/attn/v`), b, t, this.dims.heads);
     return [k, v];
   }
@@ -296,7 +296,7 @@ export class Pi0 {
       tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
     );
     const length = c * n + l;
-    const x: tf.Tensor2D = tf.reshape(tf.concat([tf.reshape(img, [b, c * n, d.width]), tokens], 1), [
+    const x: tf.Tensor2D = tf.reshape(concatAxis1([tf.reshape(img, [b, c * n, d.width]), tokens]), [
       b * length,
       d.width,
     ]) as tf.Tensor2D;
@@ -365,7 +365,7 @@ export class Pi0 {
     h = silu(tf.add(h, get(w, 'expert/time_mlp_in/bias')));
     h = this.linear(w, tf.reshape(h, [b * d.horizon, e]), 'expert/time_mlp_out');
     const actTok = tf.add(tf.reshape(h, [b, d.horizon, e]), get(w, 'expert/action_pos_embedding'));
-    return tf.reshape(tf.concat([stateTok, actTok], 1), [b * this.suffixLen, e]);
+    return tf.reshape(concatAxis1([stateTok, actTok]), [b * this.suffixLen, e]);
   }
 
   /** The suffix's attention bias [B,1,1+H,Tp+1+H] from π0's mask over the whole sequence. */
@@ -397,8 +397,8 @@ export class Pi0 {
       const g = `expert/block_${i}`;
       const h = rmsNorm(y, get(w, `${g}/ln1/scale`));
       const [k, v] = this.keysValues(w, h, g, b, s);
-      const keys = tf.concat([kv.keys[i]!, k], 3);
-      const values = tf.concat([kv.values[i]!, v], 2);
+      const keys = joinTokens(kv.keys[i]!, k);
+      const values = joinTokens(kv.values[i]!, v);
       y = tf.add(y, this.linear(w, attend(this.queries(w, h, g, b, s), keys, values, bias), `${g}/attn/o`));
       y = this.mlp(w, y, g);
     }
@@ -409,7 +409,7 @@ export class Pi0 {
     const d = this.dims;
     const e = d.expertWidth;
     const h = rmsNorm(y, get(w, 'expert/final_norm/scale'));
-    const act = tf.reshape(tf.slice(tf.reshape(h, [b, this.suffixLen, e]), [0, 1, 0], [b, d.horizon, e]), [
+    const act = tf.reshape(sliceAxis1(tf.reshape(h, [b, this.suffixLen, e]), 1, d.horizon), [
       b * d.horizon,
       e,
     ]);
@@ -444,16 +444,16 @@ export class Pi0 {
       const he = rmsNorm(y, get(w, `${ge}/ln1/scale`));
       const [kp, vp] = this.keysValues(w, hp, gp, b, p);
       const [ke, ve] = this.keysValues(w, he, ge, b, s);
-      const keys = tf.concat([kp, ke], 3);
-      const values = tf.concat([vp, ve], 2);
+      const keys = joinTokens(kp, ke);
+      const values = joinTokens(vp, ve);
       const qe = this.queries(w, he, ge, b, s);
       if (i === d.depth - 1) {
         y = tf.add(y, this.linear(w, attend(qe, keys, values, suffixRows), `${ge}/attn/o`));
       } else {
-        const q = tf.concat([this.queries(w, hp, gp, b, p), qe], 2);
+        const q = joinTokens(this.queries(w, hp, gp, b, p), qe);
         const out = tf.reshape(attend(q, keys, values, full), [b, total, d.width]);
-        const outP = tf.reshape(tf.slice(out, [0, 0, 0], [b, p, d.width]), [b * p, d.width]);
-        const outE = tf.reshape(tf.slice(out, [0, p, 0], [b, s, d.width]), [b * s, d.width]);
+        const outP = tf.reshape(sliceAxis1(out, 0, p), [b * p, d.width]);
+        const outE = tf.reshape(sliceAxis1(out, p, s), [b * s, d.width]);
         x = this.mlp(w, tf.add(x, this.linear(w, outP, `${gp}/attn/o`)), gp);
         y = tf.add(y, this.linear(w, outE, `${ge}/attn/o`));
       }
@@ -578,6 +578,14 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   const t = new Float32Array(n);
   for (let i = 0; i < n; i++) t[i] = rng.uniform() ** (1 / 1.5) * 0.999 + 0.001;
   return t;
+}
+
+/** [B,H,Ta,hd] and [B,H,Tb,hd] joined over tokens: [B,H,Ta+Tb,hd]. */
+function joinTokens(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D {
+  const [n, h, ta, hd] = a.shape;
+  const tb = b.shape[2];
+  const joined = concatAxis1([tf.reshape(a, [n * h, ta, hd]), tf.reshape(b, [n * h, tb, hd])]);
+  return tf.reshape(joined, [n, h, ta + tb, hd]);
 }
 
 /** [B, Tp + S] validity: the prefix's, then every suffix token. */

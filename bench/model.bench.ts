@@ -1,0 +1,77 @@
+/**
+ * Inference latency of one action chunk (default `small` model, 2 cameras, a 20-token prompt, H = 50,
+ * action_dim 32, 10 flow steps, batch 1), with the prefix KV cache and without it, plus batched
+ * sampling as the policy server does it. Medians of several runs; the machine is shared, so compare
+ * the rows of one run.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { describeBackend, setupBackend } from '../src/backend/index.js';
+import { table } from '../src/cli/output.js';
+import { ModelConfig } from '../src/config/schema.js';
+import { modelDims } from '../src/model/config.js';
+import { paramCount } from '../src/model/params.js';
+import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
+import { Rng } from '../src/model/rng.js';
+
+const PROMPT = 'pick up the red cube'; // 20 bytes + BOS
+
+async function timeChunks(
+  model: Pi0,
+  w: ReturnType<typeof initParams>,
+  batch: number,
+  cache: boolean,
+  reps: number,
+) {
+  const d = model.dims;
+  const rng = new Rng(1);
+  const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
+  const times: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    const inp = prepareInputs(d, {
+      batchSize: batch,
+      cameras: 2,
+      imageSize: d.imageSize,
+      images,
+      imageMask: new Uint8Array(batch * 2).fill(1),
+      state: rng.normals(batch * 14),
+      stateDim: 14,
+      prompts: new Array(batch).fill(PROMPT),
+    });
+    const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache });
+    await out.data();
+    out.dispose();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(times.length / 2)]!, p90: times[Math.floor(times.length * 0.9)]! };
+}
+
+export async function run(): Promise<void> {
+  const info = await setupBackend();
+  console.log(describeBackend(info));
+  const rows: string[][] = [];
+  for (const preset of ['tiny', 'small'] as const) {
+    const d = modelDims(ModelConfig.parse({ preset }));
+    const model = new Pi0(d);
+    const w = initParams(d, 0);
+    const tensorsBefore = tf.memory().numTensors;
+    const label = `${preset} (${(paramCount(w) / 1e6).toFixed(2)}M params, ${d.imageSize}px/${d.patchSize})`;
+    const cached = await timeChunks(model, w, 1, true, 15);
+    const uncached = await timeChunks(model, w, 1, false, 5);
+    const batched = await timeChunks(model, w, 8, true, 5);
+    rows.push([label, 'B=1, KV cache', cached.p50.toFixed(1), cached.p90.toFixed(1)]);
+    rows.push([label, 'B=1, no KV cache', uncached.p50.toFixed(1), uncached.p90.toFixed(1)]);
+    rows.push([
+      label,
+      'B=8, KV cache (per chunk)',
+      (batched.p50 / 8).toFixed(1),
+      (batched.p90 / 8).toFixed(1),
+    ]);
+    if (tf.memory().numTensors !== tensorsBefore) throw new Error('sampling leaked tensors');
+    tf.dispose([...w.values()]);
+  }
+  console.log(
+    table(['model', 'chunk (H=50, 10 flow steps, 2 cams, 20-token prompt)', 'p50 ms', 'p90 ms'], rows),
+  );
+}

@@ -1,0 +1,142 @@
+/**
+ * Training throughput of the default `small` model at batch 32 (2 cameras at its resolution, a
+ * 20-token prompt, H = 50, action_dim 32): samples/s, the model's matmul FLOP/s as a fraction of the
+ * same backend's 1024×1024 matMul FLOP/s measured in this run, and the process's resident memory.
+ * Parallelism is whatever the backend line says: OpenBLAS threads under the native kernel pack, WASM
+ * threads with VLA_WASM_THREADS; no data-parallel workers. The machine is shared: compare within a run.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { describeBackend, setupBackend } from '../src/backend/index.js';
+import { table } from '../src/cli/output.js';
+import { TrainConfig } from '../src/config/schema.js';
+import type { Batch } from '../src/data/batch.js';
+import { type ModelDims, modelDims } from '../src/model/config.js';
+import { paramCount } from '../src/model/params.js';
+import { initParams } from '../src/model/pi0.js';
+import { Rng } from '../src/model/rng.js';
+import { Trainer } from '../src/train/trainer.js';
+
+const BATCH = Number(process.env.VLA_BENCH_BATCH ?? 32);
+const STEPS = Number(process.env.VLA_BENCH_STEPS ?? 5);
+const CAMERAS = ['cam_high', 'cam_left_wrist'];
+const PROMPT = 'pick up the red cube';
+
+function randomBatch(d: ModelDims, b: number, seed: number): Batch {
+  const rng = new Rng(seed);
+  const s = d.imageSize;
+  return {
+    size: b,
+    imageSize: s,
+    cameras: CAMERAS,
+    images: new Uint8Array(b * CAMERAS.length * s * s * 3).map(() => rng.nextU32() & 255),
+    imageMask: new Uint8Array(b * CAMERAS.length).fill(1),
+    state: rng.normals(b * 14),
+    stateDim: 14,
+    actions: rng.normals(b * d.horizon * 14),
+    actionDim: 14,
+    horizon: d.horizon,
+    actionPad: new Uint8Array(b * d.horizon),
+    prompts: new Array(b).fill(PROMPT),
+  };
+}
+
+/** Multiply-adds of one forward pass for one sample, counted from the model's shapes (matmuls only). */
+export function forwardMacs(d: ModelDims, cams: number, promptLen: number): number {
+  const w = d.width;
+  const e = d.expertWidth;
+  const n = (d.imageSize / d.patchSize) ** 2;
+  const block = (tokens: number, width: number, mlp: number) =>
+    tokens * (3 * width * w + w * width + 2 * width * mlp);
+  let macs = cams * n * d.patchSize * d.patchSize * 3 * w;
+  macs += d.visionDepth * cams * (block(n, w, d.mlpDim) + 2 * n * n * w);
+  macs += promptLen * 258 * w;
+  const p = cams * n + promptLen;
+  macs += (d.depth - 1) * (block(p, w, d.mlpDim) + 2 * p * p * w) + p * 2 * w * w;
+  const s = 1 + d.horizon;
+  macs += d.actionDim * e + d.horizon * d.actionDim * e + d.horizon * e * e + e * e + d.horizon * e * e;
+  macs += d.depth * (block(s, e, d.expertMlpDim) + 2 * s * (p + s) * w);
+  macs += d.horizon * e * d.actionDim;
+  return macs;
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function matmulFlops(n: number): Promise<number> {
+  const a = tf.randomNormal([n, n]);
+  const b = tf.randomNormal([n, n]);
+  const times: number[] = [];
+  for (let i = 0; i < 4; i++) {
+    const t0 = performance.now();
+    const c = tf.matMul(a, b);
+    await c.data();
+    c.dispose();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  tf.dispose([a, b]);
+  return (2 * n ** 3) / (median(times) / 1000);
+}
+
+export async function run(): Promise<void> {
+  const info = await setupBackend();
+  console.log(describeBackend(info));
+  const config = TrainConfig.parse({
+    name: 'bench',
+    robot: 'aloha',
+    model: { preset: 'small' },
+    train: { batch_size: BATCH },
+  });
+  const d = modelDims(config.model);
+  const trainer = new Trainer(config, initParams(d, 0));
+  trainer.checkSource({ cameras: CAMERAS, stateDim: 14, actionDim: 14 });
+  const batches = [randomBatch(d, BATCH, 1), randomBatch(d, BATCH, 2)];
+  const count = paramCount(trainer.params);
+  let peakRss = process.memoryUsage().rss;
+  trainer.trainStep(batches[0]!);
+  const tensors = tf.memory().numTensors;
+  const times: number[] = [];
+  const peaks: number[] = [];
+  // Steps and the reference matmul alternate, so that both see the same share of a busy machine.
+  for (let i = 0; i < STEPS; i++) {
+    const t0 = performance.now();
+    trainer.trainStep(batches[i % 2]!);
+    times.push(performance.now() - t0);
+    peakRss = Math.max(peakRss, process.memoryUsage().rss);
+    peaks.push(await matmulFlops(1024));
+  }
+  if (tf.memory().numTensors !== tensors) throw new Error('training leaked tensors');
+  const stepMs = median(times);
+  const promptLen = PROMPT.length + 1;
+  const flopsPerStep = 3 * 2 * forwardMacs(d, CAMERAS.length, promptLen) * BATCH;
+  const modelFlops = flopsPerStep / (stepMs / 1000);
+  const peak = median(peaks);
+  trainer.dispose();
+  console.log(
+    table(
+      [
+        'model',
+        'batch',
+        'step p50 ms',
+        'samples/s',
+        'model GFLOP/s',
+        '1024² matMul GFLOP/s',
+        'fraction',
+        'peak RSS MB',
+      ],
+      [
+        [
+          `small (${(count / 1e6).toFixed(2)}M params)`,
+          String(BATCH),
+          stepMs.toFixed(0),
+          ((BATCH * 1000) / stepMs).toFixed(1),
+          (modelFlops / 1e9).toFixed(1),
+          (peak / 1e9).toFixed(1),
+          `${((100 * modelFlops) / peak).toFixed(0)}%`,
+          (peakRss / 2 ** 20).toFixed(0),
+        ],
+      ],
+    ),
+  );
+  console.log(
+    `(${(flopsPerStep / 1e9).toFixed(1)} GFLOP per step counted from the matmul shapes: forward × 3 for forward + backward)`,
+  );
+}
