@@ -1,0 +1,175 @@
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import YAML from 'yaml';
+import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js';
+import { validateDataset } from '../../src/data/validate.js';
+import type { PolicySpec } from '../../src/serving/policy.js';
+import { inlineRunner } from '../../src/serving/runner.js';
+import { PolicyServer } from '../../src/serving/server.js';
+import { serveCheckpoint } from '../../src/sim/checkpoint-server.js';
+import { runEval } from '../../src/sim/eval.js';
+import { recordDataset } from '../../src/sim/record.js';
+import { ALOHA_SIM } from '../../src/sim/robots.js';
+import { getTask } from '../../src/sim/tasks/index.js';
+
+async function serve(robot: string, spec: PolicySpec, horizon = 50): Promise<PolicyServer> {
+  const runner = await inlineRunner(spec, { robot, horizon, metadata: {}, defaultPrompt: null });
+  return PolicyServer.start(runner, loadRobot(robot), {
+    host: '127.0.0.1',
+    port: 0,
+    apiKey: null,
+    maxMessageBytes: 64 << 20,
+    maxConnections: 8,
+    maxBatch: 4,
+    maxWaitMs: 0,
+    defaultPrompt: null,
+  });
+}
+
+describe('recording and evaluation', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'vla-sim-eval-'));
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('records expert demonstrations that pass validation, and a served replay of them succeeds in eval', async () => {
+    const ds = path.join(dir, 'pick');
+    const report = await recordDataset({ task: 'pick_place', episodes: 1, out: ds, format: 'v2.1', seed: 0 });
+    expect(report.saved).toBe(1);
+    expect(report.frames).toBe(getTask('pick_place').task.episodeSteps);
+    const validation = await validateDataset(ds);
+    expect(validation.problems).toEqual([]);
+    expect([validation.episodes, validation.videos]).toEqual([1, 2]);
+    const info = JSON.parse(readFileSync(path.join(ds, 'meta/info.json'), 'utf8'));
+    expect(info.fps).toBe(15);
+    expect(info.robot_type).toBe('single_arm_sim');
+    expect(Object.keys(info.features)).toEqual(
+      expect.arrayContaining(['observation.state', 'action', 'observation.images.exterior_image_1_left']),
+    );
+    const tasks = readFileSync(path.join(ds, 'meta/tasks.jsonl'), 'utf8');
+    expect(tasks).toMatch(/put the (red|green|blue) cube in the bowl/);
+
+    // Replaying the recorded actions through the wire, with the same seeds, must reproduce the successes.
+    const server = await serve('single_arm_sim', { kind: 'replay', dataset: ds, episode: null });
+    try {
+      const videoDir = path.join(dir, 'videos');
+      const ev = await runEval({
+        task: 'pick_place',
+        url: server.url,
+        episodes: 1,
+        workers: 1,
+        seed: 0,
+        videos: 1,
+        videoDir,
+      });
+      expect(ev.results.map((r) => r.error)).toEqual([undefined]);
+      expect(ev.summary.pc_success).toBe(100);
+      expect(ev.summary.avg_max_reward).toBe(3);
+      expect(ev.videos).toEqual([path.join(videoDir, 'pick_place_episode_000.mp4')]);
+    } finally {
+      await server.close();
+    }
+  }, 90_000);
+
+  it('runs episodes in worker threads; zero actions never succeed', async () => {
+    const server = await serve('single_arm_sim', { kind: 'zeros' });
+    try {
+      const ev = await runEval({
+        task: 'pick_place',
+        url: server.url,
+        episodes: 2,
+        workers: 2,
+        seed: 5,
+        videos: 0,
+      });
+      expect(ev.results.map((r) => [r.episode, r.seed, r.steps, r.error])).toEqual([
+        [0, 5, 100, undefined],
+        [1, 6, 100, undefined],
+      ]);
+      expect(ev.summary.pc_success).toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+
+  it('reports which episode failed and why when the server sends actions of the wrong dimension', async () => {
+    // A robot that looks like aloha_sim on the way in but answers with 7-dim actions.
+    const spec = YAML.parse(
+      readFileSync(path.resolve(import.meta.dirname, '../../robots/aloha_sim.yaml'), 'utf8'),
+    );
+    spec.name = 'aloha_sim_7';
+    spec.action.names = spec.action.names.slice(0, 7);
+    const file = path.join(dir, 'aloha_sim_7.yaml');
+    writeFileSync(file, YAML.stringify(spec));
+    const server = await serve(file, { kind: 'zeros' }, 10);
+    try {
+      const ev = await runEval({
+        task: 'aloha_transfer_cube',
+        url: server.url,
+        episodes: 1,
+        workers: 1,
+        seed: 0,
+        videos: 0,
+      });
+      expect(ev.summary.failed).toBe(1);
+      expect(ev.results[0]!.error).toMatch(/server sent actions of dimension 7 .*robot aloha_sim expects 14/);
+      expect(ev.summary.pc_success).toBe(0);
+    } finally {
+      await server.close();
+    }
+  }, 60_000);
+
+  it('refuses a checkpoint trained for another robot, naming both', async () => {
+    const ckpt = path.join(dir, 'ckpt');
+    const { config } = resolveConfig('pi0_droid');
+    mkdirSync(ckpt, { recursive: true });
+    writeFileSync(path.join(ckpt, 'config.yaml'), configToYaml(config));
+    await expect(serveCheckpoint(ckpt, ALOHA_SIM)).rejects.toThrow(
+      /trained for robot droid \(8-dim actions\), but this task runs aloha_sim \(14-dim actions/,
+    );
+  });
+
+  it('names an unknown task and the ones that exist', () => {
+    expect(() => getTask('fold_laundry')).toThrow(
+      'unknown task "fold_laundry": expected one of aloha_transfer_cube, pick_place',
+    );
+  });
+});
+
+describe.runIf(process.env.VLA_SLOW)('ALOHA replay eval (slow)', () => {
+  it('a served replay of recorded transfer-cube demonstrations succeeds on the same seeds, in v3.0 too', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'vla-sim-aloha-'));
+    try {
+      const ds = path.join(dir, 'transfer');
+      const rec = await recordDataset({
+        task: 'aloha_transfer_cube',
+        episodes: 2,
+        out: ds,
+        format: 'v3.0',
+        seed: 40,
+      });
+      expect(rec.seeds).toEqual([40, 41]);
+      expect((await validateDataset(ds)).problems).toEqual([]);
+      const server = await serve('aloha_sim', { kind: 'replay', dataset: ds, episode: null });
+      try {
+        const ev = await runEval({
+          task: 'aloha_transfer_cube',
+          url: server.url,
+          episodes: 2,
+          workers: 1,
+          seed: 40,
+          videos: 0,
+        });
+        expect(ev.summary.pc_success).toBe(100);
+        expect(ev.summary.avg_max_reward).toBe(4);
+      } finally {
+        await server.close();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 300_000);
+});
