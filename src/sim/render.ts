@@ -45,7 +45,11 @@ export class Renderer {
   /** Draw the scene as MJCF camera `camera` sees it now, into a new HWC RGB buffer. */
   render(camera: number, width: number, height: number): Uint8Array {
     const out = new Uint8Array(width * height * 3);
-    for (let i = 0; i < width * height; i++) out.set(BACKGROUND, 3 * i);
+    for (let i = 0; i < 3 * width * height; i += 3) {
+      out[i] = BACKGROUND[0]!;
+      out[i + 1] = BACKGROUND[1]!;
+      out[i + 2] = BACKGROUND[2]!;
+    }
     if (this.depth.length !== width * height) this.depth = new Float32Array(width * height);
     const depth = this.depth;
     depth.fill(0);
@@ -153,7 +157,10 @@ function clipNear(tri: Float64Array, out: Float64Array): number {
   return n;
 }
 
-/** Edge-function rasterization at pixel centres with a 1/z buffer (larger is nearer). */
+/**
+ * Scanline fill at pixel centres: each row's covered span comes straight from the three edge equations,
+ * and 1/z (linear in screen space) is stepped along it; the buffer keeps the largest 1/z (the nearest).
+ */
 function fillTriangle(
   s: Float64Array,
   a: number,
@@ -178,22 +185,46 @@ function fillTriangle(
   const w2 = s[3 * c + 2]!;
   const area = (x1 - x0) * (y2 - y0) - (x2 - x0) * (y1 - y0);
   if (area === 0) return;
-  const minX = Math.max(0, Math.floor(Math.min(x0, x1, x2)));
-  const maxX = Math.min(width - 1, Math.ceil(Math.max(x0, x1, x2)));
+  const inv = 1 / area;
+  // Barycentric weights as planes e_i(x, y) = A_i x + B_i y + C_i, each >= 0 inside.
+  const A0 = -(y2 - y1) * inv;
+  const B0 = (x2 - x1) * inv;
+  const C0 = -(A0 * x1 + B0 * y1);
+  const A1 = -(y0 - y2) * inv;
+  const B1 = (x0 - x2) * inv;
+  const C1 = -(A1 * x2 + B1 * y2);
+  const A2 = -A0 - A1;
+  const B2 = -B0 - B1;
+  const C2 = 1 - C0 - C1;
+  const Aw = A0 * w0 + A1 * w1 + A2 * w2;
+  const Bw = B0 * w0 + B1 * w1 + B2 * w2;
+  const Cw = C0 * w0 + C1 * w1 + C2 * w2;
   const minY = Math.max(0, Math.floor(Math.min(y0, y1, y2)));
   const maxY = Math.min(height - 1, Math.ceil(Math.max(y0, y1, y2)));
-  if (minX > maxX || minY > maxY) return;
-  const inv = 1 / area;
+  const bx0 = Math.max(0, Math.floor(Math.min(x0, x1, x2)));
+  const bx1 = Math.min(width - 1, Math.ceil(Math.max(x0, x1, x2)));
   for (let y = minY; y <= maxY; y++) {
     const py = y + 0.5;
-    for (let x = minX; x <= maxX; x++) {
-      const px = x + 0.5;
-      const e0 = ((x2 - x1) * (py - y1) - (y2 - y1) * (px - x1)) * inv;
-      const e1 = ((x0 - x2) * (py - y2) - (y0 - y2) * (px - x2)) * inv;
-      const e2 = 1 - e0 - e1;
-      if (e0 < 0 || e1 < 0 || e2 < 0) continue;
-      const w = e0 * w0 + e1 * w1 + e2 * w2;
-      const k = y * width + x;
+    let lo = bx0 + 0.5;
+    let hi = bx1 + 0.5;
+    const k0 = B0 * py + C0;
+    const k1 = B1 * py + C1;
+    const k2 = B2 * py + C2;
+    if (A0 > 0) lo = Math.max(lo, -k0 / A0);
+    else if (A0 < 0) hi = Math.min(hi, -k0 / A0);
+    else if (k0 < 0) continue;
+    if (A1 > 0) lo = Math.max(lo, -k1 / A1);
+    else if (A1 < 0) hi = Math.min(hi, -k1 / A1);
+    else if (k1 < 0) continue;
+    if (A2 > 0) lo = Math.max(lo, -k2 / A2);
+    else if (A2 < 0) hi = Math.min(hi, -k2 / A2);
+    else if (k2 < 0) continue;
+    const xs = Math.max(bx0, Math.ceil(lo - 0.5));
+    const xe = Math.min(bx1, Math.floor(hi - 0.5));
+    if (xs > xe) continue;
+    let w = Aw * (xs + 0.5) + Bw * py + Cw;
+    let k = y * width + xs;
+    for (let x = xs; x <= xe; x++, k++, w += Aw) {
       if (w <= depth[k]!) continue;
       depth[k] = w;
       out[3 * k] = r;

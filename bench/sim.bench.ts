@@ -1,0 +1,127 @@
+/**
+ * `npm run bench -- sim`: what simulation costs on this machine.
+ * - an episode of aloha_transfer_cube (400 steps at 50 Hz) driven by the scripted expert: physics alone,
+ *   and physics + one 224×224 camera rendered every step (the issue's figure: episodes/minute/core);
+ * - the renderer alone per frame at 224×224 and 640×480;
+ * - `vla sim eval` throughput with 1 and 2 worker threads against a local zeros policy server.
+ * Medians of a few runs; the machine is shared, so compare ratios within one run.
+ */
+import os from 'node:os';
+import { table } from '../src/cli/output.js';
+import { loadRobot } from '../src/config/load.js';
+import { inlineRunner } from '../src/serving/runner.js';
+import { PolicyServer } from '../src/serving/server.js';
+import { SimEnv } from '../src/sim/env.js';
+import { runEval } from '../src/sim/eval.js';
+import { WaypointExpert } from '../src/sim/expert.js';
+import { Renderer } from '../src/sim/render.js';
+import { runEpisode } from '../src/sim/rollout.js';
+import { getTask } from '../src/sim/tasks/index.js';
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+async function episodeSeconds(render: boolean, runs: number): Promise<number[]> {
+  const { task, expert: plan } = getTask('aloha_transfer_cube');
+  const env = await SimEnv.create(task, { cameras: render ? ['cam_high'] : [] });
+  const expert = await WaypointExpert.create(env, plan);
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t0 = performance.now();
+    await runEpisode(env, expert, i, i);
+    times.push((performance.now() - t0) / 1000);
+  }
+  expert.close();
+  env.free();
+  return times;
+}
+
+async function frameMs(width: number, height: number, frames: number): Promise<number> {
+  const { task } = getTask('aloha_transfer_cube');
+  const env = await SimEnv.create(task);
+  env.reset(0);
+  const r = new Renderer(env.sim);
+  const cam = env.sim.id('camera', 'cam_high');
+  const times: number[] = [];
+  for (let i = 0; i < frames; i++) {
+    const t0 = performance.now();
+    r.render(cam, width, height);
+    times.push(performance.now() - t0);
+  }
+  env.free();
+  return median(times);
+}
+
+async function evalSeconds(workers: number, episodes: number, url: string): Promise<number> {
+  const t0 = performance.now();
+  const ev = await runEval({ task: 'pick_place', url, episodes, workers, seed: 0, videos: 0 });
+  if (ev.summary.failed > 0) throw new Error(`eval bench: ${ev.results.find((r) => r.error)?.error}`);
+  return (performance.now() - t0) / 1000;
+}
+
+export async function run(): Promise<void> {
+  const physics = await episodeSeconds(false, 3);
+  const rendered = await episodeSeconds(true, 3);
+  const rows = [
+    [
+      'expert episode, physics + IK only (400 steps)',
+      `${median(physics).toFixed(2)} s`,
+      `${(60 / median(physics)).toFixed(1)}`,
+    ],
+    [
+      'expert episode + cam_high 224x224 every step',
+      `${median(rendered).toFixed(2)} s`,
+      `${(60 / median(rendered)).toFixed(1)}`,
+    ],
+  ];
+  console.log(table(['aloha_transfer_cube (one thread)', 'median', 'episodes/min/core'], rows));
+  console.log('');
+  const small = await frameMs(224, 224, 50);
+  const large = await frameMs(640, 480, 20);
+  console.log(
+    table(
+      ['render cam_high', 'median ms/frame'],
+      [
+        ['224x224', small.toFixed(2)],
+        ['640x480', large.toFixed(2)],
+      ],
+    ),
+  );
+  console.log('');
+  const runner = await inlineRunner(
+    { kind: 'zeros' },
+    { robot: 'single_arm_sim', horizon: 50, metadata: {}, defaultPrompt: null },
+  );
+  const server = await PolicyServer.start(runner, loadRobot('single_arm_sim'), {
+    host: '127.0.0.1',
+    port: 0,
+    apiKey: null,
+    maxMessageBytes: 64 << 20,
+    maxConnections: 16,
+    maxBatch: 8,
+    maxWaitMs: 0,
+    defaultPrompt: null,
+  });
+  const episodes = 6;
+  const one = await evalSeconds(1, episodes, server.url);
+  const two = await evalSeconds(2, episodes, server.url);
+  await server.close();
+  console.log(
+    table(
+      [
+        `vla sim eval pick_place, ${episodes} episodes, 2 cameras 224x224 (cores: ${os.availableParallelism()})`,
+        'wall',
+        'episodes/min',
+        'speedup',
+      ],
+      [
+        ['--workers 1', `${one.toFixed(1)} s`, ((episodes / one) * 60).toFixed(1), '1.00x'],
+        [
+          '--workers 2',
+          `${two.toFixed(1)} s`,
+          ((episodes / two) * 60).toFixed(1),
+          `${(one / two).toFixed(2)}x`,
+        ],
+      ],
+    ),
+  );
+}
