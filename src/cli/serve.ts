@@ -24,6 +24,7 @@ interface ServeOpts {
   maxConnections?: string;
   horizon?: string;
   defaultPrompt?: string;
+  seed?: string;
   set: string[];
 }
 
@@ -63,6 +64,7 @@ export function register(program: Command): void {
     .option('--max-connections <n>', 'most robots connected at once')
     .option('--horizon <n>', 'action chunk length for zeros/sleep/replay policies (default 50)')
     .option('--default-prompt <text>', 'prompt for requests that carry none')
+    .option('--seed <n>', 'seed the sampling noise, so the same observation gives the same chunk')
     .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
     .action(async (configName: string | undefined, opts: ServeOpts) => {
       if (!opts.checkpoint && !opts.policy) {
@@ -110,6 +112,7 @@ export function register(program: Command): void {
         metadata: { ...serve.metadata },
         defaultPrompt: opts.defaultPrompt ?? config?.data.default_prompt ?? null,
         backend: program.opts<{ backend?: string }>().backend,
+        seed: int('seed', opts.seed) ?? null,
       };
       const apiKey = opts.apiKey ?? process.env.VLA_API_KEY ?? null;
       if (serve.host !== '127.0.0.1' && serve.host !== 'localhost' && serve.host !== '::1' && !apiKey) {

@@ -8,6 +8,8 @@ export interface PolicyContext {
   metadata: Record<string, unknown>;
   defaultPrompt: string | null;
   backend?: string;
+  /** Seeds the flow-matching noise, for reproducible chunks; fresh noise every call when left out. */
+  seed?: number | null;
 }
 
 /** Build a policy from its spec; also called inside the inference worker. */

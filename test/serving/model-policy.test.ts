@@ -1,0 +1,125 @@
+import { mkdtempSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { exampleObservation } from '../../src/client/examples.js';
+import { PolicyClient } from '../../src/client/policy-client.js';
+import { loadRobot } from '../../src/config/load.js';
+import { TrainConfig } from '../../src/config/schema.js';
+import { resizeWithPad } from '../../src/data/image.js';
+import { modelDims } from '../../src/model/config.js';
+import { initParams } from '../../src/model/pi0.js';
+import { loadPolicyModel } from '../../src/model/policy.js';
+import { Rng } from '../../src/model/rng.js';
+import type { NdArray } from '../../src/serving/ndarray.js';
+import { workerRunner } from '../../src/serving/runner.js';
+import { PolicyServer } from '../../src/serving/server.js';
+import { saveCheckpoint } from '../../src/train/checkpoint.js';
+import type { NormStats } from '../../src/transforms/normalize.js';
+
+const libero = loadRobot('libero');
+const stats: NormStats = {
+  state: { mean: Array.from({ length: 8 }, (_, i) => i / 10), std: Array.from({ length: 8 }, () => 2) },
+  actions: { mean: Array.from({ length: 7 }, (_, i) => -i / 10), std: Array.from({ length: 7 }, () => 0.5) },
+};
+const DELTA = [true, true, true, false, false, false, false];
+let ckpt: string;
+let server: PolicyServer;
+
+beforeAll(async () => {
+  await setupBackend({ backend: 'wasm' });
+  const config = TrainConfig.parse({
+    name: 'tiny_libero',
+    robot: 'libero',
+    model: { preset: 'tiny', action_horizon: 4 },
+    data: { delta_action_mask: DELTA, norm: 'zscore', asset_id: 'libero' },
+  });
+  const dims = modelDims(config.model);
+  const params = initParams(dims, 5);
+  const values = new Map<string, Float32Array>();
+  const shapes = new Map<string, number[]>();
+  for (const [name, t] of params) {
+    values.set(name, t.dataSync() as Float32Array);
+    shapes.set(name, t.shape);
+    t.dispose();
+  }
+  ckpt = saveCheckpoint(path.join(mkdtempSync(path.join(os.tmpdir(), 'vla-mp-')), 'run'), config, stats, {
+    step: 0,
+    seed: 0,
+    params: values,
+    raw: null,
+    adamM: new Map(),
+    adamV: new Map(),
+    shapes,
+    data: { cameras: ['image', 'wrist_image'], stateDim: 8, actionDim: 7 },
+  });
+  const runner = await workerRunner(
+    { kind: 'checkpoint', dir: ckpt },
+    { robot: 'libero', horizon: 50, metadata: {}, defaultPrompt: null, backend: 'wasm', seed: 3 },
+  );
+  server = await PolicyServer.start(runner, libero, {
+    host: '127.0.0.1',
+    port: 0,
+    apiKey: null,
+    maxMessageBytes: 1 << 24,
+    maxConnections: 8,
+    maxBatch: 4,
+    maxWaitMs: 2,
+    defaultPrompt: null,
+  });
+}, 60_000);
+
+afterAll(async () => server?.close());
+
+describe('a checkpoint served as a policy', () => {
+  it('applies resize-with-pad, normalization, the model, unnormalization and delta → absolute, as a reference computes', async () => {
+    const obs = exampleObservation(libero, { seed: 9, prompt: 'put the bowl on the plate' });
+    const client = await PolicyClient.connect(server.url);
+    const reply = await client.infer(obs);
+    await client.close();
+    expect([reply.horizon, reply.actionDim]).toEqual([4, 7]);
+
+    // The reference: the same steps written out by hand, on the same model and noise seed.
+    const model = await loadPolicyModel(ckpt);
+    const size = model.imageSize;
+    const images = new Uint8Array(2 * size * size * 3);
+    for (const [c, key] of ['observation/image', 'observation/wrist_image'].entries()) {
+      resizeWithPad((obs[key] as NdArray).data as Uint8Array, 224, 224, size, images, c * size * size * 3);
+    }
+    const raw = (obs['observation/state'] as NdArray).toFloat32();
+    const state = Float32Array.from(raw, (v, d) => (v - stats.state.mean[d]!) / (stats.state.std[d]! + 1e-6));
+    const out = await model.sampleActions({
+      images,
+      imageMask: Uint8Array.of(1, 1),
+      state,
+      prompts: ['put the bowl on the plate'],
+      batchSize: 1,
+      noise: new Rng(3, 11).normals(4 * model.dims.actionDim),
+    });
+    for (let h = 0; h < 4; h++) {
+      for (let d = 0; d < 7; d++) {
+        let expected = out[h * 7 + d]! * (stats.actions.std[d]! + 1e-6) + stats.actions.mean[d]!;
+        if (DELTA[d]) expected += raw[d]!;
+        expect(reply.actions[h * 7 + d]).toBeCloseTo(expected, 4);
+      }
+    }
+    model.dispose();
+  });
+
+  it('refuses a request without a prompt when there is no default prompt', async () => {
+    const client = await PolicyClient.connect(server.url);
+    await expect(client.infer(exampleObservation(libero, { prompt: null }))).rejects.toThrow(
+      'server error: prompt: expected a string (this policy has no default prompt), got nothing (missing)',
+    );
+  });
+
+  it('refuses to serve a checkpoint for another robot', async () => {
+    await expect(
+      workerRunner(
+        { kind: 'checkpoint', dir: ckpt },
+        { robot: 'droid', horizon: 50, metadata: {}, defaultPrompt: null },
+      ),
+    ).rejects.toThrow(/was trained for robot libero, not droid/);
+  });
+});
