@@ -1,0 +1,69 @@
+import { describe, expect, it } from 'vitest';
+import { loadRobot } from '../../src/config/load.js';
+import { NdArray } from '../../src/serving/ndarray.js';
+import { ObservationError, parseObservation } from '../../src/serving/observation.js';
+
+const droid = loadRobot('droid');
+const libero = loadRobot('libero');
+const aloha = loadRobot('aloha');
+const img = (shape: number[]) => new NdArray(new Uint8Array(shape[0]! * shape[1]! * shape[2]!), shape);
+
+describe('observations against robot specs', () => {
+  it('DROID: joint_position then gripper_position make the 8-dim state; cameras by their openpi keys', () => {
+    const obs = parseObservation(droid, {
+      'observation/joint_position': new NdArray(Float64Array.of(1, 2, 3, 4, 5, 6, 7), [7]),
+      'observation/gripper_position': new NdArray(Float32Array.of(0.25), [1]),
+      'observation/exterior_image_1_left': img([224, 224, 3]),
+      prompt: 'pick up the marker',
+    });
+    expect(Array.from(obs.state)).toEqual([1, 2, 3, 4, 5, 6, 7, 0.25]);
+    expect(obs.images.exterior_image_1_left).toMatchObject({ height: 224, width: 224, layout: 'hwc' });
+    expect(obs.images.wrist_image_left).toBeNull();
+    expect(obs.prompt).toBe('pick up the marker');
+  });
+
+  it('LIBERO: 8-dim state, image and wrist image; a CHW image is recognised as such', () => {
+    const obs = parseObservation(libero, {
+      'observation/state': new NdArray(new Float64Array(8).fill(0.5), [8]),
+      'observation/image': img([3, 128, 160]),
+      'observation/wrist_image': img([128, 160, 3]),
+    });
+    expect(obs.images.image).toMatchObject({ height: 128, width: 160, layout: 'chw' });
+    expect(obs.images.wrist_image).toMatchObject({ height: 128, width: 160, layout: 'hwc' });
+    expect(obs.prompt).toBeNull();
+  });
+
+  it('names the field, expected and actual for each kind of mistake', () => {
+    const base = () => ({
+      state: new NdArray(new Float64Array(14), [14]),
+      images: { cam_high: img([3, 224, 224]) },
+    });
+    const fails = (mutate: (o: Record<string, unknown>) => void) => {
+      const o = base() as Record<string, unknown>;
+      mutate(o);
+      try {
+        parseObservation(aloha, o);
+      } catch (e) {
+        expect(e).toBeInstanceOf(ObservationError);
+        return (e as Error).message;
+      }
+      throw new Error('expected an ObservationError');
+    };
+    expect(fails((o) => delete o.state)).toBe(
+      'state: expected a float array of shape [14], got nothing (missing)',
+    );
+    expect(fails((o) => (o.images = {}))).toBe(
+      'images/cam_high: expected a uint8 image [3, 224, 224] (camera cam_high is required), got nothing (missing)',
+    );
+    expect(fails((o) => (o.prompt = 42))).toBe('prompt: expected a string, got number 42');
+    expect(
+      fails((o) => (o.state = new NdArray(Float64Array.of(Number.NaN, ...new Array(13).fill(0)), [14]))),
+    ).toBe('state[0]: expected a finite number, got NaN');
+    expect(fails((o) => ((o.images as Record<string, unknown>).cam_low = 'not an image'))).toMatch(
+      /^images\/cam_low: expected a uint8 image \[3, 224, 224\], got string/,
+    );
+    expect(() => parseObservation(aloha, [1, 2])).toThrow(
+      'observation: expected a map of observation keys, got a list of 2',
+    );
+  });
+});
