@@ -115,9 +115,17 @@ export async function openFrameCache(
   const fd = openSync(path.join(tmp, 'frames.u8'), 'w');
   const frameBytes = imageSize * imageSize * 3;
   let done = 0;
-  try {
-    let row = 0;
-    for (const ep of ds.episodes) {
+  const rowOf = new Map<number, number>();
+  let row = 0;
+  for (const ep of ds.episodes) {
+    rowOf.set(ep.index, row);
+    row += ep.length;
+  }
+  // Two episodes in flight: one ffmpeg decodes while this thread resizes the other's frames.
+  let next = 0;
+  const worker = async () => {
+    while (next < ds.episodes.length) {
+      const ep = ds.episodes[next++]!;
       const buf = new Uint8Array(ep.length * frameBytes);
       let seen = 0;
       await ds.streamFrames(ep.index, cameraKey, (i, rgb, w, h) => {
@@ -129,15 +137,17 @@ export async function openFrameCache(
           `episode ${ep.index}, camera ${cameraKey}: got ${seen} frames, expected ${ep.length}`,
         );
       }
-      writeSync(fd, buf, 0, buf.length, row * frameBytes);
-      row += ep.length;
+      writeSync(fd, buf, 0, buf.length, rowOf.get(ep.index)! * frameBytes);
       done += ep.length;
       opts.onProgress?.(done, total);
     }
-  } catch (e) {
+  };
+  // Both workers finish before cleanup, so neither writes to a closed descriptor.
+  const failed = (await Promise.allSettled([worker(), worker()])).find((r) => r.status === 'rejected');
+  if (failed) {
     closeSync(fd);
     rmSync(tmp, { recursive: true, force: true });
-    throw e;
+    throw (failed as PromiseRejectedResult).reason;
   }
   closeSync(fd);
   const manifest: Manifest = { format: FORMAT, dataset: ds.dir, camera: cameraKey, imageSize, frames: total };

@@ -68,6 +68,7 @@ export async function convertDataset(
           task,
         });
       }
+      await writer.drain();
     }
     await writer.saveEpisode();
     done += ep.length;

@@ -242,6 +242,7 @@ export async function importAloha(
           images: Object.fromEntries(cams.map((c) => [c.name, c.frame(t)])),
           task: opts.task,
         });
+        if (t % 32 === 31) await writer.drain();
       }
       await writer.saveEpisode();
       frames += qpos.rows;

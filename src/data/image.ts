@@ -8,10 +8,14 @@ interface Taps {
   start: Int32Array;
   /** Number of taps per output index. */
   count: Int32Array;
-  /** Weights, `maxTaps` per output index. */
-  weights: Float32Array;
+  /** Fixed-point weights (PRECISION bits), `maxTaps` per output index. */
+  weights: Int32Array;
   maxTaps: number;
 }
+
+/** PIL's fixed-point precision for 8-bit images: weights are integers scaled by 2^22. */
+const PRECISION = 22;
+const HALF = 1 << (PRECISION - 1);
 
 const tapsCache = new Map<string, Taps>();
 
@@ -26,20 +30,20 @@ function taps(inSize: number, outSize: number): Taps {
   const maxTaps = Math.ceil(support) * 2 + 1;
   const start = new Int32Array(outSize);
   const count = new Int32Array(outSize);
-  const weights = new Float32Array(outSize * maxTaps);
+  const weights = new Int32Array(outSize * maxTaps);
+  const w = new Float64Array(maxTaps);
   for (let o = 0; o < outSize; o++) {
     const center = (o + 0.5) * scale;
-    const lo = Math.max(0, Math.floor(center - support + 0.5));
-    const hi = Math.min(inSize, Math.floor(center + support + 0.5));
-    let total = 0;
+    const lo = Math.max(0, Math.trunc(center - support + 0.5));
+    const hi = Math.min(inSize, Math.trunc(center + support + 0.5));
     const n = Math.min(hi - lo, maxTaps);
+    let total = 0;
     for (let k = 0; k < n; k++) {
-      const x = (lo + k - center + 0.5) / filterScale;
-      const w = Math.max(0, 1 - Math.abs(x));
-      weights[o * maxTaps + k] = w;
-      total += w;
+      w[k] = Math.max(0, 1 - Math.abs((lo + k - center + 0.5) / filterScale));
+      total += w[k]!;
     }
-    for (let k = 0; k < n; k++) weights[o * maxTaps + k]! /= total || 1;
+    for (let k = 0; k < n; k++)
+      weights[o * maxTaps + k] = Math.trunc(0.5 + (w[k]! / (total || 1)) * (1 << PRECISION));
     start[o] = lo;
     count[o] = n;
   }
@@ -48,7 +52,16 @@ function taps(inSize: number, outSize: number): Taps {
   return t;
 }
 
-/** Resizes an HWC RGB image to outW×outH (no padding), into `out` at byte offset `outOffset` with row stride `outStride`. */
+const clip8 = (v: number) => {
+  const x = (v + HALF) >> PRECISION;
+  return x < 0 ? 0 : Math.min(x, 255);
+};
+
+/**
+ * Resizes an HWC RGB image to outW×outH (no padding), into `out` at byte offset `outOffset` with row
+ * stride `outStride`. As PIL: a horizontal pass into an 8-bit image, then a vertical pass, both in
+ * fixed point with rounding, so results match PIL's `Image.resize(..., BILINEAR)` closely.
+ */
 export function resizeInto(
   src: Uint8Array,
   w: number,
@@ -61,32 +74,30 @@ export function resizeInto(
 ): void {
   const tx = taps(w, outW);
   const ty = taps(h, outH);
-  // Horizontal pass first into float rows, then vertical: each source pixel is touched once per pass.
-  const mid = new Float32Array(h * outW * 3);
+  const rowLen = outW * 3;
+  const mid = new Uint8Array(h * rowLen);
   for (let y = 0; y < h; y++) {
     const row = y * w * 3;
-    const mrow = y * outW * 3;
+    const mrow = y * rowLen;
     for (let o = 0; o < outW; o++) {
-      const s = tx.start[o]!;
       const n = tx.count[o]!;
       const wb = o * tx.maxTaps;
+      let p = row + tx.start[o]! * 3;
       let r = 0;
       let g = 0;
       let b = 0;
-      for (let k = 0; k < n; k++) {
+      for (let k = 0; k < n; k++, p += 3) {
         const wt = tx.weights[wb + k]!;
-        const p = row + (s + k) * 3;
         r += src[p]! * wt;
         g += src[p + 1]! * wt;
         b += src[p + 2]! * wt;
       }
       const m = mrow + o * 3;
-      mid[m] = r;
-      mid[m + 1] = g;
-      mid[m + 2] = b;
+      mid[m] = clip8(r);
+      mid[m + 1] = clip8(g);
+      mid[m + 2] = clip8(b);
     }
   }
-  const rowLen = outW * 3;
   for (let o = 0; o < outH; o++) {
     const s = ty.start[o]!;
     const n = ty.count[o]!;
@@ -94,8 +105,8 @@ export function resizeInto(
     const dst = outOffset + o * outStride;
     for (let x = 0; x < rowLen; x++) {
       let v = 0;
-      for (let k = 0; k < n; k++) v += mid[(s + k) * rowLen + x]! * ty.weights[wb + k]!;
-      out[dst + x] = v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v);
+      for (let k = 0, p = s * rowLen + x; k < n; k++, p += rowLen) v += mid[p]! * ty.weights[wb + k]!;
+      out[dst + x] = clip8(v);
     }
   }
 }

@@ -198,7 +198,11 @@ export class VideoEncoder {
     this.child.stdin.on('error', () => {});
   }
 
-  async write(rgb: Uint8Array): Promise<void> {
+  /**
+   * Queues a frame without waiting: the pipe buffers while ffmpeg encodes on another core. Callers
+   * that produce frames faster than ffmpeg encodes them await `drain()` now and then.
+   */
+  write(rgb: Uint8Array): void {
     const expected = this.opts.width * this.opts.height * 3;
     if (rgb.length !== expected) {
       throw new UserError(
@@ -206,7 +210,14 @@ export class VideoEncoder {
       );
     }
     this.frames++;
-    if (!this.child.stdin.write(rgb)) await Promise.race([once(this.child.stdin, 'drain'), this.exited]);
+    // The pipe may hold on to the bytes until ffmpeg reads them: callers may reuse their buffer.
+    this.child.stdin.write(Buffer.from(rgb));
+  }
+
+  /** Resolves once the queued frames have been handed to ffmpeg (or ffmpeg has exited). */
+  async drain(): Promise<void> {
+    if (this.child.stdin.writableNeedDrain)
+      await Promise.race([once(this.child.stdin, 'drain'), this.exited]);
   }
 
   async close(): Promise<void> {

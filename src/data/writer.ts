@@ -46,6 +46,8 @@ export interface DatasetWriter {
   /** Frames in the episode being recorded. */
   readonly pendingFrames: number;
   addFrame(frame: FrameInput): void;
+  /** Optional back-pressure for producers faster than video encoding (a converter, an importer). */
+  drain(): Promise<void>;
   saveEpisode(): Promise<void>;
   discardEpisode(): void;
   finalize(): Promise<void>;
@@ -189,8 +191,7 @@ class Writer implements DatasetWriter {
             crf: this.opts.crf,
           });
         }
-        // Not awaited: the pipe buffers while ffmpeg encodes on another core; saveEpisode waits.
-        void this.encoders[cam.name]!.write(img).catch(() => {});
+        this.encoders[cam.name]!.write(img);
       } else {
         this.pngs[cam.name] = this.pngs[cam.name] ?? [];
         this.pngs[cam.name]!.push(
@@ -206,6 +207,11 @@ class Writer implements DatasetWriter {
       }
     }
     this.rows.push({ state: frame.state.slice(), action: frame.action.slice(), task });
+  }
+
+  /** Waits until the video encoders have taken the queued frames: bounds memory for fast producers. */
+  async drain(): Promise<void> {
+    for (const enc of Object.values(this.encoders)) await enc.drain();
   }
 
   discardEpisode(): void {

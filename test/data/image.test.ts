@@ -1,0 +1,46 @@
+import { describe, expect, it } from 'vitest';
+import { padGeometry, resizeInto, resizeWithPad } from '../../src/data/image.js';
+
+const solid = (w: number, h: number, rgb: [number, number, number]) => {
+  const img = new Uint8Array(w * h * 3);
+  for (let i = 0; i < w * h; i++) img.set(rgb, i * 3);
+  return img;
+};
+
+describe('resize with pad (openpi resize_with_pad, PIL bilinear)', () => {
+  it('letterboxes as openpi rounds: 640x480 into 224 leaves 28-row bars', () => {
+    expect(padGeometry(640, 480, 224)).toEqual({ rw: 224, rh: 168, padX: 0, padY: 28 });
+    expect(padGeometry(480, 640, 224)).toEqual({ rw: 168, rh: 224, padX: 28, padY: 0 });
+    const out = resizeWithPad(solid(640, 480, [200, 100, 50]), 640, 480, 224);
+    const px = (x: number, y: number) => Array.from(out.subarray((y * 224 + x) * 3, (y * 224 + x) * 3 + 3));
+    expect(px(10, 27)).toEqual([0, 0, 0]);
+    expect(px(10, 28)).toEqual([200, 100, 50]);
+    expect(px(223, 195)).toEqual([200, 100, 50]);
+    expect(px(0, 196)).toEqual([0, 0, 0]);
+  });
+
+  it('keeps a same-size image exactly', () => {
+    const img = Uint8Array.from({ length: 8 * 8 * 3 }, (_, i) => (i * 37) & 255);
+    expect(Array.from(resizeWithPad(img, 8, 8, 8))).toEqual(Array.from(img));
+  });
+
+  it('antialiases when shrinking: a 1-px checkerboard becomes mid grey, a gradient stays monotonic', () => {
+    const w = 64;
+    const checker = new Uint8Array(w * w * 3);
+    for (let y = 0; y < w; y++)
+      for (let x = 0; x < w; x++) checker.fill((x + y) % 2 ? 255 : 0, (y * w + x) * 3, (y * w + x) * 3 + 3);
+    const small = new Uint8Array(16 * 16 * 3);
+    resizeInto(checker, w, w, 16, 16, small);
+    for (const v of small.subarray(3 * 16 * 3, 13 * 16 * 3)) expect(Math.abs(v - 127.5)).toBeLessThan(12);
+    const grad = new Uint8Array(200 * 10 * 3);
+    for (let y = 0; y < 10; y++)
+      for (let x = 0; x < 200; x++) grad.fill(x, (y * 200 + x) * 3, (y * 200 + x) * 3 + 3);
+    const g = new Uint8Array(50 * 5 * 3);
+    resizeInto(grad, 200, 10, 50, 5, g);
+    const row = Array.from({ length: 50 }, (_, x) => g[(2 * 50 + x) * 3]!);
+    for (let x = 1; x < 50; x++) expect(row[x]!).toBeGreaterThan(row[x - 1]!);
+    // Output pixel x averages source pixels around 4x + 1.5.
+    expect(row[10]).toBeGreaterThanOrEqual(41);
+    expect(row[10]).toBeLessThanOrEqual(42);
+  });
+});
