@@ -101,7 +101,7 @@ export async function run(): Promise<void> {
     maxWaitMs: 0,
     defaultPrompt: null,
   });
-  const episodes = 6;
+  const episodes = 12;
   const one = await evalSeconds(1, episodes, server.url);
   const two = await evalSeconds(2, episodes, server.url);
   await server.close();

@@ -129,11 +129,12 @@ export async function runEval(
   const shares = Array.from({ length: workers }, (_, w) =>
     Array.from({ length: opts.episodes }, (_, i) => i).filter((i) => i % workers === w),
   );
-  if (workers === 1) {
-    await evalEpisodes(opts, shares[0]!, collect);
-  } else {
-    await Promise.all(shares.map((episodes) => runWorker(opts, episodes, collect)));
-  }
+  // This thread runs the first share itself: one worker fewer to start (each costs a second or two of
+  // module loading), and it would otherwise sit idle waiting for results.
+  await Promise.all([
+    evalEpisodes(opts, shares[0]!, collect),
+    ...shares.slice(1).map((episodes) => runWorker(opts, episodes, collect)),
+  ]);
   results.sort((a, b) => a.episode - b.episode);
   videos.sort();
   return { summary: summarize(opts.task, results), results, videos };
