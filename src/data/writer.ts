@@ -110,7 +110,8 @@ class Writer implements DatasetWriter {
   private readonly allState: Float32Array[] = [];
   private readonly allAction: Float32Array[] = [];
   private dataFile: OpenDataFile | null = null;
-  private videoFiles: Record<string, { chunk: number; file: number }> = {};
+  /** Per camera: the v3.0 video file being filled and how many frames it holds. */
+  private videoFiles: Record<string, { chunk: number; file: number; frames: number }> = {};
   private finalized = false;
   private readonly video: boolean;
   private readonly stateDim: number;
@@ -377,7 +378,7 @@ class Writer implements DatasetWriter {
   private async writeV30Data(record: SavedEpisode, state: Float32Array, action: Float32Array): Promise<void> {
     const limit = (this.opts.dataFileMb ?? 100) * 1024 * 1024;
     if (!this.dataFile || this.dataFile.bytes > limit) {
-      const next = this.dataFile ? this.dataFile.file + 1 : 0;
+      const next = this.dataFile ? this.dataFile.chunk * CHUNKS_SIZE + this.dataFile.file + 1 : 0;
       this.dataFile = {
         chunk: Math.floor(next / CHUNKS_SIZE),
         file: next % CHUNKS_SIZE,
@@ -430,18 +431,20 @@ class Writer implements DatasetWriter {
         fillTemplate(V30_VIDEO, { video_key: key, chunk_index: c.chunk, file_index: c.file }),
       );
     if (!cur || statSync(fileOf(cur)).size > limit) {
-      const next = cur ? cur.file + 1 : 0;
-      cur = { chunk: Math.floor(next / CHUNKS_SIZE), file: next % CHUNKS_SIZE };
+      const next = cur ? cur.chunk * CHUNKS_SIZE + cur.file + 1 : 0;
+      cur = { chunk: Math.floor(next / CHUNKS_SIZE), file: next % CHUNKS_SIZE, frames: 0 };
       this.videoFiles[key] = cur;
     }
     const target = fileOf(cur);
     mkdirSync(path.dirname(target), { recursive: true });
+    const place = { chunk: cur.chunk, file: cur.file };
     if (!existsSync(target)) {
       renameSync(segment, target);
       const pts = probeVideo(target).pts;
-      return { ...cur, from: pts[0] ?? 0, to: (pts[0] ?? 0) + length / this.opts.fps };
+      cur.frames = pts.length;
+      return { ...place, from: pts[0] ?? 0, to: (pts[0] ?? 0) + length / this.opts.fps };
     }
-    const before = probeVideo(target).pts.length;
+    const before = cur.frames;
     const list = `${segment}.txt`;
     const quote = (f: string) => `file '${f.replace(/'/g, "'\\''")}'\n`;
     writeFileSync(list, quote(target) + quote(segment));
@@ -460,7 +463,8 @@ class Writer implements DatasetWriter {
     renameSync(tmp, target);
     rmSync(list, { force: true });
     rmSync(segment, { force: true });
-    return { ...cur, from: pts[before]!, to: pts[before]! + length / this.opts.fps };
+    cur.frames = pts.length;
+    return { ...place, from: pts[before]!, to: pts[before]! + length / this.opts.fps };
   }
 
   private featuresJson(): Record<string, unknown> {

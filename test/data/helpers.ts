@@ -110,17 +110,20 @@ cameras:
   return { cwd, config: TrainConfig.parse(raw) };
 }
 
-/** Runs `vla data ...` in this process (no CLI start-up cost) and returns what it printed. */
-export async function runData(args: string[]): Promise<string> {
+/** Runs `vla data ...` in this process (no CLI start-up cost), from `cwd` if given, and returns what it printed. */
+export async function runData(args: string[], cwd?: string): Promise<string> {
   const program = new Command('vla').exitOverride();
   register(program);
   const lines: string[] = [];
   const spy = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
     lines.push(a.join(' '));
   });
+  const before = process.cwd();
   try {
+    if (cwd) process.chdir(cwd);
     await program.parseAsync(['node', 'vla', 'data', ...args]);
   } finally {
+    process.chdir(before);
     spy.mockRestore();
   }
   return lines.join('\n');

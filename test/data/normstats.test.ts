@@ -1,10 +1,8 @@
-import { execFileSync } from 'node:child_process';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { PACKAGE_ROOT } from '../../src/config/load.js';
 import { computeNormStats, normStatsFile } from '../../src/data/normstats.js';
 import { readNormStats } from '../../src/transforms/normalize.js';
-import { actionOf, LENGTHS, stateOf, tmpDir, workspace, writeSynthetic } from './helpers.js';
+import { actionOf, LENGTHS, runData, stateOf, tmpDir, workspace, writeSynthetic } from './helpers.js';
 
 /** The textbook definitions, written independently of the code under test. */
 function reference(rows: number[][]) {
@@ -84,16 +82,9 @@ describe('norm stats', () => {
     expect(frames).toBe(10);
   });
 
-  it('vla data stats writes assets/<asset_id>/norm_stats.json', () => {
+  it('vla data stats writes assets/<asset_id>/norm_stats.json', async () => {
     const { cwd, config } = workspace(dataset, { delta_action_mask: [true, false] });
-    const out = execFileSync(
-      path.join(PACKAGE_ROOT, 'bin/vla.js'),
-      ['data', 'stats', 'test_cfg', '--max-frames', '20'],
-      {
-        cwd,
-        encoding: 'utf8',
-      },
-    );
+    const out = await runData(['stats', 'test_cfg', '--max-frames', '20'], cwd);
     expect(out).toMatch(/20 frames/);
     const file = normStatsFile(config, cwd);
     expect(file).toBe(path.join(cwd, 'assets/test_asset/norm_stats.json'));
