@@ -1,6 +1,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import workerThreads from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 
 /**
@@ -74,6 +75,14 @@ export async function startThreadedWasm(pkg: WasmPackage, threads: number): Prom
   globalThis.Blob = RecordingBlob;
   pkg.setThreadsCount(threads);
   // The backend caps its pool at half the logical cores (it assumes hyper-threads): report enough.
+  // The workers run plain JS: without this they inherit the parent's flags (`--import tsx`, `-e`...),
+  // which slows every one of the 8 pool workers' start or breaks it.
+  const OriginalWorker = workerThreads.Worker;
+  workerThreads.Worker = class extends OriginalWorker {
+    constructor(file: string | URL, options: workerThreads.WorkerOptions = {}) {
+      super(file, { execArgv: [], ...options });
+    }
+  };
   const originalCpus = os.cpus;
   os.cpus = () => {
     const cpus = originalCpus();
@@ -90,6 +99,7 @@ export async function startThreadedWasm(pkg: WasmPackage, threads: number): Prom
     globalThis.Blob = OriginalBlob;
     URL.createObjectURL = originalCreate;
     os.cpus = originalCpus;
+    workerThreads.Worker = OriginalWorker;
   }
   // Idle pool workers must not keep the process alive after the work is done.
   const module = (tf.backend() as unknown as { wasm: WasmModuleInternals }).wasm;

@@ -1,0 +1,242 @@
+/**
+ * `npm run bench -- native`: the π0-style model at the two reference configurations of
+ * ../shared/notes/tfjs-on-this-machine.md ("The peer"), trained and sampled with and without the
+ * native kernel pack, printed beside PyTorch 1.13's figures measured on this machine (2 threads).
+ *
+ * A: width 256, 2 layers, 4 heads, one 64×64 camera, patch 8, 16 prompt tokens, H 8, 7-dim actions,
+ *    batch 16 (PyTorch: 1.9M params, 152 samples/s, chunk 11.7 ms with the KV cache / 28.0 without).
+ * B: width 256, expert width 128, 4 layers, 4 heads, two 96×96 cameras, patch 12, 20 prompt tokens,
+ *    H 50, action dim 32, batch 32 (PyTorch: 4.5M params, 40 samples/s, chunk 29.9 / 110 ms).
+ * Sizes the note leaves open take the values whose parameter count comes nearest PyTorch's: MLP 1024,
+ * expert MLP 512, expert width 128 in A too, one vision-only block in B and none in A.
+ *
+ * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `cpu+blas` the pack under the
+ * cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
+ * OPENBLAS_NUM_THREADS (default: all cores); WASM takes VLA_WASM_THREADS (default 1), fixed per
+ * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4).
+ * The machine is shared with other work: compare rows of one run, and expect noise.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { type BackendName, describeBackend, setupBackend } from '../src/backend/index.js';
+import { packStats } from '../src/backend/native/pack.js';
+import { table } from '../src/cli/output.js';
+import { TrainConfig } from '../src/config/schema.js';
+import type { Batch } from '../src/data/batch.js';
+import { type ModelDims, modelDims } from '../src/model/config.js';
+import { paramCount } from '../src/model/params.js';
+import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
+import { Rng } from '../src/model/rng.js';
+import { Trainer } from '../src/train/trainer.js';
+
+interface Reference {
+  name: string;
+  model: Record<string, unknown>;
+  batch: number;
+  cameras: string[];
+  /** The robot's own state/action dims (the model pads them to action_dim). */
+  robotDim: number;
+  /** A prompt of (tokens − 1) bytes: the tokenizer adds BOS. */
+  prompt: string;
+  torch: { params: number; samplesPerSec: number; chunkCached: number; chunkUncached: number };
+}
+
+const REFERENCES: Reference[] = [
+  {
+    name: 'A',
+    model: {
+      preset: 'small',
+      width: 256,
+      depth: 2,
+      heads: 4,
+      mlp_dim: 1024,
+      expert_width: 128,
+      expert_mlp_dim: 512,
+      image_size: 64,
+      patch_size: 8,
+      vision_depth: 0,
+      max_token_len: 16,
+      action_horizon: 8,
+      action_dim: 7,
+    },
+    batch: 16,
+    cameras: ['cam_high'],
+    robotDim: 7,
+    prompt: 'pick up the cub',
+    torch: { params: 1.9e6, samplesPerSec: 152, chunkCached: 11.7, chunkUncached: 28.0 },
+  },
+  {
+    name: 'B',
+    model: {
+      preset: 'small',
+      width: 256,
+      depth: 4,
+      heads: 4,
+      mlp_dim: 1024,
+      expert_width: 128,
+      expert_mlp_dim: 512,
+      image_size: 96,
+      patch_size: 12,
+      vision_depth: 1,
+      max_token_len: 20,
+      action_horizon: 50,
+      action_dim: 32,
+    },
+    batch: 32,
+    cameras: ['cam_high', 'cam_left_wrist'],
+    robotDim: 14,
+    prompt: 'pick up the red cub',
+    torch: { params: 4.5e6, samplesPerSec: 40, chunkCached: 29.9, chunkUncached: 110 },
+  },
+];
+
+interface Mode {
+  label: string;
+  backend: BackendName;
+  native: boolean;
+}
+
+const MODES: Mode[] = [
+  { label: 'wasm', backend: 'wasm', native: false },
+  { label: 'wasm+blas', backend: 'wasm', native: true },
+  { label: 'cpu+blas', backend: 'cpu', native: true },
+];
+
+const STEPS = Number(process.env.BENCH_STEPS ?? 4);
+
+function randomBatch(ref: Reference, d: ModelDims, seed: number): Batch {
+  const rng = new Rng(seed);
+  const b = ref.batch;
+  const s = d.imageSize;
+  const cams = ref.cameras.length;
+  return {
+    size: b,
+    imageSize: s,
+    cameras: ref.cameras,
+    images: new Uint8Array(b * cams * s * s * 3).map(() => rng.nextU32() & 255),
+    imageMask: new Uint8Array(b * cams).fill(1),
+    state: rng.normals(b * ref.robotDim),
+    stateDim: ref.robotDim,
+    actions: rng.normals(b * d.horizon * ref.robotDim),
+    actionDim: ref.robotDim,
+    horizon: d.horizon,
+    actionPad: new Uint8Array(b * d.horizon),
+    prompts: new Array(b).fill(ref.prompt),
+  };
+}
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+
+/** Median training step time (ms) after one warm-up step; also the loss of the first step. */
+function timeTraining(
+  ref: Reference,
+  config: TrainConfig,
+): { stepMs: number; firstLoss: number; params: number } {
+  const d = modelDims(config.model);
+  const trainer = new Trainer(config, initParams(d, 0));
+  trainer.checkSource({ cameras: ref.cameras, stateDim: ref.robotDim, actionDim: ref.robotDim });
+  const batches = [randomBatch(ref, d, 1), randomBatch(ref, d, 2)];
+  const firstLoss = trainer.trainStep(batches[0]!).loss;
+  const tensors = tf.memory().numTensors;
+  const times: number[] = [];
+  for (let i = 0; i < STEPS; i++) {
+    const t0 = performance.now();
+    trainer.trainStep(batches[(i + 1) % 2]!);
+    times.push(performance.now() - t0);
+  }
+  if (tf.memory().numTensors !== tensors) throw new Error('training leaked tensors');
+  const params = paramCount(trainer.params);
+  trainer.dispose();
+  return { stepMs: median(times), firstLoss, params };
+}
+
+/** Median latency (ms) of one action chunk at batch 1, 10 flow steps, observation preparation included. */
+async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, reps: number): Promise<number> {
+  const d = modelDims(config.model);
+  const model = new Pi0(d);
+  const w = initParams(d, 0);
+  const rng = new Rng(3);
+  const cams = ref.cameras.length;
+  const images = new Uint8Array(cams * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
+  const times: number[] = [];
+  for (let i = 0; i < reps + 1; i++) {
+    const t0 = performance.now();
+    const inp = prepareInputs(d, {
+      batchSize: 1,
+      cameras: cams,
+      imageSize: d.imageSize,
+      images,
+      imageMask: new Uint8Array(cams).fill(1),
+      state: rng.normals(ref.robotDim),
+      stateDim: ref.robotDim,
+      prompts: [ref.prompt],
+    });
+    const out = model.sample(w, inp, rng.normals(d.horizon * d.actionDim), { cache });
+    await out.data();
+    out.dispose();
+    if (i > 0) times.push(performance.now() - t0);
+  }
+  tf.dispose([...w.values()]);
+  return median(times);
+}
+
+export async function run(): Promise<void> {
+  const rows: string[][] = [];
+  const lines = new Set<string>();
+  for (const ref of REFERENCES) {
+    const config = TrainConfig.parse({
+      name: `native-${ref.name}`,
+      robot: 'aloha',
+      model: ref.model,
+      train: { batch_size: ref.batch },
+    });
+    for (const mode of MODES) {
+      // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
+      if (mode.backend === 'cpu' && ref.name !== 'A') continue;
+      const info = await setupBackend({ backend: mode.backend, native: mode.native });
+      lines.add(describeBackend(info).replace(/ \(passed over.*$/, ''));
+      const before = packStats();
+      const train = timeTraining(ref, config);
+      const after = packStats();
+      const cached = await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9);
+      const uncached = await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3);
+      const samples = (ref.batch * 1000) / train.stepMs;
+      const blasShare = after.blas + after.fallback - before.blas - before.fallback;
+      rows.push([
+        ref.name,
+        `${(train.params / 1e6).toFixed(2)}M (torch ${(ref.torch.params / 1e6).toFixed(1)}M)`,
+        mode.label,
+        train.stepMs.toFixed(0),
+        samples.toFixed(1),
+        String(ref.torch.samplesPerSec),
+        `${(samples / ref.torch.samplesPerSec).toFixed(2)}×`,
+        `${cached.toFixed(1)} / ${uncached.toFixed(1)}`,
+        `${ref.torch.chunkCached} / ${ref.torch.chunkUncached}`,
+        train.firstLoss.toFixed(5),
+        mode.native ? `${after.blas - before.blas}/${blasShare}` : '-',
+      ]);
+      console.error(`done: ${ref.name} ${mode.label}`);
+    }
+  }
+  for (const line of lines) console.log(line);
+  console.log(
+    `medians of ${STEPS} training steps after a warm-up; chunk = 10 flow steps at batch 1; shared machine: expect noise`,
+  );
+  console.log(
+    table(
+      [
+        'config',
+        'params',
+        'kernels',
+        'step ms',
+        'samples/s',
+        'torch samples/s',
+        'vs torch',
+        'chunk ms cache/none',
+        'torch chunk ms',
+        'first loss',
+        'matmuls on blas',
+      ],
+      rows,
+    ),
+  );
+}
