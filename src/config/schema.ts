@@ -152,6 +152,8 @@ export const TrainSection = z
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */
     init_from: z.string().min(1).nullable().default(null),
+    /** How params.safetensors stores the weights; float16 halves it (training state stays float32). */
+    params_dtype: z.enum(['float32', 'float16']).default('float32'),
     eval_interval: posInt.nullable().default(null),
     eval_task: z.string().min(1).nullable().default(null),
     eval_episodes: posInt.default(10),

@@ -1,7 +1,8 @@
 /**
  * Checkpoints as DESIGN.md §5: `<runDir>/<step>/` holding params.safetensors (the inference weights:
  * the EMA when training keeps one), train_state.safetensors (Adam moments, the raw weights when they
- * differ from params, the step and the RNG seed), config.yaml and assets/<asset_id>/norm_stats.json.
+ * differ from params, exact float32 copies when params are float16, the step and the RNG seed),
+ * config.yaml and assets/<asset_id>/norm_stats.json.
  * A checkpoint is written into a hidden temporary folder and renamed, so a crash never leaves half of one.
  */
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
@@ -65,6 +66,8 @@ export function saveCheckpoint(
   pack(state.adamM, 'adam/m/', 'F32', train);
   pack(state.adamV, 'adam/v/', 'F32', train);
   if (state.raw) pack(state.raw, 'raw/', 'F32', train);
+  // float16 params lose precision: keep exact float32 copies so that resuming stays exact.
+  if (dtype === 'float16') pack(state.params, state.raw ? 'ema/' : 'raw/', 'F32', train);
   writeSafetensors(path.join(tmp, 'train_state.safetensors'), train, { format: 'vla-train-state/1' });
   writeFileSync(path.join(tmp, 'config.yaml'), configToYaml(config));
   if (normStats) writeNormStats(path.join(tmp, 'assets', assetId(config), 'norm_stats.json'), normStats);
@@ -114,13 +117,14 @@ export function loadCheckpointState(dir: string): CheckpointState {
     return m;
   };
   const raw = under('raw/');
+  const ema = under('ema/');
   const step = train.tensors.get('step');
   const seed = train.tensors.get('rng_seed');
   if (!step || !seed) throw new Error(`${dir}/train_state.safetensors: expected step and rng_seed tensors`);
   return {
     step: Number((step.data as BigInt64Array)[0]),
     seed: (seed.data as Uint32Array)[0]!,
-    params: values,
+    params: ema.size > 0 ? ema : values,
     raw: raw.size > 0 ? raw : null,
     adamM: under('adam/m/'),
     adamV: under('adam/v/'),

@@ -6,6 +6,7 @@
  */
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
+import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
 import { modelDims } from '../model/config.js';
@@ -72,32 +73,29 @@ export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormSta
   return readNormStats(file);
 }
 
+interface OpenedData extends TrainingDataSource {
+  close?: () => void;
+}
+
 async function openDefaultData(
   config: TrainConfig,
   normStats: NormStats,
   log: (l: string) => void,
-): Promise<TrainingDataSource> {
+): Promise<OpenedData> {
   const d = modelDims(config.model);
-  // The loader is its own module (the dataset work); loaded when training runs, not when this file is imported.
-  const loaderPath = '../data/loader.js';
-  let mod: {
-    openTrainingData: (
-      c: TrainConfig,
-      o: Record<string, unknown>,
-    ) => Promise<TrainingDataSource> | TrainingDataSource;
-  };
-  try {
-    mod = await import(loaderPath);
-  } catch (e) {
-    throw new UserError(
-      `cannot load the dataset loader (src/data/loader.ts): ${(e as Error).message.split('\n')[0]}`,
-    );
-  }
-  return await mod.openTrainingData(config, {
+  // Loaded when training runs, not when this module is imported (listing jobs should not pay for it).
+  const { openTrainingData } = await import('../data/loader.js');
+  let lastLogged = 0;
+  return await openTrainingData(config, {
     imageSize: d.imageSize,
     horizon: d.horizon,
     normStats,
-    onProgress: (p: unknown) => log(`data: ${typeof p === 'string' ? p : JSON.stringify(p)}`),
+    onProgress: (done, total) => {
+      const now = Date.now();
+      if (done < total && now - lastLogged < 2000) return;
+      lastLogged = now;
+      log(`frame cache: ${done}/${total} frames`);
+    },
   });
 }
 
@@ -114,15 +112,35 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     );
   }
   const normStats = opts.normStats ?? findNormStats(config);
-  const data = opts.data ?? (await openDefaultData(config, normStats, log));
-  const dims = modelDims(config.model);
-  const init = initParams(dims, t.seed);
+  const opened = opts.data ? null : await openDefaultData(config, normStats, log);
+  try {
+    return await train(opts, opts.data ?? opened!, normStats, existing, log);
+  } finally {
+    opened?.close?.();
+  }
+}
+
+async function train(
+  opts: RunTrainingOptions,
+  data: TrainingDataSource,
+  normStats: NormStats,
+  existing: Array<{ step: number; dir: string }>,
+  log: (line: string) => void,
+): Promise<RunTrainingResult> {
+  const { config, runDir } = opts;
+  const t = config.train;
+  const init = initParams(modelDims(config.model), t.seed);
   const latest = opts.resume ? existing.at(-1) : undefined;
   if (!latest && t.init_from) {
-    const r = loadWeightsInto(init, t.init_from);
-    log(
-      `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new (${r.missing.length > 0 ? 'LoRA adapters' : 'none'}), ${r.unexpected.length} unused`,
-    );
+    try {
+      const r = loadWeightsInto(init, t.init_from);
+      log(
+        `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new (${r.missing.length > 0 ? 'LoRA adapters' : 'none'}), ${r.unexpected.length} unused`,
+      );
+    } catch (e) {
+      tf.dispose([...init.values()]);
+      throw e;
+    }
   }
   const trainer = new Trainer(config, init);
   try {
@@ -141,7 +159,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     let lastSaved = latest?.step ?? -1;
     let loss = Number.NaN;
     const save = async () => {
-      checkpoint = saveCheckpoint(runDir, config, normStats, await trainer.state());
+      checkpoint = saveCheckpoint(runDir, config, normStats, await trainer.state(), t.params_dtype);
       lastSaved = trainer.step;
       pruneCheckpoints(runDir, t.keep_period);
       log(`saved ${checkpoint}`);

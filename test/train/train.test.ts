@@ -147,41 +147,47 @@ describe('runTraining and checkpoints', () => {
     again.dispose();
   });
 
-  it('resumes exactly: stopped at step 3 and resumed gives the uninterrupted run’s weights', async () => {
-    const cfg = config({ train: { ema_decay: 0.9 } });
-    const straight = path.join(tmp, 'straight');
-    await runTraining({ config: cfg, runDir: straight, resume: false, data: source(), normStats: stats });
-    const broken = path.join(tmp, 'broken');
-    const ctl = new AbortController();
-    const first = await runTraining({
-      config: cfg,
-      runDir: broken,
-      resume: false,
-      data: source(),
-      normStats: stats,
-      signal: ctl.signal,
-      onProgress: (p) => p.step === 3 && ctl.abort(),
-    });
-    expect(first).toMatchObject({ step: 3, stopped: true });
-    expect(existsSync(path.join(broken, '3'))).toBe(true);
-    await expect(
-      runTraining({ config: cfg, runDir: broken, resume: false, data: source(), normStats: stats }),
-    ).rejects.toThrow(/already holds checkpoints/);
-    const second = await runTraining({
-      config: cfg,
-      runDir: broken,
-      resume: true,
-      data: source(),
-      normStats: stats,
-    });
-    expect(second).toMatchObject({ step: 4, stopped: false });
-    for (const file of ['params.safetensors', 'train_state.safetensors']) {
-      const a = readSafetensors(path.join(straight, '4', file)).tensors;
-      const b = readSafetensors(path.join(broken, '4', file)).tensors;
-      expect([...b.keys()]).toEqual([...a.keys()]);
-      for (const [n, t] of a) expect(b.get(n)!.data, n).toEqual(t.data);
-    }
-  });
+  it.each([
+    ['float32', 0.9],
+    ['float16', null],
+  ] as const)(
+    'resumes exactly (params %s, EMA %s): stopped at step 3 and resumed gives the uninterrupted run’s weights',
+    async (dtype, ema) => {
+      const cfg = config({ train: { ema_decay: ema, params_dtype: dtype } });
+      const straight = path.join(tmp, `straight-${dtype}`);
+      await runTraining({ config: cfg, runDir: straight, resume: false, data: source(), normStats: stats });
+      const broken = path.join(tmp, `broken-${dtype}`);
+      const ctl = new AbortController();
+      const first = await runTraining({
+        config: cfg,
+        runDir: broken,
+        resume: false,
+        data: source(),
+        normStats: stats,
+        signal: ctl.signal,
+        onProgress: (p) => p.step === 3 && ctl.abort(),
+      });
+      expect(first).toMatchObject({ step: 3, stopped: true });
+      expect(existsSync(path.join(broken, '3'))).toBe(true);
+      await expect(
+        runTraining({ config: cfg, runDir: broken, resume: false, data: source(), normStats: stats }),
+      ).rejects.toThrow(/already holds checkpoints/);
+      const second = await runTraining({
+        config: cfg,
+        runDir: broken,
+        resume: true,
+        data: source(),
+        normStats: stats,
+      });
+      expect(second).toMatchObject({ step: 4, stopped: false });
+      for (const file of ['params.safetensors', 'train_state.safetensors']) {
+        const a = readSafetensors(path.join(straight, '4', file)).tensors;
+        const b = readSafetensors(path.join(broken, '4', file)).tensors;
+        expect([...b.keys()]).toEqual([...a.keys()]);
+        for (const [n, t] of a) expect(b.get(n)!.data, n).toEqual(t.data);
+      }
+    },
+  );
 
   it('prunes checkpoints by keep_period, keeping the newest', async () => {
     const runDir = path.join(tmp, 'prune');
