@@ -194,10 +194,12 @@ export function register(program: Command): void {
         if (!opts.follow) return;
         for (;;) {
           reapDeadJobs(registry);
-          const done = isFinal(registry.require(job.id).status);
+          const now = registry.require(job.id);
+          // The process writes its summary after its final status: read on until it has exited.
+          const done = isFinal(now.status) && !jobAlive(now);
           offset = printFrom(job.logPath, offset);
           if (done) break;
-          await sleep(250);
+          await sleep(200);
         }
         const end = registry.require(job.id);
         console.error(`(job ${end.id} ${end.status} at step ${end.step})`);

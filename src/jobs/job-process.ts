@@ -77,8 +77,11 @@ export async function runJobProcess(
     }
   };
 
+  const rel = (p: string) => path.relative(process.cwd(), p) || p;
   const verb = job.resume ? 'resuming' : 'starting';
-  say(`job ${id}: ${verb} ${job.configName}/${job.expName} (pid ${process.pid}), run folder ${job.runDir}`);
+  say(
+    `job ${id}: ${verb} ${job.configName}/${job.expName} (pid ${process.pid}), run folder ${rel(job.runDir)}`,
+  );
   try {
     const outcome = await runJob(registry, id, {
       train: opts.train,
@@ -94,7 +97,7 @@ export async function runJobProcess(
     const { result } = outcome;
     say(`job ${id} ${outcome.job.status} at step ${result.step}`);
     for (const line of summaryText(tracker.summary())) say(line);
-    if (result.checkpoint) say(`checkpoint: ${result.checkpoint}`);
+    if (result.checkpoint) say(`checkpoint: ${rel(result.checkpoint)}`);
     return outcome;
   } catch (e) {
     clearBar();

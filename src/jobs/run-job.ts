@@ -1,5 +1,7 @@
+import path from 'node:path';
 import { validate } from '../config/load.js';
 import { TrainConfig } from '../config/schema.js';
+import { listCheckpoints } from '../train/checkpoint.js';
 import { processStartTime } from './liveness.js';
 import type { Job, JobRegistry } from './registry.js';
 import { thisHost } from './registry.js';
@@ -35,6 +37,7 @@ const metricsOf = (p: TrainProgress) => ({
  */
 export async function runJob(registry: JobRegistry, id: number, opts: RunJobOptions): Promise<RunJobOutcome> {
   const job = registry.require(id);
+  const workspaceDir = path.dirname(path.dirname(registry.file));
   const config = validate(TrainConfig, job.config, () => `job ${id}'s stored config: `);
   const claimed = registry.transition(
     id,
@@ -59,7 +62,9 @@ export async function runJob(registry: JobRegistry, id: number, opts: RunJobOpti
     const now = Date.now();
     if (now - lastWrite >= REGISTRY_WRITE_MS || p.step === p.totalSteps) {
       lastWrite = now;
-      registry.update(id, { step: p.step, totalSteps: p.totalSteps, metrics: metricsOf(p) });
+      // The newest complete checkpoint, so a job that dies later shows where it can resume from.
+      const checkpoint = listCheckpoints(job.runDir).at(-1)?.dir ?? null;
+      registry.update(id, { step: p.step, totalSteps: p.totalSteps, metrics: metricsOf(p), checkpoint });
     }
     opts.onProgress?.(p);
   };
@@ -88,7 +93,7 @@ export async function runJob(registry: JobRegistry, id: number, opts: RunJobOpti
     checkpoint: result.checkpoint,
     ...(last ? { metrics: metricsOf(last) } : {}),
   };
-  const where = result.checkpoint ? `; checkpoint ${result.checkpoint}` : '';
+  const where = result.checkpoint ? `; checkpoint ${path.relative(workspaceDir, result.checkpoint)}` : '';
   if (result.stopped) registry.transition(id, 'stopped', `stopped at step ${result.step}${where}`, patch);
   else registry.transition(id, 'finished', `finished at step ${result.step}${where}`, patch);
   return { job: registry.require(id), result };

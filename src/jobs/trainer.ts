@@ -1,42 +1,13 @@
-import type { TrainConfig } from '../config/schema.js';
+import type { RunTrainingOptions, RunTrainingResult } from '../train/run.js';
 
-/*
- * The trainer's interface (src/train/run.ts), as agreed with its author. It is loaded when a job
- * starts rather than imported at the top, so listing or plotting jobs never pays for TensorFlow.js.
- */
-
-export interface TrainProgress {
-  step: number;
-  totalSteps: number;
-  loss: number;
-  gradNorm: number;
-  lr: number;
-  samplesPerSec: number;
-}
-
-export interface RunTrainingOptions {
-  config: TrainConfig;
-  /** checkpoints/<config>/<exp>: step folders <step>/ and metrics.jsonl. */
-  runDir: string;
-  /** Continue from the newest complete checkpoint in runDir. */
-  resume: boolean;
-  /** On abort the trainer saves a checkpoint at the current step and returns stopped: true. */
-  signal?: AbortSignal;
-  onProgress?: (p: TrainProgress) => void;
-  log?: (line: string) => void;
-}
-
-export interface RunTrainingResult {
-  step: number;
-  stopped: boolean;
-  checkpoint: string | null;
-  loss: number;
-}
+export type { RunTrainingOptions, RunTrainingResult, TrainProgress } from '../train/run.js';
 
 export type RunTraining = (opts: RunTrainingOptions) => Promise<RunTrainingResult>;
 
+/**
+ * The trainer, loaded when a job starts rather than imported at the top, so listing, showing or
+ * plotting jobs never pays for loading TensorFlow.js and the model.
+ */
 export async function loadTrainer(): Promise<RunTraining> {
-  const specifier = '../train/run.js';
-  const mod = (await import(specifier)) as { runTraining: RunTraining };
-  return mod.runTraining;
+  return (await import('../train/run.js')).runTraining;
 }
