@@ -32,6 +32,10 @@ export async function buildProgram(): Promise<Command> {
     .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
     .option('--no-native', "keep matmuls on the backend's own kernels, not OpenBLAS (env VLA_NATIVE=0)")
     .option(
+      '--blas-threads <n>',
+      'OpenBLAS threads for the native kernels (env OPENBLAS_NUM_THREADS; default: all cores)',
+    )
+    .option(
       '--wasm-threads <n>',
       'WASM backend threads, through a shim for tfjs-backend-wasm 4.22.0 (env VLA_WASM_THREADS)',
     )

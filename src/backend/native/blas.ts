@@ -33,8 +33,8 @@ export interface Blas {
 
 export interface BlasOptions {
   /**
-   * OpenBLAS threads. OpenBLAS reads its thread count once, when the library loads: this only takes
-   * effect on the first load in a process, and an `OPENBLAS_NUM_THREADS` already in the environment wins.
+   * OpenBLAS threads (overrides `OPENBLAS_NUM_THREADS`). OpenBLAS reads its thread count once, when
+   * the library loads: this only takes effect on the first load in a process.
    */
   threads?: number;
   /** Loads the binding's package; tests pass their own to stand for a missing or broken install. */
@@ -68,6 +68,9 @@ function mappedLibrary(): string | null {
   return blas ? null : 'unknown';
 }
 
+/** The thread count OpenBLAS started with: later requests in the same process cannot change it. */
+let threadsAtLoad: number | null = null;
+
 /** The variables OpenBLAS reads its thread count from, in its own order of precedence. */
 function threadsFromEnv(): string | undefined {
   return process.env.OPENBLAS_NUM_THREADS ?? process.env.GOTO_NUM_THREADS ?? process.env.OMP_NUM_THREADS;
@@ -83,9 +86,8 @@ function firstLine(e: unknown): string {
 /** Loads the BLAS binding; returns it, or a one-line reason why it cannot be used. Never throws. */
 export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
   const load = opts.load ?? ((pkg: string) => require(pkg));
-  if (threadsFromEnv() === undefined && opts.threads !== undefined) {
+  if (threadsAtLoad === null && opts.threads !== undefined)
     process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
-  }
   let mod: { sgemm?: unknown };
   try {
     mod = load(BLAS_PACKAGE) as { sgemm?: unknown };
@@ -111,8 +113,10 @@ export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
   }
   if (c.join() !== '5,11,11,25')
     return { error: `${BLAS_PACKAGE}: sgemm self-check gave ${c.join()}, expected 5,11,11,25` };
-  const cores = os.availableParallelism();
-  const asked = Number.parseInt(threadsFromEnv() ?? '', 10);
-  const threads = Number.isFinite(asked) && asked > 0 ? Math.min(asked, cores) : cores;
-  return { sgemm, library, threads };
+  if (threadsAtLoad === null) {
+    const cores = os.availableParallelism();
+    const asked = Number.parseInt(threadsFromEnv() ?? '', 10);
+    threadsAtLoad = Number.isFinite(asked) && asked > 0 ? Math.min(asked, cores) : cores;
+  }
+  return { sgemm, library, threads: threadsAtLoad };
 }
