@@ -27,6 +27,8 @@ export interface Task {
   name: string;
   description: string;
   robot: SimRobot;
+  /** The MJCF scene when it is not the robot's own (the same arms with other objects). */
+  scene?: string;
   /** Steps in an episode (gym-aloha: 400 at 50 Hz). */
   episodeSteps: number;
   maxReward: number;
@@ -84,9 +86,13 @@ export class SimEnv {
   }
 
   static async create(task: Task, opts: EnvOptions = {}): Promise<SimEnv> {
-    return new SimEnv(task, await Sim.fromFile(task.robot.mjcf), opts);
+    return new SimEnv(task, await Sim.fromFile(task.scene ?? task.robot.mjcf), opts);
   }
 
+  /** The MJCF file this env was compiled from. */
+  get scene(): string {
+    return this.task.scene ?? this.task.robot.mjcf;
+  }
   get robot(): SimRobot {
     return this.task.robot;
   }

@@ -42,7 +42,7 @@ export class WaypointExpert implements Agent {
   ) {}
 
   static async create(env: SimEnv, plan: Plan): Promise<WaypointExpert> {
-    return new WaypointExpert(await Sim.fromFile(env.robot.mjcf), plan);
+    return new WaypointExpert(await Sim.fromFile(env.scene), plan);
   }
 
   reset(env: SimEnv): void {

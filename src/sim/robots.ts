@@ -39,7 +39,7 @@ export interface SimRobot {
   actionModes: Array<'joint_position' | 'joint_velocity'>;
 }
 
-const mjcf = (name: string) => path.join(PACKAGE_ROOT, 'robots', 'mjcf', `${name}.xml`);
+export const mjcf = (name: string) => path.join(PACKAGE_ROOT, 'robots', 'mjcf', `${name}.xml`);
 
 const VX_JOINTS = ['waist', 'shoulder', 'elbow', 'forearm_roll', 'wrist_angle', 'wrist_rotate'];
 /** ALOHA's resting pose: gripper in front of the base, pointing down and forward. */

@@ -134,7 +134,7 @@ describe('recording and evaluation', () => {
 
   it('names an unknown task and the ones that exist', () => {
     expect(() => getTask('fold_laundry')).toThrow(
-      'unknown task "fold_laundry": expected one of aloha_transfer_cube, pick_place',
+      'unknown task "fold_laundry": expected one of aloha_transfer_cube, aloha_insertion, pick_place',
     );
   });
 });

@@ -43,7 +43,7 @@ describe('software renderer', () => {
     const local = [0, 1, 2].map(
       (i) => d[0]! * xmat[9 * cam + i]! + d[1]! * xmat[9 * cam + 3 + i]! + d[2]! * xmat[9 * cam + 6 + i]!,
     );
-    const f = 112 / Math.tan((68 * Math.PI) / 360);
+    const f = 112 / Math.tan(((env.sim.model.cam_fovy as Float64Array)[cam]! * Math.PI) / 360);
     const u = Math.floor(112 + (f * local[0]!) / -local[2]!);
     const v = Math.floor(112 - (f * local[1]!) / -local[2]!);
     const k = 3 * (v * 224 + u);

@@ -1,6 +1,7 @@
 import { UserError } from '../../config/errors.js';
 import type { Task } from '../env.js';
 import type { Plan } from '../expert.js';
+import { insertion, insertionPlan } from './insertion.js';
 import { pickPlace, pickPlacePlan } from './pick_place.js';
 import { transferCube, transferCubePlan } from './transfer_cube.js';
 
@@ -12,6 +13,7 @@ interface TaskEntry {
 
 export const TASKS: Record<string, TaskEntry> = {
   aloha_transfer_cube: { task: transferCube, expert: transferCubePlan },
+  aloha_insertion: { task: insertion, expert: insertionPlan },
   pick_place: { task: pickPlace, expert: pickPlacePlan() },
 };
 
