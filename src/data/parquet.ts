@@ -168,6 +168,8 @@ export function writeParquet(
   file: string,
   columns: Array<{ schema: SchemaElement[]; data: ColumnSource['data'] }>,
   rowGroups: number[],
+  /** Key-value metadata, such as the `huggingface` features that `datasets` reads back. */
+  kv: Record<string, string> = {},
 ): void {
   const schema: SchemaElement[] = [
     { name: 'schema', repetition_type: 'REQUIRED', num_children: columns.length },
@@ -180,6 +182,7 @@ export function writeParquet(
     rowGroupSize: rowGroups.length > 0 ? rowGroups : [1],
     codec: 'SNAPPY',
     createdBy: 'vla-orchestrator',
+    kvMetadata: Object.entries(kv).map(([key, value]) => ({ key, value })),
   });
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, new Uint8Array(buf));

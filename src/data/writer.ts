@@ -346,6 +346,29 @@ class Writer implements DatasetWriter {
     return cols;
   }
 
+  /**
+   * The column types as Hugging Face `datasets` records them, so LeRobot's loader sees lists of floats
+   * and images rather than inferring them; v2.1's `datasets` (3.x) knows `Sequence`, v3.0's `List`.
+   */
+  private hfMetadata(): Record<string, string> {
+    const list = this.opts.format === 'v2.1' ? 'Sequence' : 'List';
+    const value = (dtype: string) => ({ dtype, _type: 'Value' });
+    const vec = (n: number) => ({ feature: value('float32'), length: n, _type: list });
+    const features: Record<string, unknown> = {
+      'observation.state': vec(this.stateDim),
+      action: vec(this.actionDim),
+    };
+    if (!this.video) for (const cam of this.cameras) features[CAMERA_PREFIX + cam.name] = { _type: 'Image' };
+    Object.assign(features, {
+      timestamp: value('float32'),
+      frame_index: value('int64'),
+      episode_index: value('int64'),
+      index: value('int64'),
+      task_index: value('int64'),
+    });
+    return { huggingface: JSON.stringify({ info: { features } }) };
+  }
+
   private pngColumns(): Record<string, Array<{ bytes: Uint8Array; path: null }>> {
     const out: Record<string, Array<{ bytes: Uint8Array; path: null }>> = {};
     for (const cam of this.cameras)
@@ -372,7 +395,7 @@ class Writer implements DatasetWriter {
     );
     mkdirSync(path.dirname(file), { recursive: true });
     const cols = { ...this.rowColumns(state, action, record.index, record.from), images: this.pngColumns() };
-    writeParquet(file, this.parquetColumns(cols) as never, [record.length]);
+    writeParquet(file, this.parquetColumns(cols) as never, [record.length], this.hfMetadata());
   }
 
   private async writeV30Data(record: SavedEpisode, state: Float32Array, action: Float32Array): Promise<void> {
@@ -413,7 +436,7 @@ class Writer implements DatasetWriter {
     record.dataFile = df.file;
     const file = path.join(this.dir, fillTemplate(V30_DATA, { chunk_index: df.chunk, file_index: df.file }));
     mkdirSync(path.dirname(file), { recursive: true });
-    writeParquet(file, this.parquetColumns(df) as never, df.rowGroups);
+    writeParquet(file, this.parquetColumns(df) as never, df.rowGroups, this.hfMetadata());
     df.bytes = statSync(file).size;
   }
 

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { openParquet } from '../../src/data/parquet.js';
 import { openDataset } from '../../src/data/reader.js';
 import { validateDataset } from '../../src/data/validate.js';
 import type { WriteFormat } from '../../src/data/writer.js';
@@ -57,6 +58,19 @@ async function checkRoundTrip(format: WriteFormat, video: boolean) {
     }
   }
   if (video) expect(worst).toBeLessThan(4);
+  // One row group per episode, and the column types `datasets` reads back.
+  for (const file of new Set(ds.episodes.map((e) => e.dataFile))) {
+    const pq = await openParquet(file);
+    const eps = ds.episodes.filter((e) => e.dataFile === file);
+    expect(pq.metadata.row_groups.map((g) => Number(g.num_rows))).toEqual(eps.map((e) => e.length));
+    const hf = JSON.parse(pq.metadata.key_value_metadata!.find((k) => k.key === 'huggingface')!.value!);
+    expect(hf.info.features.action).toEqual({
+      feature: { dtype: 'float32', _type: 'Value' },
+      length: 2,
+      _type: format === 'v2.1' ? 'Sequence' : 'List',
+    });
+    expect(hf.info.features['observation.images.cam_high']).toEqual(video ? undefined : { _type: 'Image' });
+  }
   const report = await validateDataset(dir);
   expect(report.problems).toEqual([]);
   return dir;
