@@ -16,7 +16,12 @@ export interface SyntheticOptions {
   cameras?: string[];
 }
 
-export function syntheticSource(o: SyntheticOptions): TrainingDataSource & { frame(i: number): Batch } {
+export interface SyntheticSource extends TrainingDataSource {
+  batchAt(step: number, batchSize: number, seed: number): Batch;
+  frame(i: number): Batch;
+}
+
+export function syntheticSource(o: SyntheticOptions): SyntheticSource {
   const episodes = o.episodes ?? 2;
   const frames = o.frames ?? 16;
   const sd = o.stateDim ?? 6;
@@ -76,7 +81,7 @@ export function syntheticSource(o: SyntheticOptions): TrainingDataSource & { fra
         // A fixed permutation per epoch from the seed, as a shuffling loader does.
         const i = step * batchSize + b;
         const epoch = Math.floor(i / n);
-        out && sample(((((i % n) * 7 + epoch * 3 + seed) % n) + n) % n, out, b);
+        sample(((((i % n) * 7 + epoch * 3 + seed) % n) + n) % n, out, b);
       }
       return out;
     },

@@ -52,9 +52,9 @@ describe('trainer', () => {
     const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 0));
     const data = source();
     trainer.checkSource(data);
-    trainer.trainStep(data.batchAt(0, 4, 0) as never);
+    trainer.trainStep(data.batchAt(0, 4, 0));
     const after1 = tf.memory().numTensors;
-    for (let s = 1; s < 4; s++) trainer.trainStep(data.batchAt(s, 4, 0) as never);
+    for (let s = 1; s < 4; s++) trainer.trainStep(data.batchAt(s, 4, 0));
     expect(tf.memory().numTensors).toBe(after1);
     trainer.dispose();
   });
@@ -67,7 +67,7 @@ describe('trainer', () => {
     const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 1));
     const before = new Map([...trainer.params].map(([n, v]) => [n, v.dataSync().slice()]));
     const data = source();
-    for (let s = 0; s < 2; s++) trainer.trainStep(data.batchAt(s, 4, 0) as never);
+    for (let s = 0; s < 2; s++) trainer.trainStep(data.batchAt(s, 4, 0));
     let loraChanged = 0;
     for (const [n, v] of trainer.params) {
       const same = v.dataSync().every((x, i) => x === before.get(n)![i]);
@@ -119,7 +119,7 @@ describe('runTraining and checkpoints', () => {
     expect(policy.cameras).toEqual(data.cameras);
     expect(policy.actionDim).toBe(6);
     expect(policy.normStats).toEqual(stats);
-    const b = data.batchAt(0, 2, 0) as ReturnType<typeof data.frame>;
+    const b = data.batchAt(0, 2, 0);
     const noise = new Float32Array(2 * H * 8).map((_, i) => Math.sin(i));
     const input = {
       images: b.images,
