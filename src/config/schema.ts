@@ -108,6 +108,11 @@ export const DataConfig = z.strictObject({
    * `adapt_to_pi` (for data recorded on real ALOHA robots; our simulated ALOHA already uses one space).
    */
   adapt_to_pi: z.boolean().default(false),
+  /**
+   * The dataset's feature key for a robot camera where it is not `observation.images.<camera>`
+   * (openpi's repack transform), e.g. `{cam_high: observation.images.top}` for LeRobot's ALOHA sims.
+   */
+  camera_keys: z.record(z.string().min(1), z.string().min(1)).default({}),
   augment: z
     .strictObject({
       crop_scale: z.number().gt(0).max(1).default(0.95),

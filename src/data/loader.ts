@@ -218,9 +218,23 @@ export async function openTrainingData(
   const ds = p.dataset;
   if (ds.numFrames === 0) throw new UserError(`${ds.dir}: the dataset has no frames`);
   const dsCams = new Set(ds.cameras.map((c) => c.key));
-  const keys = p.robot.cameras.map((c) =>
-    dsCams.has(CAMERA_PREFIX + c.name) ? CAMERA_PREFIX + c.name : null,
-  );
+  const mapped = config.data.camera_keys;
+  for (const [cam, key] of Object.entries(mapped)) {
+    if (!p.robot.cameras.some((c) => c.name === cam)) {
+      throw new UserError(
+        `config ${config.name}: data.camera_keys.${cam}: not a camera of robot ${p.robot.name} (${p.robot.cameras.map((c) => c.name).join(', ')})`,
+      );
+    }
+    if (!dsCams.has(key)) {
+      throw new UserError(
+        `config ${config.name}: data.camera_keys.${cam}: the dataset has no feature ${key} (cameras: ${[...dsCams].join(', ') || 'none'})`,
+      );
+    }
+  }
+  const keys = p.robot.cameras.map((c) => {
+    const key = mapped[c.name] ?? CAMERA_PREFIX + c.name;
+    return dsCams.has(key) ? key : null;
+  });
   if (keys.every((k) => k === null)) {
     throw new UserError(
       `${ds.dir}: none of robot ${p.robot.name}'s cameras (${p.robot.cameras.map((c) => CAMERA_PREFIX + c.name).join(', ')}) is in the dataset (${[...dsCams].join(', ') || 'no cameras'})`,

@@ -127,6 +127,24 @@ describe('training loader', () => {
     again.close();
   });
 
+  it('maps robot cameras to differently named dataset features (data.camera_keys)', async () => {
+    const { cwd, config } = workspace(dataset, { camera_keys: { cam_low: 'observation.images.cam_high' } });
+    const { stats } = await computeNormStats(config, { cwd });
+    const opts = { imageSize: 16, horizon: 2, normStats: stats, cacheDir: tmpDir('cache-map'), cwd };
+    const data = await openTrainingData(config, opts);
+    expect(data.present).toEqual([true, true, true]);
+    const b = data.batchAt(0, 2, 0);
+    const frame = 16 * 16 * 3;
+    expect(
+      Buffer.from(b.images.subarray(frame, 2 * frame)).equals(Buffer.from(b.images.subarray(0, frame))),
+    ).toBe(true);
+    data.close();
+    const bad = { ...config, data: { ...config.data, camera_keys: { cam_low: 'observation.images.nope' } } };
+    await expect(openTrainingData(bad, opts)).rejects.toThrow(
+      /data\.camera_keys\.cam_low: the dataset has no feature observation\.images\.nope/,
+    );
+  });
+
   it('decodes video once into the cache and reuses it; a missing task falls back to the default prompt', async () => {
     const { cwd, config } = workspace(videoDataset, { prompt_from_task: false, norm: 'quantile' });
     const { stats } = await computeNormStats(config, { cwd });
