@@ -128,6 +128,38 @@ describe('dataset versions and interrupted recordings', () => {
     });
   }
 
+  it('v3.0: starts new data files past the size limit and reads episodes across them', async () => {
+    const dir = tmpDir('roll');
+    const w = await createDataset(dir, {
+      fps: 10,
+      robotType: 'test_bot',
+      format: 'v3.0',
+      video: false,
+      dataFileMb: 1e-6,
+      features: { state: { names: ['a', 'b', 'c'] }, action: { names: ['u', 'v'] }, cameras: [] },
+    });
+    for (const [e, len] of LENGTHS.entries()) {
+      for (let f = 0; f < len; f++)
+        w.addFrame({ state: stateOf(e, f), action: actionOf(e, f), images: {}, task: 't' });
+      await w.saveEpisode();
+    }
+    await w.finalize();
+    const ds = await openDataset(dir);
+    expect(ds.episodes.map((e) => path.relative(dir, e.dataFile))).toEqual([
+      'data/chunk-000/file-000.parquet',
+      'data/chunk-000/file-001.parquet',
+      'data/chunk-000/file-002.parquet',
+    ]);
+    for (const [e, len] of LENGTHS.entries()) {
+      const d = await ds.readEpisode(e);
+      expect(d.index[0]).toBe(ds.episodes[e]!.from);
+      expect(Array.from(d.state!)).toEqual(
+        Array.from({ length: len }, (_, f) => Array.from(stateOf(e, f))).flat(),
+      );
+    }
+    expect((await validateDataset(dir)).problems).toEqual([]);
+  });
+
   it('refuses a folder that already holds something, and frames of the wrong shape', async () => {
     const dir = tmpDir('exists');
     writeFileSync(path.join(dir, 'x'), '');
