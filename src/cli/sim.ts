@@ -6,6 +6,7 @@ import { serveCheckpoint } from '../sim/checkpoint-server.js';
 import { SimEnv } from '../sim/env.js';
 import { runEval } from '../sim/eval.js';
 import { WaypointExpert } from '../sim/expert.js';
+import { writePng } from '../sim/png.js';
 import { recordDataset } from '../sim/record.js';
 import { runEpisode } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
@@ -18,6 +19,14 @@ function int(flag: string, value: string | undefined, min: number): number | und
   if (!Number.isInteger(n) || n < min)
     throw new UserError(`--${flag}: expected an integer >= ${min}, got "${value}"`);
   return n;
+}
+
+function parseSize(text: string): [number, number] {
+  const m = /^(\d+)x(\d+)$/.exec(text);
+  if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) {
+    throw new UserError(`--size ${text}: expected WIDTHxHEIGHT such as 640x480`);
+  }
+  return [Number(m[1]), Number(m[2])];
 }
 
 function writeJson(file: string, data: unknown): void {
@@ -88,9 +97,7 @@ export function register(program: Command): void {
             `--policy ${opts.policy}: expected expert (evaluate a policy server with vla sim eval --url)`,
           );
         }
-        const size = /^(\d+)x(\d+)$/.exec(opts.size);
-        if (!size) throw new UserError(`--size ${opts.size}: expected WIDTHxHEIGHT such as 640x480`);
-        const [width, height] = [Number(size[1]), Number(size[2])];
+        const [width, height] = parseSize(opts.size);
         const camera = opts.camera ?? Object.keys(task.robot.cameras)[0]!;
         const env = await SimEnv.create(task, { width, height, cameras: [] });
         if (!(camera in task.robot.cameras)) {
@@ -132,6 +139,30 @@ export function register(program: Command): void {
         console.log(table(['seed', 'success', 'at step', 'sum reward', 'max reward', 'time', 'video'], rows));
       },
     );
+
+  sim
+    .command('frame')
+    .description("render one camera of a task's starting scene to a PNG")
+    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption('--out <file.png>', 'PNG to write')
+    .option('--seed <n>', 'seed', '0')
+    .option('--camera <name>', "camera (default: the robot's first)")
+    .option('--size <WxH>', 'image size', '640x480')
+    .action(async (opts: { task: string; out: string; seed: string; camera?: string; size: string }) => {
+      const { task } = getTask(opts.task);
+      const [width, height] = parseSize(opts.size);
+      const camera = opts.camera ?? Object.keys(task.robot.cameras)[0]!;
+      const env = await SimEnv.create(task, { width, height, cameras: [camera] });
+      try {
+        const obs = env.reset(int('seed', opts.seed, 0)!);
+        writePng(opts.out, obs.images[camera]!, width, height);
+        console.log(
+          `${opts.out}: ${task.name} seed ${opts.seed}, ${camera}, ${width}x${height}, "${obs.prompt}"`,
+        );
+      } finally {
+        env.free();
+      }
+    });
 
   sim
     .command('record')
@@ -176,6 +207,11 @@ export function register(program: Command): void {
     .option('--workers <n>', 'episodes run in parallel worker threads', '1')
     .option('--seed <n>', 'seed of episode 0 (episode i uses seed + i)', '1000')
     .option('--replan-every <n>', 'ask for a new chunk after this many steps (default: the whole chunk)')
+    .option(
+      '--action-mode <mode>',
+      'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
+      'joint_position',
+    )
     .option('--videos <n>', 'MP4s of the first N episodes', '2')
     .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
     .option('--json', 'print the report as JSON instead of tables')
@@ -189,11 +225,15 @@ export function register(program: Command): void {
         workers: string;
         seed: string;
         replanEvery?: string;
+        actionMode: string;
         videos: string;
         out: string;
         json?: boolean;
       }) => {
         const { task } = getTask(opts.task);
+        if (opts.actionMode !== 'joint_position' && opts.actionMode !== 'joint_velocity') {
+          throw new UserError(`--action-mode ${opts.actionMode}: expected joint_position or joint_velocity`);
+        }
         if (!opts.url === !opts.checkpoint) {
           throw new UserError(
             'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
@@ -217,6 +257,7 @@ export function register(program: Command): void {
               workers: int('workers', opts.workers, 1)!,
               seed: int('seed', opts.seed, 0)!,
               replanEvery: int('replan-every', opts.replanEvery, 1),
+              actionMode: opts.actionMode,
               videos: int('videos', opts.videos, 0)!,
               videoDir: path.join(opts.out, 'videos'),
             },

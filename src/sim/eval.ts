@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
+import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { startWorker } from '../threads.js';
 import { SimEnv } from './env.js';
@@ -28,6 +29,8 @@ export interface EvalOptions {
   videos: number;
   /** Ask for a new chunk after this many steps (default: the whole chunk). */
   replanEvery?: number;
+  /** How the robot reads actions (the single arm also takes joint velocities, as openpi's DROID policy emits). */
+  actionMode?: 'joint_position' | 'joint_velocity';
 }
 
 export interface EvalReport {
@@ -46,7 +49,7 @@ export async function evalEpisodes(
   const spec = loadRobot(task.robot.name);
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
   const videoCam = cameras[0]!;
-  const env = await SimEnv.create(task, { cameras });
+  const env = await SimEnv.create(task, { cameras, actionMode: opts.actionMode });
   const connect = () =>
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,
@@ -114,8 +117,22 @@ export async function runEval(
   onResult: (r: EpisodeResult) => void = () => {},
 ): Promise<EvalReport> {
   const { task } = getTask(opts.task);
+  const mode = opts.actionMode ?? 'joint_position';
+  if (!task.robot.actionModes.includes(mode)) {
+    throw new UserError(
+      `--action-mode ${mode}: ${task.robot.name} takes ${task.robot.actionModes.join(', ')}`,
+    );
+  }
   // Fail fast, once, when the server is unreachable or refuses us, rather than once per episode.
-  const probe = await PolicyClientAgent.connect(opts.url, task.robot.name, { apiKey: opts.apiKey });
+  let probe: PolicyClientAgent;
+  try {
+    probe = await PolicyClientAgent.connect(opts.url, task.robot.name, { apiKey: opts.apiKey });
+  } catch (e) {
+    if (e instanceof UserError) throw e;
+    throw new UserError(
+      `${(e as Error).message} (is a policy server running there? start one with vla serve)`,
+    );
+  }
   await probe.close();
   const results: EpisodeResult[] = [];
   const videos: string[] = [];
