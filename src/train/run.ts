@@ -8,8 +8,10 @@ import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
+import { loadRobot } from '../config/load.js';
+import { actionDim, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
-import { modelDims } from '../model/config.js';
+import { checkRobotFits, modelDims } from '../model/config.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
 import { type NormStats, readNormStats } from '../transforms/normalize.js';
@@ -110,6 +112,15 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     throw new UserError(
       `${runDir} already holds checkpoints (newest: step ${existing.at(-1)!.step}): resume it, or start over with --overwrite`,
     );
+  }
+  if (!opts.data) {
+    // Before the dataset is opened (a frame cache can take minutes): a robot the model cannot take fails now.
+    const robot = loadRobot(config.robot);
+    checkRobotFits(modelDims(config.model), {
+      stateDim: stateDim(robot),
+      actionDim: actionDim(robot),
+      cameras: robot.cameras.length,
+    });
   }
   const normStats = opts.normStats ?? findNormStats(config);
   const opened = opts.data ? null : await openDefaultData(config, normStats, log);
