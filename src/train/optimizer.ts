@@ -21,12 +21,19 @@ export interface AdamState {
   v: Map<string, tf.Variable>;
 }
 
-export function initAdam(trainable: Map<string, tf.Variable>): AdamState {
+/** Zero moments; `scope` keeps variable names unique (tfjs registers them process-wide). */
+export function initAdam(trainable: Map<string, tf.Variable>, scope: string): AdamState {
   const m = new Map<string, tf.Variable>();
   const v = new Map<string, tf.Variable>();
   for (const [name, p] of trainable) {
-    m.set(name, tf.variable(tf.zerosLike(p), false, `adam/m/${name}`));
-    v.set(name, tf.variable(tf.zerosLike(p), false, `adam/v/${name}`));
+    m.set(
+      name,
+      tf.tidy(() => tf.variable(tf.zerosLike(p), false, `${scope}/adam/m/${name}`)),
+    );
+    v.set(
+      name,
+      tf.tidy(() => tf.variable(tf.zerosLike(p), false, `${scope}/adam/v/${name}`)),
+    );
   }
   return { m, v };
 }

@@ -25,6 +25,8 @@ export interface TrainingDataSource {
   batchAt(step: number, batchSize: number, seed: number): Batch | Promise<Batch>;
 }
 
+let nextTrainerId = 0;
+
 export interface StepResult {
   loss: number;
   gradNorm: number;
@@ -48,10 +50,11 @@ export class Trainer {
   ) {
     this.dims = modelDims(config.model);
     this.model = new Pi0(this.dims);
+    const scope = `trainer_${nextTrainerId++}`;
     const freeze = config.train.freeze;
     for (const [name, t] of init) {
       const trainable = isLoraParam(name) || !matchesAny(name, freeze);
-      const v = tf.variable(t, trainable, `param/${name}`);
+      const v = tf.variable(t, trainable, `${scope}/param/${name}`);
       t.dispose();
       this.params.set(name, v);
       if (trainable) this.trainable.set(name, v);
@@ -65,8 +68,13 @@ export class Trainer {
     this.ema =
       decay === null
         ? null
-        : new Map([...this.trainable].map(([n, v]) => [n, tf.variable(tf.clone(v), false, `ema/${n}`)]));
-    this.adam = initAdam(this.trainable);
+        : new Map(
+            [...this.trainable].map(([n, v]) => [
+              n,
+              tf.tidy(() => tf.variable(tf.clone(v), false, `${scope}/ema/${n}`)),
+            ]),
+          );
+    this.adam = initAdam(this.trainable, scope);
   }
 
   /** Camera order and robot dims of the data, saved with checkpoints so inference reads the same layout. */

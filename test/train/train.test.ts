@@ -47,16 +47,20 @@ beforeAll(async () => {
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 describe('trainer', () => {
-  it('keeps the tensor count flat across steps', () => {
-    const cfg = config();
+  it('keeps the tensor count flat across steps and frees everything on dispose; trainers can coexist', () => {
+    const cfg = config({ train: { ema_decay: 0.99 } });
+    const before = tf.memory().numTensors;
     const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 0));
+    const other = new Trainer(cfg, initParams(modelDims(cfg.model), 1));
     const data = source();
     trainer.checkSource(data);
     trainer.trainStep(data.batchAt(0, 4, 0));
     const after1 = tf.memory().numTensors;
     for (let s = 1; s < 4; s++) trainer.trainStep(data.batchAt(s, 4, 0));
     expect(tf.memory().numTensors).toBe(after1);
+    other.dispose();
     trainer.dispose();
+    expect(tf.memory().numTensors).toBe(before);
   });
 
   it('with everything but LoRA frozen, only LoRA params change', async () => {
