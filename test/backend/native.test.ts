@@ -136,6 +136,21 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
     tf.dispose([a, b, alpha, pack, own]);
   });
 
+  it('tf.clone shares memory on WASM (as on cpu) and outlives the original', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+    const x = tf.tensor1d([1, 2, 3]);
+    const buffers = tf.memory().numDataBuffers;
+    const y = tf.clone(x);
+    expect(tf.memory().numDataBuffers).toBe(buffers);
+    x.dispose();
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    const v = tf.variable(y);
+    v.assign(tf.tensor1d([4, 5, 6]));
+    expect(Array.from(y.dataSync())).toEqual([1, 2, 3]);
+    expect(Array.from(v.dataSync())).toEqual([4, 5, 6]);
+    tf.dispose([y, v]);
+  });
+
   it('keeps tensor memory flat (no leaked intermediates)', () => {
     installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
     const a = tf.randomNormal([ROWS, 256]);

@@ -15,8 +15,14 @@ import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, was
 export const PACK_HOSTS = ['wasm', 'cpu'] as const;
 export type PackHost = (typeof PACK_HOSTS)[number];
 
-/** The kernels the pack replaces (tf.matMul runs as BatchMatMul; tf.fused.matMul as _FusedMatMul). */
-export const PACK_KERNELS = ['BatchMatMul', '_FusedMatMul'] as const;
+/**
+ * The kernels the pack replaces on each host: tf.matMul runs as BatchMatMul, tf.fused.matMul as
+ * _FusedMatMul; on WASM also Identity, which copies there where the cpu backend shares the memory.
+ */
+export const PACK_KERNELS: Record<PackHost, readonly string[]> = {
+  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity'],
+  cpu: ['BatchMatMul', '_FusedMatMul'],
+};
 
 /**
  * Whether BLAS beats the host's own kernel for a problem. Measured with `npm run bench -- kernels`
@@ -150,6 +156,20 @@ function sameShape(x: number[], y: number[]): boolean {
   return x.length === y.length && x.every((d, i) => d === y[i]);
 }
 
+/**
+ * Identity without the copy, as the cpu backend does it: tensors are immutable (a variable's assign
+ * takes new memory), so sharing is safe, and a training step makes hundreds of these (tf.clone,
+ * variables, custom-gradient inputs).
+ */
+function identityKernel(original: KernelFunc): KernelFunc {
+  return (args) => {
+    const { x } = args.inputs as NamedTensorInfoMap & { x: TensorInfo };
+    if (x.dtype === 'string') return original(args);
+    (args.backend as tf.KernelBackend).incRef(x.dataId);
+    return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
+  };
+}
+
 function fallback(original: KernelFunc, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
   stats.fallback++;
   return original(args);
@@ -160,7 +180,7 @@ function fallback(original: KernelFunc, args: Parameters<KernelFunc>[0]): Return
  * shape. The host backend must already be initialised (its kernels' set-up has run).
  */
 export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWins): void {
-  for (const name of PACK_KERNELS) {
+  for (const name of PACK_KERNELS[host]) {
     const key = `${host}/${name}`;
     let original = originals.get(key);
     if (!original) {
@@ -169,14 +189,22 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
       originals.set(key, original);
     }
     tf.unregisterKernel(name, host);
-    const make = name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel;
-    tf.registerKernel({ ...original, kernelFunc: make(blas, host, original.kernelFunc, choose) });
+    const kernelFunc =
+      name === 'Identity'
+        ? identityKernel(original.kernelFunc)
+        : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
+            blas,
+            host,
+            original.kernelFunc,
+            choose,
+          );
+    tf.registerKernel({ ...original, kernelFunc });
   }
 }
 
-/** Puts the host's own matmul kernels back (`--no-native` after the pack was on, and tests). */
+/** Puts the host's own kernels back (`--no-native` after the pack was on, and tests). */
 export function removePack(host: PackHost): void {
-  for (const name of PACK_KERNELS) {
+  for (const name of PACK_KERNELS[host]) {
     const original = originals.get(`${host}/${name}`);
     if (!original) continue;
     tf.unregisterKernel(name, host);
@@ -186,5 +214,5 @@ export function removePack(host: PackHost): void {
 }
 
 export function packInstalled(host: PackHost): boolean {
-  return PACK_KERNELS.some((name) => originals.has(`${host}/${name}`));
+  return PACK_KERNELS[host].some((name) => originals.has(`${host}/${name}`));
 }
