@@ -71,10 +71,6 @@ export async function openParquet(file: string): Promise<ParquetFile> {
   return { file, metadata, buffer, numRows: Number(metadata.num_rows), columns };
 }
 
-export function columnSchema(pq: ParquetFile, name: string): SchemaElement | undefined {
-  return pq.metadata.schema.find((s) => s.name === name);
-}
-
 /** Reads whole columns over [rowStart, rowEnd): one array of values per requested column. */
 export async function readColumns(
   pq: ParquetFile,

@@ -272,8 +272,8 @@ export class LeRobotDataset {
     const byDecoded = new Map<number, number[]>();
     const last = probe.pts[probe.pts.length - 1] ?? Number.NEGATIVE_INFINITY;
     const margin = 0.5 / this.info.fps;
-    const from = Math.min(...times);
-    const to = Math.max(...times);
+    const from = times.reduce((a, b) => Math.min(a, b));
+    const to = times.reduce((a, b) => Math.max(a, b));
     const first = probe.pts.findIndex((p) => p >= from - margin);
     for (const [j, t] of times.entries()) {
       if (t > last + TIMESTAMP_TOLERANCE_S) {
@@ -362,7 +362,9 @@ export class LeRobotDataset {
     let out: Uint8Array | null = null;
     let width = 0;
     let height = 0;
-    const sorted = [...new Set(wanted)].sort((a, b) => a - b);
+    const slots = new Map<number, number[]>();
+    for (const [j, f] of wanted.entries()) slots.set(f, [...(slots.get(f) ?? []), j]);
+    const sorted = [...slots.keys()].sort((a, b) => a - b);
     await this.streamFrames(
       index,
       camera,
@@ -373,8 +375,7 @@ export class LeRobotDataset {
           out = new Uint8Array(wanted.length * width * height * 3);
         }
         const frameBytes = width * height * 3;
-        for (const [j, f] of wanted.entries()) {
-          if (f !== i) continue;
+        for (const j of slots.get(i) ?? []) {
           if (opts.size) resizeWithPad(rgb, w, h, opts.size, out, j * frameBytes);
           else out.set(rgb, j * frameBytes);
         }
