@@ -8,19 +8,32 @@ import * as tf from '@tensorflow/tfjs-core';
 
 /**
  * `a @ b` whose gradient transposes explicitly and then runs plain matmuls, instead of tfjs's built-in
- * gradient that asks for transposed matmuls.
+ * gradient that asks for transposed matmuls. A custom gradient computes every input's gradient it
+ * returns, so the variants below skip the ones nobody needs: a frozen weight's, or a model input's.
  */
-export const matmul2d = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
-  save([a, b]);
-  return {
-    value: tf.matMul(a, b),
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
-      const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
-      return [tf.matMul(dy as tf.Tensor2D, tf.transpose(sb)), tf.matMul(tf.transpose(sa), dy as tf.Tensor2D)];
-    },
-  };
-}) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+function explicitMatmul(needA: boolean, needB: boolean) {
+  return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+    const [a, b, save] = args as [tf.Tensor2D, tf.Tensor2D, tf.GradSaveFunc];
+    save([a, b]);
+    return {
+      value: tf.matMul(a, b),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
+        const d = dy as tf.Tensor2D;
+        return [
+          needA ? tf.matMul(d, tf.transpose(sb)) : tf.zerosLike(sa),
+          needB ? tf.matMul(tf.transpose(sa), d) : tf.zerosLike(sb),
+        ];
+      },
+    };
+  }) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
+}
+
+export const matmul2d = explicitMatmul(true, true);
+/** For a frozen weight `b`: only the activation's gradient. */
+export const matmul2dFrozenB = explicitMatmul(true, false);
+/** For a model input `a` (patches, one-hot tokens): only the weight's gradient. */
+export const matmul2dInputA = explicitMatmul(false, true);
 
 /** Gemma's RMSNorm: x / rms(x) · (1 + scale), scale starting at zero. */
 export function rmsNorm(x: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {

@@ -9,7 +9,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
-import { attend, concatAxis1, gelu, matmul2d, rmsNorm, silu, sliceAxis1, splitHeads } from './layers.js';
+import {
+  attend,
+  concatAxis1,
+  gelu,
+  matmul2d,
+  matmul2dFrozenB,
+  matmul2dInputA,
+  rmsNorm,
+  silu,
+  sliceAxis1,
+  splitHeads,
+} from './layers.js';
 import { attentionMask, maskBias, pi0BlockStarts } from './masks.js';
 import { globToRegExp, type Params } from './params.js';
 import { Rng } from './rng.js';
@@ -220,6 +231,9 @@ export interface PrefixKV {
 }
 
 export class Pi0 {
+  /** Parameters training leaves alone (their gradients are not computed); the trainer sets it. */
+  frozen = new Set<string>();
+
   constructor(readonly dims: ModelDims) {}
 
   get patchesPerImage(): number {
@@ -230,9 +244,14 @@ export class Pi0 {
     return 1 + this.dims.horizon;
   }
 
-  /** `x @ kernel (+ bias)`, with the LoRA path `(x @ A) @ B · alpha/rank` where the params have one. */
-  linear(w: Params, x: tf.Tensor, name: string): tf.Tensor2D {
-    let y = matmul2d(x, get(w, `${name}/kernel`));
+  /**
+   * `x @ kernel (+ bias)`, with the LoRA path `(x @ A) @ B · alpha/rank` where the params have one.
+   * `input`: x is a model input, not an activation, so no gradient flows into it.
+   */
+  linear(w: Params, x: tf.Tensor, name: string, input = false): tf.Tensor2D {
+    const kernel = `${name}/kernel`;
+    const mm = input ? matmul2dInputA : this.frozen.has(kernel) ? matmul2dFrozenB : matmul2d;
+    let y = mm(x, get(w, kernel));
     const a = w.get(`${name}/lora_a`);
     if (a) {
       const lora = this.dims.lora!;
@@ -265,7 +284,7 @@ export class Pi0 {
     const n = this.patchesPerImage;
     const images = inp.batch * inp.cameras;
     const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
-    let x = this.linear(w, patches, 'vision/patch_embed');
+    let x = this.linear(w, patches, 'vision/patch_embed', true);
     x = tf.reshape(tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')), [
       images * n,
       d.width,
@@ -292,7 +311,7 @@ export class Pi0 {
     );
     const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
     const tokens = tf.add(
-      tf.reshape(matmul2d(onehot, get(w, 'prefix/token_embedding')), [b, l, d.width]),
+      tf.reshape(matmul2dInputA(onehot, get(w, 'prefix/token_embedding')), [b, l, d.width]),
       tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
     );
     const length = c * n + l;
@@ -353,11 +372,14 @@ export class Pi0 {
     const d = this.dims;
     const e = d.expertWidth;
     const b = state.shape[0];
-    const stateTok = tf.reshape(this.linear(w, state, 'expert/state_proj'), [b, 1, e]);
-    const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in');
+    const stateTok = tf.reshape(this.linear(w, state, 'expert/state_proj', true), [b, 1, e]);
+    const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in', true);
     // π0 concatenates [action, time] before the MLP; splitting the kernel instead adds the time part once per sample.
     const kIn = get(w, 'expert/time_mlp_in/kernel');
-    const timePart = matmul2d(tf.tensor2d(this.timeEmbedding(t), [b, e]), tf.slice(kIn, [e, 0], [e, e]));
+    const timePart = matmul2dInputA(
+      tf.tensor2d(this.timeEmbedding(t), [b, e]),
+      tf.slice(kIn, [e, 0], [e, e]),
+    );
     let h: tf.Tensor = tf.add(
       tf.reshape(matmul2d(act, tf.slice(kIn, [0, 0], [e, e])), [b, d.horizon, e]),
       tf.reshape(timePart, [b, 1, e]),

@@ -59,6 +59,7 @@ export class Trainer {
       this.params.set(name, v);
       if (trainable) this.trainable.set(name, v);
     }
+    this.model.frozen = new Set([...this.params.keys()].filter((n) => !this.trainable.has(n)));
     if (this.trainable.size === 0) {
       throw new UserError(
         `train.freeze ${JSON.stringify(freeze)} freezes every parameter: nothing would train`,
