@@ -62,6 +62,9 @@ export async function runEpisode(
     }
     await hooks.onStep?.(obs, action, step.reward, env);
     obs = step.obs;
+    // Between server calls an agent answers synchronously; without a turn of the event loop here, a
+    // policy server in this same process (eval --checkpoint) could not answer other workers meanwhile.
+    await new Promise<void>((resolve) => setImmediate(resolve));
     if (result.success && hooks.stopOnSuccess) break;
   }
   return result;
