@@ -3,7 +3,7 @@
  * arrays are live views into WASM memory that move when the heap grows, so every read here takes a
  * fresh view and copies what leaves this file; everything it allocates is freed in `free()`.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import loadMujocoModule, { type MainModule, type MjData, type MjModel } from 'mujoco-js';
 
@@ -50,7 +50,11 @@ export class Sim {
    * Compile an MJCF document; `files` are the other files it refers to (an attached arm model), by the
    * name it uses. `where` names the model in errors.
    */
-  static async fromXml(xml: string, where = 'model.xml', files: Record<string, string> = {}): Promise<Sim> {
+  static async fromXml(
+    xml: string,
+    where = 'model.xml',
+    files: Record<string, string | Uint8Array> = {},
+  ): Promise<Sim> {
     const mj = await mujocoModule();
     const dir = `/vla/m${fileCounter++}`;
     mj.FS.mkdir(dir);
@@ -73,9 +77,12 @@ export class Sim {
   /** Compile an MJCF file from disk together with the files it names (`file="…"`) in its folder. */
   static async fromFile(file: string): Promise<Sim> {
     const xml = readFileSync(file, 'utf8');
-    const files: Record<string, string> = {};
+    const files: Record<string, Uint8Array> = {};
     for (const m of xml.matchAll(/\bfile="([^"]+)"/g)) {
-      files[m[1]!] = readFileSync(path.join(path.dirname(file), m[1]!), 'utf8');
+      const ref = path.join(path.dirname(file), m[1]!);
+      if (!existsSync(ref))
+        throw new Error(`${file}: refers to ${m[1]}, which is not in ${path.dirname(file)}`);
+      files[m[1]!] = readFileSync(ref);
     }
     return Sim.fromXml(xml, file, files);
   }
