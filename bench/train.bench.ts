@@ -2,8 +2,8 @@
  * Training throughput of the default `small` model at batch 32 (2 cameras at its resolution, a
  * 20-token prompt, H = 50, action_dim 32): samples/s, the model's matmul FLOP/s as a fraction of the
  * same backend's 1024×1024 matMul FLOP/s measured in this run, and the process's resident memory.
- * Parallelism is whatever the backend line says: OpenBLAS threads under the native kernel pack, WASM
- * threads with VLA_WASM_THREADS; no data-parallel workers. The machine is shared: compare within a run.
+ * Each row runs in a child process with one way of using the cores (see SETTINGS; VLA_BENCH_SETTINGS
+ * picks some by label). The machine is shared: compare within a run.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, setupBackend } from '../src/backend/index.js';
@@ -76,9 +76,19 @@ async function matmulFlops(n: number): Promise<number> {
   return (2 * n ** 3) / (median(times) / 1000);
 }
 
-export async function run(): Promise<void> {
+interface Measured {
+  backend: string;
+  params: number;
+  stepMs: number;
+  modelFlops: number;
+  matmulFlops: number;
+  peakRssMb: number;
+  flopsPerStep: number;
+}
+
+/** One configuration, measured in this process. */
+async function measure(): Promise<Measured> {
   const info = await setupBackend();
-  console.log(describeBackend(info));
   const config = TrainConfig.parse({
     name: 'bench',
     robot: 'aloha',
@@ -89,7 +99,7 @@ export async function run(): Promise<void> {
   const trainer = new Trainer(config, initParams(d, 0));
   trainer.checkSource({ cameras: CAMERAS, stateDim: 14, actionDim: 14 });
   const batches = [randomBatch(d, BATCH, 1), randomBatch(d, BATCH, 2)];
-  const count = paramCount(trainer.params);
+  const params = paramCount(trainer.params);
   let peakRss = process.memoryUsage().rss;
   trainer.trainStep(batches[0]!);
   const tensors = tf.memory().numTensors;
@@ -104,16 +114,69 @@ export async function run(): Promise<void> {
     peaks.push(await matmulFlops(1024));
   }
   if (tf.memory().numTensors !== tensors) throw new Error('training leaked tensors');
-  const stepMs = median(times);
-  const promptLen = PROMPT.length + 1;
-  const flopsPerStep = 3 * 2 * forwardMacs(d, CAMERAS.length, promptLen) * BATCH;
-  const modelFlops = flopsPerStep / (stepMs / 1000);
-  const peak = median(peaks);
   trainer.dispose();
+  const stepMs = median(times);
+  const flopsPerStep = 3 * 2 * forwardMacs(d, CAMERAS.length, PROMPT.length + 1) * BATCH;
+  return {
+    backend: describeBackend(info),
+    params,
+    stepMs,
+    modelFlops: flopsPerStep / (stepMs / 1000),
+    matmulFlops: median(peaks),
+    peakRssMb: process.memoryUsage().rss / 2 ** 20,
+    flopsPerStep,
+  };
+}
+
+/**
+ * How the cores are used, each setting in its own process (thread counts are fixed once a library
+ * starts): OpenBLAS on all cores (the default), OpenBLAS on one, and WASM's own threads without BLAS.
+ */
+const SETTINGS: Array<[string, Record<string, string>]> = [
+  ['default', {}],
+  ['OpenBLAS 1 thread', { OPENBLAS_NUM_THREADS: '1' }],
+  ['WASM only, 1 thread', { VLA_NATIVE: '0' }],
+  ['WASM only, 2 threads', { VLA_NATIVE: '0', VLA_WASM_THREADS: '2' }],
+];
+
+export async function run(): Promise<void> {
+  if (process.env.VLA_TRAIN_BENCH_CHILD) {
+    console.log(`RESULT ${JSON.stringify(await measure())}`);
+    return;
+  }
+  const { execFileSync } = await import('node:child_process');
+  const only = process.env.VLA_BENCH_SETTINGS?.split(',');
+  const rows: string[][] = [];
+  let flopsPerStep = 0;
+  for (const [label, env] of SETTINGS) {
+    if (only && !only.includes(label)) continue;
+    const out = execFileSync(process.execPath, ['--import', 'tsx', 'bench/run.ts', 'train'], {
+      env: { ...process.env, ...env, VLA_TRAIN_BENCH_CHILD: '1' },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    const line = out.split('\n').find((l) => l.startsWith('RESULT '));
+    if (!line) throw new Error(`the ${label} run printed no result:\n${out}`);
+    const m = JSON.parse(line.slice(7)) as Measured;
+    flopsPerStep = m.flopsPerStep;
+    console.log(`${label}: ${m.backend}`);
+    rows.push([
+      label,
+      `${(m.params / 1e6).toFixed(2)}M`,
+      String(BATCH),
+      m.stepMs.toFixed(0),
+      ((BATCH * 1000) / m.stepMs).toFixed(1),
+      (m.modelFlops / 1e9).toFixed(1),
+      (m.matmulFlops / 1e9).toFixed(1),
+      `${((100 * m.modelFlops) / m.matmulFlops).toFixed(0)}%`,
+      m.peakRssMb.toFixed(0),
+    ]);
+  }
   console.log(
     table(
       [
-        'model',
+        'small model',
+        'params',
         'batch',
         'step p50 ms',
         'samples/s',
@@ -122,21 +185,10 @@ export async function run(): Promise<void> {
         'fraction',
         'peak RSS MB',
       ],
-      [
-        [
-          `small (${(count / 1e6).toFixed(2)}M params)`,
-          String(BATCH),
-          stepMs.toFixed(0),
-          ((BATCH * 1000) / stepMs).toFixed(1),
-          (modelFlops / 1e9).toFixed(1),
-          (peak / 1e9).toFixed(1),
-          `${((100 * modelFlops) / peak).toFixed(0)}%`,
-          (peakRss / 2 ** 20).toFixed(0),
-        ],
-      ],
+      rows,
     ),
   );
   console.log(
-    `(${(flopsPerStep / 1e9).toFixed(1)} GFLOP per step counted from the matmul shapes: forward × 3 for forward + backward)`,
+    `(${(flopsPerStep / 1e9).toFixed(1)} GFLOP per step counted from the matmul shapes: forward × 3 for forward + backward; the matMul reference is measured between the steps of the same process)`,
   );
 }
