@@ -14,17 +14,18 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { describeValue, UserError } from '../config/errors.js';
 import { runJobProcess } from '../jobs/job-process.js';
-import { assertLocal, prepareResume, spawnDetached } from '../jobs/launch.js';
+import { assertLocal, prepareResume, resolveLaunchConfig, spawnDetached } from '../jobs/launch.js';
 import { jobAlive, reapDeadJobs, tailFile } from '../jobs/liveness.js';
 import { metricsPath, readMetrics } from '../jobs/metrics.js';
 import { drawFigure } from '../jobs/plot.js';
 import { formatDuration, formatNumber } from '../jobs/progress.js';
-import { isFinal, type Job, JobRegistry } from '../jobs/registry.js';
+import { listQueue, parseQueueUrl, submitTask } from '../jobs/queue.js';
+import { isFinal, type Job, JobRegistry, thisHost } from '../jobs/registry.js';
 import { renderPng } from '../jobs/render-png.js';
 import { renderSvg } from '../jobs/render-svg.js';
 import { loadTrainer } from '../jobs/trainer.js';
 import { computeBackend } from './context.js';
-import { table } from './output.js';
+import { collect, table } from './output.js';
 
 const rel = (p: string) => path.relative(process.cwd(), p) || p;
 
@@ -116,6 +117,37 @@ async function waitFinal(registry: JobRegistry, id: number, timeoutMs: number): 
   return null;
 }
 
+async function printQueue(url: string, json: boolean): Promise<void> {
+  const entries = await listQueue(url);
+  if (json) {
+    console.log(JSON.stringify(entries, null, 2));
+    return;
+  }
+  if (entries.length === 0) {
+    console.log(`no jobs on ${url}: submit one with vla jobs submit <config> --exp-name NAME --queue ${url}`);
+    return;
+  }
+  const rows = entries.map((e) => [
+    e.id,
+    e.state,
+    e.experiment,
+    e.result
+      ? String(e.result.step)
+      : e.progress.step !== undefined
+        ? `${e.progress.step}/${e.progress.totalSteps}`
+        : '-',
+    e.result?.loss != null
+      ? formatNumber(e.result.loss)
+      : e.progress.loss !== undefined
+        ? formatNumber(e.progress.loss)
+        : '-',
+    e.worker ?? '-',
+    String(e.attempts),
+    e.failedReason ?? (e.result?.checkpoint ? rel(e.result.checkpoint) : ''),
+  ]);
+  console.log(table(['id', 'state', 'experiment', 'step', 'loss', 'worker', 'attempts', 'result'], rows));
+}
+
 export function register(program: Command): void {
   const jobs = program.command('jobs').description('list, watch, stop, resume and plot fine-tuning jobs');
 
@@ -123,8 +155,13 @@ export function register(program: Command): void {
     .command('list')
     .description('all jobs of this workspace (jobs whose process died are marked failed first)')
     .option('--json', 'print JSON, one object per job')
+    .option('--queue <url>', 'list the jobs of a Redis queue instead (redis://HOST:6379)')
     .action(
-      withRegistry((registry, opts: { json?: boolean }) => {
+      withRegistry(async (registry, opts: { json?: boolean; queue?: string }) => {
+        if (opts.queue) {
+          await printQueue(opts.queue, opts.json === true);
+          return;
+        }
         reapDeadJobs(registry);
         const all = registry.list();
         if (opts.json) {
@@ -328,6 +365,45 @@ export function register(program: Command): void {
         renameSync(tmp, out);
         console.log(`wrote ${rel(out)} (${runs.map((r) => `${r.rows.length} points`).join(', ')})`);
       }),
+    );
+
+  jobs
+    .command('submit')
+    .description('put a training job on a Redis queue for `vla worker` processes to run')
+    .argument('<config>', 'config name or path to a YAML file')
+    .requiredOption(
+      '--exp-name <name>',
+      'experiment name: the run writes to checkpoints/<config>/<name>/ on the worker',
+    )
+    .requiredOption('--queue <url>', 'the queue: redis://HOST:6379')
+    .option('--resume', 'continue the experiment from its newest checkpoint')
+    .option('--overwrite', 'delete the experiment’s checkpoints and start over')
+    .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
+    .action(
+      async (
+        configName: string,
+        opts: { expName: string; queue: string; resume?: boolean; overwrite?: boolean; set: string[] },
+      ) => {
+        parseQueueUrl(opts.queue);
+        const req = {
+          config: configName,
+          overrides: opts.set,
+          expName: opts.expName,
+          resume: opts.resume === true,
+          overwrite: opts.overwrite === true,
+        };
+        const config = resolveLaunchConfig(req);
+        const id = await submitTask(opts.queue, {
+          kind: 'train',
+          config,
+          expName: opts.expName,
+          resume: req.resume,
+          overwrite: req.overwrite,
+          submittedFrom: thisHost(),
+        });
+        console.log(`queued job ${id}: ${config.name}/${opts.expName} on ${opts.queue}`);
+        console.log(`  watch:  vla jobs list --queue ${opts.queue}`);
+      },
     );
 
   jobs

@@ -48,22 +48,28 @@ export async function runJobProcess(
 
   const controller = new AbortController();
   let signals = 0;
-  const onSignal = (sig: NodeJS.Signals) => {
+  const stop = (why: string) => {
     signals++;
     if (signals > 1) {
-      say(`${sig} again: exiting without a checkpoint`);
+      say(`${why} again: exiting without a checkpoint`);
       process.exit(130);
     }
-    say(`${sig}: saving a checkpoint and stopping (send it again to exit at once)`);
-    registry.transition(id, 'stopping', `${sig} received`, {}, { status: ['running'] });
+    say(`${why}: saving a checkpoint and stopping (send it again to exit at once)`);
+    registry.transition(id, 'stopping', `${why} received`, {}, { status: ['running'] });
     controller.abort();
   };
+  const onSignal = (sig: NodeJS.Signals) => stop(sig);
+  // A queue worker's trainer: when the worker dies its channel closes, and the job moves to another.
+  const onDisconnect = () => stop('worker gone');
   process.on('SIGTERM', onSignal);
   process.on('SIGINT', onSignal);
+  if (process.send) process.on('disconnect', onDisconnect);
 
   const tracker = new ProgressTracker();
   let lastDraw = 0;
   const onProgress = (p: TrainProgress) => {
+    // With a callback, a send racing the worker's death fails quietly instead of as an 'error' event.
+    if (process.connected) process.send?.({ type: 'progress', ...p }, undefined, {}, () => {});
     const line = tracker.update(p);
     if (tty) {
       const now = performance.now();
@@ -106,5 +112,6 @@ export async function runJobProcess(
   } finally {
     process.off('SIGTERM', onSignal);
     process.off('SIGINT', onSignal);
+    process.off('disconnect', onDisconnect);
   }
 }

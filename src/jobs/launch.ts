@@ -65,15 +65,8 @@ export function resolveDataset(workspace: string, config: TrainConfig): string {
 
 const EXP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/**
- * Check a launch before anything starts: the config resolves and validates, its robot and dataset
- * exist, and the experiment either is new or is named with --resume / --overwrite.
- */
-export function prepareLaunch(
-  registry: JobRegistry,
-  req: LaunchRequest,
-  workspace = process.cwd(),
-): PreparedLaunch {
+/** The checks a launch makes wherever it is asked for: flags, experiment name, config and robot. */
+export function resolveLaunchConfig(req: LaunchRequest, workspace = process.cwd()): TrainConfig {
   if (req.resume && req.overwrite)
     throw new UserError('--resume and --overwrite: expected one of them, got both');
   if (!EXP_NAME.test(req.expName)) {
@@ -83,6 +76,19 @@ export function prepareLaunch(
   }
   const { config } = resolveConfig(req.config, req.overrides, workspace);
   loadRobot(config.robot, workspace);
+  return config;
+}
+
+/**
+ * Check a launch before anything starts: the config resolves and validates, its robot and dataset
+ * exist, and the experiment either is new or is named with --resume / --overwrite.
+ */
+export function prepareLaunch(
+  registry: JobRegistry,
+  req: LaunchRequest,
+  workspace = process.cwd(),
+): PreparedLaunch {
+  const config = resolveLaunchConfig(req, workspace);
   resolveDataset(workspace, config);
   if (config.train.init_from !== null && !existsSync(path.resolve(workspace, config.train.init_from))) {
     throw new UserError(`train.init_from: checkpoint folder ${config.train.init_from} does not exist`);
@@ -154,7 +160,7 @@ export function registerLaunch(registry: JobRegistry, p: PreparedLaunch): Job {
   });
 }
 
-const VLA_BIN = path.join(PACKAGE_ROOT, 'bin', 'vla.js');
+export const VLA_BIN = path.join(PACKAGE_ROOT, 'bin', 'vla.js');
 
 /**
  * Start a queued job as its own process, detached from this one (its own session, so closing the shell

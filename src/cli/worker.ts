@@ -1,0 +1,47 @@
+import type { Command } from 'commander';
+import { describeValue, UserError } from '../config/errors.js';
+import { startWorker } from '../jobs/queue.js';
+
+const stamp = () => new Date().toISOString().replace('T', ' ').slice(0, 19);
+
+function positive(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UserError(`${flag}: expected a whole number >= 1, got ${describeValue(text)}`);
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('worker')
+    .description('take training jobs from a Redis queue and run them on this machine')
+    .requiredOption('--queue <url>', 'the queue: redis://HOST:6379')
+    .option('--concurrency <n>', 'jobs run at once', '1')
+    .option(
+      '--stall-timeout <seconds>',
+      'a job whose worker is silent this long goes to another worker',
+      '30',
+    )
+    .action(async (opts: { queue: string; concurrency: string; stallTimeout: string }) => {
+      const concurrency = positive('--concurrency', opts.concurrency);
+      const stallSeconds = positive('--stall-timeout', opts.stallTimeout);
+      const say = (line: string) => console.log(`${stamp()} ${line}`);
+      const worker = await startWorker({
+        url: opts.queue,
+        concurrency,
+        workspace: process.cwd(),
+        stallSeconds,
+        backend: program.opts<{ backend?: string }>().backend,
+        log: say,
+      });
+      await new Promise<void>((resolve) => {
+        const shutdown = (sig: NodeJS.Signals) => {
+          say(`${sig}: stopping the running trainers (they save a checkpoint) and leaving the queue`);
+          worker.close().then(resolve, resolve);
+        };
+        process.once('SIGTERM', shutdown);
+        process.once('SIGINT', shutdown);
+      });
+      say('worker stopped');
+    });
+}

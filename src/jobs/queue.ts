@@ -1,0 +1,296 @@
+import { type ChildProcess, spawn } from 'node:child_process';
+import { closeSync, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Queue, type Job as QueueJob, UnrecoverableError, Worker } from 'bullmq';
+import { Redis } from 'ioredis';
+import { describeValue, UserError } from '../config/errors.js';
+import { validate } from '../config/load.js';
+import { TrainConfig } from '../config/schema.js';
+import { type PreparedLaunch, registerLaunch, resolveDataset, runDirFor, VLA_BIN } from './launch.js';
+import { processStartTime, reapDeadJobs } from './liveness.js';
+import { isFinal, JobRegistry, thisHost } from './registry.js';
+
+/** The one BullMQ queue all vla workers of a Redis share. */
+export const QUEUE_NAME = 'vla-jobs';
+
+/** What `vla jobs submit` puts on the queue: the resolved config, so every worker trains the same thing. */
+export interface TrainTask {
+  kind: 'train';
+  config: TrainConfig;
+  expName: string;
+  resume: boolean;
+  overwrite: boolean;
+  submittedFrom: string;
+  /** Set by the first worker that starts it: any later attempt continues from the run's checkpoints. */
+  started?: boolean;
+}
+
+export interface TaskProgress {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  samplesPerSec: number;
+  worker: string;
+}
+
+export interface TaskResult {
+  worker: string;
+  /** The job's id in that worker's workspace registry. */
+  localJob: number;
+  step: number;
+  loss: number | null;
+  checkpoint: string | null;
+}
+
+export function parseQueueUrl(url: string): URL {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    throw new UserError(`--queue: expected a URL such as redis://HOST:6379, got ${describeValue(url)}`);
+  }
+  if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
+    throw new UserError(`--queue: expected a redis:// or rediss:// URL, got ${describeValue(url)}`);
+  }
+  return parsed;
+}
+
+/**
+ * A connection to the queue's Redis, checked before anything is sent: an address that cannot be
+ * reached is a clear error within a few seconds, not a client retrying forever.
+ */
+export async function connectQueue(url: string, timeoutMs = 3000): Promise<Redis> {
+  parseQueueUrl(url);
+  const redis = new Redis(url, {
+    lazyConnect: true,
+    // BullMQ's workers block on Redis commands; it requires this to be null.
+    maxRetriesPerRequest: null,
+    connectTimeout: timeoutMs,
+    retryStrategy: () => null,
+  });
+  // The socket's own error (ECONNREFUSED, ENOTFOUND) arrives as an event; connect() only says "closed".
+  let cause: Error | null = null;
+  redis.on('error', (e: Error) => {
+    cause ??= e;
+  });
+  try {
+    await redis.connect();
+    await redis.ping();
+  } catch (e) {
+    redis.disconnect();
+    const why = (cause as Error | null)?.message ?? (e as Error).message;
+    throw new UserError(`cannot reach the queue at ${url}: ${why}`);
+  }
+  // Reachable now: from here on, ride out short outages instead of failing.
+  redis.options.retryStrategy = (times: number) => Math.min(times * 200, 2000);
+  return redis;
+}
+
+export async function submitTask(url: string, task: TrainTask): Promise<string> {
+  const connection = await connectQueue(url);
+  const queue = new Queue<TrainTask>(QUEUE_NAME, { connection });
+  try {
+    // Two attempts: a run the worker stopped (it shut down) goes back to the queue once more.
+    const job = await queue.add('train', task, { attempts: 2 });
+    return job.id!;
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
+export interface QueueEntry {
+  id: string;
+  state: string;
+  experiment: string;
+  progress: Partial<TaskProgress>;
+  worker: string | null;
+  attempts: number;
+  result: TaskResult | null;
+  failedReason: string | null;
+}
+
+export async function listQueue(url: string): Promise<QueueEntry[]> {
+  const connection = await connectQueue(url);
+  const queue = new Queue<TrainTask>(QUEUE_NAME, { connection });
+  try {
+    const jobs = (await queue.getJobs(
+      ['active', 'waiting', 'delayed', 'prioritized', 'completed', 'failed'],
+      0,
+      500,
+      true,
+    )) as unknown as Array<QueueJob<TrainTask, TaskResult>>;
+    const out: QueueEntry[] = [];
+    for (const job of jobs) {
+      const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<TaskProgress>;
+      out.push({
+        id: job.id!,
+        state: await job.getState(),
+        experiment: `${job.data.config.name}/${job.data.expName}`,
+        progress,
+        worker: job.returnvalue?.worker ?? progress.worker ?? null,
+        attempts: job.attemptsStarted,
+        result: job.returnvalue ?? null,
+        failedReason: job.failedReason || null,
+      });
+    }
+    return out.sort((a, b) => Number(a.id) - Number(b.id));
+  } finally {
+    await queue.close();
+    connection.disconnect();
+  }
+}
+
+/**
+ * The launch checks of `vla train`, made on the worker's own machine (its dataset paths, its run
+ * folders). A later attempt of a task (after a worker died or stopped) always resumes.
+ */
+async function prepareTask(
+  registry: JobRegistry,
+  task: TrainTask,
+  workspace: string,
+): Promise<PreparedLaunch> {
+  const config = validate(TrainConfig, task.config, () => 'queued config: ');
+  resolveDataset(workspace, config);
+  const runDir = runDirFor(workspace, config.name, task.expName);
+  // A worker that died leaves its trainer saving a checkpoint: wait for it rather than fail.
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    reapDeadJobs(registry);
+    const existing = registry.findByExperiment(config.name, task.expName);
+    if (!existing || isFinal(existing.status)) break;
+    if (Date.now() > deadline || !task.started) {
+      throw new UserError(
+        `experiment ${config.name}/${task.expName} is ${existing.status} as job ${existing.id} on ${existing.host}`,
+      );
+    }
+    await sleep(500);
+  }
+  const existing = registry.findByExperiment(config.name, task.expName);
+  const runDirUsed = existsSync(runDir) && readdirSync(runDir).length > 0;
+  const resume = task.resume || task.started === true;
+  const overwrite = task.overwrite && !task.started;
+  if ((existing || runDirUsed) && !resume && !overwrite) {
+    throw new UserError(
+      `experiment ${config.name}/${task.expName} exists on ${thisHost()}: submit with --resume to continue it or --overwrite to start over`,
+    );
+  }
+  return { config, expName: task.expName, runDir, existing, runDirUsed, resume, overwrite };
+}
+
+export interface WorkerOptions {
+  url: string;
+  concurrency: number;
+  workspace: string;
+  /** Seconds without a lock renewal after which another worker takes a job over. */
+  stallSeconds: number;
+  backend?: string;
+  log: (line: string) => void;
+}
+
+export interface RunningWorker {
+  name: string;
+  /** Stop taking jobs; running trainers save a checkpoint and their jobs go back to the queue. */
+  close(): Promise<void>;
+}
+
+/**
+ * Take training jobs off the queue and run each as a trainer process of this workspace (the same
+ * `vla jobs _run` that `--detach` starts, so `vla jobs list` here shows them too), reporting progress
+ * and the result back to the queue. A trainer notices when its worker dies (the IPC channel closes),
+ * saves a checkpoint and exits; BullMQ's stalled-job check then hands the job to another worker,
+ * which resumes it from that checkpoint.
+ */
+export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
+  const connection = await connectQueue(opts.url);
+  const name = `${thisHost()}:${process.pid}`;
+  const children = new Set<ChildProcess>();
+
+  const processTask = async (job: QueueJob<TrainTask, TaskResult>): Promise<TaskResult> => {
+    const registry = JobRegistry.open(opts.workspace);
+    try {
+      let prepared: PreparedLaunch;
+      try {
+        prepared = await prepareTask(registry, job.data, opts.workspace);
+      } catch (e) {
+        // Bad input fails the same way on every attempt: do not retry it.
+        if (e instanceof UserError) throw new UnrecoverableError(e.message);
+        throw e;
+      }
+      if (!job.data.started) await job.updateData({ ...job.data, started: true });
+      const local = registerLaunch(registry, prepared);
+      opts.log(
+        `queue job ${job.id}: ${prepared.config.name}/${prepared.expName} as local job ${local.id}${prepared.resume ? ' (resuming)' : ''}`,
+      );
+      mkdirSync(path.dirname(local.logPath), { recursive: true });
+      const out = openSync(local.logPath, 'a');
+      const args = [
+        VLA_BIN,
+        ...(opts.backend ? ['--backend', opts.backend] : []),
+        'jobs',
+        '_run',
+        String(local.id),
+      ];
+      const child = spawn(process.execPath, args, {
+        cwd: opts.workspace,
+        stdio: ['ignore', out, out, 'ipc'],
+      });
+      closeSync(out);
+      children.add(child);
+      const pid = child.pid!;
+      registry.update(
+        local.id,
+        { pid, pidStart: processStartTime(pid), host: thisHost() },
+        { status: ['queued'], pid: null },
+      );
+      let lastReport = 0;
+      child.on('message', (m: { type?: string } & Partial<TaskProgress>) => {
+        if (m.type !== 'progress' || Date.now() - lastReport < 1000) return;
+        lastReport = Date.now();
+        const { type: _type, ...p } = m;
+        job.updateProgress({ ...p, worker: name }).catch(() => {});
+      });
+      await new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      children.delete(child);
+      const end = registry.require(local.id);
+      if (end.status !== 'finished') {
+        throw new Error(
+          `${end.status} at step ${end.step} on ${name}${end.error ? `: ${end.error.split('\n')[0]}` : ''}`,
+        );
+      }
+      opts.log(`queue job ${job.id}: finished at step ${end.step}`);
+      return {
+        worker: name,
+        localJob: end.id,
+        step: end.step,
+        loss: end.metrics?.loss ?? null,
+        checkpoint: end.checkpoint,
+      };
+    } finally {
+      registry.close();
+    }
+  };
+
+  opts.log(`worker ${name} taking jobs from ${opts.url} (concurrency ${opts.concurrency})`);
+  const worker = new Worker<TrainTask, TaskResult>(QUEUE_NAME, processTask, {
+    connection,
+    concurrency: opts.concurrency,
+    name,
+    lockDuration: opts.stallSeconds * 1000,
+    stalledInterval: Math.max(1000, (opts.stallSeconds * 1000) / 2),
+    maxStalledCount: 3,
+  });
+  worker.on('failed', (job, err) => opts.log(`queue job ${job?.id}: failed: ${err.message}`));
+  worker.on('error', (err) => opts.log(`worker error: ${err.message}`));
+  await worker.waitUntilReady();
+  return {
+    name,
+    close: async () => {
+      for (const child of children) child.kill('SIGTERM');
+      await worker.close();
+      connection.disconnect();
+    },
+  };
+}
