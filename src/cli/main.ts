@@ -22,6 +22,7 @@ const GROUPS: Array<[string, string]> = [
   ['serve', 'serve a policy to robots over WebSocket (openpi wire protocol)'],
   ['client', 'robot-side tools: connect to a policy server, benchmark it'],
   ['sim', 'MuJoCo simulation: tasks, scripted experts, recording, rollouts'],
+  ['worker', 'take training jobs from a Redis queue (vla jobs submit) and run them here'],
 ];
 
 export async function buildProgram(): Promise<Command> {
