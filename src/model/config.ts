@@ -37,13 +37,19 @@ export function modelDims(m: ModelConfig): ModelDims {
   if (width % heads !== 0) {
     throw new UserError(`model.width ${width} is not divisible by model.heads ${heads}`);
   }
+  const expertWidth = m.expert_width ?? p.expert_width;
+  if (expertWidth % 2 !== 0) {
+    throw new UserError(
+      `model.expert_width ${expertWidth} is odd: the flow-time embedding needs an even width (sine and cosine halves)`,
+    );
+  }
   return {
     width,
     depth: m.depth ?? p.depth,
     heads,
     headDim: width / heads,
     mlpDim: m.mlp_dim ?? p.mlp_dim,
-    expertWidth: m.expert_width ?? p.expert_width,
+    expertWidth,
     expertMlpDim: m.expert_mlp_dim ?? p.expert_mlp_dim,
     patchSize,
     imageSize,
