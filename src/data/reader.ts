@@ -108,7 +108,7 @@ export class LeRobotDataset {
   /** Disagreements between info.json totals and the episodes' own metadata (the episodes win). */
   readonly warnings: string[] = [];
   private readonly parquets = new Map<string, Promise<ParquetFile>>();
-  private readonly probes = new Map<string, VideoProbe>();
+  private readonly probes = new Map<string, Promise<VideoProbe>>();
 
   constructor(
     readonly dir: string,
@@ -222,11 +222,13 @@ export class LeRobotDataset {
     };
   }
 
-  probe(file: string): VideoProbe {
+  /** The container's frame times, probed once per file. */
+  probe(file: string): Promise<VideoProbe> {
     let p = this.probes.get(file);
     if (!p) {
       p = probeVideo(file);
       this.probes.set(file, p);
+      p.catch(() => this.probes.delete(file));
     }
     return p;
   }
@@ -267,7 +269,7 @@ export class LeRobotDataset {
     }
     if (wanted.length === 0) return;
     const data = await this.readEpisodeTimestamps(ep);
-    const probe = this.probe(video.file);
+    const probe = await this.probe(video.file);
     const times = wanted.map((i) => video.fromTimestamp + data[i]!);
     const byDecoded = new Map<number, number[]>();
     const last = probe.pts[probe.pts.length - 1] ?? Number.NEGATIVE_INFINITY;

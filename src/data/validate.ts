@@ -121,7 +121,7 @@ export async function validateDataset(dir: string): Promise<ValidationReport> {
       videos++;
       let pts: number[];
       try {
-        pts = ds.probe(v.file).pts;
+        pts = (await ds.probe(v.file)).pts;
       } catch (e) {
         if (!(e instanceof UserError)) throw e;
         problem('video', `episode ${ep.index}, camera ${cam.key}: ${e.message}`);

@@ -23,25 +23,43 @@ function needTool(tool: string): void {
   }
 }
 
+/** Runs a tool to completion without blocking the event loop (frames of other decodes keep flowing). */
+function run(tool: string, args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (d: Buffer) => out.push(d));
+    child.stderr.on('data', (d: Buffer) => err.push(d));
+    child.on('error', reject);
+    child.on('close', (code) =>
+      resolve({
+        status: code ?? 1,
+        stdout: Buffer.concat(out).toString(),
+        stderr: Buffer.concat(err).toString(),
+      }),
+    );
+  });
+}
+
 /** Stream facts and frame times read from the container (no decoding). */
-export function probeVideo(file: string): VideoProbe {
+export async function probeVideo(file: string): Promise<VideoProbe> {
   if (!existsSync(file)) throw new UserError(`${file}: video file is missing`);
-  const r = spawnSync(
-    FFPROBE,
-    [
-      '-v',
-      'error',
-      '-select_streams',
-      'v:0',
-      '-show_entries',
-      'stream=width,height,codec_name:packet=pts_time',
-      '-of',
-      'json',
-      file,
-    ],
-    { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 },
-  );
-  if (r.error) needTool(FFPROBE);
+  const args = [
+    '-v',
+    'error',
+    '-select_streams',
+    'v:0',
+    '-show_entries',
+    'stream=width,height,codec_name:packet=pts_time',
+  ];
+  let r: { status: number; stdout: string; stderr: string };
+  try {
+    r = await run(FFPROBE, [...args, '-of', 'json', file]);
+  } catch {
+    needTool(FFPROBE);
+    throw new UserError(`${file}: ffprobe could not start`);
+  }
   if (r.status !== 0) {
     throw new UserError(
       `${file}: unreadable video (${r.stderr.trim().split('\n').pop() ?? `ffprobe exit ${r.status}`})`,

@@ -463,7 +463,7 @@ class Writer implements DatasetWriter {
     const place = { chunk: cur.chunk, file: cur.file };
     if (!existsSync(target)) {
       renameSync(segment, target);
-      const pts = probeVideo(target).pts;
+      const pts = (await probeVideo(target)).pts;
       cur.frames = pts.length;
       return { ...place, from: pts[0] ?? 0, to: (pts[0] ?? 0) + length / this.opts.fps };
     }
@@ -476,7 +476,7 @@ class Writer implements DatasetWriter {
       ['-v', 'error', '-y', '-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', tmp],
       target,
     );
-    const pts = probeVideo(tmp).pts;
+    const pts = (await probeVideo(tmp)).pts;
     if (pts.length !== before + length) {
       rmSync(tmp, { force: true });
       throw new UserError(

@@ -44,7 +44,7 @@ describe.runIf(process.env.VLA_SLOW && hasAv1Encoder)('AV1 videos', () => {
       }
     }
     const ds = await openDataset(dir);
-    expect(ds.probe(ds.episodes[0]!.videos['observation.images.cam_high']!.file).codec).toBe('av1');
+    expect((await ds.probe(ds.episodes[0]!.videos['observation.images.cam_high']!.file)).codec).toBe('av1');
     for (const [e, len] of LENGTHS.entries()) {
       const frames = await ds.readFrames(e, 'cam_high');
       for (let f = 0; f < len; f++) {
