@@ -41,6 +41,7 @@ export function runDirFor(workspace: string, configName: string, expName: string
  * Throws a clear error when neither holds a LeRobot dataset.
  */
 export function resolveDataset(workspace: string, config: TrainConfig): string {
+  const relTo = (p: string) => path.relative(workspace, p) || p;
   const name = config.data.dataset;
   if (name === null) {
     throw new UserError(
@@ -51,14 +52,14 @@ export function resolveDataset(workspace: string, config: TrainConfig): string {
   const found = candidates.find((c) => existsSync(c));
   if (!found) {
     throw new UserError(
-      `data.dataset: "${name}" does not exist (looked for ${candidates.map(rel).join(' and ')})`,
+      `data.dataset: "${name}" does not exist (looked for ${candidates.map(relTo).join(' and ')})`,
     );
   }
   if (!statSync(found).isDirectory()) {
-    throw new UserError(`data.dataset: expected a dataset folder, got the file ${rel(found)}`);
+    throw new UserError(`data.dataset: expected a dataset folder, got the file ${relTo(found)}`);
   }
   if (!existsSync(path.join(found, 'meta', 'info.json'))) {
-    throw new UserError(`data.dataset: ${rel(found)} is not a LeRobot dataset (it has no meta/info.json)`);
+    throw new UserError(`data.dataset: ${relTo(found)} is not a LeRobot dataset (it has no meta/info.json)`);
   }
   return found;
 }
