@@ -8,7 +8,7 @@ import { runEval } from '../sim/eval.js';
 import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
 import { recordDataset } from '../sim/record.js';
-import { runEpisode } from '../sim/rollout.js';
+import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
 import { VideoWriter } from '../sim/video.js';
 import { table } from './output.js';
@@ -19,6 +19,14 @@ function int(flag: string, value: string | undefined, min: number): number | und
   if (!Number.isInteger(n) || n < min)
     throw new UserError(`--${flag}: expected an integer >= ${min}, got "${value}"`);
   return n;
+}
+
+/** One task's part of eval_info.json, named as LeRobot's eval names them. */
+interface TaskInfo {
+  task: string;
+  aggregated: TaskSummary & { eval_s: number; eval_ep_s: number };
+  per_episode: Array<Record<string, unknown>>;
+  videos: string[];
 }
 
 function parseSize(text: string): [number, number] {
@@ -172,38 +180,53 @@ export function register(program: Command): void {
     .requiredOption('--out <dir>', 'dataset folder (new or empty)')
     .option('--format <v>', 'LeRobot format: v2.1 or v3.0', 'v2.1')
     .option('--seed <n>', 'seed of the first episode', '0')
-    .action(async (opts: { task: string; episodes: string; out: string; format: string; seed: string }) => {
-      getTask(opts.task);
-      if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
-        throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
-      }
-      const episodes = int('episodes', opts.episodes, 1)!;
-      const bar = progress('recording', episodes);
-      const t0 = performance.now();
-      const report = await recordDataset({
-        task: opts.task,
-        episodes,
-        out: opts.out,
-        format: opts.format,
-        seed: int('seed', opts.seed, 0)!,
-        onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
-      });
-      console.log(
-        `recorded ${report.saved} episodes (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
-          `${((performance.now() - t0) / 1000).toFixed(1)} s; ${report.failed} failed expert episodes skipped`,
-      );
-    });
+    .option('--size <WxH>', 'camera frame size', '224x224')
+    .action(
+      async (opts: {
+        task: string;
+        episodes: string;
+        out: string;
+        format: string;
+        seed: string;
+        size: string;
+      }) => {
+        getTask(opts.task);
+        if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
+          throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
+        }
+        const episodes = int('episodes', opts.episodes, 1)!;
+        const bar = progress('recording', episodes);
+        const t0 = performance.now();
+        const report = await recordDataset({
+          task: opts.task,
+          episodes,
+          out: opts.out,
+          format: opts.format,
+          seed: int('seed', opts.seed, 0)!,
+          width: parseSize(opts.size)[0],
+          height: parseSize(opts.size)[1],
+          onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
+        });
+        console.log(
+          `recorded ${report.saved} episodes (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
+            `${((performance.now() - t0) / 1000).toFixed(1)} s; ${report.failed} failed expert episodes skipped`,
+        );
+      },
+    );
 
   sim
     .command('eval')
     .description(
-      'evaluate a policy on a task as a robot client; reports pc_success, avg_sum_reward, avg_max_reward',
+      'evaluate a policy on tasks as a robot client; reports pc_success, avg_sum_reward, avg_max_reward per task',
     )
-    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption(
+      '--task <names>',
+      `task, or several separated by commas: ${Object.keys(TASKS).join(', ')}`,
+    )
     .option('--url <ws://host:port>', 'a running policy server (vla serve, or openpi)')
     .option('--checkpoint <dir>', 'serve this checkpoint locally and evaluate it')
     .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
-    .option('--episodes <n>', 'episodes', '10')
+    .option('--episodes <n>', 'episodes per task', '10')
     .option('--workers <n>', 'episodes run in parallel worker threads', '1')
     .option('--seed <n>', 'seed of episode 0 (episode i uses seed + i)', '1000')
     .option('--replan-every <n>', 'ask for a new chunk after this many steps (default: the whole chunk)')
@@ -212,7 +235,7 @@ export function register(program: Command): void {
       'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
       'joint_position',
     )
-    .option('--videos <n>', 'MP4s of the first N episodes', '2')
+    .option('--videos <n>', 'MP4s of the first N episodes of each task', '2')
     .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
     .option('--json', 'print the report as JSON instead of tables')
     .action(
@@ -230,7 +253,12 @@ export function register(program: Command): void {
         out: string;
         json?: boolean;
       }) => {
-        const { task } = getTask(opts.task);
+        const names = opts.task
+          .split(',')
+          .map((t) => t.trim())
+          .filter((t) => t !== '');
+        const tasks = names.map((n) => getTask(n).task);
+        if (tasks.length === 0) throw new UserError('--task: expected at least one task name');
         if (opts.actionMode !== 'joint_position' && opts.actionMode !== 'joint_velocity') {
           throw new UserError(`--action-mode ${opts.actionMode}: expected joint_position or joint_velocity`);
         }
@@ -239,81 +267,102 @@ export function register(program: Command): void {
             'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
           );
         }
+        const robots = [...new Set(tasks.map((t) => t.robot.name))];
+        if (opts.checkpoint && robots.length > 1) {
+          throw new UserError(
+            `--checkpoint: the tasks run different robots (${robots.join(', ')}); evaluate them separately`,
+          );
+        }
         const local = opts.checkpoint
-          ? await serveCheckpoint(opts.checkpoint, task.robot, program.opts<{ backend?: string }>().backend)
+          ? await serveCheckpoint(
+              opts.checkpoint,
+              tasks[0]!.robot,
+              program.opts<{ backend?: string }>().backend,
+            )
           : null;
         const episodes = int('episodes', opts.episodes, 1)!;
-        const bar = progress('evaluating', episodes);
-        let done = 0;
-        let failures = 0;
+        const perTask: TaskInfo[] = [];
+        let ran = 0;
         try {
-          const t0 = performance.now();
-          const report = await runEval(
-            {
-              task: opts.task,
-              url: local?.url ?? opts.url!,
-              apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
-              episodes,
-              workers: int('workers', opts.workers, 1)!,
-              seed: int('seed', opts.seed, 0)!,
-              replanEvery: int('replan-every', opts.replanEvery, 1),
-              actionMode: opts.actionMode,
-              videos: int('videos', opts.videos, 0)!,
-              videoDir: path.join(opts.out, 'videos'),
-            },
-            (r) => {
-              done++;
-              if (r.error) console.error(`episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
-              bar(done, '');
-            },
-          );
-          const seconds = (performance.now() - t0) / 1000;
-          const info = {
-            aggregated: { ...report.summary, eval_s: seconds, eval_ep_s: seconds / episodes },
-            per_episode: report.results.map((r) => ({
-              episode_ix: r.episode,
-              seed: r.seed,
-              prompt: r.prompt,
-              sum_reward: r.sumReward,
-              max_reward: r.maxReward,
-              success: r.success,
-              steps: r.steps,
-              ...(r.error !== undefined && { error: r.error }),
-            })),
-            videos: report.videos,
-          };
-          writeJson(path.join(opts.out, 'eval_info.json'), info);
-          if (opts.json) {
-            console.log(JSON.stringify(info, null, 2));
-          } else {
-            const s = report.summary;
-            console.log(
-              table(
-                ['task', 'episodes', 'pc_success', 'avg_sum_reward', 'avg_max_reward', 'errors'],
-                [
-                  [
-                    s.task,
-                    String(s.episodes),
-                    s.pc_success.toFixed(1),
-                    s.avg_sum_reward.toFixed(2),
-                    s.avg_max_reward.toFixed(2),
-                    String(s.failed),
-                  ],
-                ],
-              ),
+          for (const task of tasks) {
+            const bar = progress(`evaluating ${task.name}`, episodes);
+            let done = 0;
+            const t0 = performance.now();
+            const report = await runEval(
+              {
+                task: task.name,
+                url: local?.url ?? opts.url!,
+                apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
+                episodes,
+                workers: int('workers', opts.workers, 1)!,
+                seed: int('seed', opts.seed, 0)!,
+                replanEvery: int('replan-every', opts.replanEvery, 1),
+                actionMode: opts.actionMode,
+                videos: int('videos', opts.videos, 0)!,
+                videoDir: path.join(opts.out, 'videos'),
+              },
+              (r) => {
+                done++;
+                if (r.error)
+                  console.error(`${task.name} episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
+                bar(done, '');
+              },
             );
-            console.log(`\n${JSON.stringify(info.aggregated)}`);
-            console.log(
-              `report: ${path.join(opts.out, 'eval_info.json')}; videos: ${report.videos.join(', ') || 'none'}`,
-            );
+            const seconds = (performance.now() - t0) / 1000;
+            ran += report.results.filter((r) => r.error === undefined).length;
+            perTask.push({
+              task: task.name,
+              aggregated: { ...report.summary, eval_s: seconds, eval_ep_s: seconds / episodes },
+              per_episode: report.results.map((r) => ({
+                episode_ix: r.episode,
+                seed: r.seed,
+                prompt: r.prompt,
+                sum_reward: r.sumReward,
+                max_reward: r.maxReward,
+                success: r.success,
+                steps: r.steps,
+                ...(r.error !== undefined && { error: r.error }),
+              })),
+              videos: report.videos,
+            });
           }
-          failures = report.summary.failed;
         } finally {
           await local?.close();
         }
-        if (failures === episodes) {
-          throw new UserError(`vla sim eval: every episode failed to run (see the reasons above)`);
+        const mean = (f: (a: TaskInfo['aggregated']) => number) =>
+          perTask.reduce((sum, t) => sum + f(t.aggregated), 0) / perTask.length;
+        const info = {
+          per_task: perTask,
+          overall: {
+            episodes: episodes * perTask.length,
+            pc_success: mean((a) => a.pc_success),
+            avg_sum_reward: mean((a) => a.avg_sum_reward),
+            avg_max_reward: mean((a) => a.avg_max_reward),
+          },
+        };
+        const file = path.join(opts.out, 'eval_info.json');
+        writeJson(file, info);
+        if (opts.json) {
+          console.log(JSON.stringify(info, null, 2));
+        } else {
+          console.log(
+            table(
+              ['task', 'episodes', 'pc_success', 'avg_sum_reward', 'avg_max_reward', 'errors'],
+              perTask.map(({ aggregated: s }) => [
+                s.task,
+                String(s.episodes),
+                s.pc_success.toFixed(1),
+                s.avg_sum_reward.toFixed(2),
+                s.avg_max_reward.toFixed(2),
+                String(s.failed),
+              ]),
+            ),
+          );
+          console.log(`\n${JSON.stringify(info.overall)}`);
+          const videos = perTask.flatMap((t) => t.videos);
+          console.log(`report: ${file}; videos: ${videos.join(', ') || 'none'}`);
         }
+        if (ran === 0) throw new UserError('vla sim eval: no episode could run (see the reasons above)');
       },
     );
 }

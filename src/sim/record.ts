@@ -38,8 +38,9 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
   const { task, expert: plan } = getTask(opts.task);
   const spec = loadRobot(task.robot.name);
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
-  const env = await SimEnv.create(task, { cameras, width: opts.width, height: opts.height });
-  const expert = await WaypointExpert.create(env, plan);
+  const width = opts.width ?? 224;
+  const height = opts.height ?? 224;
+  // The writer first: it refuses a folder that is not empty before any simulation starts.
   const writer = await createDataset(opts.out, {
     fps: task.robot.controlHz,
     robotType: task.robot.name,
@@ -47,9 +48,11 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     features: {
       state: { names: spec.state.names },
       action: { names: spec.action.names },
-      cameras: cameras.map((name) => ({ name, height: env.height, width: env.width })),
+      cameras: cameras.map((name) => ({ name, height, width })),
     },
   });
+  const env = await SimEnv.create(task, { cameras, width, height });
+  const expert = await WaypointExpert.create(env, plan);
   const maxFailures = opts.maxFailures ?? opts.episodes + 5;
   const report: RecordReport = { dir: writer.dir, saved: 0, failed: 0, frames: 0, seeds: [] };
   try {
