@@ -5,11 +5,18 @@
  */
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
-import { type NormStats, normalize } from '../transforms/normalize.js';
+import { type NormMode, type NormStats, normalize } from '../transforms/normalize.js';
 import type { Batch } from './batch.js';
 import { type FrameCache, openFrameCache } from './cache.js';
 import { CAMERA_PREFIX } from './info.js';
-import { actionChunk, type EpisodeRows, episodeRows, openPipeline, type Pipeline } from './pipeline.js';
+import {
+  type Affine,
+  actionChunk,
+  type EpisodeRows,
+  episodeRows,
+  openPipeline,
+  type Pipeline,
+} from './pipeline.js';
 
 export interface TrainingDataOptions {
   imageSize: number;
@@ -35,6 +42,29 @@ export interface TrainingData {
   present: boolean[];
   batchAt(step: number, batchSize: number, seed: number): Batch;
   close(): void;
+}
+
+const EPS = 1e-6;
+
+/**
+ * The config's action normalization as one multiply-add per value (the same formulas as
+ * transforms/normalize.ts, which also checks that the stats cover every dim).
+ */
+function actionAffine(stats: NormStats, mode: NormMode, dim: number): Affine {
+  normalize(new Float32Array(dim), stats, 'actions', mode, dim);
+  const e = stats.actions;
+  const mul = new Float64Array(dim);
+  const add = new Float64Array(dim);
+  for (let d = 0; d < dim; d++) {
+    if (mode === 'zscore') {
+      mul[d] = 1 / (e.std[d]! + EPS);
+      add[d] = -e.mean[d]! * mul[d]!;
+    } else {
+      mul[d] = 2 / (e.q99![d]! - e.q01![d]! + EPS);
+      add[d] = -e.q01![d]! * mul[d]! - 1;
+    }
+  }
+  return { mul, add };
 }
 
 /** splitmix32: a small, well-mixed PRNG; the permutation must not depend on Math.random. */
@@ -76,6 +106,7 @@ class Loader implements TrainingData {
   private readonly stateNorm: Float32Array;
   private readonly prompts: string[];
   private readonly samplePrompt: Int32Array;
+  private readonly affine: Affine;
 
   constructor(
     private readonly p: Pipeline,
@@ -118,6 +149,7 @@ class Loader implements TrainingData {
       this.stateNorm.set(r.state, (row - r.length) * p.stateDim);
     }
     normalize(this.stateNorm, opts.normStats, 'state', data.norm, p.stateDim);
+    this.affine = actionAffine(opts.normStats, data.norm, p.actionDim);
   }
 
   get imageSize() {
@@ -169,7 +201,7 @@ class Loader implements TrainingData {
       const e = this.sampleEpisode[sample]!;
       const t = this.sampleFrame[sample]!;
       state.set(this.stateNorm.subarray(sample * sd, (sample + 1) * sd), b * sd);
-      actionChunk(this.p, this.rows[e]!, t, H, actions, b * H * ad, actionPad, b * H);
+      actionChunk(this.p, this.rows[e]!, t, H, actions, b * H * ad, actionPad, b * H, this.affine);
       for (let c = 0; c < C; c++) {
         const cache = this.caches[c];
         if (!cache) continue;
@@ -178,7 +210,6 @@ class Loader implements TrainingData {
       }
       prompts.push(this.prompts[this.samplePrompt[sample]!]!);
     }
-    normalize(actions, this.opts.normStats, 'actions', this.p.config.data.norm, ad);
     return {
       size: B,
       imageSize: S,

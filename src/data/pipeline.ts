@@ -91,9 +91,15 @@ export async function episodeRows(p: Pipeline, episode: number): Promise<Episode
   return { episode, length: d.length, state, action, taskIndex: d.taskIndex };
 }
 
+/** `x * mul + add` per dim: a normalization folded into one multiply-add. */
+export interface Affine {
+  mul: Float64Array;
+  add: Float64Array;
+}
+
 /**
- * Writes the chunk of `horizon` actions from frame t into `out` at `offset` (delta-converted against
- * the state at t) and the pad flags into `pad` at `padOffset`; returns nothing, fills in place.
+ * Writes the chunk of `horizon` actions from frame t into `out` at `offset`, delta-converted against
+ * the state at t and, when `affine` is given, normalized; pad flags go to `pad` at `padOffset`.
  */
 export function actionChunk(
   p: Pipeline,
@@ -104,16 +110,21 @@ export function actionChunk(
   offset: number,
   pad?: Uint8Array,
   padOffset = 0,
+  affine?: Affine,
 ): void {
   const ad = p.actionDim;
-  const sd = p.stateDim;
+  const base = t * p.stateDim;
+  const mask = p.deltaMask;
+  const last = rows.length - 1;
   for (let k = 0; k < horizon; k++) {
-    const src = Math.min(t + k, rows.length - 1);
-    if (pad) pad[padOffset + k] = t + k >= rows.length ? 1 : 0;
+    const src = Math.min(t + k, last);
+    if (pad) pad[padOffset + k] = t + k > last ? 1 : 0;
     const o = offset + k * ad;
+    const a0 = src * ad;
     for (let d = 0; d < ad; d++) {
-      const a = rows.action[src * ad + d]!;
-      out[o + d] = p.deltaMask[d] ? a - rows.state[t * sd + d]! : a;
+      let a = rows.action[a0 + d]!;
+      if (mask[d]) a -= rows.state[base + d]!;
+      out[o + d] = affine ? a * affine.mul[d]! + affine.add[d]! : a;
     }
   }
 }
