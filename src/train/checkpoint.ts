@@ -76,6 +76,13 @@ export function saveCheckpoint(
   return final;
 }
 
+/** Half-written checkpoints a crash left behind (never renamed into place). */
+export function removeStaleTemps(runDir: string): void {
+  if (!existsSync(runDir)) return;
+  for (const n of readdirSync(runDir))
+    if (n.startsWith('.tmp-')) rmSync(path.join(runDir, n), { recursive: true, force: true });
+}
+
 /** Complete checkpoints in a run folder, oldest first. */
 export function listCheckpoints(runDir: string): Array<{ step: number; dir: string }> {
   if (!existsSync(runDir)) return [];

@@ -15,7 +15,13 @@ import { checkRobotFits, modelDims } from '../model/config.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
 import { type NormStats, readNormStats } from '../transforms/normalize.js';
-import { listCheckpoints, loadCheckpointState, pruneCheckpoints, saveCheckpoint } from './checkpoint.js';
+import {
+  listCheckpoints,
+  loadCheckpointState,
+  pruneCheckpoints,
+  removeStaleTemps,
+  saveCheckpoint,
+} from './checkpoint.js';
 import { loadWeightsInto } from './init.js';
 import { Trainer, type TrainingDataSource } from './trainer.js';
 
@@ -165,6 +171,7 @@ async function train(
       `model ${config.model.preset}: ${paramCount(trainer.params).toLocaleString('en-US')} params, ${trainableCount.toLocaleString('en-US')} trained; data: ${data.numSamples} samples, cameras ${data.cameras.join(', ')}`,
     );
     mkdirSync(runDir, { recursive: true });
+    removeStaleTemps(runDir);
     const metrics = path.join(runDir, 'metrics.jsonl');
     let checkpoint: string | null = latest?.dir ?? null;
     let lastSaved = latest?.step ?? -1;

@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
@@ -176,6 +176,7 @@ describe('runTraining and checkpoints', () => {
       await expect(
         runTraining({ config: cfg, runDir: broken, resume: false, data: source(), normStats: stats }),
       ).rejects.toThrow(/already holds checkpoints/);
+      mkdirSync(path.join(broken, '.tmp-4-12345'), { recursive: true }); // what a crash mid-save leaves
       const second = await runTraining({
         config: cfg,
         runDir: broken,
@@ -184,6 +185,7 @@ describe('runTraining and checkpoints', () => {
         normStats: stats,
       });
       expect(second).toMatchObject({ step: 4, stopped: false });
+      expect(existsSync(path.join(broken, '.tmp-4-12345'))).toBe(false);
       for (const file of ['params.safetensors', 'train_state.safetensors']) {
         const a = readSafetensors(path.join(straight, '4', file)).tensors;
         const b = readSafetensors(path.join(broken, '4', file)).tensors;
