@@ -5,11 +5,23 @@
  * reshaped to heads only inside attention.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { packInstalled } from '../backend/native/pack.js';
 
 /**
- * `a @ b` whose gradient transposes explicitly and then runs plain matmuls, instead of tfjs's built-in
- * gradient that asks for transposed matmuls. A custom gradient computes every input's gradient it
- * returns, so the variants below skip the ones nobody needs: a frozen weight's, or a model input's.
+ * Whether the active backend runs transposed matmuls at full speed: native TensorFlow, or WASM and cpu
+ * with the BLAS kernel pack. Plain WASM runs them 10–30× slower than a transpose plus a plain matmul.
+ */
+function transposedMatmulsFast(): boolean {
+  const backend = tf.getBackend();
+  if (backend === 'wasm' || backend === 'cpu') return packInstalled(backend);
+  return true;
+}
+
+/**
+ * `a @ b` with a gradient that uses transposed matmuls where the backend has them fast and otherwise
+ * transposes explicitly and runs plain matmuls (tfjs's built-in gradient always asks for transposed
+ * matmuls). A custom gradient computes every input's gradient it returns, so the variants below skip
+ * the ones nobody needs: a frozen weight's, or a model input's.
  */
 function explicitMatmul(needA: boolean, needB: boolean) {
   return tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
@@ -20,10 +32,10 @@ function explicitMatmul(needA: boolean, needB: boolean) {
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [sa, sb] = saved as [tf.Tensor2D, tf.Tensor2D];
         const d = dy as tf.Tensor2D;
-        return [
-          needA ? tf.matMul(d, tf.transpose(sb)) : tf.zerosLike(sa),
-          needB ? tf.matMul(tf.transpose(sa), d) : tf.zerosLike(sb),
-        ];
+        const fast = transposedMatmulsFast();
+        const da = () => (fast ? tf.matMul(d, sb, false, true) : tf.matMul(d, tf.transpose(sb)));
+        const db = () => (fast ? tf.matMul(sa, d, true, false) : tf.matMul(tf.transpose(sa), d));
+        return [needA ? da() : tf.zerosLike(sa), needB ? db() : tf.zerosLike(sb)];
       },
     };
   }) as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor2D;
