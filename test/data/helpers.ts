@@ -1,14 +1,25 @@
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
-import { vi } from 'vitest';
+import { afterAll, vi } from 'vitest';
 import YAML from 'yaml';
 import { register } from '../../src/cli/data.js';
 import { TrainConfig } from '../../src/config/schema.js';
 import { createDataset, type WriteFormat } from '../../src/data/writer.js';
 
-export const tmpDir = (tag: string) => mkdtempSync(path.join(os.tmpdir(), `vla-data-${tag}-`));
+const made: string[] = [];
+
+/** A fresh folder under the system's temp dir, removed when the test file finishes. */
+export const tmpDir = (tag: string) => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `vla-data-${tag}-`));
+  made.push(dir);
+  return dir;
+};
+
+afterAll(() => {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 export const CAMERAS = [
   { name: 'cam_high', height: 48, width: 64 },
