@@ -117,6 +117,33 @@ async function waitFinal(registry: JobRegistry, id: number, timeoutMs: number): 
   return null;
 }
 
+const listLocal = withRegistry((registry, json: boolean) => {
+  reapDeadJobs(registry);
+  const all = registry.list();
+  if (json) {
+    console.log(JSON.stringify(all.map(jobJson), null, 2));
+    return;
+  }
+  if (all.length === 0) {
+    console.log('no jobs yet: start one with vla train <config> --exp-name NAME');
+    return;
+  }
+  const rows = all.map((j) => [
+    String(j.id),
+    j.status,
+    `${j.configName}/${j.expName}`,
+    `${j.step}/${j.totalSteps}`,
+    j.metrics?.loss !== undefined ? formatNumber(j.metrics.loss) : '-',
+    j.metrics?.lr !== undefined ? formatNumber(j.metrics.lr) : '-',
+    j.metrics?.samples_per_s !== undefined ? j.metrics.samples_per_s.toFixed(1) : '-',
+    j.pid !== null && !isFinal(j.status) ? `${j.host}:${j.pid}` : '-',
+    ago(j.updatedAt),
+  ]);
+  console.log(
+    table(['id', 'status', 'experiment', 'step', 'loss', 'lr', 'samples/s', 'process', 'updated'], rows),
+  );
+});
+
 async function printQueue(url: string, json: boolean): Promise<void> {
   const entries = await listQueue(url);
   if (json) {
@@ -156,40 +183,8 @@ export function register(program: Command): void {
     .description('all jobs of this workspace (jobs whose process died are marked failed first)')
     .option('--json', 'print JSON, one object per job')
     .option('--queue <url>', 'list the jobs of a Redis queue instead (redis://HOST:6379)')
-    .action(
-      withRegistry(async (registry, opts: { json?: boolean; queue?: string }) => {
-        if (opts.queue) {
-          await printQueue(opts.queue, opts.json === true);
-          return;
-        }
-        reapDeadJobs(registry);
-        const all = registry.list();
-        if (opts.json) {
-          console.log(JSON.stringify(all.map(jobJson), null, 2));
-          return;
-        }
-        if (all.length === 0) {
-          console.log('no jobs yet: start one with vla train <config> --exp-name NAME');
-          return;
-        }
-        const rows = all.map((j) => [
-          String(j.id),
-          j.status,
-          `${j.configName}/${j.expName}`,
-          `${j.step}/${j.totalSteps}`,
-          j.metrics?.loss !== undefined ? formatNumber(j.metrics.loss) : '-',
-          j.metrics?.lr !== undefined ? formatNumber(j.metrics.lr) : '-',
-          j.metrics?.samples_per_s !== undefined ? j.metrics.samples_per_s.toFixed(1) : '-',
-          j.pid !== null && !isFinal(j.status) ? `${j.host}:${j.pid}` : '-',
-          ago(j.updatedAt),
-        ]);
-        console.log(
-          table(
-            ['id', 'status', 'experiment', 'step', 'loss', 'lr', 'samples/s', 'process', 'updated'],
-            rows,
-          ),
-        );
-      }),
+    .action((opts: { json?: boolean; queue?: string }) =>
+      opts.queue ? printQueue(opts.queue, opts.json === true) : listLocal(opts.json === true),
     );
 
   jobs

@@ -207,6 +207,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const connection = await connectQueue(opts.url);
   const name = `${thisHost()}:${process.pid}`;
   const children = new Set<ChildProcess>();
+  let closing = false;
 
   const processTask = async (job: QueueJob<TrainTask, TaskResult>): Promise<TaskResult> => {
     const registry = JobRegistry.open(opts.workspace);
@@ -255,6 +256,10 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
       await new Promise<void>((resolve) => child.once('exit', () => resolve()));
       children.delete(child);
       const end = registry.require(local.id);
+      if (end.status === 'stopped' && !closing) {
+        // Stopped by hand (vla jobs stop on this machine): do not hand it to another worker.
+        throw new UnrecoverableError(`stopped at step ${end.step} on ${name}`);
+      }
       if (end.status !== 'finished') {
         throw new Error(
           `${end.status} at step ${end.step} on ${name}${end.error ? `: ${end.error.split('\n')[0]}` : ''}`,
@@ -288,6 +293,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   return {
     name,
     close: async () => {
+      closing = true;
       for (const child of children) child.kill('SIGTERM');
       await worker.close();
       connection.disconnect();
