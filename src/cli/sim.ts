@@ -2,12 +2,9 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { serveCheckpoint } from '../sim/checkpoint-server.js';
 import { SimEnv } from '../sim/env.js';
-import { runEval } from '../sim/eval.js';
 import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
-import { recordDataset } from '../sim/record.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
 import { VideoWriter } from '../sim/video.js';
@@ -197,6 +194,8 @@ export function register(program: Command): void {
         const episodes = int('episodes', opts.episodes, 1)!;
         const bar = progress('recording', episodes);
         const t0 = performance.now();
+        // Loaded on use: the dataset writer, policy client and server are heavy imports other commands skip.
+        const { recordDataset } = await import('../sim/record.js');
         const report = await recordDataset({
           task: opts.task,
           episodes,
@@ -273,6 +272,8 @@ export function register(program: Command): void {
             `--checkpoint: the tasks run different robots (${robots.join(', ')}); evaluate them separately`,
           );
         }
+        const { runEval } = await import('../sim/eval.js');
+        const { serveCheckpoint } = await import('../sim/checkpoint-server.js');
         const local = opts.checkpoint
           ? await serveCheckpoint(
               opts.checkpoint,

@@ -5,17 +5,20 @@
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import loadMujocoModule, { type MainModule, type MjData, type MjModel } from 'mujoco-js';
+import type { MainModule, MjData, MjModel } from 'mujoco-js';
 
 let modulePromise: Promise<MainModule> | undefined;
 let fileCounter = 0;
 
 /** The WASM module, loaded once per thread (~100 ms). */
 export function mujocoModule(): Promise<MainModule> {
-  modulePromise ??= loadMujocoModule().then((mj) => {
-    mj.FS.mkdir('/vla');
-    return mj;
-  });
+  // Imported on first use: the module is 11 MB of JavaScript, which every `vla` command would otherwise parse.
+  modulePromise ??= import('mujoco-js')
+    .then(({ default: load }) => load())
+    .then((mj) => {
+      mj.FS.mkdir('/vla');
+      return mj;
+    });
   return modulePromise;
 }
 
