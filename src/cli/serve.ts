@@ -155,6 +155,10 @@ export function register(program: Command): void {
       });
       const m = server.metrics;
       const errors = [...m.errors.values()].reduce((a, b) => a + b, 0);
-      console.log(`served ${m.requests} requests to ${m.connectionsTotal} connections, ${errors} errors`);
+      const latency =
+        m.requests > 0
+          ? `, latency p50 ${m.latencyQuantile(0.5).toFixed(2)} ms, p99 ${m.latencyQuantile(0.99).toFixed(2)} ms`
+          : '';
+      console.log(`served ${m.requests} requests to ${m.connectionsTotal} connections, ${errors} errors${latency}`);
     });
 }

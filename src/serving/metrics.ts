@@ -43,6 +43,22 @@ export class ServerMetrics {
   );
   readonly batchSize = new Histogram('vla_batch_size', 'Requests per policy call.', [1, 2, 4, 8, 16, 32, 64]);
 
+  /** The most recent request latencies (ms), for quantiles in summaries; the histogram keeps the rest. */
+  private readonly recent: number[] = [];
+
+  observeLatency(ms: number): void {
+    this.latency.observe(ms);
+    this.recent.push(ms);
+    if (this.recent.length > 10_000) this.recent.splice(0, this.recent.length - 10_000);
+  }
+
+  /** Quantile q (0..1) of the recent latencies, NaN when there are none. */
+  latencyQuantile(q: number): number {
+    if (this.recent.length === 0) return Number.NaN;
+    const sorted = [...this.recent].sort((a, b) => a - b);
+    return sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+  }
+
   error(kind: string): void {
     this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
   }

@@ -194,7 +194,7 @@ export class PolicyServer {
         );
         this.metrics.requests++;
         const now = performance.now();
-        this.metrics.latency.observe(now - t0);
+        this.metrics.observeLatency(now - t0);
         prevTotalMs = now - cycleStart;
         cycleStart = now;
         busy = false;
