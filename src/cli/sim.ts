@@ -234,6 +234,7 @@ export function register(program: Command): void {
       'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
       'joint_position',
     )
+    .option('--infer-timeout <s>', 'fail an episode when the server takes longer than this to answer', '120')
     .option('--videos <n>', 'MP4s of the first N episodes of each task', '2')
     .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
     .option('--json', 'print the report as JSON instead of tables')
@@ -248,6 +249,7 @@ export function register(program: Command): void {
         seed: string;
         replanEvery?: string;
         actionMode: string;
+        inferTimeout: string;
         videos: string;
         out: string;
         json?: boolean;
@@ -299,6 +301,7 @@ export function register(program: Command): void {
                 seed: int('seed', opts.seed, 0)!,
                 replanEvery: int('replan-every', opts.replanEvery, 1),
                 actionMode: opts.actionMode,
+                inferTimeoutMs: 1000 * int('infer-timeout', opts.inferTimeout, 1)!,
                 videos: int('videos', opts.videos, 0)!,
                 videoDir: path.join(opts.out, 'videos'),
               },

@@ -29,6 +29,8 @@ export interface EvalOptions {
   videos: number;
   /** Ask for a new chunk after this many steps (default: the whole chunk). */
   replanEvery?: number;
+  /** An episode fails when the server takes longer than this to answer (default 120 s). */
+  inferTimeoutMs?: number;
   /** How the robot reads actions (the single arm also takes joint velocities, as openpi's DROID policy emits). */
   actionMode?: 'joint_position' | 'joint_velocity';
 }
@@ -54,6 +56,7 @@ export async function evalEpisodes(
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,
       broker: { replanEvery: opts.replanEvery },
+      inferTimeoutMs: opts.inferTimeoutMs,
     });
   let agent: PolicyClientAgent | null = null;
   try {

@@ -72,10 +72,18 @@ export class PolicyClientAgent implements Agent {
     private readonly client: PolicyClient,
     private readonly spec: RobotSpec,
     brokerOpts: BrokerOptions,
+    inferTimeoutMs: number,
   ) {
     const dim = spec.action.names.length;
     this.broker = new ActionChunkBroker(async (obs) => {
-      const r = await client.infer(obs);
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new UserError(`no reply from the server within ${inferTimeoutMs / 1000} s`)),
+          inferTimeoutMs,
+        );
+      });
+      const r = await Promise.race([client.infer(obs), late]).finally(() => clearTimeout(timer));
       if (r.actionDim !== dim) {
         throw new UserError(
           `the server sent actions of dimension ${r.actionDim} (chunk ${r.horizon}x${r.actionDim}); robot ${spec.name} expects ${dim}`,
@@ -88,13 +96,19 @@ export class PolicyClientAgent implements Agent {
   static async connect(
     url: string,
     robot: string,
-    opts: { apiKey?: string | null; timeoutMs?: number; broker?: BrokerOptions } = {},
+    opts: {
+      apiKey?: string | null;
+      timeoutMs?: number;
+      broker?: BrokerOptions;
+      /** A hung server fails the episode after this long instead of stalling the eval (default 120 s). */
+      inferTimeoutMs?: number;
+    } = {},
   ): Promise<PolicyClientAgent> {
     const client = await PolicyClient.connect(url, {
       apiKey: opts.apiKey,
       timeoutMs: opts.timeoutMs ?? 10_000,
     });
-    return new PolicyClientAgent(client, loadRobot(robot), opts.broker ?? {});
+    return new PolicyClientAgent(client, loadRobot(robot), opts.broker ?? {}, opts.inferTimeoutMs ?? 120_000);
   }
 
   reset(): void {

@@ -1,10 +1,13 @@
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WebSocketServer } from 'ws';
 import YAML from 'yaml';
 import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js';
 import { validateDataset } from '../../src/data/validate.js';
+import { pack } from '../../src/serving/codec.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
@@ -121,6 +124,30 @@ describe('recording and evaluation', () => {
       await server.close();
     }
   }, 60_000);
+
+  it('fails an episode, not the eval, when the server never answers', async () => {
+    // A server that sends its metadata frame and then stays silent.
+    const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+    wss.on('connection', (ws) => ws.send(pack({})));
+    await new Promise((r) => wss.once('listening', r));
+    try {
+      const url = `ws://127.0.0.1:${(wss.address() as AddressInfo).port}`;
+      const ev = await runEval({
+        task: 'pick_place',
+        url,
+        episodes: 1,
+        workers: 1,
+        seed: 0,
+        videos: 0,
+        inferTimeoutMs: 300,
+      });
+      expect(ev.results[0]!.error).toBe('no reply from the server within 0.3 s');
+      expect(ev.summary.failed).toBe(1);
+    } finally {
+      for (const c of wss.clients) c.terminate();
+      await new Promise((r) => wss.close(r));
+    }
+  });
 
   it('refuses a checkpoint trained for another robot, naming both', async () => {
     const ckpt = path.join(dir, 'ckpt');
