@@ -13,19 +13,16 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { describeValue, UserError } from '../config/errors.js';
-import { runJobProcess } from '../jobs/job-process.js';
 import { assertLocal, prepareResume, resolveLaunchConfig, spawnDetached } from '../jobs/launch.js';
 import { jobAlive, reapDeadJobs, tailFile } from '../jobs/liveness.js';
 import { metricsPath, readMetrics } from '../jobs/metrics.js';
-import { drawFigure } from '../jobs/plot.js';
 import { formatDuration, formatNumber } from '../jobs/progress.js';
-import { listQueue, parseQueueUrl, submitTask } from '../jobs/queue.js';
 import { isFinal, type Job, JobRegistry, thisHost } from '../jobs/registry.js';
-import { renderPng } from '../jobs/render-png.js';
-import { renderSvg } from '../jobs/render-svg.js';
-import { loadTrainer } from '../jobs/trainer.js';
-import { computeBackend } from './context.js';
 import { collect, table } from './output.js';
+import { trainingRuntime } from './train.js';
+
+/** The queue client (BullMQ, ioredis): loaded only by the commands that talk to a queue. */
+const queueModule = () => import('../jobs/queue.js');
 
 const rel = (p: string) => path.relative(process.cwd(), p) || p;
 
@@ -145,7 +142,7 @@ const listLocal = withRegistry((registry, json: boolean) => {
 });
 
 async function printQueue(url: string, json: boolean): Promise<void> {
-  const entries = await listQueue(url);
+  const entries = await (await queueModule()).listQueue(url);
   if (json) {
     console.log(JSON.stringify(entries, null, 2));
     return;
@@ -290,8 +287,7 @@ export function register(program: Command): void {
           console.log(`  watch:  vla jobs logs ${job.id} -f`);
           return;
         }
-        await computeBackend(program);
-        const train = await loadTrainer();
+        const { runJobProcess, train } = await trainingRuntime(program);
         const config = job.config as { train: { log_interval: number } };
         await runJobProcess(registry, job.id, {
           train,
@@ -334,7 +330,7 @@ export function register(program: Command): void {
     .option('--out <file>', 'output file, .png or .svg (default job-<ids>.png)')
     .option('--width <px>', 'image width', '800')
     .action(
-      withRegistry((registry, ids: string[], opts: { out?: string; width: string }) => {
+      withRegistry(async (registry, ids: string[], opts: { out?: string; width: string }) => {
         const todo = ids.map((i) => registry.require(parseId(i)));
         const out = path.resolve(opts.out ?? `job-${todo.map((j) => j.id).join('-')}.png`);
         const ext = path.extname(out).toLowerCase();
@@ -352,8 +348,12 @@ export function register(program: Command): void {
             throw new UserError(`job ${j.id} has no metrics yet (${rel(metricsPath(j.runDir))})`);
           return { label: `job ${j.id}: ${j.configName}/${j.expName}`, rows };
         });
+        const { drawFigure } = await import('../jobs/plot.js');
         const fig = drawFigure(runs, { width });
-        const bytes = ext === '.png' ? renderPng(fig) : Buffer.from(renderSvg(fig));
+        const bytes =
+          ext === '.png'
+            ? (await import('../jobs/render-png.js')).renderPng(fig)
+            : Buffer.from((await import('../jobs/render-svg.js')).renderSvg(fig));
         mkdirSync(path.dirname(out), { recursive: true });
         const tmp = `${out}.${process.pid}.tmp`;
         writeFileSync(tmp, bytes);
@@ -379,6 +379,7 @@ export function register(program: Command): void {
         configName: string,
         opts: { expName: string; queue: string; resume?: boolean; overwrite?: boolean; set: string[] },
       ) => {
+        const { parseQueueUrl, submitTask } = await queueModule();
         parseQueueUrl(opts.queue);
         const req = {
           config: configName,
@@ -409,8 +410,7 @@ export function register(program: Command): void {
       withRegistry(async (registry, id: string) => {
         const jobId = parseId(id);
         try {
-          await computeBackend(program);
-          const train = await loadTrainer();
+          const { runJobProcess, train } = await trainingRuntime(program);
           const config = registry.require(jobId).config as { train: { log_interval: number } };
           await runJobProcess(registry, jobId, {
             train,

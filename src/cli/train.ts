@@ -1,11 +1,22 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { runJobProcess } from '../jobs/job-process.js';
 import { prepareLaunch, registerLaunch, spawnDetached } from '../jobs/launch.js';
 import { JobRegistry } from '../jobs/registry.js';
-import { loadTrainer } from '../jobs/trainer.js';
-import { computeBackend } from './context.js';
 import { collect } from './output.js';
+
+/**
+ * What running a trainer in this process needs (TensorFlow.js, the model, the trainer): loaded only by
+ * the commands that train, so the others start quickly. Prints the backend line.
+ */
+export async function trainingRuntime(program: Command) {
+  const [{ computeBackend }, { runJobProcess }, { loadTrainer }] = await Promise.all([
+    import('./context.js'),
+    import('../jobs/job-process.js'),
+    import('../jobs/trainer.js'),
+  ]);
+  await computeBackend(program);
+  return { runJobProcess, train: await loadTrainer() };
+}
 
 interface TrainOptions {
   expName: string;
@@ -51,8 +62,7 @@ export function register(program: Command): void {
           console.log(`  stop:   vla jobs stop ${job.id}`);
           return;
         }
-        await computeBackend(program);
-        const train = await loadTrainer();
+        const { runJobProcess, train } = await trainingRuntime(program);
         const job = registerLaunch(registry, prepared);
         const outcome = await runJobProcess(registry, job.id, {
           train,

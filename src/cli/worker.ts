@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { describeValue, UserError } from '../config/errors.js';
-import { startWorker } from '../jobs/queue.js';
 
 const stamp = () => new Date().toISOString().replace('T', ' ').slice(0, 19);
 
@@ -26,6 +25,7 @@ export function register(program: Command): void {
       const concurrency = positive('--concurrency', opts.concurrency);
       const stallSeconds = positive('--stall-timeout', opts.stallTimeout);
       const say = (line: string) => console.log(`${stamp()} ${line}`);
+      const { startWorker } = await import('../jobs/queue.js');
       const worker = await startWorker({
         url: opts.queue,
         concurrency,
