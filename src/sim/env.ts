@@ -86,7 +86,13 @@ export class SimEnv {
   }
 
   static async create(task: Task, opts: EnvOptions = {}): Promise<SimEnv> {
-    return new SimEnv(task, await Sim.fromFile(task.scene ?? task.robot.mjcf), opts);
+    const sim = await Sim.fromFile(task.scene ?? task.robot.mjcf);
+    try {
+      return new SimEnv(task, sim, opts);
+    } catch (e) {
+      sim.free();
+      throw e;
+    }
   }
 
   /** The MJCF file this env was compiled from. */

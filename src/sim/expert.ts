@@ -25,8 +25,9 @@ export type Plan = (env: SimEnv) => Waypoint[][];
 interface ArmRun {
   ik: ArmIk;
   waypoints: Waypoint[];
-  /** Resolved positions of the waypoints reached or started so far; index 0 is the start pose. */
+  /** Where the current segment starts: the last waypoint reached, or the start pose. */
   from: { at: number; target: EeTarget; gripper: number };
+  /** Index of the waypoint being approached, and its resolved pose. */
   seg: number;
   segTarget: EeTarget;
   q: Float64Array;
