@@ -22,6 +22,10 @@ const GROUPS: Array<[string, string]> = [
   ['serve', 'serve a policy to robots over WebSocket (openpi wire protocol)'],
   ['client', 'robot-side tools: connect to a policy server, benchmark it'],
   ['sim', 'MuJoCo simulation: tasks, scripted experts, recording, rollouts'],
+  [
+    'demo',
+    'serve the shipped base checkpoint and roll it out in simulation: success rates, latency, a video',
+  ],
   ['worker', 'take training jobs from a Redis queue (vla jobs submit) and run them here'],
 ];
 
@@ -34,7 +38,7 @@ export async function buildProgram(): Promise<Command> {
     .option('--no-native', "keep matmuls on the backend's own kernels, not OpenBLAS (env VLA_NATIVE=0)")
     .option(
       '--blas-threads <n>',
-      'OpenBLAS threads for the native kernels (env OPENBLAS_NUM_THREADS; default: all cores)',
+      'OpenBLAS threads for the native kernels (env OPENBLAS_NUM_THREADS; default 1)',
     )
     .option(
       '--wasm-threads <n>',

@@ -16,3 +16,16 @@ export function table(header: string[], rows: string[][]): string {
       .trimEnd();
   return [fmt(header), widths.map((w) => '-'.repeat(w)).join('  '), ...rows.map(fmt)].join('\n');
 }
+
+/** A one-line progress bar on a terminal (stderr); plain lines when stderr is not a terminal. */
+export function progressBar(label: string, total: number): (done: number, note?: string) => void {
+  const tty = process.stderr.isTTY;
+  return (done, note = '') => {
+    const width = 24;
+    const filled = total > 0 ? Math.round((width * Math.min(done, total)) / total) : width;
+    const line =
+      `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${note}`.trimEnd();
+    if (tty) process.stderr.write(`\r\x1b[K${line}${done >= total ? '\n' : ''}`);
+    else console.error(line);
+  };
+}

@@ -1,11 +1,9 @@
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Command } from 'commander';
-import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, resolveConfig, validate } from '../config/load.js';
-import { ServeConfig, TrainConfig } from '../config/schema.js';
+import { ServeConfig } from '../config/schema.js';
 import type { PolicyContext } from '../serving/load-policy.js';
+import { readCheckpointConfig } from '../serving/local.js';
 import { type PolicySpec, parsePolicySpec } from '../serving/policy.js';
 import { inlineRunner, workerRunner } from '../serving/runner.js';
 import { PolicyServer } from '../serving/server.js';
@@ -34,14 +32,6 @@ function int(name: string, value: string | undefined): number | undefined {
   if (!Number.isFinite(n) || n < 0)
     throw new UserError(`--${name}: expected a non-negative number, got "${value}"`);
   return n;
-}
-
-/** The config a checkpoint was trained with (DESIGN.md §5: `<step>/config.yaml`). */
-function checkpointConfig(dir: string): TrainConfig {
-  const file = path.join(dir, 'config.yaml');
-  if (!existsSync(file))
-    throw new UserError(`--checkpoint ${dir}: expected a checkpoint folder holding config.yaml`);
-  return validate(TrainConfig, YAML.parse(readFileSync(file, 'utf8')), () => `${file}: `);
 }
 
 export function register(program: Command): void {
@@ -73,7 +63,7 @@ export function register(program: Command): void {
       if (opts.checkpoint && opts.policy)
         throw new UserError('vla serve: give --checkpoint or --policy, not both');
       const config = opts.checkpoint
-        ? checkpointConfig(opts.checkpoint)
+        ? readCheckpointConfig(opts.checkpoint)
         : configName
           ? resolveConfig(configName, opts.set).config
           : null;
@@ -159,6 +149,8 @@ export function register(program: Command): void {
         m.requests > 0
           ? `, latency p50 ${m.latencyQuantile(0.5).toFixed(2)} ms, p99 ${m.latencyQuantile(0.99).toFixed(2)} ms`
           : '';
-      console.log(`served ${m.requests} requests to ${m.connectionsTotal} connections, ${errors} errors${latency}`);
+      console.log(
+        `served ${m.requests} requests to ${m.connectionsTotal} connections, ${errors} errors${latency}`,
+      );
     });
 }

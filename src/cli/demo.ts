@@ -1,0 +1,138 @@
+import { existsSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { UserError } from '../config/errors.js';
+import { PACKAGE_ROOT } from '../config/load.js';
+import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.js';
+import { runEval } from '../sim/eval.js';
+import { TASKS } from '../sim/tasks/index.js';
+import { computeBackend } from './context.js';
+import { progressBar, table } from './output.js';
+
+/** A checkpoint folder, or a folder of them (the shipped `checkpoints/base/` holds one per task). */
+function checkpointsIn(dir: string): string[] {
+  if (existsSync(path.join(dir, 'config.yaml'))) return [dir];
+  if (!existsSync(dir)) throw new UserError(`--checkpoint ${dir}: no such folder`);
+  const found = readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isDirectory() && existsSync(path.join(dir, e.name, 'config.yaml')))
+    .map((e) => path.join(dir, e.name))
+    .sort();
+  if (found.length === 0)
+    throw new UserError(
+      `--checkpoint ${dir}: expected a checkpoint folder (with config.yaml) or folders of them`,
+    );
+  return found;
+}
+
+/** The config's eval task, else the one simulated task of the checkpoint's robot. */
+function taskFor(dir: string): string {
+  const config = readCheckpointConfig(dir);
+  if (config.train.eval_task) return config.train.eval_task;
+  const tasks = Object.entries(TASKS).filter(([, t]) => t.task.robot.name === config.robot);
+  if (tasks.length !== 1) {
+    throw new UserError(
+      `${dir}/config.yaml: train.eval_task: expected the task to roll out (robot ${config.robot} has ${tasks.length} tasks), got null`,
+    );
+  }
+  return tasks[0]![0];
+}
+
+function count(name: string, value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1)
+    throw new UserError(`--${name}: expected a positive integer, got "${value}"`);
+  return n;
+}
+
+export function register(program: Command): void {
+  program
+    .command('demo')
+    .description(
+      'serve the shipped base checkpoint, roll it out in simulation as a robot client, print success rates and latency',
+    )
+    .option(
+      '--checkpoint <dir>',
+      'a checkpoint, or a folder of them',
+      path.join(PACKAGE_ROOT, 'checkpoints', 'base'),
+    )
+    .option('--episodes <n>', 'episodes per task', '10')
+    .option('--workers <n>', 'episodes run in parallel worker threads', '2')
+    .option(
+      '--seed <n>',
+      'seed of episode 0; the shipped checkpoints never trained on seeds from 100000 on',
+      '100000',
+    )
+    .option('--out <dir>', 'rollout videos go here', 'outputs/demo')
+    .action(
+      async (opts: { checkpoint: string; episodes: string; workers: string; seed: string; out: string }) => {
+        const t0 = performance.now();
+        const backend = program.opts<{ backend?: string }>().backend;
+        await computeBackend(program);
+        const episodes = count('episodes', opts.episodes);
+        const rows: string[][] = [];
+        const videos: string[] = [];
+        for (const dir of checkpointsIn(opts.checkpoint)) {
+          const task = taskFor(dir);
+          const { server, config } = await serveCheckpointLocally(dir, { backend });
+          try {
+            const bar = progressBar(`${task}`, episodes);
+            let done = 0;
+            let successes = 0;
+            const report = await runEval(
+              {
+                task,
+                url: server.url,
+                episodes,
+                workers: count('workers', opts.workers),
+                seed: Number(opts.seed),
+                videos: 1,
+                videoDir: path.join(opts.out, task),
+              },
+              (r) => {
+                done++;
+                if (r.success) successes++;
+                bar(done, `${successes} succeeded`);
+              },
+            );
+            const s = report.summary;
+            const m = server.metrics;
+            rows.push([
+              task,
+              config.name,
+              String(s.episodes),
+              `${s.pc_success.toFixed(0)}%`,
+              s.avg_sum_reward.toFixed(2),
+              s.avg_max_reward.toFixed(2),
+              `${m.latencyQuantile(0.5).toFixed(1)} ms`,
+              `${m.latencyQuantile(0.99).toFixed(1)} ms`,
+              String(m.requests),
+            ]);
+            videos.push(...report.videos);
+            for (const r of report.results) {
+              if (r.error) console.error(`episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
+            }
+          } finally {
+            await server.close();
+          }
+        }
+        console.log(
+          `\n${table(
+            [
+              'task',
+              'checkpoint',
+              'episodes',
+              'success',
+              'avg sum reward',
+              'avg max reward',
+              'server p50',
+              'server p99',
+              'requests',
+            ],
+            rows,
+          )}`,
+        );
+        for (const v of videos) console.log(`video: ${v}`);
+        console.log(`demo finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+      },
+    );
+}

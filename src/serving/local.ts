@@ -1,0 +1,52 @@
+/**
+ * A checkpoint served on a free loopback port in this process (inference in its worker thread), for
+ * tools that evaluate a policy exactly as a robot would reach it: same wire format, same transforms.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import { UserError } from '../config/errors.js';
+import { loadRobot, validate } from '../config/load.js';
+import { TrainConfig } from '../config/schema.js';
+import { workerRunner } from './runner.js';
+import { PolicyServer } from './server.js';
+
+/** The resolved config a checkpoint was trained with (DESIGN.md §5: `<step>/config.yaml`). */
+export function readCheckpointConfig(dir: string): TrainConfig {
+  const file = path.join(dir, 'config.yaml');
+  if (!existsSync(file)) {
+    throw new UserError(
+      `${dir}: not a checkpoint (no config.yaml; expected checkpoints/<config>/<exp>/<step>)`,
+    );
+  }
+  return validate(TrainConfig, YAML.parse(readFileSync(file, 'utf8')), () => `${file}: `);
+}
+
+export async function serveCheckpointLocally(
+  dir: string,
+  opts: { backend?: string; seed?: number | null } = {},
+): Promise<{ server: PolicyServer; config: TrainConfig }> {
+  const config = readCheckpointConfig(dir);
+  const runner = await workerRunner(
+    { kind: 'checkpoint', dir },
+    {
+      robot: config.robot,
+      horizon: config.model.action_horizon,
+      metadata: { ...config.serve.metadata },
+      defaultPrompt: config.data.default_prompt,
+      backend: opts.backend,
+      seed: opts.seed ?? null,
+    },
+  );
+  const server = await PolicyServer.start(runner, loadRobot(config.robot), {
+    host: '127.0.0.1',
+    port: 0,
+    apiKey: null,
+    maxMessageBytes: 64 * 1024 * 1024,
+    maxConnections: 64,
+    maxBatch: config.serve.max_batch,
+    maxWaitMs: config.serve.max_wait_ms,
+    defaultPrompt: config.data.default_prompt,
+  });
+  return { server, config };
+}
