@@ -12,7 +12,7 @@
  *
  * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `cpu+blas` the pack under the
  * cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
- * OPENBLAS_NUM_THREADS (default: all cores); WASM takes VLA_WASM_THREADS (default 1), fixed per
+ * OPENBLAS_NUM_THREADS (default 1, see src/backend/native/blas.ts); WASM takes VLA_WASM_THREADS (default 1), fixed per
  * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4).
  * The machine is shared with other work: compare rows of one run, and expect noise.
  */

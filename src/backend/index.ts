@@ -45,7 +45,7 @@ export interface BackendOptions {
    * backend. On by default where it loads; `false` (`--no-native`, `VLA_NATIVE=0`) keeps the host's own.
    */
   native?: boolean;
-  /** OpenBLAS threads (default: `OPENBLAS_NUM_THREADS`, else all cores). Fixed once the library loads. */
+  /** OpenBLAS threads (default: `OPENBLAS_NUM_THREADS`, else 1: see native/blas.ts). Fixed once the library loads. */
   blasThreads?: number;
   /**
    * WASM threads (default `VLA_WASM_THREADS`, else 1). More than 1 starts tfjs-backend-wasm's threaded

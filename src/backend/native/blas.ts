@@ -33,8 +33,8 @@ export interface Blas {
 
 export interface BlasOptions {
   /**
-   * OpenBLAS threads (overrides `OPENBLAS_NUM_THREADS`). OpenBLAS reads its thread count once, when
-   * the library loads: this only takes effect on the first load in a process.
+   * OpenBLAS threads (overrides `OPENBLAS_NUM_THREADS`; default DEFAULT_THREADS). OpenBLAS reads its
+   * thread count once, when the library loads: this only takes effect on the first load in a process.
    */
   threads?: number;
   /** Loads the binding's package; tests pass their own to stand for a missing or broken install. */
@@ -68,6 +68,16 @@ function mappedLibrary(): string | null {
   return blas ? null : 'unknown';
 }
 
+/**
+ * One thread unless asked for more. Measured on this 2-core machine shared with other work
+ * (`npm run bench -- native` and `-- kernels`, load 8–16): with 2 threads, OpenBLAS's hand-offs between
+ * its threads stalled whenever the other core was taken, so mid-sized products (a batch-1 expert layer,
+ * [50,128]·[128,512]) ran 5× slower than WASM's and a B chunk 2.5× slower than without the pack, while
+ * 1 thread was faster than WASM at every model shape. On a machine of its own, `--blas-threads 2` (or
+ * OPENBLAS_NUM_THREADS=2) gains on large products (PyTorch here: 1.5× from its second thread).
+ */
+export const DEFAULT_THREADS = 1;
+
 /** The thread count OpenBLAS started with: later requests in the same process cannot change it. */
 let threadsAtLoad: number | null = null;
 
@@ -86,8 +96,10 @@ function firstLine(e: unknown): string {
 /** Loads the BLAS binding; returns it, or a one-line reason why it cannot be used. Never throws. */
 export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
   const load = opts.load ?? ((pkg: string) => require(pkg));
-  if (threadsAtLoad === null && opts.threads !== undefined)
-    process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
+  if (threadsAtLoad === null) {
+    if (opts.threads !== undefined) process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
+    else if (threadsFromEnv() === undefined) process.env.OPENBLAS_NUM_THREADS = String(DEFAULT_THREADS);
+  }
   let mod: { sgemm?: unknown };
   try {
     mod = load(BLAS_PACKAGE) as { sgemm?: unknown };
