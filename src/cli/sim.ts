@@ -227,7 +227,11 @@ export function register(program: Command): void {
     .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
     .option('--episodes <n>', 'episodes per task', '10')
     .option('--workers <n>', 'episodes run in parallel worker threads', '1')
-    .option('--seed <n>', 'seed of episode 0 (episode i uses seed + i)', '1000')
+    .option(
+      '--seed <n>',
+      'seed of episode 0 (episode i uses seed + i); far from recording seeds, so eval scenes are unseen',
+      '100000',
+    )
     .option('--replan-every <n>', 'ask for a new chunk after this many steps (default: the whole chunk)')
     .option(
       '--action-mode <mode>',
