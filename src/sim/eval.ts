@@ -51,7 +51,8 @@ export async function evalEpisodes(
   const spec = loadRobot(task.robot.name);
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
   const videoCam = cameras[0]!;
-  const env = await SimEnv.create(task, { cameras, actionMode: opts.actionMode });
+  // No cameras in every observation: the agent draws them on the steps it asks the server.
+  const env = await SimEnv.create(task, { actionMode: opts.actionMode });
   const connect = () =>
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,
@@ -76,8 +77,8 @@ export async function evalEpisodes(
       try {
         agent ??= await connect();
         result = await runEpisode(env, agent, episode, seed, {
-          onStep: async (obs) => {
-            await video?.write(obs.images[videoCam]!);
+          onStep: async (_obs, _action, _reward, e) => {
+            await video?.write(e.render(videoCam));
           },
         });
       } catch (e) {

@@ -67,6 +67,8 @@ export function toOpenpiObservation(
 
 export class PolicyClientAgent implements Agent {
   private readonly broker: ActionChunkBroker;
+  /** Builds the observation of the current step; called only when the broker asks the server. */
+  private current: (() => Record<string, unknown>) | null = null;
 
   private constructor(
     private readonly client: PolicyClient,
@@ -83,7 +85,9 @@ export class PolicyClientAgent implements Agent {
           inferTimeoutMs,
         );
       });
-      const r = await Promise.race([client.infer(obs), late]).finally(() => clearTimeout(timer));
+      const r = await Promise.race([client.infer(this.current ? this.current() : obs), late]).finally(() =>
+        clearTimeout(timer),
+      );
       if (r.actionDim !== dim) {
         throw new UserError(
           `the server sent actions of dimension ${r.actionDim} (chunk ${r.horizon}x${r.actionDim}); robot ${spec.name} expects ${dim}`,
@@ -115,8 +119,19 @@ export class PolicyClientAgent implements Agent {
     this.broker.reset();
   }
 
+  /**
+   * Between chunks the broker needs no observation, so cameras are drawn (and images converted) only on
+   * the steps that ask the server: with 50-step chunks, one step in fifty.
+   */
   act(obs: SimObservation, env: SimEnv): Promise<Float32Array> {
-    return this.broker.step(toOpenpiObservation(this.spec, obs, env.width, env.height));
+    this.current = () => {
+      const images: Record<string, Uint8Array> = {};
+      for (const cam of this.spec.cameras) {
+        if (cam.name in env.robot.cameras) images[cam.name] = obs.images[cam.name] ?? env.render(cam.name);
+      }
+      return toOpenpiObservation(this.spec, { ...obs, images }, env.width, env.height);
+    };
+    return this.broker.step({});
   }
 
   close(): Promise<void> {
