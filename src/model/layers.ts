@@ -62,28 +62,31 @@ export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));
 }
 
-/** [B·T, H·hd] → queries, keys or values by head: [B, H, T, hd]. */
-export function splitHeads(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor4D {
+/** [B·T, H·hd] → queries, keys or values by head: [B·H, T, hd]. */
+export function splitHeads(x: tf.Tensor, b: number, t: number, heads: number): tf.Tensor3D {
   const hd = x.shape[1]! / heads;
-  return tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 1, 3]);
+  return tf.reshape(tf.transpose(tf.reshape(x, [b, t, heads, hd]), [0, 2, 1, 3]), [b * heads, t, hd]);
 }
 
 /**
- * Scaled dot-product attention over heads. q [B,H,Tq,hd] (already scaled by 1/√hd), k and v [B,H,Tk,hd],
- * bias [B,1,Tq,Tk] additive (0 where allowed, a large negative number where masked) or null. Returns
- * [B·Tq, H·hd]. Keys stay [.., Tk, hd] so that appending the suffix's keys to the cached prefix's is a
- * concat over an outer axis (its gradient, a split over the innermost axis, cost ~50 ms a step on WASM).
+ * Scaled dot-product attention over heads for a batch of `b`. q [B·H,Tq,hd] (already scaled by 1/√hd),
+ * k and v [B·H,Tk,hd], bias [B,1,Tq,Tk] additive (0 where allowed, a large negative number where
+ * masked) or null. Returns [B·Tq, H·hd]. Keys stay [.., Tk, hd] (the score matmul transposes them) so
+ * that appending the suffix's keys to the cached prefix's is a concat over an outer axis.
  */
-export function attend(q: tf.Tensor4D, k: tf.Tensor4D, v: tf.Tensor4D, bias: tf.Tensor | null): tf.Tensor2D {
-  const [b, h, tq, hd] = q.shape;
-  const tk = k.shape[2];
-  let scores: tf.Tensor = tf.reshape(
-    tf.matMul(tf.reshape(q, [b * h, tq, hd]), tf.reshape(k, [b * h, tk, hd]), false, true),
-    [b, h, tq, tk],
-  );
-  if (bias) scores = tf.add(scores, bias);
-  const probs = tf.reshape(tf.softmax(scores), [b * h, tq, tk]);
-  const out = tf.reshape(tf.matMul(probs, tf.reshape(v, [b * h, tk, hd])), [b, h, tq, hd]);
+export function attend(
+  q: tf.Tensor3D,
+  k: tf.Tensor3D,
+  v: tf.Tensor3D,
+  bias: tf.Tensor | null,
+  b: number,
+): tf.Tensor2D {
+  const [bh, tq, hd] = q.shape;
+  const h = bh / b;
+  const tk = k.shape[1];
+  let scores: tf.Tensor = tf.matMul(q, k, false, true);
+  if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [b, h, tq, tk]), bias), [bh, tq, tk]);
+  const out = tf.reshape(tf.matMul(tf.softmax(scores), v), [b, h, tq, hd]);
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b * tq, h * hd]);
 }
 

@@ -223,8 +223,9 @@ export function batchObservation(batch: Batch): Observation {
 
 /** One layer's prefix keys and values [B,H,Tp,hd]: what the KV cache holds. */
 export interface PrefixKV {
-  keys: tf.Tensor4D[];
-  values: tf.Tensor4D[];
+  /** Per layer, flat by head: [B·H, Tp·hd], ready to have the suffix's appended. */
+  keys: tf.Tensor2D[];
+  values: tf.Tensor2D[];
   /** [B, Tp]: which prefix tokens are real (present cameras, prompt tokens). */
   valid: Uint8Array;
   length: number;
@@ -233,6 +234,8 @@ export interface PrefixKV {
 export class Pi0 {
   /** Parameters training leaves alone (their gradients are not computed); the trainer sets it. */
   frozen = new Set<string>();
+  /** While sampling no gradient is taken: matmuls skip the custom-gradient wrapper (its bookkeeping per op). */
+  private sampling = false;
 
   constructor(readonly dims: ModelDims) {}
 
@@ -250,12 +253,19 @@ export class Pi0 {
    */
   linear(w: Params, x: tf.Tensor, name: string, input = false): tf.Tensor2D {
     const kernel = `${name}/kernel`;
-    const mm = input ? matmul2dInputA : this.frozen.has(kernel) ? matmul2dFrozenB : matmul2d;
+    const mm = this.sampling
+      ? plainMatmul
+      : input
+        ? matmul2dInputA
+        : this.frozen.has(kernel)
+          ? matmul2dFrozenB
+          : matmul2d;
     let y = mm(x, get(w, kernel));
     const a = w.get(`${name}/lora_a`);
     if (a) {
       const lora = this.dims.lora!;
-      const delta = matmul2d(matmul2d(x, a), get(w, `${name}/lora_b`));
+      const mm2 = this.sampling ? plainMatmul : matmul2d;
+      const delta = mm2(mm2(x, a), get(w, `${name}/lora_b`));
       y = tf.add(y, tf.mul(delta, lora.alpha / lora.rank));
     }
     const b = w.get(`${name}/bias`);
@@ -267,12 +277,12 @@ export class Pi0 {
     return tf.add(x, this.linear(w, gelu(this.linear(w, h, `${g}/mlp/up`)), `${g}/mlp/down`));
   }
 
-  private queries(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): tf.Tensor4D {
+  private queries(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): tf.Tensor3D {
     const q = tf.mul(this.linear(w, h, `${g}/attn/q`), 1 / Math.sqrt(this.dims.headDim));
     return splitHeads(q, b, t, this.dims.heads);
   }
 
-  private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor4D, tf.Tensor4D] {
+  private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor3D, tf.Tensor3D] {
     const k = splitHeads(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
     const v = splitHeads(this.linear(w, h, `${g}/attn/v`), b, t, this.dims.heads);
     return [k, v];
@@ -293,7 +303,10 @@ export class Pi0 {
       const g = `vision/block_${i}`;
       const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
       const [k, v] = this.keysValues(w, h, g, images, n);
-      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, images, n), k, v, null), `${g}/attn/o`));
+      x = tf.add(
+        x,
+        this.linear(w, attend(this.queries(w, h, g, images, n), k, v, null, images), `${g}/attn/o`),
+      );
       x = this.mlp(w, x, g);
     }
     return rmsNorm(x, get(w, 'vision/final_norm/scale'));
@@ -311,7 +324,11 @@ export class Pi0 {
     );
     const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
     const tokens = tf.add(
-      tf.reshape(matmul2dInputA(onehot, get(w, 'prefix/token_embedding')), [b, l, d.width]),
+      tf.reshape((this.sampling ? plainMatmul : matmul2dInputA)(onehot, get(w, 'prefix/token_embedding')), [
+        b,
+        l,
+        d.width,
+      ]),
       tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
     );
     const length = c * n + l;
@@ -335,17 +352,17 @@ export class Pi0 {
     const { x: x0, valid, length: t } = this.embedPrefix(w, inp);
     const mask = attentionMask(valid, new Uint8Array(t), b);
     const bias = tf.tensor4d(maskBias(mask, b, t, 0, t, 0, t), [b, 1, t, t]);
-    const keys: tf.Tensor4D[] = [];
-    const values: tf.Tensor4D[] = [];
+    const keys: tf.Tensor2D[] = [];
+    const values: tf.Tensor2D[] = [];
     let x = x0;
     for (let i = 0; i < d.depth; i++) {
       const g = `prefix/block_${i}`;
       const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
       const [k, v] = this.keysValues(w, h, g, b, t);
-      keys.push(k);
-      values.push(v);
+      keys.push(flatHeads(k));
+      values.push(flatHeads(v));
       if (i === d.depth - 1) break;
-      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, b, t), k, v, bias), `${g}/attn/o`));
+      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, b, t), k, v, bias, b), `${g}/attn/o`));
       x = this.mlp(w, x, g);
     }
     return { keys, values, valid, length: t };
@@ -376,12 +393,16 @@ export class Pi0 {
     const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in', true);
     // π0 concatenates [action, time] before the MLP; splitting the kernel instead adds the time part once per sample.
     const kIn = get(w, 'expert/time_mlp_in/kernel');
-    const timePart = matmul2dInputA(
+    const timePart = (this.sampling ? plainMatmul : matmul2dInputA)(
       tf.tensor2d(this.timeEmbedding(t), [b, e]),
       tf.slice(kIn, [e, 0], [e, e]),
     );
     let h: tf.Tensor = tf.add(
-      tf.reshape(matmul2d(act, tf.slice(kIn, [0, 0], [e, e])), [b, d.horizon, e]),
+      tf.reshape((this.sampling ? plainMatmul : matmul2d)(act, tf.slice(kIn, [0, 0], [e, e])), [
+        b,
+        d.horizon,
+        e,
+      ]),
       tf.reshape(timePart, [b, 1, e]),
     );
     h = silu(tf.add(h, get(w, 'expert/time_mlp_in/bias')));
@@ -421,7 +442,10 @@ export class Pi0 {
       const [k, v] = this.keysValues(w, h, g, b, s);
       const keys = joinTokens(kv.keys[i]!, k);
       const values = joinTokens(kv.values[i]!, v);
-      y = tf.add(y, this.linear(w, attend(this.queries(w, h, g, b, s), keys, values, bias), `${g}/attn/o`));
+      y = tf.add(
+        y,
+        this.linear(w, attend(this.queries(w, h, g, b, s), keys, values, bias, b), `${g}/attn/o`),
+      );
       y = this.mlp(w, y, g);
     }
     return this.actionsOut(w, y, b);
@@ -470,10 +494,10 @@ export class Pi0 {
       const values = joinTokens(vp, ve);
       const qe = this.queries(w, he, ge, b, s);
       if (i === d.depth - 1) {
-        y = tf.add(y, this.linear(w, attend(qe, keys, values, suffixRows), `${ge}/attn/o`));
+        y = tf.add(y, this.linear(w, attend(qe, keys, values, suffixRows, b), `${ge}/attn/o`));
       } else {
         const q = joinTokens(this.queries(w, hp, gp, b, p), qe);
-        const out = tf.reshape(attend(q, keys, values, full), [b, total, d.width]);
+        const out = tf.reshape(attend(q, keys, values, full, b), [b, total, d.width]);
         const outP = tf.reshape(sliceAxis1(out, 0, p), [b * p, d.width]);
         const outE = tf.reshape(sliceAxis1(out, p, s), [b * s, d.width]);
         x = this.mlp(w, tf.add(x, this.linear(w, outP, `${gp}/attn/o`)), gp);
@@ -524,13 +548,28 @@ export class Pi0 {
     noise: Float32Array,
     opts: { numSteps?: number; cache?: boolean } = {},
   ): tf.Tensor3D {
+    const numSteps = opts.numSteps ?? this.dims.numSteps;
+    this.sampling = true;
+    try {
+      return this.sampleTidy(w, inp, noise, numSteps, opts.cache !== false);
+    } finally {
+      this.sampling = false;
+    }
+  }
+
+  private sampleTidy(
+    w: Params,
+    inp: ModelInputs,
+    noise: Float32Array,
+    numSteps: number,
+    cache: boolean,
+  ): tf.Tensor3D {
     const d = this.dims;
     const b = inp.batch;
-    const numSteps = opts.numSteps ?? d.numSteps;
     return tf.tidy(() => {
       const state = tf.tensor2d(inp.state, [b, d.actionDim]);
       const x1 = tf.tensor3d(noise, [b, d.horizon, d.actionDim]);
-      if (opts.cache === false) {
+      if (!cache) {
         return eulerIntegrate(x1, numSteps, (x, t) =>
           this.velocityUncached(w, inp, state, x, new Float32Array(b).fill(t)),
         );
@@ -602,12 +641,16 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   return t;
 }
 
-/** [B,H,Ta,hd] and [B,H,Tb,hd] joined over tokens: [B,H,Ta+Tb,hd]. */
-function joinTokens(a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D {
-  const [n, h, ta, hd] = a.shape;
-  const tb = b.shape[2];
-  const joined = concatAxis1([tf.reshape(a, [n * h, ta, hd]), tf.reshape(b, [n * h, tb, hd])]);
-  return tf.reshape(joined, [n, h, ta + tb, hd]);
+/** [B·H, T, hd] → [B·H, T·hd]: the layout tokens are joined in (see concatAxis1). */
+function flatHeads(x: tf.Tensor3D): tf.Tensor2D {
+  return tf.reshape(x, [x.shape[0], x.shape[1] * x.shape[2]]);
+}
+
+/** Tokens of `a` ([B·H, Ta, hd], or flat [B·H, Ta·hd]) then of `b` ([B·H, Tb, hd]): [B·H, Ta+Tb, hd]. */
+function joinTokens(a: tf.Tensor, b: tf.Tensor3D): tf.Tensor3D {
+  const [bh, tb, hd] = b.shape;
+  const flatA = a.rank === 2 ? a : flatHeads(a as tf.Tensor3D);
+  return tf.reshape(tf.concat([flatA, flatHeads(b)], 1), [bh, flatA.shape[1]! / hd + tb, hd]);
 }
 
 /** [B, Tp + S] validity: the prefix's, then every suffix token. */
@@ -619,6 +662,9 @@ function sequenceValid(prefixValid: Uint8Array, p: number, s: number, b: number)
   }
   return out;
 }
+
+const plainMatmul = (a: tf.Tensor, b: tf.Tensor): tf.Tensor2D =>
+  tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
 
 function get(w: Params, name: string): tf.Tensor {
   const t = w.get(name);

@@ -112,7 +112,6 @@ const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 export async function runTraining(opts: RunTrainingOptions): Promise<RunTrainingResult> {
   const { config, runDir } = opts;
   const log = opts.log ?? (() => {});
-  const t = config.train;
   const existing = listCheckpoints(runDir);
   if (!opts.resume && existing.length > 0) {
     throw new UserError(
