@@ -3,7 +3,8 @@
  * - an episode of aloha_transfer_cube (400 steps at 50 Hz) driven by the scripted expert: physics alone,
  *   and physics + one 224×224 camera rendered every step (the issue's figure: episodes/minute/core);
  * - the renderer alone per frame at 224×224 and 640×480;
- * - `vla sim eval` throughput with 1 and 2 worker threads against a local zeros policy server.
+ * - `vla sim eval` throughput with 1 and 2 worker threads against a local zeros policy server (wall time,
+ *   including each extra worker's start: a second or more of module loading).
  * Medians of a few runs; the machine is shared, so compare ratios within one run.
  */
 import os from 'node:os';
@@ -101,7 +102,7 @@ export async function run(): Promise<void> {
     maxWaitMs: 0,
     defaultPrompt: null,
   });
-  const episodes = 12;
+  const episodes = 24;
   const one = await evalSeconds(1, episodes, server.url);
   const two = await evalSeconds(2, episodes, server.url);
   await server.close();
