@@ -70,6 +70,11 @@ describe('queue: bad input before anything is sent', () => {
   });
 });
 
+if (!hasRedis)
+  console.warn(
+    'redis-server is not installed: skipping the queue tests that need one (apt-get install redis-server)',
+  );
+
 describe.runIf(hasRedis)('queue on a real redis-server', () => {
   let redis: Awaited<ReturnType<typeof startRedis>>;
   let ws: string;
