@@ -9,6 +9,7 @@ import { computeNormStats, normStatsFile } from '../data/normstats.js';
 import { type LeRobotDataset, openDataset } from '../data/reader.js';
 import { contactSheet } from '../data/show.js';
 import { validateDataset } from '../data/validate.js';
+import type { VideoCodec } from '../data/video.js';
 import type { WriteFormat } from '../data/writer.js';
 import { niceTicks, PALETTE, type Prim } from '../jobs/plot.js';
 import { renderPng } from '../jobs/render-png.js';
@@ -21,6 +22,12 @@ function writeFileAtomic(file: string, data: Uint8Array): void {
   writeFileSync(tmp, data);
   renameSync(tmp, file);
 }
+
+const codecOf = (v: string): VideoCodec => {
+  if (v !== 'h264' && v !== 'av1')
+    throw new UserError(`--codec: expected h264 or av1, got ${JSON.stringify(v)}`);
+  return v;
+};
 
 const formatOf = (v: string): WriteFormat => {
   if (v !== 'v2.1' && v !== 'v3.0')
@@ -246,16 +253,30 @@ export function register(program: Command): void {
     .option('--format <v>', 'v2.1 (openpi) or v3.0', formatOf, 'v2.1' as WriteFormat)
     .option('--fps <n>', 'recording rate', (v) => Number(v), 50)
     .option('--images', 'store frames as PNG in parquet instead of mp4')
+    .option(
+      '--codec <c>',
+      'video codec: h264 or av1 (SVT-AV1, frames >= 64 px)',
+      codecOf,
+      'h264' as VideoCodec,
+    )
     .action(
       async (
         inputs: string[],
-        opts: { out: string; task: string; format: WriteFormat; fps: number; images?: boolean },
+        opts: {
+          out: string;
+          task: string;
+          format: WriteFormat;
+          fps: number;
+          images?: boolean;
+          codec: VideoCodec;
+        },
       ) => {
         const r = await importAloha(inputs, opts.out, {
           format: opts.format,
           task: opts.task,
           fps: opts.fps,
           video: !opts.images,
+          codec: opts.codec,
           onEpisode: (done, total, file) => console.error(`imported ${done}/${total}: ${file}`),
         });
         console.log(`${opts.out}: ${opts.format}, ${r.episodes} episodes, ${r.frames} frames`);
@@ -268,8 +289,14 @@ export function register(program: Command): void {
     .argument('<src>', 'dataset folder to read')
     .argument('<dst>', 'new dataset folder')
     .requiredOption('--format <v>', 'v2.1 or v3.0', formatOf)
-    .action(async (src: string, dst: string, opts: { format: WriteFormat }) => {
-      await convertDataset(src, dst, opts.format, progressBar('convert'));
+    .option(
+      '--codec <c>',
+      'video codec of the copy: h264 or av1 (SVT-AV1, frames >= 64 px)',
+      codecOf,
+      'h264' as VideoCodec,
+    )
+    .action(async (src: string, dst: string, opts: { format: WriteFormat; codec: VideoCodec }) => {
+      await convertDataset(src, dst, opts.format, progressBar('convert'), opts.codec);
       const report = await validateDataset(dst);
       console.log(`${dst}: ${opts.format}, ${report.episodes} episodes, ${report.frames} frames`);
       if (report.problems.length > 0)

@@ -1,6 +1,7 @@
 import { UserError } from '../config/errors.js';
 import { cameraName } from './info.js';
 import { openDataset } from './reader.js';
+import type { VideoCodec } from './video.js';
 import { createDataset, type WriteFormat } from './writer.js';
 
 /** Frames decoded per camera at a time, so a long episode never sits whole in memory. */
@@ -18,6 +19,7 @@ export async function convertDataset(
   dst: string,
   format: WriteFormat,
   onProgress?: (done: number, total: number) => void,
+  codec?: VideoCodec,
 ): Promise<void> {
   const ds = await openDataset(src);
   const feats = ds.info.features;
@@ -38,6 +40,7 @@ export async function convertDataset(
     robotType: ds.info.robotType ?? 'unknown',
     format,
     video: videos > 0,
+    codec,
     features: {
       state: { names: namesOr(feats['observation.state']!.names, stateDim, 'state') },
       action: { names: namesOr(feats.action!.names, actionDim, 'action') },

@@ -8,6 +8,7 @@ import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import h5wasm from 'h5wasm/node';
 import { UserError } from '../config/errors.js';
+import type { VideoCodec } from './video.js';
 import { createDataset, type WriteFormat } from './writer.js';
 
 type H5File = InstanceType<typeof h5wasm.File>;
@@ -26,6 +27,7 @@ export interface AlohaImportOptions {
   fps?: number;
   /** Store cameras as mp4 (default) or PNG in parquet. */
   video?: boolean;
+  codec?: VideoCodec;
   onEpisode?: (done: number, total: number, file: string) => void;
 }
 
@@ -216,6 +218,7 @@ export async function importAloha(
           robotType: 'aloha',
           format: opts.format,
           video: opts.video,
+          codec: opts.codec,
           features: {
             state: {
               names:

@@ -146,17 +146,27 @@ export async function decodeFrames(
   return count;
 }
 
+export type VideoCodec = 'h264' | 'av1';
+
 export interface EncodeOptions {
   width: number;
   height: number;
   fps: number;
-  /** libx264's constant rate factor: lower is better quality. */
+  /** h264 (libx264, the default) or av1 (SVT-AV1, LeRobot's own choice; frames at least 64 px). */
+  codec?: VideoCodec;
+  /** Constant rate factor: lower is better quality (default 18 for h264, 30 for av1 as LeRobot). */
   crf?: number;
 }
 
+/** Encoder flags per codec; a GOP of 2 keeps random access cheap, as LeRobot encodes (g=2). */
+function codecArgs(codec: VideoCodec, crf: number | undefined): string[] {
+  if (codec === 'av1') return ['-c:v', 'libsvtav1', '-preset', '8', '-crf', String(crf ?? 30), '-g', '2'];
+  return ['-c:v', 'libx264', '-preset', 'veryfast', '-crf', String(crf ?? 18), '-g', '2', '-bf', '0'];
+}
+
 /**
- * An h264 (libx264, yuv420p) encoder fed with RGB24 frames through a pipe; `close()` finishes the
- * file and renames it into place, so a crash leaves no half-written mp4 under the final name.
+ * A video encoder (yuv420p mp4) fed with RGB24 frames through a pipe; `close()` finishes the file
+ * and renames it into place, so a crash leaves no half-written mp4 under the final name.
  */
 export class VideoEncoder {
   private readonly child;
@@ -169,41 +179,23 @@ export class VideoEncoder {
     readonly file: string,
     readonly opts: EncodeOptions,
   ) {
+    const codec = opts.codec ?? 'h264';
     if (opts.width % 2 !== 0 || opts.height % 2 !== 0) {
       throw new UserError(
-        `${file}: h264 with yuv420p needs even frame sizes, got ${opts.width}x${opts.height}`,
+        `${file}: ${codec} with yuv420p needs even frame sizes, got ${opts.width}x${opts.height}`,
+      );
+    }
+    if (codec === 'av1' && (opts.width < 64 || opts.height < 64)) {
+      throw new UserError(
+        `${file}: SVT-AV1 needs frames of at least 64x64, got ${opts.width}x${opts.height} (use h264)`,
       );
     }
     this.tmp = `${file}.tmp-${process.pid}.mp4`;
-    // A GOP of 2 keeps random access cheap, as LeRobot encodes (g=2).
     const args = [
-      '-v',
-      'error',
-      '-y',
-      '-f',
-      'rawvideo',
-      '-pix_fmt',
-      'rgb24',
-      '-s',
-      `${opts.width}x${opts.height}`,
-      '-framerate',
-      String(opts.fps),
-      '-i',
-      'pipe:0',
-      '-c:v',
-      'libx264',
-      '-pix_fmt',
-      'yuv420p',
-      '-preset',
-      'veryfast',
-      '-crf',
-      String(opts.crf ?? 18),
-      '-g',
-      '2',
-      '-bf',
-      '0',
-      '-an',
-      this.tmp,
+      ...['-v', 'error', '-y', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${opts.width}x${opts.height}`],
+      ...['-framerate', String(opts.fps), '-i', 'pipe:0'],
+      ...codecArgs(codec, opts.crf),
+      ...['-pix_fmt', 'yuv420p', '-an', this.tmp],
     ];
     this.child = spawn(FFMPEG, args, { stdio: ['pipe', 'ignore', 'pipe'] });
     this.child.stderr.on('data', (d: Buffer) => {

@@ -7,7 +7,7 @@ import { UserError } from '../config/errors.js';
 import { CAMERA_PREFIX, fillTemplate } from './info.js';
 import { imageSchema, listSchema, scalarSchema, writeParquet } from './parquet.js';
 import { aggregateStats, imageStats, type StatsEntry, type StatsMap, vectorStats } from './stats.js';
-import { probeVideo, VideoEncoder } from './video.js';
+import { probeVideo, type VideoCodec, VideoEncoder } from './video.js';
 
 export type WriteFormat = 'v2.1' | 'v3.0';
 
@@ -24,7 +24,9 @@ export interface CreateOptions {
   features: WriterFeatures;
   /** Cameras as h264 mp4 (default) or as lossless PNG bytes inside the parquet rows (`false`). */
   video?: boolean;
-  /** libx264 quality (constant rate factor), 18 by default. */
+  /** Video codec: h264 (default) or av1 (LeRobot's own, slower to encode, frames at least 64 px). */
+  codec?: VideoCodec;
+  /** Constant rate factor (quality): 18 by default for h264, 30 for av1. */
   crf?: number;
   /** v3.0 starts a new data / video file once the current one passes this size. */
   dataFileMb?: number;
@@ -189,6 +191,7 @@ class Writer implements DatasetWriter {
             width: cam.width,
             height: cam.height,
             fps: this.opts.fps,
+            codec: this.opts.codec,
             crf: this.opts.crf,
           });
         }
@@ -506,7 +509,7 @@ class Writer implements DatasetWriter {
             info: {
               'video.height': cam.height,
               'video.width': cam.width,
-              'video.codec': 'h264',
+              'video.codec': this.opts.codec ?? 'h264',
               'video.pix_fmt': 'yuv420p',
               'video.is_depth_map': false,
               'video.fps': this.opts.fps,
@@ -720,8 +723,16 @@ export async function createDataset(dir: string, opts: CreateOptions): Promise<D
       throw new UserError(`createDataset: features.${part}.names: expected at least one name`);
     }
   }
+  if (opts.codec !== undefined && opts.codec !== 'h264' && opts.codec !== 'av1') {
+    throw new UserError(`createDataset: codec: expected h264 or av1, got ${JSON.stringify(opts.codec)}`);
+  }
   const names = new Set<string>();
   for (const cam of opts.features.cameras) {
+    if (opts.codec === 'av1' && (opts.video ?? true) && (cam.height < 64 || cam.width < 64)) {
+      throw new UserError(
+        `createDataset: camera ${cam.name}: SVT-AV1 needs frames of at least 64x64, got ${cam.height}x${cam.width}`,
+      );
+    }
     if (!/^[\w.-]+$/.test(cam.name) || names.has(cam.name)) {
       throw new UserError(
         `createDataset: camera name ${JSON.stringify(cam.name)}: expected a unique name of letters, digits, _ . -`,

@@ -171,6 +171,19 @@ describe('dataset versions and interrupted recordings', () => {
         features: { state: { names: ['a'] }, action: { names: ['b'] }, cameras: [] },
       }),
     ).rejects.toThrow(/already exists and is not empty/);
+    await expect(
+      createDataset(path.join(dir, 'av1'), {
+        fps: 10,
+        robotType: 'r',
+        format: 'v3.0',
+        codec: 'av1',
+        features: {
+          state: { names: ['a'] },
+          action: { names: ['b'] },
+          cameras: [{ name: 'wrist', height: 48, width: 64 }],
+        },
+      }),
+    ).rejects.toThrow(/camera wrist: SVT-AV1 needs frames of at least 64x64, got 48x64/);
     renameSync(path.join(dir, 'x'), path.join(tmpDir('moved'), 'x'));
     const w = await createDataset(dir, {
       fps: 10,
