@@ -44,7 +44,25 @@ async function timeChunks(
     if (i > 0) times.push(performance.now() - t0);
   }
   times.sort((a, b) => a - b);
-  return { p50: times[Math.floor(times.length / 2)]!, p90: times[Math.floor(times.length * 0.9)]! };
+  // Ops per chunk: at batch 1 each costs ~10–30 µs of dispatch whatever its size, so this bounds latency.
+  const inp = prepareInputs(d, {
+    batchSize: batch,
+    cameras: 2,
+    imageSize: d.imageSize,
+    images,
+    imageMask: new Uint8Array(batch * 2).fill(1),
+    state: rng.normals(batch * 14),
+    stateDim: 14,
+    prompts: new Array(batch).fill(PROMPT),
+  });
+  const info = await tf.profile(() => {
+    model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache }).dispose();
+  });
+  return {
+    p50: times[Math.floor(times.length / 2)]!,
+    p90: times[Math.floor(times.length * 0.9)]!,
+    ops: info.kernels.filter((k) => k.name !== '').length,
+  };
 }
 
 export async function run(): Promise<void> {
@@ -60,18 +78,18 @@ export async function run(): Promise<void> {
     const cached = await timeChunks(model, w, 1, true, 15);
     const uncached = await timeChunks(model, w, 1, false, 5);
     const batched = await timeChunks(model, w, 8, true, 5);
-    rows.push([label, 'B=1, KV cache', cached.p50.toFixed(1), cached.p90.toFixed(1)]);
-    rows.push([label, 'B=1, no KV cache', uncached.p50.toFixed(1), uncached.p90.toFixed(1)]);
-    rows.push([
-      label,
-      'B=8, KV cache (per chunk)',
-      (batched.p50 / 8).toFixed(1),
-      (batched.p90 / 8).toFixed(1),
-    ]);
+    const row = (what: string, r: { p50: number; p90: number; ops: number }, per = 1) =>
+      rows.push([label, what, (r.p50 / per).toFixed(1), (r.p90 / per).toFixed(1), String(r.ops)]);
+    row('B=1, KV cache', cached);
+    row('B=1, no KV cache', uncached);
+    row('B=8, KV cache (per chunk)', batched, 8);
     if (tf.memory().numTensors !== tensorsBefore) throw new Error('sampling leaked tensors');
     tf.dispose([...w.values()]);
   }
   console.log(
-    table(['model', 'chunk (H=50, 10 flow steps, 2 cams, 20-token prompt)', 'p50 ms', 'p90 ms'], rows),
+    table(
+      ['model', 'chunk (H=50, 10 flow steps, 2 cams, 20-token prompt)', 'p50 ms', 'p90 ms', 'ops/call'],
+      rows,
+    ),
   );
 }
