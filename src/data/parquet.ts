@@ -117,8 +117,8 @@ export const toNumber = (v: unknown): number => (typeof v === 'bigint' ? Number(
 export const text = (v: unknown): string =>
   typeof v === 'string' ? v : v instanceof Uint8Array ? new TextDecoder().decode(v) : String(v);
 
-/** A parquet column of fixed-length float lists (a LeRobot vector feature) as a schema pair. */
-export function listSchema(name: string, type: 'FLOAT' | 'DOUBLE' | 'INT64'): SchemaElement[] {
+/** A list column (a LeRobot vector feature, or v3.0's per-episode task list) as its schema elements. */
+export function listSchema(name: string, type: 'FLOAT' | 'DOUBLE' | 'INT64' | 'STRING'): SchemaElement[] {
   return [
     {
       name,
@@ -128,7 +128,7 @@ export function listSchema(name: string, type: 'FLOAT' | 'DOUBLE' | 'INT64'): Sc
       logical_type: { type: 'LIST' },
     },
     { name: 'list', repetition_type: 'REPEATED', num_children: 1 },
-    { name: 'element', type, repetition_type: 'OPTIONAL' },
+    ...scalarSchema('element', type),
   ];
 }
 

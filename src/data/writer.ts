@@ -612,7 +612,7 @@ class Writer implements DatasetWriter {
     const cols: Array<{ schema: SchemaElement[]; data: unknown[] }> = [
       int('episode_index', (e) => e.index),
       {
-        schema: [...listSchema('tasks', 'FLOAT').slice(0, 2), scalarSchema('element', 'STRING')[0]!],
+        schema: listSchema('tasks', 'STRING'),
         data: eps.map((e) => e.tasks),
       },
       int('length', (e) => e.length),
