@@ -1,6 +1,5 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { BACKENDS } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
@@ -11,25 +10,25 @@ import { registerDoctor } from './doctor.js';
 const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
 
 /**
- * The command groups, in --help order. Each lives in `src/cli/<name>.ts` exporting
- * `register(program)`; a group whose file has not landed yet is listed and says so when called.
+ * The command groups, in --help order, each in `src/cli/<name>.ts` exporting `register(program)`.
+ * Only the group a command names is loaded (data and sim pull in parquet, video and MuJoCo code);
+ * --help and anything unrecognised load them all.
  */
-const GROUPS: Array<[string, string]> = [
-  ['data', 'LeRobot datasets: info, show, validate, import, convert, norm stats'],
-  ['train', 'launch a fine-tuning job from a named config'],
-  ['infer', 'sample an action chunk from a checkpoint for a dataset frame and compare it with the recording'],
-  ['jobs', 'list, watch, stop, resume and plot fine-tuning jobs'],
-  ['serve', 'serve a policy to robots over WebSocket (openpi wire protocol)'],
-  ['client', 'robot-side tools: connect to a policy server, benchmark it'],
-  ['sim', 'MuJoCo simulation: tasks, scripted experts, recording, rollouts'],
-  [
-    'demo',
-    'serve the shipped base checkpoint and roll it out in simulation: success rates, latency, a video',
-  ],
-  ['worker', 'take training jobs from a Redis queue (vla jobs submit) and run them here'],
-];
+const GROUPS = ['data', 'train', 'infer', 'jobs', 'serve', 'client', 'sim', 'demo', 'worker'];
 
-export async function buildProgram(): Promise<Command> {
+/** Global options that take a value, to skip when looking for the command's name. */
+const VALUE_OPTIONS = new Set(['--backend', '--blas-threads', '--wasm-threads']);
+
+function requestedCommand(args: string[]): string | undefined {
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i]!;
+    if (VALUE_OPTIONS.has(a)) i++;
+    else if (!a.startsWith('-')) return a;
+  }
+  return undefined;
+}
+
+export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
   const program = new Command('vla')
     .description('vla-orchestrator: fine-tune and serve π0-style vision-language-action policies')
     .version(pkg.version)
@@ -46,21 +45,12 @@ export async function buildProgram(): Promise<Command> {
     )
     .showHelpAfterError('(run with --help for usage)');
   registerConfig(program);
-  for (const [name, description] of GROUPS) {
-    const file = path.join(import.meta.dirname, `${name}.ts`);
-    if (existsSync(file)) {
-      const mod = (await import(pathToFileURL(file).href)) as { register: (p: Command) => void };
-      mod.register(program);
-      continue;
-    }
-    program
-      .command(name)
-      .description(`${description} (not in this build yet)`)
-      .allowUnknownOption()
-      .argument('[args...]')
-      .action(() => {
-        throw new UserError(`vla ${name}: not in this build yet (see the open issues)`);
-      });
+  const wanted = requestedCommand(argv.slice(2));
+  const always = ['config', 'doctor'];
+  const load = always.includes(wanted ?? '') ? [] : GROUPS.includes(wanted ?? '') ? [wanted!] : GROUPS;
+  for (const name of load) {
+    const mod = (await import(`./${name}.js`)) as { register: (p: Command) => void };
+    mod.register(program);
   }
   registerDoctor(program);
   return program;
