@@ -26,13 +26,14 @@ export const PACK_KERNELS: Record<PackHost, readonly string[]> = {
 
 /**
  * Whether BLAS beats the host's own kernel for a problem. Measured with `npm run bench -- kernels`
- * (wasm and cpu hosts, OpenBLAS on 2 threads): BLAS won at every single product down to 4×4 (1.7–3×
- * there, 3–300× at the model's shapes: WASM's transposed and batched paths run at 0.6–2.3 GFLOP/s),
- * and lost only on large batches of products so small that the binding's ~1 µs per call dominates
- * (512 × [2,2]·[2,2]: 5× slower; 2048 × [4,4]·[4,4]: already 1.7× faster).
+ * (wasm host, OpenBLAS on 1 thread, a loaded machine): BLAS won at every model shape (2.3–4× on plain
+ * products, 25–160× on transposed and batched ones, where WASM runs at 0.2–1.4 GFLOP/s) and tied or
+ * won on single products down to 4×4. It lost on large batches of tiny products, where the binding's
+ * ~1 µs per call dominates (512 × [2,2]·[2,2]: 2× slower; 2048 × [4,4]·[4,4]: 2× faster in one run,
+ * 2× slower in another), so batches of products under 8×8×8 stay on the host.
  */
 export function blasWins(_host: PackHost, p: Problem): boolean {
-  return p.batch === 1 || 2 * p.m * p.n * p.k >= 2 * 4 ** 3;
+  return p.batch === 1 || p.m * p.n * p.k >= 8 ** 3;
 }
 
 export interface PackStats {
