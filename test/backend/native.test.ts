@@ -136,6 +136,22 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
     tf.dispose([a, b, alpha, pack, own]);
   });
 
+  it('hands large batches of tiny products back to the WASM kernel, with the same results', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+    const a = tf.randomNormal([512, 2, 2], 0, 1, 'float32', 14);
+    const before = packStats();
+    const got = tf.matMul(a, a);
+    expect(packStats().fallback).toBe(before.fallback + 1);
+    expect(packStats().blas).toBe(before.blas);
+    const [pack, own] = bothWays(
+      'wasm',
+      () => tf.matMul(a, a),
+      () => true,
+    );
+    expect(relErr(pack, own)).toBeLessThan(1e-5);
+    expect(relErr(got, own)).toBe(0);
+  });
+
   it('tf.clone shares memory on WASM (as on cpu) and outlives the original', () => {
     installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
     const x = tf.tensor1d([1, 2, 3]);
