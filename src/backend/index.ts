@@ -83,6 +83,15 @@ async function tryBackend(name: BackendName, load: (pkg: string) => unknown): Pr
 let active: BackendInfo | null = null;
 
 /**
+ * What the last setupBackend() set up, or null before it ran. Model code can read `native` to shape its
+ * matmuls: with the pack on, transposed and batched matmuls run on BLAS as fast as plain ones, so
+ * transposing explicitly first only adds a copy.
+ */
+export function activeBackend(): BackendInfo | null {
+  return active;
+}
+
+/**
  * Set up TensorFlow.js on the best backend this machine has (or the one asked for by `--backend` or
  * `VLA_BACKEND`) and report what it got.
  */
