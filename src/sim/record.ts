@@ -7,7 +7,7 @@ import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { createDataset, type WriteFormat } from '../data/writer.js';
 import { SimEnv } from './env.js';
-import { WaypointExpert } from './expert.js';
+import { type Plan, WaypointExpert } from './expert.js';
 import { specCameraNames } from './policy-agent.js';
 import { runEpisode } from './rollout.js';
 import { getTask } from './tasks/index.js';
@@ -21,6 +21,8 @@ export interface RecordOptions {
   /** Camera frame size (the robot spec's, 224×224, by default). */
   width?: number;
   height?: number;
+  /** Another scripted expert than the task's own (a variant, or one under development). */
+  plan?: Plan;
   /** Give up after this many failed episodes (default: as many as requested, plus 5). */
   maxFailures?: number;
   onEpisode?(saved: number, failed: number, success: boolean): void;
@@ -35,7 +37,8 @@ export interface RecordReport {
 }
 
 export async function recordDataset(opts: RecordOptions): Promise<RecordReport> {
-  const { task, expert: plan } = getTask(opts.task);
+  const { task, expert } = getTask(opts.task);
+  const plan = opts.plan ?? expert;
   const spec = loadRobot(task.robot.name);
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
   const width = opts.width ?? 224;
@@ -52,13 +55,13 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     },
   });
   const env = await SimEnv.create(task, { cameras, width, height });
-  const expert = await WaypointExpert.create(env, plan);
+  const agent = await WaypointExpert.create(env, plan);
   const maxFailures = opts.maxFailures ?? opts.episodes + 5;
   const report: RecordReport = { dir: writer.dir, saved: 0, failed: 0, frames: 0, seeds: [] };
   try {
     for (let attempt = 0; report.saved < opts.episodes; attempt++) {
       const seed = opts.seed + attempt;
-      const result = await runEpisode(env, expert, attempt, seed, {
+      const result = await runEpisode(env, agent, attempt, seed, {
         onStep: (obs, action) => {
           writer.addFrame({ state: obs.state, action, images: obs.images, task: obs.prompt });
         },
@@ -73,7 +76,7 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
         report.failed++;
         if (report.failed > maxFailures) {
           throw new UserError(
-            `${opts.task}: the expert failed ${report.failed} episodes (saved ${report.saved}); giving up`,
+            `${opts.task}: the expert failed ${report.failed} episode${report.failed === 1 ? '' : 's'} (saved ${report.saved}); giving up`,
           );
         }
       }
@@ -81,7 +84,7 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     }
     await writer.finalize();
   } finally {
-    expert.close();
+    agent.close();
     env.free();
   }
   return report;

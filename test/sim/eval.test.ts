@@ -16,6 +16,7 @@ import { runEval } from '../../src/sim/eval.js';
 import { recordDataset } from '../../src/sim/record.js';
 import { ALOHA_SIM } from '../../src/sim/robots.js';
 import { getTask } from '../../src/sim/tasks/index.js';
+import { pickPlacePlan } from '../../src/sim/tasks/pick_place.js';
 
 async function serve(robot: string, spec: PolicySpec, horizon = 50): Promise<PolicyServer> {
   const runner = await inlineRunner(spec, { robot, horizon, metadata: {}, defaultPrompt: null });
@@ -76,6 +77,39 @@ describe('recording and evaluation', () => {
       await server.close();
     }
   }, 90_000);
+
+  it('skips and counts episodes the expert fails, then gives up past the limit', async () => {
+    // An expert that always fetches the red cube succeeds only on seeds whose prompt names red.
+    const ds = path.join(dir, 'red-only');
+    const rec = await recordDataset({
+      task: 'pick_place',
+      episodes: 1,
+      out: ds,
+      format: 'v3.0',
+      seed: 0,
+      width: 32,
+      height: 32,
+      plan: pickPlacePlan('red'),
+    });
+    expect(rec.saved).toBe(1);
+    expect(rec.failed).toBeGreaterThan(0);
+    expect(rec.seeds).toHaveLength(1);
+    const names = JSON.parse(readFileSync(path.join(ds, 'meta/info.json'), 'utf8')).total_episodes;
+    expect(names).toBe(1);
+    await expect(
+      recordDataset({
+        task: 'pick_place',
+        episodes: 1,
+        out: path.join(dir, 'never'),
+        format: 'v2.1',
+        seed: 0,
+        width: 32,
+        height: 32,
+        plan: () => [[]],
+        maxFailures: 0,
+      }),
+    ).rejects.toThrow('pick_place: the expert failed 1 episode (saved 0); giving up');
+  }, 60_000);
 
   it('runs episodes in worker threads; zero actions never succeed', async () => {
     const server = await serve('single_arm_sim', { kind: 'zeros' });
