@@ -64,6 +64,42 @@ const CHUNKS_SIZE = 1000;
 const STATS_FRAME_STRIDE = 4;
 const STATS_PIXELS = 4096;
 
+/**
+ * LeRobot reads meta/tasks.parquet with pandas and looks tasks up by the index: this metadata makes
+ * pandas restore `__index_level_0__` as that (unnamed) index, as the file LeRobot itself writes does.
+ */
+const PANDAS_TASKS = JSON.stringify({
+  index_columns: ['__index_level_0__'],
+  column_indexes: [
+    {
+      name: null,
+      field_name: null,
+      pandas_type: 'unicode',
+      numpy_type: 'object',
+      metadata: { encoding: 'UTF-8' },
+    },
+  ],
+  columns: [
+    {
+      name: 'task_index',
+      field_name: 'task_index',
+      pandas_type: 'int64',
+      numpy_type: 'int64',
+      metadata: null,
+    },
+    {
+      name: null,
+      field_name: '__index_level_0__',
+      pandas_type: 'unicode',
+      numpy_type: 'object',
+      metadata: null,
+    },
+  ],
+  attributes: {},
+  creator: { library: 'vla-orchestrator', version: '0.1.0' },
+  pandas_version: '2.3.3',
+});
+
 function writeAtomic(file: string, content: string | Uint8Array): void {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
@@ -580,6 +616,7 @@ class Writer implements DatasetWriter {
           { schema: scalarSchema('__index_level_0__', 'STRING'), data: tasks.map(([t]) => t) },
         ] as never,
         [tasks.length],
+        { pandas: PANDAS_TASKS },
       );
       writeAtomic(path.join(meta, 'stats.json'), `${JSON.stringify(this.globalStats(), null, 2)}\n`);
     }
