@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { padGeometry, resizeInto, resizeWithPad } from '../../src/data/image.js';
 
@@ -42,5 +43,22 @@ describe('resize with pad (openpi resize_with_pad, PIL bilinear)', () => {
     // Output pixel x averages source pixels around 4x + 1.5.
     expect(row[10]).toBeGreaterThanOrEqual(41);
     expect(row[10]).toBeLessThanOrEqual(42);
+  });
+
+  it("matches openpi's resize_with_pad (PIL 12 bilinear) byte for byte", () => {
+    // SHA-256 of openpi's `resize_with_pad(Image.fromarray(img), s, s)` for this pattern, computed
+    // with Pillow 12.3: shrinking, enlarging, and a letterboxed 4:3 camera.
+    const reference: Array<[number, number, number, string]> = [
+      [100, 37, 50, 'c107d1ec3dfaa7ca5ae5aaf1d32b3eea309b40905a6842163c5e5f89ad1530ed'],
+      [30, 50, 64, '7b239933f99fb6defe33f12f2b4736d7651b80b8ac378e9f0892dd39d3e4636d'],
+      [320, 240, 96, '14da005fa8346a5e735dc2662009459b6431882194224849da4efda6267d29cc'],
+    ];
+    for (const [w, h, size, sha] of reference) {
+      const img = new Uint8Array(w * h * 3);
+      for (let i = 0; i < img.length; i++)
+        img[i] = (Math.imul(i, 2654435761) >>> 24) ^ (Math.floor(i / 3) % w);
+      const out = resizeWithPad(img, w, h, size);
+      expect(createHash('sha256').update(out).digest('hex'), `${w}x${h} -> ${size}`).toBe(sha);
+    }
   });
 });
