@@ -62,10 +62,12 @@ export function register(program: Command): void {
         throw new UserError(
           `--frame ${frame}: episode ${episode} has ${ep.length} frames (0..${ep.length - 1})`,
         );
+      // The loader numbers samples episode after episode, frame by frame.
       for (const e of pipeline.dataset.episodes) {
         if (e.index === episode) break;
         sample += e.length;
       }
+      sample += frame;
       const data = await openTrainingData(config, {
         imageSize: policy.imageSize,
         horizon: policy.horizon,
