@@ -135,6 +135,7 @@ async function measure(): Promise<Measured> {
 const SETTINGS: Array<[string, Record<string, string>]> = [
   ['default', {}],
   ['OpenBLAS 1 thread', { OPENBLAS_NUM_THREADS: '1' }],
+  ['OpenBLAS + WASM 2 threads', { VLA_WASM_THREADS: '2' }],
   // WASM alone is several times slower: fewer steps keep the benchmark within minutes.
   ['WASM only, 1 thread', { VLA_NATIVE: '0', VLA_BENCH_STEPS: '2' }],
   ['WASM only, 2 threads', { VLA_NATIVE: '0', VLA_WASM_THREADS: '2', VLA_BENCH_STEPS: '2' }],
