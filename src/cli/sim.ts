@@ -8,7 +8,7 @@ import { writePng } from '../sim/png.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
 import { VideoWriter } from '../sim/video.js';
-import { table } from './output.js';
+import { progressBar, table } from './output.js';
 
 function int(flag: string, value: string | undefined, min: number): number | undefined {
   if (value === undefined) return undefined;
@@ -39,18 +39,6 @@ function writeJson(file: string, data: unknown): void {
   const tmp = `${file}.tmp-${process.pid}`;
   writeFileSync(tmp, `${JSON.stringify(data, null, 2)}\n`);
   renameSync(tmp, file);
-}
-
-/** A one-line progress bar on a terminal; plain lines otherwise. */
-function progress(label: string, total: number): (done: number, note: string) => void {
-  const tty = process.stderr.isTTY;
-  return (done, note) => {
-    const width = 24;
-    const filled = Math.round((width * Math.min(done, total)) / total);
-    const line = `${label} [${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} ${note}`;
-    if (tty) process.stderr.write(`\r${line}${done >= total ? '\n' : ''}`);
-    else console.error(line);
-  };
 }
 
 export function register(program: Command): void {
@@ -192,7 +180,7 @@ export function register(program: Command): void {
           throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
         }
         const episodes = int('episodes', opts.episodes, 1)!;
-        const bar = progress('recording', episodes);
+        const bar = progressBar('recording', episodes);
         const t0 = performance.now();
         // Loaded on use: the dataset writer, policy client and server are heavy imports other commands skip.
         const { recordDataset } = await import('../sim/record.js');
@@ -292,7 +280,7 @@ export function register(program: Command): void {
         let ran = 0;
         try {
           for (const task of tasks) {
-            const bar = progress(`evaluating ${task.name}`, episodes);
+            const bar = progressBar(`evaluating ${task.name}`, episodes);
             let done = 0;
             const t0 = performance.now();
             const report = await runEval(
