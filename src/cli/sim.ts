@@ -195,7 +195,7 @@ export function register(program: Command): void {
           onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
         });
         console.log(
-          `recorded ${report.saved} episodes (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
+          `recorded ${report.saved} episode${report.saved === 1 ? '' : 's'} (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
             `${((performance.now() - t0) / 1000).toFixed(1)} s; ${report.failed} failed expert episodes skipped`,
         );
       },
