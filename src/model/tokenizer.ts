@@ -1,9 +1,9 @@
 /**
  * Byte-level prompt tokenizer: every UTF-8 byte is a token, so any language and any task string works
- * without a trained vocabulary. As openpi's tokenizer does, the prompt is cleaned (trimmed, underscores
- * and newlines to spaces, lower case) and starts with a BOS token.
+ * without a trained vocabulary. The prompt is cleaned as openpi's tokenizer does (trimmed, underscores
+ * and newlines to spaces), lower-cased so that "Pick" and "pick" are one instruction, and starts with BOS.
  */
-export const PAD_TOKEN = 0;
+/** Token 0 pads; 1 starts every prompt; bytes follow. */
 export const BOS_TOKEN = 1;
 const BYTE_OFFSET = 2;
 export const VOCAB_SIZE = 256 + BYTE_OFFSET;
@@ -19,7 +19,7 @@ export function cleanPrompt(prompt: string): string {
 }
 
 export interface Tokenized {
-  /** [B, L] token ids, PAD_TOKEN after each prompt's end. */
+  /** [B, L] token ids, 0 (padding) after each prompt's end. */
   tokens: Int32Array;
   /** [B, L]: 1 for real tokens. */
   mask: Uint8Array;
