@@ -152,7 +152,8 @@ export const TrainSection = z
     save_interval: posInt.default(1000),
     /** Checkpoints at multiples of this survive; others are pruned once a newer one exists. */
     keep_period: posInt.nullable().default(5000),
-    ema_decay: z.number().gt(0).lt(1).nullable().default(null),
+    /** EMA of the weights, saved as the inference params (openpi's default 0.99; null turns it off, as for LoRA). */
+    ema_decay: z.number().gt(0).lt(1).nullable().default(0.99),
     /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */
