@@ -121,6 +121,32 @@ export function initParams(d: ModelDims, seed: number): Params {
   return params;
 }
 
+/**
+ * Folds LoRA adapters into their kernels (W + A·B·alpha/rank) for inference, where they never change:
+ * the same outputs without the adapters' extra matmuls. Takes ownership of `w`'s tensors.
+ */
+export function mergeLora(w: Params, d: ModelDims): Params {
+  if (!d.lora) return w;
+  const scale = d.lora.alpha / d.lora.rank;
+  const out: Params = new Map();
+  for (const [name, t] of w) {
+    if (name.endsWith('/lora_a') || name.endsWith('/lora_b')) continue;
+    const base = name.endsWith('/kernel') ? name.slice(0, -'/kernel'.length) : null;
+    const a = base === null ? undefined : w.get(`${base}/lora_a`);
+    if (!a) {
+      out.set(name, t);
+      continue;
+    }
+    const b = w.get(`${base}/lora_b`)!;
+    out.set(
+      name,
+      tf.tidy(() => tf.add(t, tf.mul(tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D), scale))),
+    );
+    tf.dispose([t, a, b]);
+  }
+  return out;
+}
+
 // ---------------------------------------------------------------- inputs
 
 /** What the model reads from a batch, prepared in plain arrays (no per-element tensor walks). */

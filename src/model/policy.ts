@@ -13,7 +13,7 @@ import { TrainConfig } from '../config/schema.js';
 import { type NormStats, readNormStats } from '../transforms/normalize.js';
 import { type ModelDims, modelDims } from './config.js';
 import { type Params, paramCount } from './params.js';
-import { type ModelInputs, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 
@@ -137,7 +137,7 @@ export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape)
   return new PolicyModel(
     config,
     findCheckpointNormStats(checkpointDir),
-    params,
+    mergeLora(params, dims),
     shape.cameras,
     shape.stateDim,
     shape.actionDim,

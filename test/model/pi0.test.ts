@@ -9,6 +9,7 @@ import {
   flowTargets,
   initParams,
   maskedMse,
+  mergeLora,
   type Observation,
   Pi0,
   prepareInputs,
@@ -161,6 +162,29 @@ describe('π0 model', () => {
     const b = await new Pi0(lora).sample(wl, inp, noise, { numSteps: 2 }).data();
     expect(b).toEqual(a);
     tf.dispose([...w.values(), ...wl.values()]);
+  });
+});
+
+describe('LoRA for inference', () => {
+  it('merging trained adapters into the kernels keeps the outputs', async () => {
+    const d = tiny({ lora: { rank: 2, alpha: 4 } });
+    const w = initParams(d, 31);
+    const rng = new Rng(32);
+    for (const [name, t] of w) {
+      if (name.endsWith('/lora_b')) w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
+    }
+    const inp = prepareInputs(d, observation(2, 2, d.imageSize, 33));
+    const noise = new Rng(34).normals(2 * d.horizon * d.actionDim);
+    const model = new Pi0(d);
+    const a = await model.sample(w, inp, noise, { numSteps: 2 }).data();
+    const merged = mergeLora(new Map(w), d);
+    expect([...merged.keys()].some((n) => n.includes('lora'))).toBe(false);
+    const b = await model.sample(merged, inp, noise, { numSteps: 2 }).data();
+    let diff = 0;
+    for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
+    expect(diff).toBeLessThan(1e-4);
+    const base = await model.sample(initParams(tiny(), 31), inp, noise, { numSteps: 2 }).data();
+    expect(Math.abs(base[0]! - a[0]!)).toBeGreaterThan(1e-4);
   });
 });
 
