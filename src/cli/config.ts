@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { configToYaml, listNamed, loadRobot, resolveConfig } from '../config/load.js';
 import { actionDim, stateDim } from '../config/robot.js';
+import { checkRobotFits, modelDims } from '../model/config.js';
 import { collect, table } from './output.js';
 
 export function registerConfig(program: Command): void {
@@ -50,8 +51,14 @@ export function registerConfig(program: Command): void {
     .action((names: string[]) => {
       const todo = names.length > 0 ? names : listNamed('configs').map((c) => c.name);
       for (const name of todo) {
-        const { config } = resolveConfig(name);
-        loadRobot(config.robot);
+        const { config, files } = resolveConfig(name);
+        const robot = loadRobot(config.robot);
+        // Sizes that parse but cannot work together: the robot must fit the model's padded dims.
+        checkRobotFits(
+          modelDims(config.model),
+          { stateDim: stateDim(robot), actionDim: actionDim(robot), cameras: robot.cameras.length },
+          `${path.relative(process.cwd(), files[0]!) || files[0]}: model`,
+        );
         console.log(`ok  ${name}`);
       }
     });

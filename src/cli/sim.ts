@@ -2,12 +2,12 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
+import { VideoEncoder } from '../data/video.js';
 import { SimEnv } from '../sim/env.js';
 import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
-import { VideoWriter } from '../sim/video.js';
 import { progressBar, table } from './output.js';
 
 function int(flag: string, value: string | undefined, min: number): number | undefined {
@@ -106,11 +106,12 @@ export function register(program: Command): void {
           for (let i = 0; i < int('episodes', opts.episodes, 1)!; i++) {
             const seed = seed0 + i;
             const file = path.join(opts.out, `${task.name}_seed${seed}.mp4`);
-            const video = new VideoWriter(file, width, height, task.robot.controlHz);
+            const video = new VideoEncoder(file, { width, height, fps: task.robot.controlHz });
             const t0 = performance.now();
             const r = await runEpisode(env, expert, i, seed, {
               onStep: async (_obs, _action, _reward, e) => {
-                await video.write(e.render(camera));
+                video.write(e.render(camera));
+                await video.drain();
               },
             });
             await video.close();

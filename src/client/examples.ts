@@ -2,21 +2,9 @@
  * Observations in openpi's shapes for a robot spec, with random content: what `vla client bench` sends
  * and what tests use to talk to a server as a real robot would.
  */
-import type { ObsKey, RobotSpec } from '../config/robot.js';
+import type { RobotSpec } from '../config/robot.js';
 import { NdArray } from '../serving/ndarray.js';
-
-function put(obs: Record<string, unknown>, key: ObsKey, value: unknown): void {
-  if (!Array.isArray(key)) {
-    obs[key] = value;
-    return;
-  }
-  let node = obs;
-  for (const k of key.slice(0, -1)) {
-    node[k] ??= {};
-    node = node[k] as Record<string, unknown>;
-  }
-  node[key[key.length - 1]!] = value;
-}
+import { setObsValue } from '../serving/observation.js';
 
 /** A small xorshift so examples are reproducible from a seed. */
 function rng(seed: number): () => number {
@@ -42,7 +30,7 @@ export function exampleObservation(spec: RobotSpec, opts: ExampleOptions = {}): 
   for (const part of spec.state.parts) {
     const data = new Float64Array(part.dim);
     for (let i = 0; i < part.dim; i++) data[i] = rand() * 2 - 1;
-    put(obs, part.key, new NdArray(data, [part.dim]));
+    setObsValue(obs, part.key, new NdArray(data, [part.dim]));
   }
   for (const cam of spec.cameras) {
     if (opts.requiredCamerasOnly && !cam.required) continue;
@@ -50,9 +38,9 @@ export function exampleObservation(spec: RobotSpec, opts: ExampleOptions = {}): 
     const data = new Uint8Array(n);
     const words = new Uint32Array(data.buffer, 0, n >>> 2);
     for (let i = 0; i < words.length; i++) words[i] = (rand() * 4294967296) >>> 0;
-    put(obs, cam.key, new NdArray(data, cam.shape));
+    setObsValue(obs, cam.key, new NdArray(data, cam.shape));
   }
   const prompt = opts.prompt === undefined ? 'do something' : opts.prompt;
-  if (prompt !== null) put(obs, spec.prompt_key, prompt);
+  if (prompt !== null) setObsValue(obs, spec.prompt_key, prompt);
   return obs;
 }

@@ -37,6 +37,20 @@ function lookup(obs: Record<string, unknown>, key: ObsKey): unknown {
   return node;
 }
 
+/** Put a value where a robot sends it: under a flat key, or through nested maps for a key path. */
+export function setObsValue(obs: Record<string, unknown>, key: ObsKey, value: unknown): void {
+  if (!Array.isArray(key)) {
+    obs[key] = value;
+    return;
+  }
+  let node = obs;
+  for (const k of key.slice(0, -1)) {
+    node[k] ??= {};
+    node = node[k] as Record<string, unknown>;
+  }
+  node[key[key.length - 1]!] = value;
+}
+
 function what(value: unknown): string {
   if (value === undefined) return 'nothing (missing)';
   if (value instanceof NdArray) return `${value.dtype}[${value.shape.join(', ')}]`;

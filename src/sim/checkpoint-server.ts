@@ -2,14 +2,9 @@
  * `vla sim eval --checkpoint DIR`: serve the checkpoint in this process on a free local port and
  * evaluate against it exactly as against a remote server (same wire format, same transforms).
  */
-import { existsSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
-import { loadRobot, validate } from '../config/load.js';
-import { TrainConfig } from '../config/schema.js';
-import { workerRunner } from '../serving/runner.js';
-import { PolicyServer } from '../serving/server.js';
+import { loadRobot } from '../config/load.js';
+import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.js';
 import type { SimRobot } from './robots.js';
 
 export async function serveCheckpoint(
@@ -17,10 +12,7 @@ export async function serveCheckpoint(
   robot: SimRobot,
   backend?: string,
 ): Promise<{ url: string; close(): Promise<void> }> {
-  const file = path.join(dir, 'config.yaml');
-  if (!existsSync(file))
-    throw new UserError(`--checkpoint ${dir}: expected a checkpoint folder holding config.yaml`);
-  const config = validate(TrainConfig, YAML.parse(readFileSync(file, 'utf8')), () => `${file}: `);
+  const config = readCheckpointConfig(dir);
   const trained = loadRobot(config.robot);
   const simSpec = loadRobot(robot.name);
   // A checkpoint fits when it speaks the simulated robot's state and action layout, whatever its name.
@@ -31,29 +23,7 @@ export async function serveCheckpoint(
         `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
     );
   }
-  const runner = await workerRunner(
-    { kind: 'checkpoint', dir },
-    {
-      robot: config.robot,
-      horizon: config.model.action_horizon,
-      metadata: {},
-      defaultPrompt: config.data.default_prompt,
-      backend,
-    },
-  );
-  const server = await PolicyServer.start(runner, trained, {
-    host: '127.0.0.1',
-    port: 0,
-    apiKey: null,
-    maxMessageBytes: 64 * 1024 * 1024,
-    maxConnections: 64,
-    maxBatch: 8,
-    maxWaitMs: 5,
-    defaultPrompt: config.data.default_prompt,
-  });
-  return {
-    url: server.url,
-    // The server closes its runner.
-    close: () => server.close(),
-  };
+  const { server } = await serveCheckpointLocally(dir, { backend });
+  // The server closes its runner.
+  return { url: server.url, close: () => server.close() };
 }

@@ -9,12 +9,12 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
+import { VideoEncoder } from '../data/video.js';
 import { startWorker } from '../threads.js';
 import { SimEnv } from './env.js';
 import { PolicyClientAgent, specCameraNames } from './policy-agent.js';
 import { type EpisodeResult, runEpisode, summarize, type TaskSummary } from './rollout.js';
 import { getTask } from './tasks/index.js';
-import { VideoWriter } from './video.js';
 
 export interface EvalOptions {
   task: string;
@@ -63,14 +63,12 @@ export async function evalEpisodes(
   try {
     for (const episode of episodes) {
       const seed = opts.seed + episode;
-      let video: VideoWriter | null = null;
+      let video: VideoEncoder | null = null;
       if (opts.videoDir && episode < opts.videos) {
         mkdirSync(opts.videoDir, { recursive: true });
-        video = new VideoWriter(
+        video = new VideoEncoder(
           path.join(opts.videoDir, `${task.name}_episode_${String(episode).padStart(3, '0')}.mp4`),
-          env.width,
-          env.height,
-          task.robot.controlHz,
+          { width: env.width, height: env.height, fps: task.robot.controlHz },
         );
       }
       let result: EpisodeResult;
@@ -78,7 +76,8 @@ export async function evalEpisodes(
         agent ??= await connect();
         result = await runEpisode(env, agent, episode, seed, {
           onStep: async (_obs, _action, _reward, e) => {
-            await video?.write(e.render(videoCam));
+            video?.write(e.render(videoCam));
+            await video?.drain();
           },
         });
       } catch (e) {
@@ -98,7 +97,7 @@ export async function evalEpisodes(
         agent = null;
       }
       let file: string | null = null;
-      if (video && video.frames === 0) await video.abort();
+      if (video && video.frames === 0) video.abort();
       else if (video) {
         await video.close();
         file = video.file;

@@ -9,24 +9,12 @@ import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
 import { NdArray } from '../serving/ndarray.js';
+import { setObsValue } from '../serving/observation.js';
 import type { Agent } from './agent.js';
 import type { SimEnv, SimObservation } from './env.js';
 
 /** The spec cameras the env must render for this robot's observations. */
 export const specCameraNames = (spec: RobotSpec): string[] => spec.cameras.map((c) => c.name);
-
-function setKey(obs: Record<string, unknown>, key: string | string[], value: unknown): void {
-  if (typeof key === 'string') {
-    obs[key] = value;
-    return;
-  }
-  let node = obs;
-  for (const k of key.slice(0, -1)) {
-    node[k] ??= {};
-    node = node[k] as Record<string, unknown>;
-  }
-  node[key.at(-1)!] = value;
-}
 
 /** openpi's observation map for one simulated observation, laid out as the robot spec documents it. */
 export function toOpenpiObservation(
@@ -38,7 +26,7 @@ export function toOpenpiObservation(
   const out: Record<string, unknown> = {};
   let offset = 0;
   for (const part of spec.state.parts) {
-    setKey(
+    setObsValue(
       out,
       part.key,
       new NdArray(Float64Array.from(obs.state.subarray(offset, offset + part.dim)), [part.dim]),
@@ -49,7 +37,7 @@ export function toOpenpiObservation(
     const hwc = obs.images[cam.name];
     if (!hwc) continue;
     if (cam.layout === 'hwc') {
-      setKey(out, cam.key, new NdArray(hwc, [height, width, 3]));
+      setObsValue(out, cam.key, new NdArray(hwc, [height, width, 3]));
     } else {
       const chw = new Uint8Array(hwc.length);
       const plane = width * height;
@@ -58,10 +46,10 @@ export function toOpenpiObservation(
         chw[plane + i] = hwc[3 * i + 1]!;
         chw[2 * plane + i] = hwc[3 * i + 2]!;
       }
-      setKey(out, cam.key, new NdArray(chw, [3, height, width]));
+      setObsValue(out, cam.key, new NdArray(chw, [3, height, width]));
     }
   }
-  setKey(out, spec.prompt_key, obs.prompt);
+  setObsValue(out, spec.prompt_key, obs.prompt);
   return out;
 }
 

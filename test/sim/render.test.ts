@@ -4,11 +4,11 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decode } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { VideoEncoder } from '../../src/data/video.js';
 import { SimEnv } from '../../src/sim/env.js';
 import { writePng } from '../../src/sim/png.js';
 import { Renderer } from '../../src/sim/render.js';
 import { cubePos, transferCube } from '../../src/sim/tasks/transfer_cube.js';
-import { VideoWriter } from '../../src/sim/video.js';
 
 const hasFfmpeg = (() => {
   try {
@@ -85,10 +85,11 @@ describe('software renderer', () => {
   it.runIf(hasFfmpeg)('writes an H.264 MP4 through ffmpeg with every frame', async () => {
     env.reset(2);
     const file = path.join(dir, 'ep.mp4');
-    const video = new VideoWriter(file, 224, 224, 50);
+    const video = new VideoEncoder(file, { width: 224, height: 224, fps: 50 });
     for (let t = 0; t < 12; t++) {
       env.step(env.state());
-      await video.write(env.render('cam_high'));
+      video.write(env.render('cam_high'));
+      await video.drain();
     }
     await video.close();
     const probe = execFileSync(
