@@ -227,6 +227,10 @@ export function register(program: Command): void {
       'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
       'joint_position',
     )
+    .option(
+      '--swap-prompts',
+      'ask for another cube than the scene drew (pick_place): a policy that reads its prompt follows it',
+    )
     .option('--infer-timeout <s>', 'fail an episode when the server takes longer than this to answer', '120')
     .option('--videos <n>', 'MP4s of the first N episodes of each task', '2')
     .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
@@ -242,6 +246,7 @@ export function register(program: Command): void {
         seed: string;
         replanEvery?: string;
         actionMode: string;
+        swapPrompts?: boolean;
         inferTimeout: string;
         videos: string;
         out: string;
@@ -294,6 +299,7 @@ export function register(program: Command): void {
                 seed: int('seed', opts.seed, 0)!,
                 replanEvery: int('replan-every', opts.replanEvery, 1),
                 actionMode: opts.actionMode,
+                swapPrompts: opts.swapPrompts,
                 inferTimeoutMs: 1000 * int('infer-timeout', opts.inferTimeout, 1)!,
                 videos: int('videos', opts.videos, 0)!,
                 videoDir: path.join(opts.out, 'videos'),

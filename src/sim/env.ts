@@ -35,6 +35,11 @@ export interface Task {
   /** Place objects for this seed (the arms are already home); returns the episode's prompt. */
   reset(env: SimEnv, rng: Rng): string;
   reward(env: SimEnv): number;
+  /**
+   * For language-conditioned tasks: another instruction for the same scene (the reward follows the
+   * prompt the env holds), so an eval can check that the policy reads its prompt.
+   */
+  swapPrompt?(prompt: string): string;
 }
 
 export interface EnvOptions {
@@ -44,6 +49,8 @@ export interface EnvOptions {
   width?: number;
   height?: number;
   actionMode?: 'joint_position' | 'joint_velocity';
+  /** Give every episode the task's swapped prompt instead of its own (see Task.swapPrompt). */
+  swapPrompts?: boolean;
 }
 
 export class SimEnv {
@@ -63,6 +70,11 @@ export class SimEnv {
     readonly sim: Sim,
     private readonly opts: EnvOptions,
   ) {
+    if (opts.swapPrompts && !task.swapPrompt) {
+      throw new UserError(
+        `--swap-prompts: task ${task.name} has one instruction; only language-conditioned tasks can swap it`,
+      );
+    }
     const robot = task.robot;
     this.armQadr = robot.arms.map((a) => a.joints.map((j) => sim.jointQposAdr(j)));
     this.fingerQadr = robot.arms.map((a) => a.fingers.map((j) => sim.jointQposAdr(j)));
@@ -128,7 +140,8 @@ export class SimEnv {
       for (const adr of this.fingerQadr[a]!) this.sim.setQpos([arm.fingerOpen], adr);
     });
     this.sim.forward();
-    this.prompt = this.task.reset(this, new Rng(seed));
+    const prompt = this.task.reset(this, new Rng(seed));
+    this.prompt = this.opts.swapPrompts ? this.task.swapPrompt!(prompt) : prompt;
     this.sim.setQvelZero();
     this.sim.forward();
     this.stepCount = 0;

@@ -33,6 +33,8 @@ export interface EvalOptions {
   inferTimeoutMs?: number;
   /** How the robot reads actions (the single arm also takes joint velocities, as openpi's DROID policy emits). */
   actionMode?: 'joint_position' | 'joint_velocity';
+  /** Ask for another cube than the task drew (language-conditioned tasks): success follows the asked one. */
+  swapPrompts?: boolean;
 }
 
 export interface EvalReport {
@@ -52,7 +54,7 @@ export async function evalEpisodes(
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
   const videoCam = cameras[0]!;
   // No cameras in every observation: the agent draws them on the steps it asks the server.
-  const env = await SimEnv.create(task, { actionMode: opts.actionMode });
+  const env = await SimEnv.create(task, { actionMode: opts.actionMode, swapPrompts: opts.swapPrompts });
   const connect = () =>
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,

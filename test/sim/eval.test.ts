@@ -73,6 +73,18 @@ describe('recording and evaluation', () => {
       expect(ev.summary.pc_success).toBe(100);
       expect(ev.summary.avg_max_reward).toBe(3);
       expect(ev.videos).toEqual([path.join(videoDir, 'pick_place_episode_000.mp4')]);
+      // The same recorded actions, asked for another cube: the replay still fetches the recorded one,
+      // so success (which follows the prompt) is gone. A policy that reads its prompt would follow it.
+      const swapped = await runEval({
+        task: 'pick_place',
+        url: server.url,
+        episodes: 1,
+        workers: 1,
+        seed: 0,
+        videos: 0,
+        swapPrompts: true,
+      });
+      expect(swapped.summary.pc_success).toBe(0);
     } finally {
       await server.close();
     }

@@ -43,6 +43,8 @@ export const pickPlace: Task = {
     }
     return promptFor(CUBES[rng.int(CUBES.length)]!);
   },
+  // The next colour: the same scene, asked for another cube.
+  swapPrompt: (prompt) => promptFor(CUBES[(CUBES.indexOf(targetCube(prompt)) + 1) % CUBES.length]!),
   reward(env) {
     const color = targetCube(env.prompt);
     const cube = env.geoms(`${color}_cube`);
