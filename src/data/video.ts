@@ -1,10 +1,29 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, renameSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { UserError } from '../config/errors.js';
 
-const FFMPEG = process.env.VLA_FFMPEG ?? 'ffmpeg';
-const FFPROBE = process.env.VLA_FFPROBE ?? 'ffprobe';
+const require = createRequire(import.meta.url);
+
+/**
+ * The tool to run: the variable when set, else the system's (Debian's has x264 and SVT-AV1), else the
+ * static build shipped in an optional npm package (x264, no AV1), else the bare name, which fails with
+ * needTool's install hint.
+ */
+function findTool(name: 'ffmpeg' | 'ffprobe', envVar: string, pkg: string): string {
+  const fromEnv = process.env[envVar];
+  if (fromEnv) return fromEnv;
+  if (!spawnSync(name, ['-version'], { stdio: 'ignore' }).error) return name;
+  try {
+    return (require(pkg) as { path: string }).path;
+  } catch {
+    return name;
+  }
+}
+
+const FFMPEG = findTool('ffmpeg', 'VLA_FFMPEG', '@ffmpeg-installer/ffmpeg');
+const FFPROBE = findTool('ffprobe', 'VLA_FFPROBE', '@ffprobe-installer/ffprobe');
 
 export interface VideoProbe {
   width: number;
