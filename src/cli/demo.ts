@@ -75,41 +75,49 @@ export function register(program: Command): void {
           const task = taskFor(dir);
           const { server, config } = await serveCheckpointLocally(dir, { backend });
           try {
-            const bar = progressBar(`${task}`, episodes);
-            let done = 0;
-            let successes = 0;
-            const report = await runEval(
-              {
-                task,
-                url: server.url,
-                episodes,
-                workers: count('workers', opts.workers),
-                seed: Number(opts.seed),
-                videos: 1,
-                videoDir: path.join(opts.out, task),
-              },
-              (r) => {
-                done++;
-                if (r.success) successes++;
-                bar(done, `${successes} succeeded`);
-              },
-            );
-            const s = report.summary;
-            const m = server.metrics;
-            rows.push([
-              task,
-              config.name,
-              String(s.episodes),
-              `${s.pc_success.toFixed(0)}%`,
-              s.avg_sum_reward.toFixed(2),
-              s.avg_max_reward.toFixed(2),
-              `${m.latencyQuantile(0.5).toFixed(1)} ms`,
-              `${m.latencyQuantile(0.99).toFixed(1)} ms`,
-              String(m.requests),
-            ]);
-            videos.push(...report.videos);
-            for (const r of report.results) {
-              if (r.error) console.error(`episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
+            // A language-conditioned task runs twice: as drawn, and asked for another object in the same
+            // scenes, which a policy that reads its prompt follows.
+            const variants = TASKS[task]!.task.swapPrompt ? [false, true] : [false];
+            for (const swapPrompts of variants) {
+              const label = swapPrompts ? `${task} (prompts swapped)` : task;
+              const bar = progressBar(label, episodes);
+              let done = 0;
+              let successes = 0;
+              const requestsBefore = server.metrics.requests;
+              const report = await runEval(
+                {
+                  task,
+                  url: server.url,
+                  episodes,
+                  workers: count('workers', opts.workers),
+                  seed: Number(opts.seed),
+                  videos: 1,
+                  videoDir: path.join(opts.out, swapPrompts ? `${task}_swapped` : task),
+                  swapPrompts,
+                },
+                (r) => {
+                  done++;
+                  if (r.success) successes++;
+                  bar(done, `${successes} succeeded`);
+                },
+              );
+              const s = report.summary;
+              const m = server.metrics;
+              rows.push([
+                label,
+                config.name,
+                String(s.episodes),
+                `${s.pc_success.toFixed(0)}%`,
+                s.avg_sum_reward.toFixed(2),
+                s.avg_max_reward.toFixed(2),
+                `${m.latencyQuantile(0.5).toFixed(1)} ms`,
+                `${m.latencyQuantile(0.99).toFixed(1)} ms`,
+                String(m.requests - requestsBefore),
+              ]);
+              videos.push(...report.videos);
+              for (const r of report.results) {
+                if (r.error) console.error(`episode ${r.episode} (seed ${r.seed}) failed: ${r.error}`);
+              }
             }
           } finally {
             await server.close();
