@@ -52,9 +52,14 @@ async function frameMs(width: number, height: number, frames: number): Promise<n
   return median(times);
 }
 
+/**
+ * Full-length transfer-cube episodes (400 steps, three cameras rendered at each server call), as an eval
+ * runs them: each extra worker costs a second or two of module loading, which a run of a few dozen
+ * such episodes amortises as real evaluations do.
+ */
 async function evalSeconds(workers: number, episodes: number, url: string): Promise<number> {
   const t0 = performance.now();
-  const ev = await runEval({ task: 'pick_place', url, episodes, workers, seed: 0, videos: 0 });
+  const ev = await runEval({ task: 'aloha_transfer_cube', url, episodes, workers, seed: 0, videos: 0 });
   if (ev.summary.failed > 0) throw new Error(`eval bench: ${ev.results.find((r) => r.error)?.error}`);
   return (performance.now() - t0) / 1000;
 }
@@ -90,9 +95,9 @@ export async function run(): Promise<void> {
   console.log('');
   const runner = await inlineRunner(
     { kind: 'zeros' },
-    { robot: 'single_arm_sim', horizon: 50, metadata: {}, defaultPrompt: null },
+    { robot: 'aloha_sim', horizon: 50, metadata: {}, defaultPrompt: null },
   );
-  const server = await PolicyServer.start(runner, loadRobot('single_arm_sim'), {
+  const server = await PolicyServer.start(runner, loadRobot('aloha_sim'), {
     host: '127.0.0.1',
     port: 0,
     apiKey: null,
@@ -102,14 +107,14 @@ export async function run(): Promise<void> {
     maxWaitMs: 0,
     defaultPrompt: null,
   });
-  const episodes = 24;
+  const episodes = 48;
   const one = await evalSeconds(1, episodes, server.url);
   const two = await evalSeconds(2, episodes, server.url);
   await server.close();
   console.log(
     table(
       [
-        `vla sim eval pick_place, ${episodes} episodes, 2 cameras 224x224 (cores: ${os.availableParallelism()})`,
+        `vla sim eval aloha_transfer_cube, ${episodes} episodes, 3 cameras 224x224 (cores: ${os.availableParallelism()})`,
         'wall',
         'episodes/min',
         'speedup',
