@@ -1,0 +1,105 @@
+/**
+ * The whole product path in small, as real processes: record demonstrations in simulation, validate
+ * them, compute norm stats, train a few steps, load the checkpoint, serve it, and roll it out; every
+ * artefact on the way is checked. Minutes of real training are in the slow suite and the recipes.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { exampleObservation } from '../../src/client/examples.js';
+import { PolicyClient } from '../../src/client/policy-client.js';
+import { loadRobot } from '../../src/config/load.js';
+import { loadPolicyModel } from '../../src/model/policy.js';
+import { serveCheckpointLocally } from '../../src/serving/local.js';
+
+const run = promisify(execFile);
+const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
+
+describe('end to end: record → validate → stats → train → load → serve → roll out', () => {
+  it('produces a valid dataset, norm stats, a loadable checkpoint, a server that answers and an eval report', async () => {
+    const ws = mkdtempSync(path.join(os.tmpdir(), 'vla-e2e-'));
+    const vla = (...args: string[]) => run(process.execPath, [VLA, ...args], { cwd: ws, encoding: 'utf8' });
+    mkdirSync(path.join(ws, 'configs'));
+    writeFileSync(
+      path.join(ws, 'configs', 'e2e.yaml'),
+      [
+        'robot: single_arm_sim',
+        'model: { preset: tiny, action_horizon: 8 }',
+        'data: { dataset: datasets/pp, asset_id: pp, augment: null }',
+        'train: { steps: 3, batch_size: 2, log_interval: 1, save_interval: 3, eval_task: pick_place }',
+      ].join('\n'),
+    );
+
+    await vla(
+      'sim',
+      'record',
+      '--task',
+      'pick_place',
+      '--episodes',
+      '2',
+      '--out',
+      'datasets/pp',
+      '--seed',
+      '7',
+    );
+    const validated = await vla('data', 'validate', 'datasets/pp');
+    expect(validated.stdout).toMatch(/ok: every invariant holds/);
+
+    await vla('data', 'stats', 'e2e');
+    const stats = JSON.parse(readFileSync(path.join(ws, 'assets', 'pp', 'norm_stats.json'), 'utf8'));
+    expect(stats.norm_stats.state.mean).toHaveLength(8);
+    expect(stats.norm_stats.actions.std).toHaveLength(8);
+
+    const trained = await vla('train', 'e2e', '--exp-name', 'smoke');
+    expect(trained.stdout + trained.stderr).toMatch(/finished at step 3/);
+    const ckpt = path.join(ws, 'checkpoints', 'e2e', 'smoke', '3');
+    for (const f of [
+      'params.safetensors',
+      'train_state.safetensors',
+      'config.yaml',
+      'assets/pp/norm_stats.json',
+    ]) {
+      expect(existsSync(path.join(ckpt, f)), f).toBe(true);
+    }
+    await setupBackend();
+    const model = await loadPolicyModel(ckpt);
+    expect(model.cameras).toEqual(['exterior_image_1_left', 'wrist_image_left']);
+    model.dispose();
+
+    const { server } = await serveCheckpointLocally(ckpt);
+    try {
+      const client = await PolicyClient.connect(server.url);
+      const reply = await client.infer(
+        exampleObservation(loadRobot('single_arm_sim'), { prompt: 'put the red cube in the bowl' }),
+      );
+      expect([reply.horizon, reply.actionDim]).toEqual([8, 8]);
+      expect(reply.actions.every(Number.isFinite)).toBe(true);
+      await client.close();
+    } finally {
+      await server.close();
+    }
+
+    const evalOut = path.join(ws, 'outputs', 'eval');
+    await vla(
+      'sim',
+      'eval',
+      '--task',
+      'pick_place',
+      '--checkpoint',
+      ckpt,
+      '--episodes',
+      '1',
+      '--videos',
+      '1',
+      '--out',
+      evalOut,
+    );
+    const report = JSON.parse(readFileSync(path.join(evalOut, 'eval_info.json'), 'utf8'));
+    expect(report.per_task[0].aggregated).toMatchObject({ task: 'pick_place', episodes: 1, failed: 0 });
+    expect(existsSync(path.join(evalOut, 'videos', 'pick_place_episode_000.mp4'))).toBe(true);
+  }, 240_000);
+});
