@@ -17,6 +17,7 @@ import { assertLocal, prepareResume, resolveLaunchConfig, spawnDetached } from '
 import { jobAlive, reapDeadJobs, tailFile } from '../jobs/liveness.js';
 import { metricsPath, readMetrics } from '../jobs/metrics.js';
 import { formatDuration, formatNumber } from '../jobs/progress.js';
+import type { EvalResult, EvalShardResult, TaskResult } from '../jobs/queue.js';
 import { isFinal, type Job, JobRegistry, thisHost } from '../jobs/registry.js';
 import { collect, table } from './output.js';
 import { trainingRuntime } from './train.js';
@@ -151,24 +152,38 @@ async function printQueue(url: string, json: boolean): Promise<void> {
     console.log(`no jobs on ${url}: submit one with vla jobs submit <config> --exp-name NAME --queue ${url}`);
     return;
   }
-  const rows = entries.map((e) => [
-    e.id,
-    e.state,
-    e.experiment,
-    e.result
-      ? String(e.result.step)
-      : e.progress.step !== undefined
-        ? `${e.progress.step}/${e.progress.totalSteps}`
-        : '-',
-    e.result?.loss != null
-      ? formatNumber(e.result.loss)
-      : e.progress.loss !== undefined
-        ? formatNumber(e.progress.loss)
-        : '-',
-    e.worker ?? '-',
-    String(e.attempts),
-    e.failedReason ?? (e.result?.checkpoint ? rel(e.result.checkpoint) : ''),
-  ]);
+  const rows = entries.map((e) => {
+    const r = e.result as (Partial<TaskResult> & Partial<EvalResult> & Partial<EvalShardResult>) | null;
+    const step =
+      r?.step !== undefined
+        ? String(r.step)
+        : e.progress.step !== undefined
+          ? `${e.progress.step}/${e.progress.totalSteps}`
+          : '-';
+    const loss =
+      r?.loss != null
+        ? formatNumber(r.loss)
+        : e.progress.loss !== undefined
+          ? formatNumber(e.progress.loss)
+          : '-';
+    const outcome = r?.summary
+      ? `${r.summary.pc_success.toFixed(0)}% success over ${r.summary.episodes} episodes (avg max reward ${r.summary.avg_max_reward.toFixed(2)})`
+      : r?.results
+        ? `${r.results.filter((x) => x.success).length}/${r.results.length} episodes succeeded`
+        : r?.checkpoint
+          ? rel(r.checkpoint)
+          : '';
+    return [
+      e.id,
+      e.state,
+      e.experiment,
+      step,
+      loss,
+      e.worker ?? '-',
+      String(e.attempts),
+      e.failedReason ?? outcome,
+    ];
+  });
   console.log(table(['id', 'state', 'experiment', 'step', 'loss', 'worker', 'attempts', 'result'], rows));
 }
 
@@ -399,6 +414,53 @@ export function register(program: Command): void {
         });
         console.log(`queued job ${id}: ${config.name}/${opts.expName} on ${opts.queue}`);
         console.log(`  watch:  vla jobs list --queue ${opts.queue}`);
+      },
+    );
+
+  jobs
+    .command('submit-eval')
+    .description(
+      'put a simulated evaluation on a Redis queue, split into shards that several workers run at once',
+    )
+    .requiredOption('--task <name>', 'simulated task (vla sim tasks)')
+    .requiredOption(
+      '--checkpoint <dir>',
+      'checkpoint folder, as the workers see it (relative to their workspace)',
+    )
+    .requiredOption('--queue <url>', 'the queue: redis://HOST:6379')
+    .option('--episodes <n>', 'episodes in all', '50')
+    .option('--shards <n>', 'queue jobs the episodes are split into (one per worker, or more)', '2')
+    .option('--seed <n>', 'seed of episode 0 (episode i uses seed + i)', '100000')
+    .action(
+      async (opts: {
+        task: string;
+        checkpoint: string;
+        queue: string;
+        episodes: string;
+        shards: string;
+        seed: string;
+      }) => {
+        const { parseQueueUrl, submitEval } = await queueModule();
+        const { getTask } = await import('../sim/tasks/index.js');
+        parseQueueUrl(opts.queue);
+        getTask(opts.task);
+        const whole = (name: string, v: string, min: number) => {
+          const n = Number(v);
+          if (!Number.isInteger(n) || n < min)
+            throw new UserError(`--${name}: expected an integer >= ${min}, got "${v}"`);
+          return n;
+        };
+        const id = await submitEval(opts.queue, {
+          task: opts.task,
+          checkpoint: opts.checkpoint,
+          episodes: whole('episodes', opts.episodes, 1),
+          shards: whole('shards', opts.shards, 1),
+          seed: whole('seed', opts.seed, 0),
+          submittedFrom: thisHost(),
+        });
+        console.log(
+          `queued evaluation ${id} of ${opts.task} on ${opts.queue}: vla jobs list --queue ${opts.queue}`,
+        );
       },
     );
 

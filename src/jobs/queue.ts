@@ -2,11 +2,12 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, openSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Queue, type Job as QueueJob, UnrecoverableError, Worker } from 'bullmq';
+import { FlowProducer, Queue, type Job as QueueJob, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { describeValue, UserError } from '../config/errors.js';
 import { validate } from '../config/load.js';
 import { TrainConfig } from '../config/schema.js';
+import { type EpisodeResult, summarize, type TaskSummary } from '../sim/rollout.js';
 import { type PreparedLaunch, registerLaunch, resolveDataset, runDirFor, VLA_BIN } from './launch.js';
 import { processStartTime, reapDeadJobs } from './liveness.js';
 import { isFinal, JobRegistry, thisHost } from './registry.js';
@@ -24,6 +25,47 @@ export interface TrainTask {
   submittedFrom: string;
   /** Set by the first worker that starts it: any later attempt continues from the run's checkpoints. */
   started?: boolean;
+}
+
+/**
+ * One share of an evaluation: episodes `first .. first + episodes - 1` of a run whose episode i uses
+ * seed `seed0 + i`, rolled out on a worker against the checkpoint served there.
+ */
+export interface EvalShardTask {
+  kind: 'eval-shard';
+  task: string;
+  /** The checkpoint folder, relative to the worker's workspace (or absolute). */
+  checkpoint: string;
+  seed0: number;
+  first: number;
+  episodes: number;
+  shard: number;
+  shards: number;
+  submittedFrom: string;
+}
+
+/** The parent of an evaluation's shards: it runs once they all finished and adds them up. */
+export interface EvalTask {
+  kind: 'eval';
+  task: string;
+  checkpoint: string;
+  episodes: number;
+  shards: number;
+  submittedFrom: string;
+}
+
+export type QueueTask = TrainTask | EvalTask | EvalShardTask;
+
+export interface EvalShardResult {
+  worker: string;
+  results: EpisodeResult[];
+}
+
+export interface EvalResult {
+  summary: TaskSummary;
+  results: EpisodeResult[];
+  /** Which worker ran which shard. */
+  workers: string[];
 }
 
 export interface TaskProgress {
@@ -88,6 +130,57 @@ export async function connectQueue(url: string, timeoutMs = 3000): Promise<Redis
   return redis;
 }
 
+/**
+ * An evaluation split into `shards` queue jobs that any workers take, under a parent job that adds
+ * their episodes up (a BullMQ flow: the parent waits for its children). Returns the parent's id.
+ */
+export async function submitEval(
+  url: string,
+  spec: {
+    task: string;
+    checkpoint: string;
+    episodes: number;
+    seed: number;
+    shards: number;
+    submittedFrom: string;
+  },
+): Promise<string> {
+  const shards = Math.max(1, Math.min(spec.shards, spec.episodes));
+  const connection = await connectQueue(url);
+  const flow = new FlowProducer({ connection });
+  try {
+    const per = Math.ceil(spec.episodes / shards);
+    const children = Array.from({ length: shards }, (_, shard) => {
+      const first = shard * per;
+      const data: EvalShardTask = {
+        kind: 'eval-shard',
+        task: spec.task,
+        checkpoint: spec.checkpoint,
+        seed0: spec.seed,
+        first,
+        episodes: Math.min(per, spec.episodes - first),
+        shard,
+        shards,
+        submittedFrom: spec.submittedFrom,
+      };
+      return { name: 'eval-shard', queueName: QUEUE_NAME, data, opts: { attempts: 2 } };
+    }).filter((c) => c.data.episodes > 0);
+    const parent: EvalTask = {
+      kind: 'eval',
+      task: spec.task,
+      checkpoint: spec.checkpoint,
+      episodes: spec.episodes,
+      shards: children.length,
+      submittedFrom: spec.submittedFrom,
+    };
+    const node = await flow.add({ name: 'eval', queueName: QUEUE_NAME, data: parent, children });
+    return node.job.id!;
+  } finally {
+    await flow.close();
+    connection.disconnect();
+  }
+}
+
 export async function submitTask(url: string, task: TrainTask): Promise<string> {
   const connection = await connectQueue(url);
   const queue = new Queue<TrainTask>(QUEUE_NAME, { connection });
@@ -101,6 +194,15 @@ export async function submitTask(url: string, task: TrainTask): Promise<string> 
   }
 }
 
+/** What a queue job is, in a few words, for `vla jobs list --queue`. */
+export function describeTask(t: QueueTask): string {
+  if (t.kind === 'eval') return `eval ${t.task} ${t.checkpoint} (${t.episodes} episodes, ${t.shards} shards)`;
+  if (t.kind === 'eval-shard') {
+    return `eval ${t.task} shard ${t.shard + 1}/${t.shards} (episodes ${t.first}..${t.first + t.episodes - 1})`;
+  }
+  return `${t.config.name}/${t.expName}`;
+}
+
 export interface QueueEntry {
   id: string;
   state: string;
@@ -108,29 +210,29 @@ export interface QueueEntry {
   progress: Partial<TaskProgress>;
   worker: string | null;
   attempts: number;
-  result: TaskResult | null;
+  result: TaskResult | EvalResult | EvalShardResult | null;
   failedReason: string | null;
 }
 
 export async function listQueue(url: string): Promise<QueueEntry[]> {
   const connection = await connectQueue(url);
-  const queue = new Queue<TrainTask>(QUEUE_NAME, { connection });
+  const queue = new Queue<QueueTask>(QUEUE_NAME, { connection });
   try {
     const jobs = (await queue.getJobs(
       ['active', 'waiting', 'delayed', 'prioritized', 'completed', 'failed'],
       0,
       500,
       true,
-    )) as unknown as Array<QueueJob<TrainTask, TaskResult>>;
+    )) as unknown as Array<QueueJob<QueueTask, TaskResult | EvalResult | EvalShardResult>>;
     const out: QueueEntry[] = [];
     for (const job of jobs) {
       const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<TaskProgress>;
       out.push({
         id: job.id!,
         state: await job.getState(),
-        experiment: `${job.data.config.name}/${job.data.expName}`,
+        experiment: describeTask(job.data),
         progress,
-        worker: job.returnvalue?.worker ?? progress.worker ?? null,
+        worker: (job.returnvalue as { worker?: string } | null)?.worker ?? progress.worker ?? null,
         attempts: job.attemptsStarted,
         result: job.returnvalue ?? null,
         failedReason: job.failedReason || null,
@@ -180,6 +282,36 @@ async function prepareTask(
   return { config, expName: task.expName, runDir, existing, runDirUsed, resume, overwrite };
 }
 
+/** Roll out one shard: serve the checkpoint on this machine and run its episodes as a robot client. */
+async function runEvalShard(t: EvalShardTask, opts: WorkerOptions, worker: string): Promise<EvalShardResult> {
+  const checkpoint = path.resolve(opts.workspace, t.checkpoint);
+  if (!existsSync(path.join(checkpoint, 'config.yaml'))) {
+    throw new UnrecoverableError(
+      `checkpoint ${t.checkpoint}: not on ${worker} (no ${checkpoint}/config.yaml)`,
+    );
+  }
+  const { serveCheckpointLocally } = await import('../serving/local.js');
+  const { runEval } = await import('../sim/eval.js');
+  opts.log(
+    `eval shard ${t.shard + 1}/${t.shards}: ${t.task}, episodes ${t.first}..${t.first + t.episodes - 1}`,
+  );
+  const { server } = await serveCheckpointLocally(checkpoint, { backend: opts.backend });
+  try {
+    const report = await runEval({
+      task: t.task,
+      url: server.url,
+      episodes: t.episodes,
+      workers: 1,
+      seed: t.seed0 + t.first,
+      videos: 0,
+    });
+    // Episode numbers of the whole evaluation, not of this shard.
+    return { worker, results: report.results.map((r) => ({ ...r, episode: r.episode + t.first })) };
+  } finally {
+    await server.close();
+  }
+}
+
 export interface WorkerOptions {
   url: string;
   concurrency: number;
@@ -209,7 +341,21 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   const children = new Set<ChildProcess>();
   let closing = false;
 
-  const processTask = async (job: QueueJob<TrainTask, TaskResult>): Promise<TaskResult> => {
+  const processTask = async (
+    job: QueueJob<QueueTask, TaskResult | EvalResult | EvalShardResult>,
+  ): Promise<TaskResult | EvalResult | EvalShardResult> => {
+    const data = job.data;
+    if (data.kind === 'eval-shard') return runEvalShard(data, opts, name);
+    if (data.kind === 'eval') {
+      const shards = Object.values(await job.getChildrenValues<EvalShardResult>());
+      const results = shards.flatMap((s) => s.results).sort((a, b) => a.episode - b.episode);
+      opts.log(`queue job ${job.id}: eval of ${data.task} added up over ${shards.length} shards`);
+      return { summary: summarize(data.task, results), results, workers: shards.map((s) => s.worker) };
+    }
+    return processTrain(job as QueueJob<TrainTask, TaskResult>);
+  };
+
+  const processTrain = async (job: QueueJob<TrainTask, TaskResult>): Promise<TaskResult> => {
     const registry = JobRegistry.open(opts.workspace);
     try {
       let prepared: PreparedLaunch;
@@ -279,7 +425,7 @@ export async function startWorker(opts: WorkerOptions): Promise<RunningWorker> {
   };
 
   opts.log(`worker ${name} taking jobs from ${opts.url} (concurrency ${opts.concurrency})`);
-  const worker = new Worker<TrainTask, TaskResult>(QUEUE_NAME, processTask, {
+  const worker = new Worker<QueueTask, TaskResult | EvalResult | EvalShardResult>(QUEUE_NAME, processTask, {
     connection,
     concurrency: opts.concurrency,
     name,

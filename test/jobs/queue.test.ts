@@ -184,7 +184,7 @@ describe.runIf(hasRedis && process.env.VLA_SLOW)('two worker processes (slow)', 
       const [ea, eb] = [await entry(a), await entry(b)];
       return ea.state === 'completed' && eb.state === 'completed' ? [ea, eb] : undefined;
     });
-    expect(done.map((e) => e.result?.step)).toEqual([20, 20]);
+    expect(done.map((e) => (e.result as { step?: number } | null)?.step)).toEqual([20, 20]);
     expect(done[0]!.worker).not.toBe(done[1]!.worker);
 
     const long = await submit('qlong', 400);
