@@ -7,11 +7,10 @@
  *   including each extra worker's start: a second or more of module loading).
  * Medians of a few runs; the machine is shared, so compare ratios within one run.
  */
+import { spawn } from 'node:child_process';
 import os from 'node:os';
+import path from 'node:path';
 import { table } from '../src/cli/output.js';
-import { loadRobot } from '../src/config/load.js';
-import { inlineRunner } from '../src/serving/runner.js';
-import { PolicyServer } from '../src/serving/server.js';
 import { SimEnv } from '../src/sim/env.js';
 import { runEval } from '../src/sim/eval.js';
 import { WaypointExpert } from '../src/sim/expert.js';
@@ -93,24 +92,32 @@ export async function run(): Promise<void> {
     ),
   );
   console.log('');
-  const runner = await inlineRunner(
-    { kind: 'zeros' },
-    { robot: 'aloha_sim', horizon: 50, metadata: {}, defaultPrompt: null },
+  // The policy server in its own process, as `vla serve` runs beside `vla sim eval --url`: this
+  // process's threads only simulate, render and talk to it.
+  const port = 19_000 + Math.floor(Math.random() * 1000);
+  const server = spawn(
+    process.execPath,
+    [
+      path.resolve(import.meta.dirname, '../bin/vla.js'),
+      'serve',
+      '--robot',
+      'aloha_sim',
+      '--policy',
+      'zeros',
+      '--port',
+      String(port),
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
   );
-  const server = await PolicyServer.start(runner, loadRobot('aloha_sim'), {
-    host: '127.0.0.1',
-    port: 0,
-    apiKey: null,
-    maxMessageBytes: 64 << 20,
-    maxConnections: 16,
-    maxBatch: 8,
-    maxWaitMs: 0,
-    defaultPrompt: null,
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.on('data', (d: Buffer) => d.toString().includes('serving ') && resolve());
+    server.once('exit', (code) => reject(new Error(`vla serve exited with ${code}`)));
   });
-  const episodes = 48;
-  const one = await evalSeconds(1, episodes, server.url);
-  const two = await evalSeconds(2, episodes, server.url);
-  await server.close();
+  const url = `ws://127.0.0.1:${port}`;
+  const episodes = 160;
+  const one = await evalSeconds(1, episodes, url);
+  const two = await evalSeconds(2, episodes, url);
+  server.kill('SIGINT');
   console.log(
     table(
       [
