@@ -54,13 +54,16 @@ const BACKGROUND = '#ffffff';
 
 /**
  * The rows of the run as it stands: a resumed run re-logs the steps after its checkpoint, and the
- * later lines replace the earlier ones.
+ * later lines replace the earlier ones. Lines of the same step (the training metrics and the periodic
+ * eval's) are merged.
  */
 export function latestRun(rows: MetricsRow[]): MetricsRow[] {
   const out: MetricsRow[] = [];
   for (const row of rows) {
-    while (out.length > 0 && out[out.length - 1]!.step >= row.step) out.pop();
-    out.push(row);
+    while (out.length > 0 && out[out.length - 1]!.step > row.step) out.pop();
+    const last = out[out.length - 1];
+    if (last && last.step === row.step) Object.assign(last, row);
+    else out.push({ ...row });
   }
   return out;
 }

@@ -27,6 +27,9 @@ import { Trainer, type TrainingDataSource } from './trainer.js';
 
 export type { TrainingDataSource } from './trainer.js';
 
+/** Periodic evals use seeds from here on: scenes the recipes never record demonstrations on. */
+const EVAL_SEED = 100_000;
+
 export interface TrainProgress {
   step: number;
   totalSteps: number;
@@ -181,6 +184,37 @@ async function train(
       pruneCheckpoints(runDir, t.keep_period);
       log(`saved ${checkpoint}`);
     };
+    // Periodic simulated evaluation of the checkpoint just saved, through the policy server as a robot
+    // would reach it; its success rate goes into metrics.jsonl beside the loss.
+    const evaluate = async () => {
+      if (lastSaved !== trainer.step) await save();
+      const { serveCheckpointLocally } = await import('../serving/local.js');
+      const { runEval } = await import('../sim/eval.js');
+      const { server } = await serveCheckpointLocally(checkpoint!, { seed: t.seed });
+      try {
+        const { summary: s } = await runEval({
+          task: t.eval_task!,
+          url: server.url,
+          episodes: t.eval_episodes,
+          workers: 1,
+          seed: EVAL_SEED,
+          videos: 0,
+        });
+        const line = {
+          step: trainer.step,
+          eval_pc_success: s.pc_success,
+          eval_avg_sum_reward: s.avg_sum_reward,
+          eval_avg_max_reward: s.avg_max_reward,
+          time: new Date().toISOString(),
+        };
+        appendFileSync(metrics, `${JSON.stringify(line)}\n`);
+        log(
+          `eval at step ${trainer.step}: ${s.pc_success.toFixed(0)}% success on ${t.eval_task} over ${s.episodes} episodes`,
+        );
+      } finally {
+        await server.close();
+      }
+    };
     while (trainer.step < t.steps) {
       if (opts.signal?.aborted) break;
       const t0 = performance.now();
@@ -201,6 +235,9 @@ async function train(
         appendFileSync(metrics, `${JSON.stringify(line)}\n`);
       }
       if (trainer.step % t.save_interval === 0 || trainer.step === t.steps) await save();
+      if (t.eval_interval !== null && (trainer.step % t.eval_interval === 0 || trainer.step === t.steps)) {
+        await evaluate();
+      }
       await tick();
     }
     const stopped = trainer.step < t.steps;

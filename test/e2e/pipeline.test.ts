@@ -30,7 +30,7 @@ describe('end to end: record → validate → stats → train → load → serve
         'robot: single_arm_sim',
         'model: { preset: tiny, action_horizon: 8 }',
         'data: { dataset: datasets/pp, asset_id: pp, augment: null }',
-        'train: { steps: 3, batch_size: 2, log_interval: 1, save_interval: 3, eval_task: pick_place }',
+        'train: { steps: 3, batch_size: 2, log_interval: 1, save_interval: 3, eval_task: pick_place, eval_interval: 3, eval_episodes: 1 }',
       ].join('\n'),
     );
 
@@ -66,6 +66,21 @@ describe('end to end: record → validate → stats → train → load → serve
       expect(existsSync(path.join(ckpt, f)), f).toBe(true);
     }
     await setupBackend();
+    // The periodic eval rolled the step-3 checkpoint out in simulation and logged its success rate.
+    const metrics = readFileSync(path.join(ws, 'checkpoints', 'e2e', 'smoke', 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(metrics.map((m) => m.step)).toEqual([1, 2, 3, 3]);
+    expect(metrics[3]).toMatchObject({
+      step: 3,
+      eval_pc_success: expect.any(Number),
+      eval_avg_max_reward: expect.any(Number),
+    });
+    const plot = path.join(ws, 'loss.svg');
+    await vla('jobs', 'plot', '1', '--out', plot);
+    expect(readFileSync(plot, 'utf8')).toMatch(/eval success/);
+
     const model = await loadPolicyModel(ckpt);
     expect(model.cameras).toEqual(['exterior_image_1_left', 'wrist_image_left']);
     model.dispose();
