@@ -4,14 +4,7 @@ import { loadTest, percentile } from '../client/load-test.js';
 import { PolicyClient } from '../client/policy-client.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
-import { table } from './output.js';
-
-function positive(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n <= 0)
-    throw new UserError(`--${name}: expected a positive integer, got "${value}"`);
-  return n;
-}
+import { intOption, table } from './output.js';
 
 export function register(program: Command): void {
   const cmd = program
@@ -31,8 +24,8 @@ export function register(program: Command): void {
       const r = await loadTest({
         url: opts.url,
         robot,
-        n: positive('n', opts.n),
-        concurrency: positive('concurrency', opts.concurrency),
+        n: intOption('n', opts.n, 1)!,
+        concurrency: intOption('concurrency', opts.concurrency, 1)!,
         apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
       });
       const ms = (v: number) => v.toFixed(2);

@@ -7,7 +7,7 @@ import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.j
 import { runEval } from '../sim/eval.js';
 import { TASKS } from '../sim/tasks/index.js';
 import { computeBackend } from './context.js';
-import { progressBar, table } from './output.js';
+import { intOption, progressBar, table } from './output.js';
 
 /** A checkpoint folder, or a folder of them (the shipped `checkpoints/base/` holds one per task). */
 function checkpointsIn(dir: string): string[] {
@@ -37,13 +37,6 @@ function taskFor(dir: string): string {
   return tasks[0]![0];
 }
 
-function count(name: string, value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1)
-    throw new UserError(`--${name}: expected a positive integer, got "${value}"`);
-  return n;
-}
-
 export function register(program: Command): void {
   program
     .command('demo')
@@ -68,7 +61,7 @@ export function register(program: Command): void {
         const t0 = performance.now();
         const backend = program.opts<{ backend?: string }>().backend;
         await computeBackend(program);
-        const episodes = count('episodes', opts.episodes);
+        const episodes = intOption('episodes', opts.episodes, 1)!;
         const rows: string[][] = [];
         const videos: string[] = [];
         for (const dir of checkpointsIn(opts.checkpoint)) {
@@ -89,8 +82,8 @@ export function register(program: Command): void {
                   task,
                   url: server.url,
                   episodes,
-                  workers: count('workers', opts.workers),
-                  seed: Number(opts.seed),
+                  workers: intOption('workers', opts.workers, 1)!,
+                  seed: intOption('seed', opts.seed, 0)!,
                   videos: 1,
                   videoDir: path.join(opts.out, swapPrompts ? `${task}_swapped` : task),
                   swapPrompts,

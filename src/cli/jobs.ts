@@ -19,7 +19,7 @@ import { metricsPath, readMetrics } from '../jobs/metrics.js';
 import { formatDuration, formatNumber } from '../jobs/progress.js';
 import type { EvalResult, EvalShardResult, TaskResult } from '../jobs/queue.js';
 import { isFinal, type Job, JobRegistry, thisHost } from '../jobs/registry.js';
-import { collect, table } from './output.js';
+import { collect, intOption, table } from './output.js';
 import { trainingRuntime } from './train.js';
 
 /** The queue client (BullMQ, ioredis): loaded only by the commands that talk to a queue. */
@@ -444,18 +444,12 @@ export function register(program: Command): void {
         const { getTask } = await import('../sim/tasks/index.js');
         parseQueueUrl(opts.queue);
         getTask(opts.task);
-        const whole = (name: string, v: string, min: number) => {
-          const n = Number(v);
-          if (!Number.isInteger(n) || n < min)
-            throw new UserError(`--${name}: expected an integer >= ${min}, got "${v}"`);
-          return n;
-        };
         const id = await submitEval(opts.queue, {
           task: opts.task,
           checkpoint: opts.checkpoint,
-          episodes: whole('episodes', opts.episodes, 1),
-          shards: whole('shards', opts.shards, 1),
-          seed: whole('seed', opts.seed, 0),
+          episodes: intOption('episodes', opts.episodes, 1)!,
+          shards: intOption('shards', opts.shards, 1)!,
+          seed: intOption('seed', opts.seed, 0)!,
           submittedFrom: thisHost(),
         });
         console.log(

@@ -1,3 +1,14 @@
+import { UserError } from '../config/errors.js';
+
+/** An integer flag: undefined when not given, else an integer >= min or a clear error naming the flag. */
+export function intOption(flag: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < min)
+    throw new UserError(`--${flag}: expected an integer >= ${min}, got "${value}"`);
+  return n;
+}
+
 /** Commander option collector for repeatable flags (`--set a=1 --set b=2`). */
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

@@ -8,15 +8,7 @@ import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
-import { progressBar, table } from './output.js';
-
-function int(flag: string, value: string | undefined, min: number): number | undefined {
-  if (value === undefined) return undefined;
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < min)
-    throw new UserError(`--${flag}: expected an integer >= ${min}, got "${value}"`);
-  return n;
-}
+import { intOption, progressBar, table } from './output.js';
 
 /** One task's part of eval_info.json, named as LeRobot's eval names them. */
 interface TaskInfo {
@@ -100,10 +92,10 @@ export function register(program: Command): void {
         }
         const expert = await WaypointExpert.create(env, plan);
         mkdirSync(opts.out, { recursive: true });
-        const seed0 = int('seed', opts.seed, 0)!;
+        const seed0 = intOption('seed', opts.seed, 0)!;
         const rows: string[][] = [];
         try {
-          for (let i = 0; i < int('episodes', opts.episodes, 1)!; i++) {
+          for (let i = 0; i < intOption('episodes', opts.episodes, 1)!; i++) {
             const seed = seed0 + i;
             const file = path.join(opts.out, `${task.name}_seed${seed}.mp4`);
             const video = new VideoEncoder(file, { width, height, fps: task.robot.controlHz });
@@ -148,7 +140,7 @@ export function register(program: Command): void {
       const camera = opts.camera ?? Object.keys(task.robot.cameras)[0]!;
       const env = await SimEnv.create(task, { width, height, cameras: [camera] });
       try {
-        const obs = env.reset(int('seed', opts.seed, 0)!);
+        const obs = env.reset(intOption('seed', opts.seed, 0)!);
         writePng(opts.out, obs.images[camera]!, width, height);
         console.log(
           `${opts.out}: ${task.name} seed ${opts.seed}, ${camera}, ${width}x${height}, "${obs.prompt}"`,
@@ -180,7 +172,7 @@ export function register(program: Command): void {
         if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
           throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
         }
-        const episodes = int('episodes', opts.episodes, 1)!;
+        const episodes = intOption('episodes', opts.episodes, 1)!;
         const bar = progressBar('recording', episodes);
         const t0 = performance.now();
         // Loaded on use: the dataset writer, policy client and server are heavy imports other commands skip.
@@ -190,7 +182,7 @@ export function register(program: Command): void {
           episodes,
           out: opts.out,
           format: opts.format,
-          seed: int('seed', opts.seed, 0)!,
+          seed: intOption('seed', opts.seed, 0)!,
           width: parseSize(opts.size)[0],
           height: parseSize(opts.size)[1],
           onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
@@ -281,7 +273,7 @@ export function register(program: Command): void {
               program.opts<{ backend?: string }>().backend,
             )
           : null;
-        const episodes = int('episodes', opts.episodes, 1)!;
+        const episodes = intOption('episodes', opts.episodes, 1)!;
         const perTask: TaskInfo[] = [];
         let ran = 0;
         try {
@@ -295,13 +287,13 @@ export function register(program: Command): void {
                 url: local?.url ?? opts.url!,
                 apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
                 episodes,
-                workers: int('workers', opts.workers, 1)!,
-                seed: int('seed', opts.seed, 0)!,
-                replanEvery: int('replan-every', opts.replanEvery, 1),
+                workers: intOption('workers', opts.workers, 1)!,
+                seed: intOption('seed', opts.seed, 0)!,
+                replanEvery: intOption('replan-every', opts.replanEvery, 1),
                 actionMode: opts.actionMode,
                 swapPrompts: opts.swapPrompts,
-                inferTimeoutMs: 1000 * int('infer-timeout', opts.inferTimeout, 1)!,
-                videos: int('videos', opts.videos, 0)!,
+                inferTimeoutMs: 1000 * intOption('infer-timeout', opts.inferTimeout, 1)!,
+                videos: intOption('videos', opts.videos, 0)!,
                 videoDir: path.join(opts.out, 'videos'),
               },
               (r) => {

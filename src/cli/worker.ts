@@ -1,14 +1,7 @@
 import type { Command } from 'commander';
-import { describeValue, UserError } from '../config/errors.js';
+import { intOption } from './output.js';
 
 const stamp = () => new Date().toISOString().replace('T', ' ').slice(0, 19);
-
-function positive(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < 1)
-    throw new UserError(`${flag}: expected a whole number >= 1, got ${describeValue(text)}`);
-  return n;
-}
 
 export function register(program: Command): void {
   program
@@ -22,8 +15,8 @@ export function register(program: Command): void {
       '30',
     )
     .action(async (opts: { queue: string; concurrency: string; stallTimeout: string }) => {
-      const concurrency = positive('--concurrency', opts.concurrency);
-      const stallSeconds = positive('--stall-timeout', opts.stallTimeout);
+      const concurrency = intOption('concurrency', opts.concurrency, 1)!;
+      const stallSeconds = intOption('stall-timeout', opts.stallTimeout, 1)!;
       const say = (line: string) => console.log(`${stamp()} ${line}`);
       const { startWorker } = await import('../jobs/queue.js');
       const worker = await startWorker({

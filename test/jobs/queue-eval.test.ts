@@ -1,7 +1,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { TrainConfig } from '../../src/config/schema.js';
@@ -15,17 +14,7 @@ import {
 import { modelDims } from '../../src/model/config.js';
 import { initParams } from '../../src/model/pi0.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
-import { hasRedis, startRedis } from './redis.js';
-
-async function waitFor<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
-  }
-}
+import { hasRedis, startRedis, waitFor } from './redis.js';
 
 /** A freshly initialised tiny single-arm checkpoint: enough to serve and roll out. */
 async function tinyCheckpoint(ws: string): Promise<string> {

@@ -2,7 +2,6 @@ import { execFile, spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -18,7 +17,7 @@ import {
 } from '../../src/jobs/queue.js';
 import { JobRegistry } from '../../src/jobs/registry.js';
 import { workspace as dataWorkspace, writeSynthetic } from '../data/helpers.js';
-import { hasRedis, startRedis } from './redis.js';
+import { hasRedis, startRedis, waitFor } from './redis.js';
 
 const exec = promisify(execFile);
 const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
@@ -31,16 +30,6 @@ async function submitCli(...args: string[]): Promise<string> {
     return 'ok';
   } catch (e) {
     return (e as Error).message;
-  }
-}
-
-async function waitFor<T>(what: string, get: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await get();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(200);
   }
 }
 

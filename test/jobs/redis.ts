@@ -46,3 +46,18 @@ export async function startRedis(): Promise<{ url: string; stop: () => Promise<v
       }),
   };
 }
+
+/** Poll until `get` gives a value; a clear error naming what was awaited after the timeout. */
+export async function waitFor<T>(
+  what: string,
+  get: () => Promise<T | undefined>,
+  timeoutMs = 120_000,
+): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const v = await get();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(200);
+  }
+}
