@@ -1,6 +1,6 @@
 import path from 'node:path';
 import type { TrainConfig } from '../config/schema.js';
-import type { NormStats, NormStatsEntry } from '../transforms/normalize.js';
+import { type NormStats, type NormStatsEntry, normStatsProvenance } from '../transforms/normalize.js';
 import { actionChunk, episodeRows, openPipeline } from './pipeline.js';
 import { quantileSorted } from './stats.js';
 
@@ -77,7 +77,11 @@ export async function computeNormStats(
     opts.onProgress?.(done, total);
   }
   return {
-    stats: { state: entryStats(state, p.stateDim), actions: entryStats(actions, p.actionDim) },
+    stats: {
+      state: entryStats(state, p.stateDim),
+      actions: entryStats(actions, p.actionDim),
+      computedWith: normStatsProvenance(config),
+    },
     frames: n,
     actionRows: n * horizon,
   };

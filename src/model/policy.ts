@@ -10,7 +10,7 @@ import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import { TrainConfig } from '../config/schema.js';
-import { type NormStats, readNormStats } from '../transforms/normalize.js';
+import { checkNormStatsProvenance, type NormStats, readNormStats } from '../transforms/normalize.js';
 import { type ModelDims, modelDims } from './config.js';
 import { type Params, paramCount } from './params.js';
 import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
@@ -136,7 +136,7 @@ export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape)
   }
   return new PolicyModel(
     config,
-    findCheckpointNormStats(checkpointDir),
+    findCheckpointNormStats(checkpointDir, config),
     mergeLora(params, dims),
     shape.cameras,
     shape.stateDim,
@@ -144,12 +144,15 @@ export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape)
   );
 }
 
-function findCheckpointNormStats(dir: string): NormStats | null {
+function findCheckpointNormStats(dir: string, config: TrainConfig): NormStats | null {
   const assets = path.join(dir, 'assets');
   if (!existsSync(assets)) return null;
   for (const id of readdirSync(assets).sort()) {
     const file = path.join(assets, id, 'norm_stats.json');
-    if (existsSync(file)) return readNormStats(file);
+    if (!existsSync(file)) continue;
+    const stats = readNormStats(file);
+    checkNormStatsProvenance(config, stats, file);
+    return stats;
   }
   return null;
 }

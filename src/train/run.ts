@@ -14,7 +14,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
-import { type NormStats, readNormStats } from '../transforms/normalize.js';
+import { checkNormStatsProvenance, type NormStats, readNormStats } from '../transforms/normalize.js';
 import {
   listCheckpoints,
   loadCheckpointState,
@@ -81,7 +81,9 @@ export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormSta
       `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
     );
   }
-  return readNormStats(file);
+  const stats = readNormStats(file);
+  checkNormStatsProvenance(config, stats, path.relative(cwd, file));
+  return stats;
 }
 
 interface OpenedData extends TrainingDataSource {

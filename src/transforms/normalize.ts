@@ -1,6 +1,7 @@
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
+import type { TrainConfig } from '../config/schema.js';
 
 /** openpi's per-key statistics: arrays of the feature's dim. */
 export interface NormStatsEntry {
@@ -10,10 +11,27 @@ export interface NormStatsEntry {
   q99?: number[];
 }
 
-/** openpi's norm_stats.json: `{"norm_stats": {"state": {...}, "actions": {...}}}`. */
+/**
+ * The transforms the action statistics were computed through. Stats of absolute actions used on delta
+ * actions (or the reverse) put the normalized targets far from unit scale and quietly ruin training, so
+ * `vla data stats` records them and training checks them.
+ */
+export interface NormStatsProvenance {
+  dataset: string | null;
+  action_horizon: number;
+  delta_action_mask: boolean[] | null;
+  adapt_to_pi: boolean;
+}
+
+/**
+ * openpi's norm_stats.json: `{"norm_stats": {"state": {...}, "actions": {...}}}`. We add a top-level
+ * `computed_with` beside `norm_stats` (openpi's reader ignores other keys); files without it still load.
+ */
 export interface NormStats {
   state: NormStatsEntry;
   actions: NormStatsEntry;
+  /** Read from and written to the file's top-level `computed_with`, never inside `norm_stats`. */
+  computedWith?: NormStatsProvenance;
 }
 
 export type NormMode = 'zscore' | 'quantile';
@@ -104,13 +122,60 @@ export function readNormStats(file: string): NormStats {
       );
     }
   }
-  return stats;
+  const provenance = (raw as { computed_with?: NormStatsProvenance }).computed_with;
+  const { state, actions } = stats;
+  return provenance && typeof provenance === 'object'
+    ? { state, actions, computedWith: provenance }
+    : { state, actions };
 }
 
 /** Atomic write (temporary file, then rename) in openpi's layout. */
 export function writeNormStats(file: string, stats: NormStats): void {
   mkdirSync(path.dirname(file), { recursive: true });
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, `${JSON.stringify({ norm_stats: stats }, null, 2)}\n`);
+  const { computedWith, state, actions } = stats;
+  const doc = computedWith
+    ? { norm_stats: { state, actions }, computed_with: computedWith }
+    : { norm_stats: { state, actions } };
+  writeFileSync(tmp, `${JSON.stringify(doc, null, 2)}\n`);
   renameSync(tmp, file);
+}
+
+/** What `vla data stats` records of a config's transforms beside its stats. */
+export function normStatsProvenance(config: TrainConfig): NormStatsProvenance {
+  return {
+    dataset: config.data.dataset,
+    action_horizon: config.model.action_horizon,
+    delta_action_mask: config.data.delta_action_mask,
+    adapt_to_pi: config.data.adapt_to_pi,
+  };
+}
+
+/**
+ * Refuses stats computed through other action transforms than the config's (absolute actions' stats on
+ * delta actions, or the reverse). Files without `computed_with` (openpi's) are trusted as they are.
+ */
+export function checkNormStatsProvenance(config: TrainConfig, stats: NormStats, file: string): void {
+  const was = stats.computedWith;
+  if (!was) return;
+  const now = normStatsProvenance(config);
+  const same = (a: boolean[] | null, b: boolean[] | null) => {
+    const on = (m: boolean[] | null) =>
+      (m ?? [])
+        .map((v, i) => (v ? i : -1))
+        .filter((i) => i >= 0)
+        .join(',');
+    return on(a) === on(b);
+  };
+  const fix = `run \`vla data stats ${config.name}\` again`;
+  if (!same(was.delta_action_mask, now.delta_action_mask)) {
+    throw new UserError(
+      `${file}: norm stats were computed with data.delta_action_mask ${JSON.stringify(was.delta_action_mask)}, config ${config.name} has ${JSON.stringify(now.delta_action_mask)}: expected the same action transforms; ${fix}`,
+    );
+  }
+  if (Boolean(was.adapt_to_pi) !== now.adapt_to_pi) {
+    throw new UserError(
+      `${file}: norm stats were computed with data.adapt_to_pi ${was.adapt_to_pi}, config ${config.name} has ${now.adapt_to_pi}: expected the same action transforms; ${fix}`,
+    );
+  }
 }

@@ -1,10 +1,13 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { resolveConfig } from '../../src/config/load.js';
 import {
+  checkNormStatsProvenance,
   type NormStats,
   normalize,
+  normStatsProvenance,
   readNormStats,
   unnormalize,
   writeNormStats,
@@ -50,5 +53,26 @@ describe('normalization (openpi formulas)', () => {
     expect(readNormStats(file)).toEqual(stats);
     writeFileSync(file, '{"state": {}}');
     expect(() => readNormStats(file)).toThrow(/expected \{"norm_stats"/);
+  });
+
+  it('keeps the transforms the stats were computed with beside norm_stats, and refuses other ones', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vla-norm-'));
+    const file = path.join(dir, 'norm_stats.json');
+    const { config } = resolveConfig('pi0_sim_pick_place');
+    writeNormStats(file, { ...stats, computedWith: normStatsProvenance(config) });
+    const doc = JSON.parse(readFileSync(file, 'utf8'));
+    // openpi reads norm_stats' keys as features: only state and actions may be there.
+    expect(Object.keys(doc.norm_stats)).toEqual(['state', 'actions']);
+    expect(doc.computed_with.delta_action_mask).toBeNull();
+    const back = readNormStats(file);
+    expect(() => checkNormStatsProvenance(config, back, file)).not.toThrow();
+    const { config: delta } = resolveConfig('pi0_sim_pick_place', [
+      'data.delta_action_mask=[true,true,true,true,true,true,true,false]',
+    ]);
+    expect(() => checkNormStatsProvenance(delta, back, file)).toThrow(
+      /delta_action_mask null, config pi0_sim_pick_place has \[true,true,true,true,true,true,true,false\].*vla data stats pi0_sim_pick_place/,
+    );
+    // openpi's files carry no provenance and are taken as they are.
+    expect(() => checkNormStatsProvenance(delta, stats, file)).not.toThrow();
   });
 });
