@@ -154,6 +154,16 @@ export const TrainSection = z
     keep_period: posInt.nullable().default(5000),
     /** EMA of the weights, saved as the inference params (openpi's default 0.99; null turns it off, as for LoRA). */
     ema_decay: z.number().gt(0).lt(1).nullable().default(0.99),
+    /**
+     * Draws of (noise, flow time) per observation each step: the prefix (images, prompt) runs once and
+     * the action expert k times, so the flow loss of a batch costs little more and its gradient is less noisy.
+     */
+    flow_samples: posInt.max(16).default(1),
+    /**
+     * Which action dims the flow loss averages over: the robot's own (`robot`), or every one of
+     * `model.action_dim` including the zero padding (`all`, as openpi).
+     */
+    loss_action_dims: z.enum(['robot', 'all']).default('robot'),
     /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */

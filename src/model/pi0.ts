@@ -548,20 +548,34 @@ export class Pi0 {
     actionPad: Uint8Array,
     noise: Float32Array,
     t: Float32Array,
+    opts: FlowLossOptions = {},
   ): tf.Scalar {
     const d = this.dims;
     const b = inp.batch;
-    const { xt, target } = flowTargets(actions, noise, t);
+    const k = opts.samples ?? 1;
+    const kb = k * b;
+    if (noise.length !== kb * d.horizon * d.actionDim || t.length !== kb) {
+      throw new Error(`flowLoss: expected noise and times for ${k} sample(s) of a batch of ${b}`);
+    }
+    const tiled = k === 1 ? actions : repeatRows(actions, k);
+    const { xt, target } = flowTargets(tiled, noise, t);
     const kv = this.prefixKV(w, inp);
+    // Each observation's prefix runs once; its keys and values serve k draws of (noise, time).
+    const rep = k === 1 ? kv : repeatKV(kv, k);
     const v = this.velocity(
       w,
-      kv,
-      this.suffixBias(kv.valid, kv.length, b),
-      tf.tensor2d(inp.state, [b, d.actionDim]),
-      tf.tensor3d(xt, [b, d.horizon, d.actionDim]),
+      rep,
+      this.suffixBias(rep.valid, rep.length, kb),
+      tf.tensor2d(k === 1 ? inp.state : repeatRows(inp.state, k), [kb, d.actionDim]),
+      tf.tensor3d(xt, [kb, d.horizon, d.actionDim]),
       t,
     );
-    return maskedMse(v, tf.tensor3d(target, v.shape), actionPad);
+    return maskedMse(
+      v,
+      tf.tensor3d(target, v.shape),
+      k === 1 ? actionPad : repeatRows(actionPad, k),
+      opts.lossDims,
+    );
   }
 
   /**
@@ -647,8 +661,14 @@ export function flowTargets(
 }
 
 /** Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1). */
-export function maskedMse(v: tf.Tensor3D, target: tf.Tensor3D, pad: Uint8Array): tf.Scalar {
+export function maskedMse(
+  v: tf.Tensor3D,
+  target: tf.Tensor3D,
+  pad: Uint8Array,
+  lossDims?: number,
+): tf.Scalar {
   const [b, h, a] = v.shape;
+  const dims = Math.min(a, lossDims ?? a);
   const weight = new Float32Array(b * h);
   let kept = 0;
   for (let i = 0; i < weight.length; i++) {
@@ -656,8 +676,38 @@ export function maskedMse(v: tf.Tensor3D, target: tf.Tensor3D, pad: Uint8Array):
     kept += weight[i]!;
   }
   const err = tf.sub(v, target);
-  const sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
-  return tf.div(tf.sum(sq), Math.max(1, kept) * a) as tf.Scalar;
+  let sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
+  if (dims < a) {
+    const dimWeight = new Float32Array(a).fill(1, 0, dims);
+    sq = tf.mul(sq, tf.tensor3d(dimWeight, [1, 1, a]));
+  }
+  return tf.div(tf.sum(sq), Math.max(1, kept) * dims) as tf.Scalar;
+}
+
+export interface FlowLossOptions {
+  /**
+   * The robot's action dims (the leading ones): padding dims beyond them carry no information, so the
+   * loss leaves them out (openpi averages over all of action_dim).
+   */
+  lossDims?: number;
+  /** Draws of (noise, time) per observation, sharing one prefix pass; noise and times hold them all. */
+  samples?: number;
+}
+
+/** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */
+function repeatRows<T extends Float32Array | Uint8Array>(x: T, k: number): T {
+  const out = new (x.constructor as new (n: number) => T)(x.length * k);
+  for (let j = 0; j < k; j++) out.set(x, j * x.length);
+  return out;
+}
+
+function repeatKV(kv: PrefixKV, k: number): PrefixKV {
+  return {
+    keys: kv.keys.map((t) => tf.tile(t, [k, ...t.shape.slice(1).map(() => 1)])),
+    values: kv.values.map((t) => tf.tile(t, [k, ...t.shape.slice(1).map(() => 1)])),
+    valid: repeatRows(kv.valid, k),
+    length: kv.length,
+  };
 }
 
 /** Flow times for training: t ~ Beta(1.5, 1)·0.999 + 0.001 (Beta(a, 1) is U^(1/a)), as π0. */

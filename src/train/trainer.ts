@@ -113,12 +113,17 @@ export class Trainer {
     for (let i = 0; i < b * d.horizon; i++) {
       actions.set(batch.actions.subarray(i * batch.actionDim, (i + 1) * batch.actionDim), i * d.actionDim);
     }
-    const noise = rng.normals(actions.length);
-    const times = sampleFlowTimes(rng, b);
+    const k = t.flow_samples;
+    const noise = rng.normals(actions.length * k);
+    const times = sampleFlowTimes(rng, b * k);
     const lr = learningRate(t, this.step);
     const w: Params = this.params;
     const { value, grads } = tf.variableGrads(
-      () => this.model.flowLoss(w, inp, actions, batch.actionPad, noise, times),
+      () =>
+        this.model.flowLoss(w, inp, actions, batch.actionPad, noise, times, {
+          samples: k,
+          lossDims: t.loss_action_dims === 'robot' ? batch.actionDim : undefined,
+        }),
       [...this.trainable.values()],
     );
     const named: tf.NamedTensorMap = {};

@@ -211,6 +211,50 @@ describe('flow matching', () => {
     );
   });
 
+  it("padding dims beyond the robot's action dims are left out of the loss when asked", async () => {
+    const [b, h, a] = [2, 3, 5];
+    const target = new Rng(3).normals(b * h * a);
+    const wrong = target.slice();
+    for (let i = 0; i < b * h; i++) wrong[i * a + 4]! += 10; // only dim 4, a padding dim for a 4-dim robot
+    const v = tf.tensor3d(target, [b, h, a]);
+    const pad = new Uint8Array(b * h);
+    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, 4).data())[0]).toBe(0);
+    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad).data())[0]).toBeCloseTo(100 / a, 4);
+  });
+
+  it('k flow samples per observation give the mean of k separate losses, the prefix run once', async () => {
+    const d = tiny();
+    const model = new Pi0(d);
+    const w = initParams(d, 5);
+    const inp = prepareInputs(d, observation(2, 2, d.imageSize, 6));
+    const rng = new Rng(7);
+    const n = 2 * d.horizon * d.actionDim;
+    const actions = rng.normals(n);
+    const noise = rng.normals(3 * n);
+    const t = new Float32Array([0.2, 0.5, 0.9, 0.4, 0.7, 0.95]);
+    const pad = new Uint8Array(2 * d.horizon);
+    pad[d.horizon - 1] = 1;
+    const joint = (
+      await model.flowLoss(w, inp, actions, pad, noise, t, { samples: 3, lossDims: 7 }).data()
+    )[0]!;
+    let sum = 0;
+    for (let j = 0; j < 3; j++) {
+      const one = model.flowLoss(
+        w,
+        inp,
+        actions,
+        pad,
+        noise.subarray(j * n, (j + 1) * n),
+        t.subarray(2 * j, 2 * j + 2),
+        {
+          lossDims: 7,
+        },
+      );
+      sum += (await one.data())[0]!;
+    }
+    expect(joint).toBeCloseTo(sum / 3, 4);
+  });
+
   it('the Euler sampler integrates a known velocity field exactly, visiting t = 1, 0.9, …, 0.1', async () => {
     const rng = new Rng(2);
     const noise = rng.normals(2 * 5 * 3);
