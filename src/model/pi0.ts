@@ -30,7 +30,7 @@ import { tokenizePrompts, VOCAB_SIZE } from './tokenizer.js';
 
 interface ParamSpec {
   shape: number[];
-  init: 'fan_in' | 'zeros' | 'embed' | 'small' | 'lora_a';
+  init: 'fan_in' | 'zeros' | 'embed' | 'small' | 'lora_a' | 'sincos1d' | 'sincos2d';
 }
 
 /**
@@ -58,13 +58,15 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   const patches = (d.imageSize / p) ** 2;
   kernel('vision/patch_embed', p * p * 3, d.width);
   bias('vision/patch_embed', d.width);
-  specs.set('vision/pos_embedding', { shape: [patches, d.width], init: 'small' });
+  // Fixed-frequency sine-cosine starting points (as MAE's ViT): trained from scratch on a few hundred
+  // demonstrations, patches know where they are from the first step instead of learning it.
+  specs.set('vision/pos_embedding', { shape: [patches, d.width], init: 'sincos2d' });
   for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, d.width, d.mlpDim, false);
   norm('vision/final_norm', d.width);
 
   specs.set('prefix/camera_embedding', { shape: [MAX_CAMERAS, d.width], init: 'small' });
   specs.set('prefix/token_embedding', { shape: [VOCAB_SIZE, d.width], init: 'embed' });
-  specs.set('prefix/prompt_pos_embedding', { shape: [d.maxTokenLen, d.width], init: 'small' });
+  specs.set('prefix/prompt_pos_embedding', { shape: [d.maxTokenLen, d.width], init: 'sincos1d' });
   for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, d.width, d.mlpDim, i === d.depth - 1);
 
   const e = d.expertWidth;
@@ -72,7 +74,7 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   bias('expert/state_proj', e);
   kernel('expert/action_in', d.actionDim, e);
   bias('expert/action_in', e);
-  specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'small' });
+  specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'sincos1d' });
   kernel('expert/time_mlp_in', 2 * e, e);
   bias('expert/time_mlp_in', e);
   kernel('expert/time_mlp_out', e, e);
@@ -115,10 +117,40 @@ export function initParams(d: ModelDims, seed: number): Params {
       case 'small':
         values = rng.normals(n, 0.02);
         break;
+      case 'sincos1d':
+        values = sincos(spec.shape[0]!, spec.shape[1]!, (i) => [i]);
+        break;
+      case 'sincos2d': {
+        const side = Math.round(Math.sqrt(spec.shape[0]!));
+        values = sincos(spec.shape[0]!, spec.shape[1]!, (i) => [Math.floor(i / side), i % side]);
+        break;
+      }
     }
     params.set(name, tf.tensor(values, spec.shape, 'float32'));
   }
   return params;
+}
+
+/**
+ * Sine-cosine position codes, `width` wide for `n` positions: the width split evenly between the
+ * coordinates `coords(i)` gives (one for a sequence, row and column for a patch grid), each part half
+ * sines, half cosines, over geometric frequencies from 1 to 1/10000.
+ */
+function sincos(n: number, width: number, coords: (i: number) => number[]): Float32Array {
+  const out = new Float32Array(n * width);
+  const parts = coords(0).length;
+  const per = Math.floor(width / parts / 2) * 2;
+  const half = per / 2;
+  for (let i = 0; i < n; i++) {
+    coords(i).forEach((c, p) => {
+      for (let k = 0; k < half; k++) {
+        const angle = c / 10000 ** (k / half);
+        out[i * width + p * per + k] = Math.sin(angle);
+        out[i * width + p * per + half + k] = Math.cos(angle);
+      }
+    });
+  }
+  return out;
 }
 
 /**
