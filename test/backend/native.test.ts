@@ -259,6 +259,18 @@ describe('native kernel pack: set-up and fallback', () => {
     expect(packStats().blas).toBe(before + 1);
   });
 
+  it.runIf(haveBlas)(
+    'loads in worker threads too, after this thread has it (nblas is not context-aware)',
+    async () => {
+      const { startWorker } = await import('../../src/threads.js');
+      const { once } = await import('node:events');
+      const worker = startWorker(new URL('./blas-worker.ts', import.meta.url), { workerData: {} });
+      const [msg] = await once(worker, 'message');
+      await worker.terminate();
+      expect(msg).toEqual({ library: 'openblas', product: [5, 11, 11, 25] });
+    },
+  );
+
   it('native: false keeps the WASM kernels and says so', async () => {
     const info = await setupBackend({ backend: 'wasm', native: false });
     expect(info.native).toBeNull();

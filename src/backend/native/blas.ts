@@ -1,6 +1,8 @@
-import { readFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
+import path from 'node:path';
+import { isMainThread, threadId } from 'node:worker_threads';
 
 /** CBLAS transpose flags (row-major calls). */
 export const NO_TRANS = 111;
@@ -44,6 +46,35 @@ export interface BlasOptions {
 export const BLAS_PACKAGE = 'nblas';
 
 const require = createRequire(import.meta.url);
+
+/**
+ * The binding in a worker thread. nblas's addon is not context-aware: once one thread of a process has
+ * loaded it, loading the same file again fails ("Module did not self-register"), and its JavaScript
+ * wrapper then reports itself missing. A private copy of the addon file is a separate shared object to
+ * the dynamic loader, so it registers afresh in this thread (and links the same OpenBLAS).
+ */
+function loadInWorker(pkg: string): unknown {
+  try {
+    return require(pkg);
+  } catch (first) {
+    let addon: string;
+    try {
+      addon = path.join(path.dirname(require.resolve(pkg)), '..', 'build', 'Release', `${pkg}.node`);
+    } catch {
+      throw first;
+    }
+    const copy = path.join(os.tmpdir(), `vla-${pkg}-${process.pid}-${threadId}.node`);
+    copyFileSync(addon, copy);
+    try {
+      const mod = { exports: {} as unknown };
+      process.dlopen(mod, copy);
+      return mod.exports;
+    } finally {
+      // Loaded objects stay mapped after their file is gone.
+      rmSync(copy, { force: true });
+    }
+  }
+}
 
 /** Libraries fast enough to beat WASM's own matmul; reference BLAS (Debian's `libblas3`) is not. */
 const FAST_LIBRARIES: Array<[RegExp, string]> = [
@@ -95,7 +126,7 @@ function firstLine(e: unknown): string {
 
 /** Loads the BLAS binding; returns it, or a one-line reason why it cannot be used. Never throws. */
 export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
-  const load = opts.load ?? ((pkg: string) => require(pkg));
+  const load = opts.load ?? ((pkg: string) => (isMainThread ? require(pkg) : loadInWorker(pkg)));
   if (threadsAtLoad === null) {
     if (opts.threads !== undefined) process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
     else if (threadsFromEnv() === undefined) process.env.OPENBLAS_NUM_THREADS = String(DEFAULT_THREADS);
