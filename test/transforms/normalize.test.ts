@@ -58,7 +58,7 @@ describe('normalization (openpi formulas)', () => {
   it('keeps the transforms the stats were computed with beside norm_stats, and refuses other ones', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'vla-norm-'));
     const file = path.join(dir, 'norm_stats.json');
-    const { config } = resolveConfig('pi0_sim_pick_place');
+    const { config } = resolveConfig('pi0_sim_pick_place', ['data.delta_action_mask=null']);
     writeNormStats(file, { ...stats, computedWith: normStatsProvenance(config) });
     const doc = JSON.parse(readFileSync(file, 'utf8'));
     // openpi reads norm_stats' keys as features: only state and actions may be there.
@@ -69,6 +69,7 @@ describe('normalization (openpi formulas)', () => {
     const { config: delta } = resolveConfig('pi0_sim_pick_place', [
       'data.delta_action_mask=[true,true,true,true,true,true,true,false]',
     ]);
+    expect(() => checkNormStatsProvenance(delta, back, file)).toThrow(/data\.delta_action_mask null/);
     expect(() => checkNormStatsProvenance(delta, back, file)).toThrow(
       /delta_action_mask null, config pi0_sim_pick_place has \[true,true,true,true,true,true,true,false\].*vla data stats pi0_sim_pick_place/,
     );
