@@ -164,6 +164,12 @@ export const TrainSection = z
      * `model.action_dim` including the zero padding (`all`, as openpi).
      */
     loss_action_dims: z.enum(['robot', 'all']).default('robot'),
+    /**
+     * Probability that a training sample's state input is replaced by the dataset's mean state. Against
+     * the "copycat" shortcut of behaviour cloning: with the state, a policy can extrapolate the arm's
+     * own motion and ignore its cameras and prompt, which then fails where the motion must be chosen.
+     */
+    state_dropout: unit.default(0),
     /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */

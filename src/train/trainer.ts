@@ -108,7 +108,6 @@ export class Trainer {
       obs.images = batch.images.slice();
       augmentImages(obs.images, batch.imageMask, batch.cameras, batch.imageSize, aug, rng);
     }
-    const inp = prepareInputs(d, obs);
     const actions = new Float32Array(b * d.horizon * d.actionDim);
     for (let i = 0; i < b * d.horizon; i++) {
       actions.set(batch.actions.subarray(i * batch.actionDim, (i + 1) * batch.actionDim), i * d.actionDim);
@@ -116,6 +115,16 @@ export class Trainer {
     const k = t.flow_samples;
     const noise = rng.normals(actions.length * k);
     const times = sampleFlowTimes(rng, b * k);
+    const dropout = t.state_dropout;
+    if (dropout > 0) {
+      // The normalized state of a dropped sample becomes 0 (the dataset's mean state): the policy must
+      // then read the scene from its cameras instead of extrapolating the arm's own motion.
+      obs.state = batch.state.slice();
+      for (let i = 0; i < b; i++) {
+        if (rng.uniform() < dropout) obs.state.fill(0, i * batch.stateDim, (i + 1) * batch.stateDim);
+      }
+    }
+    const inp = prepareInputs(d, obs);
     const lr = learningRate(t, this.step);
     const w: Params = this.params;
     const { value, grads } = tf.variableGrads(

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { createRequire } from 'node:module';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -263,7 +264,6 @@ describe('native kernel pack: set-up and fallback', () => {
     'loads in worker threads too, after this thread has it (nblas is not context-aware)',
     async () => {
       const { startWorker } = await import('../../src/threads.js');
-      const { once } = await import('node:events');
       const worker = startWorker(new URL('./blas-worker.ts', import.meta.url), { workerData: {} });
       const [msg] = await once(worker, 'message');
       await worker.terminate();

@@ -63,6 +63,26 @@ describe('trainer', () => {
     expect(tf.memory().numTensors).toBe(before);
   });
 
+  it('state_dropout 1 hides the state from the model; 0 leaves it in', () => {
+    const losses = (dropout: number) => {
+      const cfg = config({ train: { state_dropout: dropout } });
+      const data = source();
+      const batch = data.batchAt(0, 4, 0);
+      const shifted = { ...batch, state: batch.state.map((v) => v + 3) };
+      return [batch, shifted].map((b) => {
+        const trainer = new Trainer(cfg, initParams(modelDims(cfg.model), 0));
+        trainer.checkSource(data);
+        const loss = trainer.trainStep(b).loss;
+        trainer.dispose();
+        return loss;
+      });
+    };
+    const [hidden, hiddenShifted] = losses(1);
+    expect(hiddenShifted).toBe(hidden);
+    const [seen, seenShifted] = losses(0);
+    expect(seenShifted).not.toBe(seen);
+  });
+
   it('with everything but LoRA frozen, only LoRA params change', async () => {
     const cfg = config({
       model: { lora: { rank: 2, alpha: 2 } },
