@@ -1,5 +1,7 @@
+import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
@@ -267,7 +269,7 @@ describe('native kernel pack: set-up and fallback', () => {
       const worker = startWorker(new URL('./blas-worker.ts', import.meta.url), { workerData: {} });
       const [msg] = await once(worker, 'message');
       await worker.terminate();
-      expect(msg).toEqual({ library: 'openblas', product: [5, 11, 11, 25] });
+      expect(msg).toMatchObject({ library: 'openblas', product: [5, 11, 11, 25] });
     },
   );
 

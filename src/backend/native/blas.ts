@@ -109,6 +109,18 @@ function mappedLibrary(): string | null {
  */
 export const DEFAULT_THREADS = 1;
 
+/**
+ * Gives the process environment an OpenBLAS thread count (DEFAULT_THREADS) unless one is set. Call it on
+ * the main thread before starting workers: if a worker is the first to load OpenBLAS, the library reads
+ * the real environment, and without a count it starts a thread per core. Measured here: a policy server
+ * worker that loaded it so, beside a simulation worker, hung for good in OpenBLAS's `exec_blas_async`
+ * in 3 of 4 `vla sim eval --workers 2` runs on a loaded machine (0 of 8 with the count set).
+ */
+export function pinBlasThreads(): void {
+  if (isMainThread && threadsFromEnv() === undefined)
+    process.env.OPENBLAS_NUM_THREADS = String(DEFAULT_THREADS);
+}
+
 /** The thread count OpenBLAS started with: later requests in the same process cannot change it. */
 let threadsAtLoad: number | null = null;
 
@@ -127,9 +139,11 @@ function firstLine(e: unknown): string {
 /** Loads the BLAS binding; returns it, or a one-line reason why it cannot be used. Never throws. */
 export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
   const load = opts.load ?? ((pkg: string) => (isMainThread ? require(pkg) : loadInWorker(pkg)));
-  if (threadsAtLoad === null) {
+  // A worker's process.env is its own copy: setting it there never reaches the C environment OpenBLAS
+  // reads when it loads, so only the main thread sets it (and startWorker does before any worker runs).
+  if (threadsAtLoad === null && isMainThread) {
     if (opts.threads !== undefined) process.env.OPENBLAS_NUM_THREADS = String(opts.threads);
-    else if (threadsFromEnv() === undefined) process.env.OPENBLAS_NUM_THREADS = String(DEFAULT_THREADS);
+    else pinBlasThreads();
   }
   let mod: { sgemm?: unknown };
   try {
