@@ -273,6 +273,21 @@ describe('native kernel pack: set-up and fallback', () => {
     },
   );
 
+  it.runIf(haveBlas)(
+    'a worker that loads OpenBLAS first gets one thread, set in the real environment',
+    () => {
+      const env = { ...process.env };
+      for (const k of ['OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS', 'OMP_NUM_THREADS']) delete env[k];
+      const out = execFileSync(
+        process.execPath,
+        ['--import', 'tsx', fileURLToPath(new URL('./blas-first-in-worker.ts', import.meta.url))],
+        { env, encoding: 'utf8' },
+      );
+      // A worker's process.env is a copy: only the main thread's setting reaches OpenBLAS's getenv.
+      expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({ threads: 1, env: '1' });
+    },
+  );
+
   it('native: false keeps the WASM kernels and says so', async () => {
     const info = await setupBackend({ backend: 'wasm', native: false });
     expect(info.native).toBeNull();
