@@ -15,6 +15,7 @@ interface InferOptions {
   numSteps?: string;
   cache: boolean;
   show: string;
+  ablate?: string;
 }
 
 function intOption(value: string, flag: string, min: number): number {
@@ -37,6 +38,10 @@ export function register(program: Command): void {
     .option('--seed <n>', 'seed of the flow noise', '0')
     .option('--num-steps <n>', "flow steps (default: the config's model.num_steps)")
     .option('--no-cache', 'recompute the prefix at every flow step (slower; for comparison)')
+    .option(
+      '--ablate <n>',
+      "over N episodes from --episode on, at --frame: the chunk error with the frame's own cameras and prompt, with another episode's cameras, and with another prompt (does the policy read them?)",
+    )
     .option('--show <n>', 'chunk steps to print', '5')
     .action(async (opts: InferOptions) => {
       await computeBackend(program);
@@ -74,6 +79,64 @@ export function register(program: Command): void {
         normStats: policy.normStats,
       });
       try {
+        if (opts.ablate !== undefined) {
+          const n = Math.min(intOption(opts.ablate, '--ablate', 1), pipeline.dataset.episodes.length);
+          const eps = pipeline.dataset.episodes;
+          const start = eps.indexOf(ep);
+          const offsets: number[] = [];
+          let at = 0;
+          for (const e of eps) {
+            offsets.push(at);
+            at += e.length;
+          }
+          const perm = epochPermutation(data.numSamples, 0, 0);
+          const batchOf = (i: number) => {
+            const e = eps[(start + i) % eps.length]!;
+            return data.batchAt(perm.indexOf(offsets[eps.indexOf(e)]! + Math.min(frame, e.length - 1)), 1, 0);
+          };
+          const prompts = [...new Set(Array.from({ length: eps.length }, (_, i) => batchOf(i).prompts[0]!))];
+          const sums = { own: 0, images: 0, prompt: 0 };
+          let count = 0;
+          for (let i = 0; i < n; i++) {
+            const b = batchOf(i);
+            // Another scene: the episode half the dataset away (same frame index).
+            const other = batchOf(i + Math.max(1, Math.floor(eps.length / 2)));
+            const otherPrompt = prompts.find((p) => p !== b.prompts[0]);
+            for (let s = 0; s < 2; s++) {
+              const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim);
+              const err = async (images: Uint8Array, prompt: string) => {
+                const pred = await policy.sampleActions(
+                  { images, imageMask: b.imageMask, state: b.state, prompts: [prompt], batchSize: 1, noise },
+                  {},
+                );
+                return chunkError(pred, b.actions, b.actionPad, policy.horizon, policy.actionDim);
+              };
+              sums.own += await err(b.images, b.prompts[0]!);
+              sums.images += await err(other.images, b.prompts[0]!);
+              sums.prompt += otherPrompt === undefined ? Number.NaN : await err(b.images, otherPrompt);
+              count++;
+            }
+          }
+          const f = (v: number) =>
+            Number.isNaN(v) ? 'n/a (one prompt in the dataset)' : (v / count).toFixed(4);
+          console.log(
+            `${n} episodes from ${episode}, frame ${frame}, 2 noise seeds each: normalized MSE of the sampled chunk vs the recording`,
+          );
+          console.log(
+            table(
+              ['inputs', 'normalized MSE'],
+              [
+                ["the frame's own cameras and prompt", f(sums.own)],
+                ["another episode's cameras", f(sums.images)],
+                ['another prompt', f(sums.prompt)],
+              ],
+            ),
+          );
+          console.log(
+            "equal errors mean the policy ignores that input (with the state, it may extrapolate the arm's own motion)",
+          );
+          return;
+        }
         // The loader serves samples in a seeded order; find where this one sits in epoch 0 of seed 0.
         const position = epochPermutation(data.numSamples, 0, 0).indexOf(sample);
         const batch = data.batchAt(position, 1, 0);
@@ -97,13 +160,8 @@ export function register(program: Command): void {
         );
         const ms = performance.now() - t0;
         const ad = policy.actionDim;
-        let se = 0;
-        let n = 0;
-        for (let i = 0; i < policy.horizon; i++) {
-          if (batch.actionPad[i]) continue;
-          for (let d = 0; d < ad; d++) se += (pred[i * ad + d]! - batch.actions[i * ad + d]!) ** 2;
-          n += ad;
-        }
+        const mse = chunkError(pred, batch.actions, batch.actionPad, policy.horizon, ad);
+        const n = (policy.horizon - batch.actionPad.reduce((a, v) => a + v, 0)) * ad;
         const mode = config.data.norm;
         const predRaw = unnormalize(pred.slice(), policy.normStats, 'actions', mode, ad);
         const recRaw = unnormalize(batch.actions.slice(), policy.normStats, 'actions', mode, ad);
@@ -118,12 +176,28 @@ export function register(program: Command): void {
           `episode ${episode} frame ${frame} · prompt ${JSON.stringify(batch.prompts[0])} · ${policy.horizon}-step chunk in ${ms.toFixed(1)} ms`,
         );
         if (rows.length > 0) console.log(table(['step', 'sampled', 'recorded'], rows));
-        console.log(
-          `normalized MSE vs the recording: ${(se / Math.max(1, n)).toFixed(4)} over ${n / ad} steps × ${ad} dims`,
-        );
+        console.log(`normalized MSE vs the recording: ${mse.toFixed(4)} over ${n / ad} steps × ${ad} dims`);
       } finally {
         data.close();
         policy.dispose();
       }
     });
+}
+
+/** Mean squared error over the chunk steps inside the episode, in normalized units. */
+function chunkError(
+  pred: Float32Array,
+  actions: Float32Array,
+  pad: Uint8Array,
+  horizon: number,
+  dim: number,
+): number {
+  let se = 0;
+  let n = 0;
+  for (let i = 0; i < horizon; i++) {
+    if (pad[i]) continue;
+    for (let d = 0; d < dim; d++) se += (pred[i * dim + d]! - actions[i * dim + d]!) ** 2;
+    n += dim;
+  }
+  return se / Math.max(1, n);
 }

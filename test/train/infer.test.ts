@@ -106,6 +106,39 @@ describe('vla infer', () => {
     expect(out).toMatch(/normalized MSE vs the recording: [\d.]+ over 3 steps × 8 dims/);
   });
 
+  it("--ablate compares the chunk error with the own inputs, another episode's cameras and another prompt", async () => {
+    const printed: string[] = [];
+    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => printed.push(line));
+    const stderr = vi.spyOn(console, 'error').mockImplementation(() => {});
+    try {
+      const program = new Command('vla').exitOverride();
+      register(program);
+      await program.parseAsync(
+        [
+          'infer',
+          '--checkpoint',
+          path.join(tmp, 'run', '2'),
+          '--episode',
+          '0',
+          '--frame',
+          '2',
+          '--ablate',
+          '2',
+        ],
+        { from: 'user' },
+      );
+    } finally {
+      spy.mockRestore();
+      stderr.mockRestore();
+    }
+    const out = printed.join('\n');
+    expect(out).toMatch(/2 episodes from 0, frame 2, 2 noise seeds each/);
+    expect(out).toMatch(/the frame's own cameras and prompt\s+\d+\.\d{4}/);
+    expect(out).toMatch(/another episode's cameras\s+\d+\.\d{4}/);
+    // This dataset has a single task: there is no other prompt to try.
+    expect(out).toMatch(/another prompt\s+n\/a \(one prompt in the dataset\)/);
+  });
+
   it('names the episodes there are when asked for one that is not', async () => {
     const program = new Command('vla').exitOverride();
     register(program);
