@@ -66,28 +66,38 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
+/** Runs `vla <args>` in this process and returns what it printed to stdout. */
+async function runInfer(args: string[]): Promise<string> {
+  const printed: string[] = [];
+  const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => printed.push(line));
+  const stderr = vi.spyOn(console, 'error').mockImplementation(() => {});
+  try {
+    const program = new Command('vla').exitOverride();
+    register(program);
+    await program.parseAsync(args, { from: 'user' });
+  } finally {
+    spy.mockRestore();
+    stderr.mockRestore();
+  }
+  return printed.join('\n');
+}
+
 describe('vla infer', () => {
   it('samples a chunk for the asked frame and prints it beside the recorded actions', async () => {
     const { config } = resolveConfig('infer_test');
     const run = await runTraining({ config, runDir: path.join(tmp, 'run'), resume: false });
     expect(run.checkpoint).toBe(path.join(tmp, 'run', '2'));
-    const printed: string[] = [];
-    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => printed.push(line));
-    const stderr = vi.spyOn(console, 'error').mockImplementation(() => {});
-    try {
-      const program = new Command('vla').exitOverride();
-      register(program);
-      await program.parseAsync(
-        ['infer', '--checkpoint', run.checkpoint!, '--episode', '1', '--frame', '3', '--show', '4'],
-        {
-          from: 'user',
-        },
-      );
-    } finally {
-      spy.mockRestore();
-      stderr.mockRestore();
-    }
-    const out = printed.join('\n');
+    const out = await runInfer([
+      'infer',
+      '--checkpoint',
+      run.checkpoint!,
+      '--episode',
+      '1',
+      '--frame',
+      '3',
+      '--show',
+      '4',
+    ]);
     expect(out).toMatch(/episode 1 frame 3 · prompt "put the cube in the bowl" · 4-step chunk/);
     const rows = out.split('\n').filter((l) => /^\s+\d+\s/.test(l));
     expect(rows.length).toBe(4);
@@ -107,31 +117,17 @@ describe('vla infer', () => {
   });
 
   it("--ablate compares the chunk error with the own inputs, another episode's cameras and another prompt", async () => {
-    const printed: string[] = [];
-    const spy = vi.spyOn(console, 'log').mockImplementation((line: string) => printed.push(line));
-    const stderr = vi.spyOn(console, 'error').mockImplementation(() => {});
-    try {
-      const program = new Command('vla').exitOverride();
-      register(program);
-      await program.parseAsync(
-        [
-          'infer',
-          '--checkpoint',
-          path.join(tmp, 'run', '2'),
-          '--episode',
-          '0',
-          '--frame',
-          '2',
-          '--ablate',
-          '2',
-        ],
-        { from: 'user' },
-      );
-    } finally {
-      spy.mockRestore();
-      stderr.mockRestore();
-    }
-    const out = printed.join('\n');
+    const out = await runInfer([
+      'infer',
+      '--checkpoint',
+      path.join(tmp, 'run', '2'),
+      '--episode',
+      '0',
+      '--frame',
+      '2',
+      '--ablate',
+      '2',
+    ]);
     expect(out).toMatch(/2 episodes from 0, frame 2, 2 noise seeds each/);
     expect(out).toMatch(/the frame's own cameras and prompt\s+\d+\.\d{4}/);
     expect(out).toMatch(/another episode's cameras\s+\d+\.\d{4}/);
