@@ -1,3 +1,4 @@
+import { GLYPH_W } from './font.js';
 import type { MetricsRow } from './metrics.js';
 
 /*
@@ -121,7 +122,8 @@ export function niceTicks(lo: number, hi: number, count = 5): number[] {
 function tickLabel(v: number): string {
   if (v === 0) return '0';
   const a = Math.abs(v);
-  if (a >= 1e5 || a < 1e-3) return v.toExponential(0).replace('e+', 'e');
+  // One decimal where it matters: 1.5e-4 and 1e-4 are different ticks.
+  if (a >= 1e5 || a < 1e-3) return v.toExponential(1).replace('.0e', 'e').replace('e+', 'e');
   return Number(v.toPrecision(6)).toString();
 }
 
@@ -172,7 +174,10 @@ export function drawFigure(
     color = INK,
   ) => prims.push({ kind: 'text', x, y, text: t, size, anchor, color });
 
-  text(width / 2, 22, opts.title ?? runs.map((r) => r.label).join(' vs '), 10, 'middle');
+  // The legend names every run; a title that would not fit says how many there are instead.
+  const joined = runs.map((r) => r.label).join(' vs ');
+  const fits = joined.length * (GLYPH_W + 1) * Math.max(1, Math.round(10 / 6)) < width - 40;
+  text(width / 2, 22, opts.title ?? (fits ? joined : `${runs.length} runs`), 10, 'middle');
   runs.forEach((r, i) => {
     const x = left + (i % 2) * ((width - left - right) / 2);
     const y = top + 6 + 18 * Math.floor(i / 2);
