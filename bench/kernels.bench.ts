@@ -129,6 +129,60 @@ export async function run(): Promise<void> {
     tf.dispose([x, y, bias]);
   }
   printTable(['shape', 'op', `${host} ms`, 'GFLOP/s', 'blas ms', 'GFLOP/s', 'speed-up', 'picked', ''], rows);
+  if (host === 'wasm') copyKernels(blas);
+}
+
+/** Slices the model takes (B's shapes), each by WASM's own Slice/SplitV and by the pack's heap copy. */
+const COPY_CASES: Array<{ what: string; shape: number[]; f: (x: tf.Tensor) => tf.Tensor | tf.Tensor[] }> = [
+  {
+    what: 'B train: token-concat gradient, split [128, 148·64 | 51·64]',
+    shape: [128, 199 * 64],
+    f: (x) => tf.split(x, [148 * 64, 51 * 64], 1),
+  },
+  {
+    what: 'B train: state token out of the suffix [32, 1 | 50, 128]',
+    shape: [32, 51, 128],
+    f: (x) => tf.slice(x, [0, 1, 0], [32, 50, 128]),
+  },
+  {
+    what: 'infer: k out of a fused q|k|v [3·4, 50·64]',
+    shape: [12, 50 * 64],
+    f: (x) => tf.slice(x, [4, 0], [4, 50 * 64]),
+  },
+  { what: 'infer: half a kernel [256, 128]', shape: [256, 128], f: (x) => tf.slice(x, [128, 0], [128, 128]) },
+  {
+    what: 'short runs [64, 64, 8] → [64, 64, 3]',
+    shape: [64, 64, 8],
+    f: (x) => tf.slice(x, [0, 0, 2], [64, 64, 3]),
+  },
+];
+
+function copyKernels(blas: Exclude<ReturnType<typeof loadBlas>, { error: string }>): void {
+  const rows: string[][] = [];
+  for (const c of COPY_CASES) {
+    const x = tf.randomNormal(c.shape);
+    const call = () => {
+      const out = c.f(x);
+      const list = Array.isArray(out) ? out : [out];
+      for (const t of list.slice(1)) t.dispose();
+      return list[0]!;
+    };
+    removePack('wasm');
+    const own = time(call);
+    installPack(blas, 'wasm', () => true);
+    const pack = time(call);
+    removePack('wasm');
+    rows.push([
+      c.what,
+      own.toFixed(3),
+      pack.toFixed(3),
+      `${(own / pack).toFixed(2)}×`,
+      pack > own * 1.1 ? 'SLOWER' : '',
+    ]);
+    x.dispose();
+  }
+  console.log();
+  printTable(['copy kernel (Slice, SplitV)', 'wasm ms', 'pack ms', 'speed-up', ''], rows);
 }
 
 function printTable(head: string[], rows: string[][]): void {

@@ -200,6 +200,61 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
     const [empty] = bothWays('wasm', () => tf.matMul(tf.zeros([0, 3]), tf.zeros([3, 4])));
     expect(empty.shape).toEqual([0, 4]);
   });
+
+  /** Runs `f` with WASM's own Slice/SplitV, then with the pack's; the results must be bit-identical. */
+  function slicesBothWays(f: () => tf.Tensor[]): void {
+    removePack('wasm');
+    const wasmSlice = tf.getKernel('Slice', 'wasm')!.kernelFunc;
+    const own = f();
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+    // The pack's kernels are in place (a test comparing the WASM kernel with itself could not fail).
+    expect(tf.getKernel('Slice', 'wasm')!.kernelFunc).not.toBe(wasmSlice);
+    const pack = f();
+    expect(pack.length).toBe(own.length);
+    pack.forEach((p, i) => {
+      expect(p.shape).toEqual(own[i]!.shape);
+      expect(p.dtype).toBe(own[i]!.dtype);
+      expect(Array.from(p.dataSync())).toEqual(Array.from(own[i]!.dataSync()));
+    });
+    tf.dispose([...own, ...pack]);
+  }
+
+  const counting = (shape: number[], dtype: 'float32' | 'int32' | 'bool' = 'float32') =>
+    tf.tensor(
+      Array.from({ length: shape.reduce((a, b) => a * b, 1) }, (_, i) =>
+        dtype === 'bool' ? Number(i % 3 === 0) : dtype === 'int32' ? i : i * 0.5,
+      ),
+      shape,
+      dtype,
+    );
+
+  it('slices match the WASM kernel: contiguous, strided, every rank, int32, bool and empty', () => {
+    slicesBothWays(() => [
+      tf.slice(counting([12, 51, 64]), [4, 0, 0], [4, 51, 64]), // outer rows: one block
+      tf.slice(counting([7, 9]), [2, 3], [4, 5]), // rows of a matrix
+      tf.slice(counting([3, 4, 5, 6]), [1, 1, 2, 0], [2, 2, 2, 6]), // whole inner axis, cut above
+      tf.slice(counting([3, 4, 5, 6]), [0, 1, 1, 2], [3, 3, 3, 3]), // cut innermost: short runs
+      tf.slice(counting([2, 3, 4, 5, 6]), [1, 0, 1, 2, 1], [1, 3, 2, 2, 4]), // rank 5
+      tf.slice(counting([10]), [3], [5]),
+      tf.slice(counting([4, 40], 'int32'), [1, 7], [2, 30]),
+      tf.slice(counting([4, 6], 'bool'), [1, 1], [2, 3]), // handed back to WASM
+      tf.slice(counting([4, 6]), [2, 0], [0, 6]),
+      tf.slice(counting([5, 6]), [1, 2], [-1, -1]),
+    ]);
+  });
+
+  it('splits match the WASM kernel, and a concat gradient through them is unchanged', () => {
+    slicesBothWays(() => [
+      ...tf.split(counting([128, 3 * 64]), [64, 100, 28], 1),
+      ...tf.split(counting([6, 5, 4]), 3, 0),
+      ...tf.split(counting([2, 6, 4]), [1, 5], 1),
+      ...tf.split(counting([4, 6], 'int32'), 2, 1),
+      tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(tf.concat([a, b], 1), counting([3, 9]))))([
+        counting([3, 4]),
+        counting([3, 5]),
+      ])[1]!,
+    ]);
+  });
 });
 
 describe.runIf(haveBlas)('native kernel pack on cpu', () => {

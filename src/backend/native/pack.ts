@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { broadcast_util } from '@tensorflow/tfjs-core';
 import type { Blas } from './blas.js';
 import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
+import { sliceKernel, splitVKernel } from './slice.js';
 
 /** Host backends the pack knows how to reach the memory of. */
 export const PACK_HOSTS = ['wasm', 'cpu'] as const;
@@ -17,10 +18,11 @@ export type PackHost = (typeof PACK_HOSTS)[number];
 
 /**
  * The kernels the pack replaces on each host: tf.matMul runs as BatchMatMul, tf.fused.matMul as
- * _FusedMatMul; on WASM also Identity, which copies there where the cpu backend shares the memory.
+ * _FusedMatMul; on WASM also Identity, which copies there where the cpu backend shares the memory, and
+ * Slice and SplitV, which copy the whole input out of the heap before slicing it (see slice.ts).
  */
 export const PACK_KERNELS: Record<PackHost, readonly string[]> = {
-  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity'],
+  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice', 'SplitV'],
   cpu: ['BatchMatMul', '_FusedMatMul'],
 };
 
@@ -193,12 +195,16 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
     const kernelFunc =
       name === 'Identity'
         ? identityKernel(original.kernelFunc)
-        : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
-            blas,
-            host,
-            original.kernelFunc,
-            choose,
-          );
+        : name === 'Slice'
+          ? sliceKernel(original.kernelFunc)
+          : name === 'SplitV'
+            ? splitVKernel(original.kernelFunc)
+            : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
+                blas,
+                host,
+                original.kernelFunc,
+                choose,
+              );
     tf.registerKernel({ ...original, kernelFunc });
   }
 }
