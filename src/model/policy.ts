@@ -16,6 +16,7 @@ import { type Params, paramCount } from './params.js';
 import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
+import type { SamplingWeights } from './sampler.js';
 
 export interface SampleInput {
   /** uint8 [B, cams, S, S, 3], already resized with padding to the model's S. */
@@ -34,6 +35,8 @@ export class PolicyModel {
   readonly model: Pi0;
   readonly dims: ModelDims;
   private noiseRng = new Rng(Date.now() >>> 0, 7);
+  /** The params rearranged for the KV-cached sampler, made on the first chunk and kept (see sampler.ts). */
+  private sampling: SamplingWeights | null = null;
 
   constructor(
     readonly config: TrainConfig,
@@ -85,7 +88,11 @@ export class PolicyModel {
     const noise = input.noise ?? this.noiseRng.normals(full);
     if (noise.length !== full)
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
-    const out = this.model.sample(this.params, this.prepare(input), noise, opts);
+    this.sampling ??= this.model.samplingWeights(this.params);
+    const out = this.model.sample(this.params, this.prepare(input), noise, {
+      ...opts,
+      weights: this.sampling,
+    });
     const all = (await out.data()) as Float32Array;
     out.dispose();
     if (this.actionDim === d.actionDim) return all;
@@ -98,6 +105,8 @@ export class PolicyModel {
 
   dispose(): void {
     tf.dispose([...this.params.values()]);
+    if (this.sampling) tf.dispose([...this.sampling.values()]);
+    this.sampling = null;
   }
 }
 

@@ -15,6 +15,7 @@ import {
   prepareInputs,
 } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
+import { sampleCached, samplingWeights } from '../../src/model/sampler.js';
 import { detokenize, tokenizePrompts } from '../../src/model/tokenizer.js';
 
 beforeAll(async () => {
@@ -165,6 +166,69 @@ describe('π0 model', () => {
   });
 });
 
+describe('the fast KV-cached sampler', () => {
+  // Called directly, whatever path Pi0.sample picks on this backend (it picks this one where transposed
+  // matmuls are fast: the kernel pack, native TensorFlow).
+  const fast = (
+    d: ReturnType<typeof tiny>,
+    w: Map<string, tf.Tensor>,
+    inp: ReturnType<typeof prepareInputs>,
+    noise: Float32Array,
+    steps: number,
+  ) => {
+    const model = new Pi0(d);
+    const sw = samplingWeights(model, w);
+    const out = tf.tidy(() => sampleCached(model, sw, inp, noise, steps));
+    tf.dispose([...sw.values()]);
+    return out;
+  };
+
+  it('gives the uncached path’s actions with masked cameras and prompt padding, batched, any depth', async () => {
+    for (const over of [{}, { depth: 3, vision_depth: 2 }, { depth: 1, vision_depth: 0 }]) {
+      const d = tiny(over);
+      const w = initParams(d, 41);
+      const obs = observation(3, 2, d.imageSize, 42, ['a', 'open the drawer slowly', 'stack']);
+      obs.imageMask[3] = 0;
+      const inp = prepareInputs(d, obs);
+      const noise = new Rng(43).normals(3 * d.horizon * d.actionDim);
+      const before = tf.memory().numTensors;
+      const a = fast(d, w, inp, noise, 5);
+      expect(tf.memory().numTensors).toBe(before + 1); // the chunk only: nothing leaked
+      const b = new Pi0(d).sample(w, inp, noise, { numSteps: 5, cache: false });
+      const [x, y] = [await a.data(), await b.data()];
+      let diff = 0;
+      for (let i = 0; i < x.length; i++) diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
+      expect(diff).toBeLessThan(1e-4);
+      expect(Math.abs(x[0]! - noise[0]!)).toBeGreaterThan(1e-3);
+      tf.dispose([a, b, ...w.values()]);
+    }
+  });
+
+  it('merges LoRA adapters, leaves the params untouched, and reuses its weights across calls', async () => {
+    const d = tiny({ lora: { rank: 2, alpha: 4 } });
+    const w = initParams(d, 44);
+    const rng = new Rng(45);
+    for (const [name, t] of w) {
+      if (name.endsWith('/lora_b')) w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
+    }
+    const inp = prepareInputs(d, observation(1, 1, d.imageSize, 46));
+    const noise = new Rng(47).normals(d.horizon * d.actionDim);
+    const model = new Pi0(d);
+    const want = await model.sample(w, inp, noise, { numSteps: 3, cache: false }).data();
+    const sw = samplingWeights(model, w);
+    for (let rep = 0; rep < 2; rep++) {
+      const got = await tf.tidy(() => sampleCached(model, sw, inp, noise, 3)).data();
+      let diff = 0;
+      for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
+      expect(diff).toBeLessThan(1e-4);
+    }
+    tf.dispose([...sw.values()]);
+    // Disposing the sampling weights leaves every parameter alive.
+    expect([...w.values()].every((t) => !t.isDisposed)).toBe(true);
+    tf.dispose([...w.values()]);
+  });
+});
+
 describe('LoRA for inference', () => {
   it('merging trained adapters into the kernels keeps the outputs', async () => {
     const d = tiny({ lora: { rank: 2, alpha: 4 } });
@@ -176,7 +240,8 @@ describe('LoRA for inference', () => {
     const inp = prepareInputs(d, observation(2, 2, d.imageSize, 33));
     const noise = new Rng(34).normals(2 * d.horizon * d.actionDim);
     const model = new Pi0(d);
-    const a = await model.sample(w, inp, noise, { numSteps: 2 }).data();
+    // The adapters' own path (x·W + x·A·B·alpha/rank) against the kernels with them merged in.
+    const a = await model.sample(w, inp, noise, { numSteps: 2, cache: false }).data();
     const merged = mergeLora(new Map(w), d);
     expect([...merged.keys()].some((n) => n.includes('lora'))).toBe(false);
     const b = await model.sample(merged, inp, noise, { numSteps: 2 }).data();

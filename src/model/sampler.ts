@@ -1,0 +1,371 @@
+/**
+ * Sampling with the KV cache, written for latency at batch 1, where each tfjs op costs a fixed 5–20 µs
+ * whatever its size and a 10-step chunk runs thousands of them. Same function as `Pi0.velocity`
+ * integrated by Euler steps (the tests hold it to the uncached path), fewer and larger ops:
+ *
+ * - Weights are rearranged once (`samplingWeights`): each RMSNorm scale folded into the projections
+ *   that read the normalised activations, q, k and v in one kernel with q's 1/√hd folded in, the action
+ *   input projection folded into the time MLP's first kernel, LoRA adapters merged.
+ * - The state token sees only the prefix and itself (π0's mask), so it does not depend on the noisy
+ *   actions or the flow time: it runs once per chunk, and its keys and values join the prefix's in the
+ *   cache. Each flow step then runs the H action tokens alone, whose attention reaches every cached
+ *   token: no mask at all when every prefix token is real.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { MAX_CAMERAS } from './config.js';
+import { gelu, silu } from './layers.js';
+import type { Params } from './params.js';
+import type { ModelInputs, Pi0 } from './pi0.js';
+import { VOCAB_SIZE } from './tokenizer.js';
+
+/** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
+export type SamplingWeights = Map<string, tf.Tensor>;
+
+const MASKED = -1e9;
+
+function get(w: Params, name: string): tf.Tensor {
+  const t = w.get(name);
+  if (!t) throw new Error(`model parameter ${name} is missing`);
+  return t;
+}
+
+/** A layer's kernel with its LoRA adapters merged in (W + A·B·alpha/rank), as inference uses it. */
+function kernelOf(model: Pi0, w: Params, name: string): tf.Tensor2D {
+  const k = get(w, `${name}/kernel`) as tf.Tensor2D;
+  const a = w.get(`${name}/lora_a`);
+  if (!a) return k;
+  const lora = model.dims.lora!;
+  return tf.add(
+    k,
+    tf.mul(tf.matMul(a as tf.Tensor2D, get(w, `${name}/lora_b`) as tf.Tensor2D), lora.alpha / lora.rank),
+  );
+}
+
+/** diag(1 + scale) · kernel: an RMSNorm's scale moved into the matmul that reads its output. */
+function scaleRows(kernel: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
+  return tf.mul(kernel, tf.reshape(tf.add(scale, 1), [-1, 1]));
+}
+
+export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
+  const d = model.dims;
+  const out: SamplingWeights = new Map();
+  const params = new Set(w.values());
+  tf.tidy(() => {
+    // Every tensor is the map's own: a parameter passed through unchanged is cloned (shared memory on WASM with the kernel pack).
+    const keep = (name: string, t: tf.Tensor) => out.set(name, tf.keep(params.has(t) ? tf.clone(t) : t));
+    const block = (g: string, kvOnly: boolean) => {
+      const ln1 = get(w, `${g}/ln1/scale`);
+      const parts = [kernelOf(model, w, `${g}/attn/k`), kernelOf(model, w, `${g}/attn/v`)];
+      if (!kvOnly) parts.unshift(tf.mul(kernelOf(model, w, `${g}/attn/q`), 1 / Math.sqrt(d.headDim)));
+      keep(`${g}/${kvOnly ? 'kv' : 'qkv'}`, scaleRows(tf.concat(parts, 1), ln1));
+      if (kvOnly) return;
+      keep(`${g}/o`, kernelOf(model, w, `${g}/attn/o`));
+      keep(`${g}/up`, scaleRows(kernelOf(model, w, `${g}/mlp/up`), get(w, `${g}/ln2/scale`)));
+      keep(`${g}/down`, kernelOf(model, w, `${g}/mlp/down`));
+    };
+    keep('vision/patch_embed', kernelOf(model, w, 'vision/patch_embed'));
+    keep('vision/patch_bias', get(w, 'vision/patch_embed/bias'));
+    keep('vision/pos_embedding', get(w, 'vision/pos_embedding'));
+    for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, false);
+    keep('vision/final_scale', tf.add(get(w, 'vision/final_norm/scale'), 1));
+    keep('prefix/camera_embedding', get(w, 'prefix/camera_embedding'));
+    keep('prefix/token_embedding', get(w, 'prefix/token_embedding'));
+    keep('prefix/prompt_pos_embedding', get(w, 'prefix/prompt_pos_embedding'));
+    for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, i === d.depth - 1);
+
+    const e = d.expertWidth;
+    keep('expert/state_proj', kernelOf(model, w, 'expert/state_proj'));
+    keep('expert/state_bias', get(w, 'expert/state_proj/bias'));
+    // (x·A + a)·T + t = x·(A·T) + (a·T + t): the action projection and the time MLP's action half in one.
+    const kIn = kernelOf(model, w, 'expert/time_mlp_in');
+    const actHalf = tf.slice(kIn, [0, 0], [e, e]);
+    keep('expert/action_in', tf.matMul(kernelOf(model, w, 'expert/action_in'), actHalf));
+    keep(
+      'expert/action_in_bias',
+      tf.add(
+        tf.matMul(tf.reshape(get(w, 'expert/action_in/bias'), [1, e]), actHalf),
+        tf.reshape(get(w, 'expert/time_mlp_in/bias'), [1, e]),
+      ),
+    );
+    keep('expert/time_in', tf.slice(kIn, [e, 0], [e, e]));
+    keep('expert/time_out', kernelOf(model, w, 'expert/time_mlp_out'));
+    // The time MLP's output bias is a per-token constant like the position embedding: one add.
+    keep(
+      'expert/action_pos',
+      tf.add(get(w, 'expert/action_pos_embedding'), get(w, 'expert/time_mlp_out/bias')),
+    );
+    for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, false);
+    keep(
+      'expert/action_out',
+      scaleRows(kernelOf(model, w, 'expert/action_out'), get(w, 'expert/final_norm/scale')),
+    );
+    keep('expert/action_out_bias', get(w, 'expert/action_out/bias'));
+  });
+  return out;
+}
+
+/** x / rms(x), the scale having gone into the next matmul. */
+function normalize<T extends tf.Tensor>(x: T): T {
+  return tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6)));
+}
+
+/**
+ * Projections packed side by side in `kernel` [in, parts·W] applied to x [B·T, in], each returned
+ * feature-major [B·H, hd, T]: the product is taken transposed (Wᵀ·xᵀ, which BLAS reads at the same
+ * speed), so heads come out without the transposes a token-major [B·T, W] result would need.
+ */
+function projectHeads(
+  x: tf.Tensor2D,
+  kernel: tf.Tensor2D,
+  parts: number,
+  b: number,
+  t: number,
+  heads: number,
+): tf.Tensor3D[] {
+  const [inner, out] = kernel.shape;
+  const w = out / parts;
+  const y = tf.matMul(tf.reshape(kernel, [1, inner, out]), tf.reshape(x, [b, t, inner]), true, true);
+  const split = parts === 1 ? [y] : tf.split(y, parts, 1);
+  return split.map((p) => tf.reshape(p, [b * heads, w / heads, t]));
+}
+
+/** Cached keys or values [B·W, Tc] with new ones [B·H, hd, T] appended: [B·H, hd, Tc + T]. */
+function append(cached: tf.Tensor2D, next: tf.Tensor3D): tf.Tensor3D {
+  const [bh, hd, t] = next.shape;
+  const joined = tf.concat([cached, tf.reshape(next, [bh * hd, t])], 1);
+  return tf.reshape(joined, [bh, hd, joined.shape[1]!]);
+}
+
+/** [B·H, hd, T] → [B·W, T]: the layout the cache keeps. */
+function flat(x: tf.Tensor3D): tf.Tensor2D {
+  return tf.reshape(x, [x.shape[0] * x.shape[1], x.shape[2]]);
+}
+
+interface Cache {
+  /** Per layer [B·W, Tc], feature-major: the prefix's keys and values, then the state token's. */
+  keys: tf.Tensor2D[];
+  values: tf.Tensor2D[];
+  /** Additive bias [B, 1, 1, Tc + H] for the action tokens, or null when every cached token is real. */
+  actionBias: tf.Tensor4D | null;
+}
+
+class Sampler {
+  private readonly heads: number;
+
+  constructor(
+    private readonly model: Pi0,
+    private readonly sw: SamplingWeights,
+  ) {
+    this.heads = model.dims.heads;
+  }
+
+  private w(name: string): tf.Tensor2D {
+    const t = this.sw.get(name);
+    if (!t) throw new Error(`sampling weight ${name} is missing`);
+    return t as tf.Tensor2D;
+  }
+
+  /**
+   * Attention of queries [B·H, hd, T] (scaled) over keys and values [B·H, hd, Tk], then the block's
+   * output projection, residual and MLP on x [B·T, in].
+   */
+  private finishBlock(
+    g: string,
+    x: tf.Tensor2D,
+    q: tf.Tensor3D,
+    keys: tf.Tensor3D,
+    values: tf.Tensor3D,
+    bias: tf.Tensor | null,
+    b: number,
+  ): tf.Tensor2D {
+    const [bh, hd, t] = q.shape;
+    const tk = keys.shape[2];
+    let scores: tf.Tensor = tf.matMul(q, keys, true, false); // [B·H, T, Tk]
+    if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [b, bh / b, t, tk]), bias), [bh, t, tk]);
+    // (P·V)ᵀ = Vᵀ·Pᵀ: the heads' outputs feature-major [B, W, T], read transposed by the projection.
+    const outT = tf.reshape(tf.matMul(values, tf.softmax(scores), false, true), [b, (bh / b) * hd, t]);
+    const o = tf.reshape(tf.matMul(outT, this.w(`${g}/o`), true, false), [b * t, x.shape[1]]);
+    const y: tf.Tensor2D = tf.add(x, o);
+    const up = gelu(tf.matMul(normalize(y), this.w(`${g}/up`))) as tf.Tensor2D;
+    return tf.add(y, tf.matMul(up, this.w(`${g}/down`)));
+  }
+
+  private selfBlock(g: string, x: tf.Tensor2D, bias: tf.Tensor | null, b: number, t: number): tf.Tensor2D {
+    const [q, k, v] = projectHeads(normalize(x), this.w(`${g}/qkv`), 3, b, t, this.heads);
+    return this.finishBlock(g, x, q!, k!, v!, bias, b);
+  }
+
+  /** The prefix's tokens through its blocks; per layer its keys and values [B·W, Tp], feature-major. */
+  prefix(inp: ModelInputs): {
+    keys: tf.Tensor2D[];
+    values: tf.Tensor2D[];
+    valid: Uint8Array;
+    length: number;
+  } {
+    const d = this.model.dims;
+    const { batch: b, cameras: c, promptLen: l } = inp;
+    const n = this.model.patchesPerImage;
+    const images = b * c;
+    const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
+    let v: tf.Tensor2D = tf.add(
+      tf.matMul(patches, this.w('vision/patch_embed')),
+      this.w('vision/patch_bias'),
+    );
+    v = tf.reshape(tf.add(tf.reshape(v, [images, n, d.width]), this.w('vision/pos_embedding')), [
+      images * n,
+      d.width,
+    ]);
+    for (let i = 0; i < d.visionDepth; i++) v = this.selfBlock(`vision/block_${i}`, v, null, images, n);
+    const cam = this.w('prefix/camera_embedding');
+    const img = tf.add(
+      tf.reshape(tf.mul(normalize(v), this.w('vision/final_scale')), [b, c, n, d.width]),
+      tf.reshape(c === MAX_CAMERAS ? cam : tf.slice(cam, [0, 0], [c, d.width]), [1, c, 1, d.width]),
+    );
+    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
+    const posAll = this.w('prefix/prompt_pos_embedding');
+    const tokens = tf.add(
+      tf.reshape(tf.matMul(onehot, this.w('prefix/token_embedding')), [b, l, d.width]),
+      l === posAll.shape[0] ? posAll : tf.slice(posAll, [0, 0], [l, d.width]),
+    );
+    const length = c * n + l;
+    let x = tf.reshape(
+      tf.concat([tf.reshape(img, [b, c * n * d.width]), tf.reshape(tokens, [b, l * d.width])], 1),
+      [b * length, d.width],
+    ) as tf.Tensor2D;
+    const valid = new Uint8Array(b * length);
+    for (let i = 0; i < b; i++) {
+      for (let j = 0; j < c; j++)
+        valid.fill(inp.imageMask[i * c + j] ? 1 : 0, i * length + j * n, i * length + (j + 1) * n);
+      valid.set(inp.promptMask.subarray(i * l, (i + 1) * l), i * length + c * n);
+    }
+    // Prefix tokens attend to every real prefix token (the padding rows' outputs are never read).
+    const bias = keyBias(valid, b, length, 0);
+    const keys: tf.Tensor2D[] = [];
+    const values: tf.Tensor2D[] = [];
+    for (let i = 0; i < d.depth; i++) {
+      const g = `prefix/block_${i}`;
+      if (i === d.depth - 1) {
+        const [k, vv] = projectHeads(normalize(x), this.w(`${g}/kv`), 2, b, length, this.heads);
+        keys.push(flat(k!));
+        values.push(flat(vv!));
+        break;
+      }
+      const [q, k, vv] = projectHeads(normalize(x), this.w(`${g}/qkv`), 3, b, length, this.heads);
+      keys.push(flat(k!));
+      values.push(flat(vv!));
+      x = this.finishBlock(g, x, q!, k!, vv!, bias, b);
+    }
+    return { keys, values, valid, length };
+  }
+
+  /**
+   * The state token through the expert's blocks against the prefix cache, keeping its keys and values
+   * per layer: the cache each flow step reads.
+   */
+  cache(inp: ModelInputs, state: tf.Tensor2D): Cache {
+    const d = this.model.dims;
+    const b = inp.batch;
+    const p = this.prefix(inp);
+    const stateBias = keyBias(p.valid, b, p.length, 1);
+    let s: tf.Tensor2D = tf.add(tf.matMul(state, this.w('expert/state_proj')), this.w('expert/state_bias'));
+    const keys: tf.Tensor2D[] = [];
+    const values: tf.Tensor2D[] = [];
+    for (let i = 0; i < d.depth; i++) {
+      const g = `expert/block_${i}`;
+      const [q, k, v] = projectHeads(normalize(s), this.w(`${g}/qkv`), 3, b, 1, this.heads);
+      const ks = append(p.keys[i]!, k!);
+      const vs = append(p.values[i]!, v!);
+      keys.push(flat(ks));
+      values.push(flat(vs));
+      // The last block's output is never read: the action tokens need only its keys and values.
+      if (i < d.depth - 1) s = this.finishBlock(g, s, q!, ks, vs, stateBias, b);
+    }
+    return { keys, values, actionBias: keyBias(p.valid, b, p.length, 1 + d.horizon) };
+  }
+
+  /** Velocity [B·H, A]·dt for the noisy chunk x [B·H, A] at flow time t, with `out` = action_out·dt. */
+  step(
+    cache: Cache,
+    x: tf.Tensor2D,
+    t: number,
+    b: number,
+    out: tf.Tensor2D,
+    outBias: tf.Tensor,
+  ): tf.Tensor2D {
+    const d = this.model.dims;
+    const e = d.expertWidth;
+    const h = d.horizon;
+    const time = tf.add(
+      tf.matMul(
+        tf.tensor2d(this.model.timeEmbedding(new Float32Array(b).fill(t)), [b, e]),
+        this.w('expert/time_in'),
+      ),
+      this.w('expert/action_in_bias'),
+    );
+    const mixed = silu(
+      tf.add(tf.reshape(tf.matMul(x, this.w('expert/action_in')), [b, h, e]), tf.reshape(time, [b, 1, e])),
+    );
+    let y = tf.reshape(
+      tf.add(
+        tf.reshape(tf.matMul(tf.reshape(mixed, [b * h, e]), this.w('expert/time_out')), [b, h, e]),
+        this.w('expert/action_pos'),
+      ),
+      [b * h, e],
+    ) as tf.Tensor2D;
+    for (let i = 0; i < d.depth; i++) {
+      const g = `expert/block_${i}`;
+      const [q, k, v] = projectHeads(normalize(y), this.w(`${g}/qkv`), 3, b, h, this.heads);
+      y = this.finishBlock(
+        g,
+        y,
+        q!,
+        append(cache.keys[i]!, k!),
+        append(cache.values[i]!, v!),
+        cache.actionBias,
+        b,
+      );
+    }
+    return tf.add(tf.matMul(normalize(y), out), outBias);
+  }
+}
+
+/**
+ * Additive bias [B, 1, 1, Tp + extra] that hides the prefix's padding tokens from a query that sees
+ * every key (the `extra` suffix tokens are always real), or null when nothing is hidden.
+ */
+function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): tf.Tensor4D | null {
+  if (prefixValid.every((v) => v === 1)) return null;
+  const cols = p + extra;
+  const bias = new Float32Array(b * cols);
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) bias[i * cols + j] = MASKED;
+  return tf.tensor4d(bias, [b, 1, 1, cols]);
+}
+
+/**
+ * Action chunks [B,H,A] from noise [B,H,A] by `numSteps` Euler steps from t = 1 to 0, the prefix and
+ * the state token computed once. Call inside a tidy (Pi0.sample does).
+ */
+export function sampleCached(
+  model: Pi0,
+  sw: SamplingWeights,
+  inp: ModelInputs,
+  noise: Float32Array,
+  numSteps: number,
+): tf.Tensor3D {
+  const d = model.dims;
+  const b = inp.batch;
+  const sampler = new Sampler(model, sw);
+  const cache = sampler.cache(inp, tf.tensor2d(inp.state, [b, d.actionDim]));
+  const dt = -1 / numSteps;
+  // Euler's x + v·dt with dt folded into the output projection.
+  const out = tf.mul(sw.get('expert/action_out')!, dt) as tf.Tensor2D;
+  const outBias = tf.mul(sw.get('expert/action_out_bias')!, dt);
+  let x = tf.tensor2d(noise, [b * d.horizon, d.actionDim]);
+  for (let i = 0; i < numSteps; i++) {
+    const prev = x;
+    x = tf.tidy(() => tf.add(prev, sampler.step(cache, prev, 1 + i * dt, b, out, outBias)));
+    prev.dispose();
+  }
+  return tf.reshape(x, [b, d.horizon, d.actionDim]);
+}
