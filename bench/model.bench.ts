@@ -25,6 +25,8 @@ async function timeChunks(
   const d = model.dims;
   const rng = new Rng(1);
   const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
+  // The rearranged weights a server keeps across chunks (PolicyModel does); unused without the cache.
+  const weights = model.samplingWeights(w);
   const times: number[] = [];
   for (let i = 0; i < reps + 1; i++) {
     const t0 = performance.now();
@@ -38,7 +40,7 @@ async function timeChunks(
       stateDim: 14,
       prompts: new Array(batch).fill(PROMPT),
     });
-    const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache });
+    const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights });
     await out.data();
     out.dispose();
     if (i > 0) times.push(performance.now() - t0);
@@ -56,8 +58,9 @@ async function timeChunks(
     prompts: new Array(batch).fill(PROMPT),
   });
   const info = await tf.profile(() => {
-    model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache }).dispose();
+    model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights }).dispose();
   });
+  tf.dispose([...weights.values()]);
   return {
     p50: times[Math.floor(times.length / 2)]!,
     p90: times[Math.floor(times.length * 0.9)]!,

@@ -157,6 +157,8 @@ async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, re
   const rng = new Rng(3);
   const cams = ref.cameras.length;
   const images = new Uint8Array(cams * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
+  // Kept across chunks, as a server keeps them (PolicyModel).
+  const weights = model.samplingWeights(w);
   const times: number[] = [];
   for (let i = 0; i < reps + 1; i++) {
     const t0 = performance.now();
@@ -170,12 +172,12 @@ async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, re
       stateDim: ref.robotDim,
       prompts: [ref.prompt],
     });
-    const out = model.sample(w, inp, rng.normals(d.horizon * d.actionDim), { cache });
+    const out = model.sample(w, inp, rng.normals(d.horizon * d.actionDim), { cache, weights });
     await out.data();
     out.dispose();
     if (i > 0) times.push(performance.now() - t0);
   }
-  tf.dispose([...w.values()]);
+  tf.dispose([...w.values(), ...weights.values()]);
   return median(times);
 }
 

@@ -12,6 +12,7 @@
  *   token: no mask at all when every prefix token is real.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { cachedAttention } from '../backend/native/attention.js';
 import { MAX_CAMERAS } from './config.js';
 import { gelu, silu } from './layers.js';
 import type { Params } from './params.js';
@@ -109,54 +110,37 @@ function normalize<T extends tf.Tensor>(x: T): T {
   return tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6)));
 }
 
-/**
- * Projections packed side by side in `kernel` [in, parts·W] applied to x [B·T, in], each returned
- * feature-major [B·H, hd, T]: the product is taken transposed (Wᵀ·xᵀ, which BLAS reads at the same
- * speed), so heads come out without the transposes a token-major [B·T, W] result would need.
- */
-function projectHeads(
-  x: tf.Tensor2D,
-  kernel: tf.Tensor2D,
-  parts: number,
-  b: number,
-  t: number,
-  heads: number,
-): tf.Tensor3D[] {
-  const [inner, out] = kernel.shape;
-  const w = out / parts;
-  const y = tf.matMul(tf.reshape(kernel, [1, inner, out]), tf.reshape(x, [b, t, inner]), true, true);
-  const split = parts === 1 ? [y] : tf.split(y, parts, 1);
-  return split.map((p) => tf.reshape(p, [b * heads, w / heads, t]));
+/** Keys and values [B·Tc, 2W] (per batch, Tc rows) with `next` [B·T, 2W] appended per batch. */
+function append(cache: tf.Tensor2D, next: tf.Tensor2D, b: number): tf.Tensor2D {
+  const w2 = cache.shape[1];
+  if (b === 1) return tf.concat([cache, next], 0);
+  const joined = tf.concat([tf.reshape(cache, [b, -1]), tf.reshape(next, [b, -1])], 1);
+  return tf.reshape(joined, [-1, w2]);
 }
 
-/** Cached keys or values [B·W, Tc] with new ones [B·H, hd, T] appended: [B·H, hd, Tc + T]. */
-function append(cached: tf.Tensor2D, next: tf.Tensor3D): tf.Tensor3D {
-  const [bh, hd, t] = next.shape;
-  const joined = tf.concat([cached, tf.reshape(next, [bh * hd, t])], 1);
-  return tf.reshape(joined, [bh, hd, joined.shape[1]!]);
-}
-
-/** [B·H, hd, T] → [B·W, T]: the layout the cache keeps. */
-function flat(x: tf.Tensor3D): tf.Tensor2D {
-  return tf.reshape(x, [x.shape[0] * x.shape[1], x.shape[2]]);
+/** The keys and values of a packed q|k|v projection [N, 3W]: [N, 2W]. */
+function keysValues(qkv: tf.Tensor2D): tf.Tensor2D {
+  const w = qkv.shape[1] / 3;
+  return tf.slice(qkv, [0, w], [qkv.shape[0], 2 * w]);
 }
 
 interface Cache {
-  /** Per layer [B·W, Tc], feature-major: the prefix's keys and values, then the state token's. */
-  keys: tf.Tensor2D[];
-  values: tf.Tensor2D[];
-  /** Additive bias [B, 1, 1, Tc + H] for the action tokens, or null when every cached token is real. */
-  actionBias: tf.Tensor4D | null;
+  /** Per layer [B·Tc, 2W]: keys | values of the prefix's tokens, then the state token's. */
+  kv: tf.Tensor2D[];
+  /** Additive bias [B, Tc + H] for the action tokens, or null when every cached token is real. */
+  actionBias: tf.Tensor2D | null;
 }
 
 class Sampler {
   private readonly heads: number;
+  private readonly empty: tf.Tensor2D;
 
   constructor(
     private readonly model: Pi0,
     private readonly sw: SamplingWeights,
   ) {
     this.heads = model.dims.heads;
+    this.empty = tf.zeros([0, 2 * model.dims.width]);
   }
 
   private w(name: string): tf.Tensor2D {
@@ -165,43 +149,28 @@ class Sampler {
     return t as tf.Tensor2D;
   }
 
-  /**
-   * Attention of queries [B·H, hd, T] (scaled) over keys and values [B·H, hd, Tk], then the block's
-   * output projection, residual and MLP on x [B·T, in].
-   */
+  /** x [B·T, in] → its packed q|k|v [B·T, 3W] (norm scale and q's 1/√hd folded into the kernel). */
+  private qkv(g: string, x: tf.Tensor2D): tf.Tensor2D {
+    return tf.matMul(normalize(x), this.w(`${g}/qkv`));
+  }
+
+  /** Attention over `cache` and the tokens' own keys, then the output projection, residual and MLP. */
   private finishBlock(
     g: string,
     x: tf.Tensor2D,
-    q: tf.Tensor3D,
-    keys: tf.Tensor3D,
-    values: tf.Tensor3D,
-    bias: tf.Tensor | null,
+    qkv: tf.Tensor2D,
+    cache: tf.Tensor2D,
+    bias: tf.Tensor2D | null,
     b: number,
   ): tf.Tensor2D {
-    const [bh, hd, t] = q.shape;
-    const tk = keys.shape[2];
-    let scores: tf.Tensor = tf.matMul(q, keys, true, false); // [B·H, T, Tk]
-    if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [b, bh / b, t, tk]), bias), [bh, t, tk]);
-    // (P·V)ᵀ = Vᵀ·Pᵀ: the heads' outputs feature-major [B, W, T], read transposed by the projection.
-    const outT = tf.reshape(tf.matMul(values, tf.softmax(scores), false, true), [b, (bh / b) * hd, t]);
-    const o = tf.reshape(tf.matMul(outT, this.w(`${g}/o`), true, false), [b * t, x.shape[1]]);
-    const y: tf.Tensor2D = tf.add(x, o);
+    const att = cachedAttention(qkv, cache, bias, this.heads, b);
+    const y: tf.Tensor2D = tf.add(x, tf.matMul(att, this.w(`${g}/o`)));
     const up = gelu(tf.matMul(normalize(y), this.w(`${g}/up`))) as tf.Tensor2D;
     return tf.add(y, tf.matMul(up, this.w(`${g}/down`)));
   }
 
-  private selfBlock(g: string, x: tf.Tensor2D, bias: tf.Tensor | null, b: number, t: number): tf.Tensor2D {
-    const [q, k, v] = projectHeads(normalize(x), this.w(`${g}/qkv`), 3, b, t, this.heads);
-    return this.finishBlock(g, x, q!, k!, v!, bias, b);
-  }
-
-  /** The prefix's tokens through its blocks; per layer its keys and values [B·W, Tp], feature-major. */
-  prefix(inp: ModelInputs): {
-    keys: tf.Tensor2D[];
-    values: tf.Tensor2D[];
-    valid: Uint8Array;
-    length: number;
-  } {
+  /** The prefix's tokens through its blocks; per layer its keys | values [B·Tp, 2W]. */
+  prefix(inp: ModelInputs): { kv: tf.Tensor2D[]; valid: Uint8Array; length: number } {
     const d = this.model.dims;
     const { batch: b, cameras: c, promptLen: l } = inp;
     const n = this.model.patchesPerImage;
@@ -215,7 +184,10 @@ class Sampler {
       images * n,
       d.width,
     ]);
-    for (let i = 0; i < d.visionDepth; i++) v = this.selfBlock(`vision/block_${i}`, v, null, images, n);
+    for (let i = 0; i < d.visionDepth; i++) {
+      const g = `vision/block_${i}`;
+      v = this.finishBlock(g, v, this.qkv(g, v), this.empty, null, images);
+    }
     const cam = this.w('prefix/camera_embedding');
     const img = tf.add(
       tf.reshape(tf.mul(normalize(v), this.w('vision/final_scale')), [b, c, n, d.width]),
@@ -240,22 +212,18 @@ class Sampler {
     }
     // Prefix tokens attend to every real prefix token (the padding rows' outputs are never read).
     const bias = keyBias(valid, b, length, 0);
-    const keys: tf.Tensor2D[] = [];
-    const values: tf.Tensor2D[] = [];
+    const kv: tf.Tensor2D[] = [];
     for (let i = 0; i < d.depth; i++) {
       const g = `prefix/block_${i}`;
       if (i === d.depth - 1) {
-        const [k, vv] = projectHeads(normalize(x), this.w(`${g}/kv`), 2, b, length, this.heads);
-        keys.push(flat(k!));
-        values.push(flat(vv!));
+        kv.push(tf.matMul(normalize(x), this.w(`${g}/kv`)));
         break;
       }
-      const [q, k, vv] = projectHeads(normalize(x), this.w(`${g}/qkv`), 3, b, length, this.heads);
-      keys.push(flat(k!));
-      values.push(flat(vv!));
-      x = this.finishBlock(g, x, q!, k!, vv!, bias, b);
+      const qkv = this.qkv(g, x);
+      kv.push(keysValues(qkv));
+      x = this.finishBlock(g, x, qkv, this.empty, bias, b);
     }
-    return { keys, values, valid, length };
+    return { kv, valid, length };
   }
 
   /**
@@ -268,19 +236,15 @@ class Sampler {
     const p = this.prefix(inp);
     const stateBias = keyBias(p.valid, b, p.length, 1);
     let s: tf.Tensor2D = tf.add(tf.matMul(state, this.w('expert/state_proj')), this.w('expert/state_bias'));
-    const keys: tf.Tensor2D[] = [];
-    const values: tf.Tensor2D[] = [];
+    const kv: tf.Tensor2D[] = [];
     for (let i = 0; i < d.depth; i++) {
       const g = `expert/block_${i}`;
-      const [q, k, v] = projectHeads(normalize(s), this.w(`${g}/qkv`), 3, b, 1, this.heads);
-      const ks = append(p.keys[i]!, k!);
-      const vs = append(p.values[i]!, v!);
-      keys.push(flat(ks));
-      values.push(flat(vs));
+      const qkv = this.qkv(g, s);
+      kv.push(append(p.kv[i]!, keysValues(qkv), b));
       // The last block's output is never read: the action tokens need only its keys and values.
-      if (i < d.depth - 1) s = this.finishBlock(g, s, q!, ks, vs, stateBias, b);
+      if (i < d.depth - 1) s = this.finishBlock(g, s, qkv, p.kv[i]!, stateBias, b);
     }
-    return { keys, values, actionBias: keyBias(p.valid, b, p.length, 1 + d.horizon) };
+    return { kv, actionBias: keyBias(p.valid, b, p.length, 1 + d.horizon) };
   }
 
   /** Velocity [B·H, A]·dt for the noisy chunk x [B·H, A] at flow time t, with `out` = action_out·dt. */
@@ -314,32 +278,23 @@ class Sampler {
     ) as tf.Tensor2D;
     for (let i = 0; i < d.depth; i++) {
       const g = `expert/block_${i}`;
-      const [q, k, v] = projectHeads(normalize(y), this.w(`${g}/qkv`), 3, b, h, this.heads);
-      y = this.finishBlock(
-        g,
-        y,
-        q!,
-        append(cache.keys[i]!, k!),
-        append(cache.values[i]!, v!),
-        cache.actionBias,
-        b,
-      );
+      y = this.finishBlock(g, y, this.qkv(g, y), cache.kv[i]!, cache.actionBias, b);
     }
     return tf.add(tf.matMul(normalize(y), out), outBias);
   }
 }
 
 /**
- * Additive bias [B, 1, 1, Tp + extra] that hides the prefix's padding tokens from a query that sees
- * every key (the `extra` suffix tokens are always real), or null when nothing is hidden.
+ * Additive bias [B, Tp + extra] over keys that hides the prefix's padding tokens from a query that
+ * sees every key (the `extra` suffix tokens are always real), or null when nothing is hidden.
  */
-function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): tf.Tensor4D | null {
+function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): tf.Tensor2D | null {
   if (prefixValid.every((v) => v === 1)) return null;
   const cols = p + extra;
   const bias = new Float32Array(b * cols);
   for (let i = 0; i < b; i++)
     for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) bias[i * cols + j] = MASKED;
-  return tf.tensor4d(bias, [b, 1, 1, cols]);
+  return tf.tensor2d(bias, [b, cols]);
 }
 
 /**

@@ -5,8 +5,10 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
+import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
 import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
+import { Rng } from '../../src/model/rng.js';
 
 const require = createRequire(import.meta.url);
 const blas = loadBlas();
@@ -69,6 +71,81 @@ const SHAPES: Shape[] = [
   { what: 'action projection', a: [16, 7], b: [7, 256] },
   { what: 'one token', a: [1, 256], b: [256, 256] },
 ];
+
+/** Attention shapes the sampler runs: prefix self-attention (no cache), the state token, a flow step. */
+const ATTENTION_CASES = [
+  {
+    what: 'flow step: 50 tokens over 94 cached, 4 heads of 64',
+    batch: 1,
+    heads: 4,
+    w: 256,
+    t: 50,
+    tc: 94,
+    masked: false,
+  },
+  {
+    what: 'prefix: self-attention, no cache, padding masked, batch 2',
+    batch: 2,
+    heads: 2,
+    w: 32,
+    t: 9,
+    tc: 0,
+    masked: true,
+  },
+  {
+    what: 'state token: 1 token over 6 cached, batch 3, masked',
+    batch: 3,
+    heads: 1,
+    w: 8,
+    t: 1,
+    tc: 6,
+    masked: true,
+  },
+  { what: 'batch 2, 4 heads, cache and own keys', batch: 2, heads: 4, w: 32, t: 5, tc: 7, masked: false },
+];
+
+/** The pack's CachedAttention against the same attention in plain tfjs ops, on `host`. */
+function checkAttention(host: 'wasm' | 'cpu'): void {
+  for (const c of ATTENTION_CASES) {
+    it(`cached attention matches plain ops: ${c.what}`, () => {
+      const rng = new Rng(c.t * 7 + c.tc);
+      const qkv = tf.tensor2d(rng.normals(c.batch * c.t * 3 * c.w), [c.batch * c.t, 3 * c.w]);
+      const cache = tf.tensor2d(rng.normals(c.batch * c.tc * 2 * c.w), [c.batch * c.tc, 2 * c.w]);
+      let bias: tf.Tensor2D | null = null;
+      if (c.masked) {
+        const tk = c.tc + c.t;
+        const values = new Float32Array(c.batch * tk);
+        for (let i = 0; i < values.length; i++) if (i % 3 === 1 && i % tk < tk - 1) values[i] = -1e9;
+        bias = tf.tensor2d(values, [c.batch, tk]);
+      }
+      removePack(host);
+      expect(tf.getKernel(CACHED_ATTENTION, host)).toBeUndefined();
+      const want = cachedAttentionOps(qkv, cache, bias, c.heads, c.batch);
+      installPack(blas as Exclude<typeof blas, { error: string }>, host);
+      expect(tf.getKernel(CACHED_ATTENTION, host)).toBeDefined();
+      const before = tf.memory().numTensors;
+      const got = cachedAttention(qkv, cache, bias, c.heads, c.batch);
+      expect(tf.memory().numTensors).toBe(before + 1); // no intermediate left behind
+      expect(got.shape).toEqual([c.batch * c.t, c.w]);
+      expect(relErr(got, want)).toBeLessThan(1e-5);
+      tf.dispose([qkv, cache, got, want, ...(bias ? [bias] : [])]);
+    });
+  }
+
+  it('cached attention refuses shapes that do not fit, naming them', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, host);
+    const qkv = tf.zeros([4, 24]) as tf.Tensor2D;
+    expect(() => cachedAttention(qkv, tf.zeros([3, 10]) as tf.Tensor2D, null, 2, 1)).toThrow(
+      /cache is \[3,10\], expected \[1·Tc, 16\]/,
+    );
+    expect(() =>
+      cachedAttention(qkv, tf.zeros([2, 16]) as tf.Tensor2D, tf.zeros([1, 5]) as tf.Tensor2D, 2, 1),
+    ).toThrow(/bias is \[1,5\], expected \[1, 6\]/);
+    expect(() => cachedAttention(qkv, tf.zeros([0, 16]) as tf.Tensor2D, null, 3, 1)).toThrow(
+      /not 3 × heads\(3\)/,
+    );
+  });
+}
 
 describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels', () => {
   beforeAll(async () => {
@@ -255,6 +332,8 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
       ])[1]!,
     ]);
   });
+
+  checkAttention('wasm');
 });
 
 describe.runIf(haveBlas)('native kernel pack on cpu', () => {
@@ -265,6 +344,8 @@ describe.runIf(haveBlas)('native kernel pack on cpu', () => {
     removePack('cpu');
     await setupBackend({ backend: 'wasm', native: false });
   });
+
+  checkAttention('cpu');
 
   for (const s of [SHAPES[1]!, SHAPES[5]!, SHAPES[6]!]) {
     it(`matches the cpu kernel: ${s.what}, forward and gradients`, () => {

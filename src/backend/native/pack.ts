@@ -8,6 +8,7 @@ import type {
 } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { broadcast_util } from '@tensorflow/tfjs-core';
+import { CACHED_ATTENTION, cachedAttentionKernel } from './attention.js';
 import type { Blas } from './blas.js';
 import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
 import { sliceKernel, splitVKernel } from './slice.js';
@@ -207,6 +208,16 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
               );
     tf.registerKernel({ ...original, kernelFunc });
   }
+  if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
+  tf.registerKernel({
+    kernelName: CACHED_ATTENTION,
+    backendName: host,
+    kernelFunc: cachedAttentionKernel(
+      blas,
+      (backend) => hostFor(host, backend),
+      (backend, name, inputs, attrs) => hostKernel(host, name, { inputs, backend, attrs }),
+    ),
+  });
 }
 
 /** Puts the host's own kernels back (`--no-native` after the pack was on, and tests). */
@@ -218,6 +229,7 @@ export function removePack(host: PackHost): void {
     tf.registerKernel(original);
     originals.delete(`${host}/${name}`);
   }
+  if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
 }
 
 export function packInstalled(host: PackHost): boolean {
