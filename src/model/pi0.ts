@@ -623,7 +623,8 @@ export class Pi0 {
     opts: { numSteps?: number; cache?: boolean; weights?: SamplingWeights } = {},
   ): tf.Tensor3D {
     const numSteps = opts.numSteps ?? this.dims.numSteps;
-    // The fast sampler reads its operands transposed: plain WASM runs those 10–30× slower.
+    // The fast sampler's attention is the kernel pack's (native TensorFlow runs its plain-op form);
+    // plain WASM would run that form's transposed matmuls 10–30× slower than this path's.
     if (opts.cache !== false && transposedMatmulsFast()) {
       // Rearranged weights are worth keeping across calls (PolicyModel does); made here, they last one chunk.
       const sw = opts.weights ?? samplingWeights(this, w);

@@ -10,6 +10,11 @@
  *   actions or the flow time: it runs once per chunk, and its keys and values join the prefix's in the
  *   cache. Each flow step then runs the H action tokens alone, whose attention reaches every cached
  *   token: no mask at all when every prefix token is real.
+ * - Attention is one op (`cachedAttention`): the kernel pack's CachedAttention reads each head straight
+ *   out of the packed q|k|v and the token-major cache, so no head is split, transposed or concatenated.
+ *
+ * `small` model, one chunk at batch 1 on this machine's WASM + OpenBLAS: 2,652 ops and 44 ms before,
+ * 1,201 ops and 32 ms after (`npm run bench -- model`).
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
