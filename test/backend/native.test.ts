@@ -72,6 +72,37 @@ const SHAPES: Shape[] = [
   { what: 'one token', a: [1, 256], b: [256, 256] },
 ];
 
+/** The pack's Sum over leading axes against the host's own, on `host` (within float32 rounding). */
+function checkSum(host: 'wasm' | 'cpu'): void {
+  it('sums over leading axes match the host kernel; other reductions are the host kernel’s', () => {
+    const rng = new Rng(77);
+    const x2 = tf.tensor2d(rng.normals(2048 * 128), [2048, 128]);
+    const x4 = tf.tensor4d(rng.normals(3 * 4 * 5 * 6), [3, 4, 5, 6]);
+    const cases = (): tf.Tensor[] => [
+      tf.sum(x2, 0),
+      tf.sum(x2, 0, true),
+      tf.sum(x4, [0, 1]),
+      tf.sum(x4, [1, 0], true),
+      tf.sum(x4, 0),
+      tf.sum(x4, -1), // innermost: the host's kernel
+      tf.sum(x4, [0, 2]), // not leading: the host's kernel
+      tf.sum(tf.cast(x4, 'int32'), 0),
+      // a broadcast bias's gradient is such a sum
+      tf.grad((b: tf.Tensor) => tf.sum(tf.mul(tf.add(x2, b), x2)))(tf.zeros([128])),
+    ];
+    removePack(host);
+    const own = cases();
+    installPack(blas as Exclude<typeof blas, { error: string }>, host);
+    const pack = cases();
+    pack.forEach((p, i) => {
+      expect(p.shape).toEqual(own[i]!.shape);
+      expect(p.dtype).toBe(own[i]!.dtype);
+      expect(relErr(p, own[i]!)).toBeLessThan(1e-5);
+    });
+    tf.dispose([x2, x4, ...own, ...pack]);
+  });
+}
+
 /** Attention shapes the sampler runs: prefix self-attention (no cache), the state token, a flow step. */
 const ATTENTION_CASES = [
   {
@@ -334,6 +365,7 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
   });
 
   checkAttention('wasm');
+  checkSum('wasm');
 });
 
 describe.runIf(haveBlas)('native kernel pack on cpu', () => {
@@ -346,6 +378,7 @@ describe.runIf(haveBlas)('native kernel pack on cpu', () => {
   });
 
   checkAttention('cpu');
+  checkSum('cpu');
 
   for (const s of [SHAPES[1]!, SHAPES[5]!, SHAPES[6]!]) {
     it(`matches the cpu kernel: ${s.what}, forward and gradients`, () => {

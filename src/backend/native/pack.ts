@@ -11,6 +11,7 @@ import { broadcast_util } from '@tensorflow/tfjs-core';
 import { CACHED_ATTENTION, cachedAttentionKernel } from './attention.js';
 import type { Blas } from './blas.js';
 import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
+import { sumKernel } from './reduce.js';
 import { sliceKernel, splitVKernel } from './slice.js';
 
 /** Host backends the pack knows how to reach the memory of. */
@@ -20,11 +21,12 @@ export type PackHost = (typeof PACK_HOSTS)[number];
 /**
  * The kernels the pack replaces on each host: tf.matMul runs as BatchMatMul, tf.fused.matMul as
  * _FusedMatMul; on WASM also Identity, which copies there where the cpu backend shares the memory, and
- * Slice and SplitV, which copy the whole input out of the heap before slicing it (see slice.ts).
+ * Slice and SplitV, which copy the whole input out of the heap before slicing it (see slice.ts); on
+ * both, Sum over leading axes, which the hosts transpose before reducing (see reduce.ts).
  */
 export const PACK_KERNELS: Record<PackHost, readonly string[]> = {
-  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice', 'SplitV'],
-  cpu: ['BatchMatMul', '_FusedMatMul'],
+  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice', 'SplitV', 'Sum'],
+  cpu: ['BatchMatMul', '_FusedMatMul', 'Sum'],
 };
 
 /**
@@ -200,12 +202,14 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
           ? sliceKernel(original.kernelFunc)
           : name === 'SplitV'
             ? splitVKernel(original.kernelFunc)
-            : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
-                blas,
-                host,
-                original.kernelFunc,
-                choose,
-              );
+            : name === 'Sum'
+              ? sumKernel(blas, (backend) => hostFor(host, backend), original.kernelFunc)
+              : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
+                  blas,
+                  host,
+                  original.kernelFunc,
+                  choose,
+                );
     tf.registerKernel({ ...original, kernelFunc });
   }
   if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
