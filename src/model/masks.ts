@@ -64,3 +64,23 @@ export function maskBias(
   }
   return out;
 }
+
+/**
+ * [B, Tp] validity of a prefix laid out as each camera's `patches` patch tokens, then `promptLen`
+ * prompt tokens: a missing camera's patches and the prompt's padding are not real.
+ */
+export function prefixValidity(
+  inp: { batch: number; cameras: number; promptLen: number; imageMask: Uint8Array; promptMask: Uint8Array },
+  patches: number,
+): Uint8Array {
+  const { batch: b, cameras: c, promptLen: l } = inp;
+  const length = c * patches + l;
+  const valid = new Uint8Array(b * length);
+  for (let i = 0; i < b; i++) {
+    for (let j = 0; j < c; j++) {
+      valid.fill(inp.imageMask[i * c + j] ? 1 : 0, i * length + j * patches, i * length + (j + 1) * patches);
+    }
+    valid.set(inp.promptMask.subarray(i * l, (i + 1) * l), i * length + c * patches);
+  }
+  return valid;
+}

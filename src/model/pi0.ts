@@ -22,7 +22,7 @@ import {
   splitHeads,
   transposedMatmulsFast,
 } from './layers.js';
-import { attentionMask, maskBias, pi0BlockStarts } from './masks.js';
+import { attentionMask, maskBias, pi0BlockStarts, prefixValidity } from './masks.js';
 import { globToRegExp, type Params } from './params.js';
 import { Rng } from './rng.js';
 import { type SamplingWeights, sampleCached, samplingWeights } from './sampler.js';
@@ -396,12 +396,7 @@ export class Pi0 {
       b * length,
       d.width,
     ]) as tf.Tensor2D;
-    const valid = new Uint8Array(b * length);
-    for (let i = 0; i < b; i++) {
-      for (let j = 0; j < c; j++)
-        valid.fill(inp.imageMask[i * c + j] ? 1 : 0, i * length + j * n, i * length + (j + 1) * n);
-      valid.set(inp.promptMask.subarray(i * l, (i + 1) * l), i * length + c * n);
-    }
+    const valid = prefixValidity(inp, n);
     return { x, valid, length };
   }
 

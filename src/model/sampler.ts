@@ -20,6 +20,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
 import { MAX_CAMERAS } from './config.js';
 import { gelu, silu } from './layers.js';
+import { prefixValidity } from './masks.js';
 import type { Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
@@ -209,12 +210,7 @@ class Sampler {
       tf.concat([tf.reshape(img, [b, c * n * d.width]), tf.reshape(tokens, [b, l * d.width])], 1),
       [b * length, d.width],
     ) as tf.Tensor2D;
-    const valid = new Uint8Array(b * length);
-    for (let i = 0; i < b; i++) {
-      for (let j = 0; j < c; j++)
-        valid.fill(inp.imageMask[i * c + j] ? 1 : 0, i * length + j * n, i * length + (j + 1) * n);
-      valid.set(inp.promptMask.subarray(i * l, (i + 1) * l), i * length + c * n);
-    }
+    const valid = prefixValidity(inp, n);
     // Prefix tokens attend to every real prefix token (the padding rows' outputs are never read).
     const bias = keyBias(valid, b, length, 0);
     const kv: tf.Tensor2D[] = [];
