@@ -37,7 +37,7 @@ export function pi0BlockStarts(prefixLen: number, horizon: number): Uint8Array {
   return starts;
 }
 
-const MASKED = -1e9;
+export const MASKED = -1e9;
 
 /**
  * The additive attention bias [B, 1, rows, cols] for query rows [r0, r1) and key columns [c0, c1) of a

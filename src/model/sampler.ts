@@ -20,15 +20,13 @@ import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
 import { MAX_CAMERAS } from './config.js';
 import { gelu, silu } from './layers.js';
-import { prefixValidity } from './masks.js';
+import { MASKED, prefixValidity } from './masks.js';
 import type { Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
 
 /** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
 export type SamplingWeights = Map<string, tf.Tensor>;
-
-const MASKED = -1e9;
 
 function get(w: Params, name: string): tf.Tensor {
   const t = w.get(name);
