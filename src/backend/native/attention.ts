@@ -109,6 +109,10 @@ export function cachedAttentionKernel(
     };
     const { heads, batch } = args.attrs as unknown as CachedAttentionAttrs;
     checkShapes(qkv.shape, cache.shape, bias?.shape ?? null, heads, batch);
+    for (const [name, t] of Object.entries({ qkv, cache, bias })) {
+      if (t && t.dtype !== 'float32')
+        throw new Error(`cachedAttention: ${name} is ${t.dtype}, expected float32`);
+    }
     const backend = args.backend as KernelBackend;
     const host = hostFor(backend);
     const w = qkv.shape[1]! / 3;
