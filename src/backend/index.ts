@@ -133,7 +133,10 @@ export async function setupBackend(opts: BackendOptions = {}): Promise<BackendIn
         : name === 'wasm'
           ? wasmThreadCount(load)
           : 1;
-    const pack = await configurePack(name, native, { ...opts, load });
+    // The binding loads by loadBlas's own rule unless a test substitutes `load`: a worker thread needs a
+    // private copy of the addon once the process has loaded it (native/blas.ts), which plain require
+    // cannot give, and the policy server's workers fell back to WASM with "nblas not installed".
+    const pack = await configurePack(name, native, opts);
     active = {
       name,
       tfName: tf.getBackend(),

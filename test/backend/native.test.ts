@@ -443,6 +443,18 @@ describe('native kernel pack: set-up and fallback', () => {
   );
 
   it.runIf(haveBlas)(
+    'a worker setting up its backend after this thread did gets the kernels too (the policy server’s case)',
+    async () => {
+      await setupBackend({ backend: 'wasm' });
+      const { startWorker } = await import('../../src/threads.js');
+      const worker = startWorker(new URL('./backend-worker.ts', import.meta.url), { workerData: {} });
+      const [line] = await once(worker, 'message');
+      await worker.terminate();
+      expect(line).toContain('kernels wasm+blas (openblas');
+    },
+  );
+
+  it.runIf(haveBlas)(
     'a worker that loads OpenBLAS first gets one thread, set in the real environment',
     () => {
       const env = { ...process.env };
