@@ -47,6 +47,8 @@ export class PolicyModel {
     readonly stateDim: number,
     /** The robot's action dims (the model's are padded to action_dim). */
     readonly actionDim: number,
+    /** Whether `dispose` frees `params` too (false where they are borrowed, e.g. a trainer's). */
+    private readonly ownsParams = true,
   ) {
     this.dims = modelDims(config.model);
     this.model = new Pi0(this.dims);
@@ -103,8 +105,9 @@ export class PolicyModel {
     return actions;
   }
 
+  /** Frees what the policy holds: its sampling weights, and its params if it owns them. */
   dispose(): void {
-    tf.dispose([...this.params.values()]);
+    if (this.ownsParams) tf.dispose([...this.params.values()]);
     if (this.sampling) tf.dispose([...this.sampling.values()]);
     this.sampling = null;
   }

@@ -44,6 +44,7 @@ describe.runIf(process.env.VLA_SLOW)('learning', () => {
       data.cameras,
       data.stateDim,
       data.actionDim,
+      false, // the trainer's params, borrowed
     );
     const all = data.batchAt(0, data.numSamples, 1);
     const pred = await policy.sampleActions({
@@ -68,6 +69,7 @@ describe.runIf(process.env.VLA_SLOW)('learning', () => {
       `overfit: loss ${losses[0]!.toFixed(3)} → ${losses.at(-1)!.toFixed(4)}, sampled-chunk MSE ${mse.toFixed(4)}`,
     );
     expect(mse).toBeLessThan(0.01);
+    policy.dispose();
     trainer.dispose();
     expect(tf.memory().numTensors).toBe(tensorsBefore);
   }, 600_000);
