@@ -225,11 +225,17 @@ export async function listQueue(url: string): Promise<QueueEntry[]> {
       true,
     )) as unknown as Array<QueueJob<QueueTask, TaskResult | EvalResult | EvalShardResult>>;
     const out: QueueEntry[] = [];
-    for (const job of jobs) {
+    for (let job of jobs) {
+      const state = await job.getState();
+      // The listing was read before the state: a job that finished in between reads as completed with
+      // no result yet (seen under load in the two-worker test), so read it again.
+      if ((state === 'completed' || state === 'failed') && job.finishedOn === undefined) {
+        job = ((await queue.getJob(job.id!)) as typeof job | undefined) ?? job;
+      }
       const progress = (typeof job.progress === 'object' ? job.progress : {}) as Partial<TaskProgress>;
       out.push({
         id: job.id!,
-        state: await job.getState(),
+        state,
         experiment: describeTask(job.data),
         progress,
         worker: (job.returnvalue as { worker?: string } | null)?.worker ?? progress.worker ?? null,
