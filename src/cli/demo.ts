@@ -85,7 +85,8 @@ export function register(program: Command): void {
                   workers: intOption('workers', opts.workers, 1)!,
                   seed: intOption('seed', opts.seed, 0)!,
                   videos: 1,
-                  videoDir: path.join(opts.out, swapPrompts ? `${task}_swapped` : task),
+                  // One folder per checkpoint: two checkpoints of one task must not share their videos.
+                  videoDir: path.join(opts.out, `${path.basename(dir)}${swapPrompts ? '_swapped' : ''}`),
                   swapPrompts,
                 },
                 (r) => {
