@@ -132,7 +132,7 @@ export async function run(): Promise<void> {
   if (host === 'wasm') copyKernels(blas);
 }
 
-/** Slices the model takes (B's shapes), each by WASM's own Slice/SplitV and by the pack's heap copy. */
+/** Slices and sums the model takes (B's shapes), by WASM's own kernels and by the pack's. */
 const COPY_CASES: Array<{ what: string; shape: number[]; f: (x: tf.Tensor) => tf.Tensor | tf.Tensor[] }> = [
   {
     what: 'B train: token-concat gradient, split [128, 148·64 | 51·64]',
@@ -154,6 +154,12 @@ const COPY_CASES: Array<{ what: string; shape: number[]; f: (x: tf.Tensor) => tf
     what: 'short runs [64, 64, 8] → [64, 64, 3]',
     shape: [64, 64, 8],
     f: (x) => tf.slice(x, [0, 0, 2], [64, 64, 3]),
+  },
+  { what: 'Sum: a bias gradient over [2048, 128] rows', shape: [2048, 128], f: (x) => tf.sum(x, 0) },
+  {
+    what: 'Sum: a norm-scale gradient over [32, 148, 256]',
+    shape: [32, 148, 256],
+    f: (x) => tf.sum(x, [0, 1]),
   },
 ];
 
@@ -182,7 +188,7 @@ function copyKernels(blas: Exclude<ReturnType<typeof loadBlas>, { error: string 
     x.dispose();
   }
   console.log();
-  printTable(['copy kernel (Slice, SplitV)', 'wasm ms', 'pack ms', 'speed-up', ''], rows);
+  printTable(['Slice, SplitV, Sum', 'wasm ms', 'pack ms', 'speed-up', ''], rows);
 }
 
 function printTable(head: string[], rows: string[][]): void {
