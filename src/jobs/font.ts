@@ -88,6 +88,17 @@ export const GLYPH_H = 8;
 /** Capital letters are 7 rows tall; text sizes are given as a capital's height. */
 export const CAP_H = 7;
 
+/** The whole pixels each glyph pixel takes at a text size. */
+export function glyphScale(size: number): number {
+  return Math.max(1, Math.round(size / 6));
+}
+
+/** Width in pixels of `text` drawn at `size` with this font (the PNG renderer's; SVG's is close). */
+export function textWidth(text: string, size: number): number {
+  const scale = glyphScale(size);
+  return text.length * (GLYPH_W + 1) * scale - scale;
+}
+
 export function glyph(ch: string): number[] {
   return GLYPHS[ch] ?? GLYPHS['?']!;
 }

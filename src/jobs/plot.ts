@@ -1,4 +1,4 @@
-import { GLYPH_W } from './font.js';
+import { textWidth } from './font.js';
 import type { MetricsRow } from './metrics.js';
 
 /*
@@ -176,7 +176,7 @@ export function drawFigure(
 
   // The legend names every run; a title that would not fit says how many there are instead.
   const joined = runs.map((r) => r.label).join(' vs ');
-  const fits = joined.length * (GLYPH_W + 1) * Math.max(1, Math.round(10 / 6)) < width - 40;
+  const fits = textWidth(joined, 10) < width - 40;
   text(width / 2, 22, opts.title ?? (fits ? joined : `${runs.length} runs`), 10, 'middle');
   runs.forEach((r, i) => {
     const x = left + (i % 2) * ((width - left - right) / 2);

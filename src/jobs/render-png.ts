@@ -1,5 +1,5 @@
 import { encode } from 'fast-png';
-import { CAP_H, GLYPH_H, GLYPH_W, glyph } from './font.js';
+import { CAP_H, GLYPH_H, GLYPH_W, glyph, glyphScale, textWidth } from './font.js';
 import type { Prim } from './plot.js';
 
 function rgb(hex: string): [number, number, number] {
@@ -55,9 +55,9 @@ class Raster {
     anchor: 'start' | 'middle' | 'end',
     c: [number, number, number],
   ): void {
-    const scale = Math.max(1, Math.round(size / 6));
+    const scale = glyphScale(size);
     const advance = (GLYPH_W + 1) * scale;
-    const w = text.length * advance - scale;
+    const w = textWidth(text, size);
     let left = Math.round(anchor === 'start' ? x : anchor === 'middle' ? x - w / 2 : x - w);
     const top = Math.round(y - CAP_H * scale);
     for (const ch of text) {
