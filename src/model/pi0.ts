@@ -23,7 +23,7 @@ import {
   transposedMatmulsFast,
 } from './layers.js';
 import { attentionMask, maskBias, pi0BlockStarts, prefixValidity } from './masks.js';
-import { globToRegExp, type Params } from './params.js';
+import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
 import { type SamplingWeights, sampleCached, samplingWeights } from './sampler.js';
 import { tokenizePrompts, VOCAB_SIZE } from './tokenizer.js';
@@ -161,22 +161,16 @@ function sincos(n: number, width: number, coords: (i: number) => number[]): Floa
  */
 export function mergeLora(w: Params, d: ModelDims): Params {
   if (!d.lora) return w;
-  const scale = d.lora.alpha / d.lora.rank;
   const out: Params = new Map();
   for (const [name, t] of w) {
-    if (name.endsWith('/lora_a') || name.endsWith('/lora_b')) continue;
+    if (isLoraParam(name)) continue;
     const base = name.endsWith('/kernel') ? name.slice(0, -'/kernel'.length) : null;
-    const a = base === null ? undefined : w.get(`${base}/lora_a`);
-    if (!a) {
+    if (base === null || !w.has(`${base}/lora_a`)) {
       out.set(name, t);
       continue;
     }
-    const b = w.get(`${base}/lora_b`)!;
-    out.set(
-      name,
-      tf.tidy(() => tf.add(t, tf.mul(tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D), scale))),
-    );
-    tf.dispose([t, a, b]);
+    out.set(name, mergedKernel(w, base, d.lora));
+    tf.dispose([t, w.get(`${base}/lora_a`)!, w.get(`${base}/lora_b`)!]);
   }
   return out;
 }
@@ -786,9 +780,3 @@ function sequenceValid(prefixValid: Uint8Array, p: number, s: number, b: number)
 
 const plainMatmul = (a: tf.Tensor, b: tf.Tensor): tf.Tensor2D =>
   tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D);
-
-function get(w: Params, name: string): tf.Tensor {
-  const t = w.get(name);
-  if (!t) throw new Error(`model parameter ${name} is missing`);
-  return t;
-}

@@ -21,30 +21,12 @@ import { cachedAttention } from '../backend/native/attention.js';
 import { MAX_CAMERAS } from './config.js';
 import { gelu, silu } from './layers.js';
 import { MASKED, prefixValidity } from './masks.js';
-import type { Params } from './params.js';
+import { param as get, mergedKernel, type Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
 
 /** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
 export type SamplingWeights = Map<string, tf.Tensor>;
-
-function get(w: Params, name: string): tf.Tensor {
-  const t = w.get(name);
-  if (!t) throw new Error(`model parameter ${name} is missing`);
-  return t;
-}
-
-/** A layer's kernel with its LoRA adapters merged in (W + A·B·alpha/rank), as inference uses it. */
-function kernelOf(model: Pi0, w: Params, name: string): tf.Tensor2D {
-  const k = get(w, `${name}/kernel`) as tf.Tensor2D;
-  const a = w.get(`${name}/lora_a`);
-  if (!a) return k;
-  const lora = model.dims.lora!;
-  return tf.add(
-    k,
-    tf.mul(tf.matMul(a as tf.Tensor2D, get(w, `${name}/lora_b`) as tf.Tensor2D), lora.alpha / lora.rank),
-  );
-}
 
 /** diag(1 + scale) · kernel: an RMSNorm's scale moved into the matmul that reads its output. */
 function scaleRows(kernel: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
@@ -55,20 +37,21 @@ export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
   const d = model.dims;
   const out: SamplingWeights = new Map();
   const params = new Set(w.values());
+  const kernel = (base: string) => mergedKernel(w, base, d.lora);
   tf.tidy(() => {
     // Every tensor is the map's own: a parameter passed through unchanged is cloned (shared memory on WASM with the kernel pack).
     const keep = (name: string, t: tf.Tensor) => out.set(name, tf.keep(params.has(t) ? tf.clone(t) : t));
     const block = (g: string, kvOnly: boolean) => {
       const ln1 = get(w, `${g}/ln1/scale`);
-      const parts = [kernelOf(model, w, `${g}/attn/k`), kernelOf(model, w, `${g}/attn/v`)];
-      if (!kvOnly) parts.unshift(tf.mul(kernelOf(model, w, `${g}/attn/q`), 1 / Math.sqrt(d.headDim)));
+      const parts = [kernel(`${g}/attn/k`), kernel(`${g}/attn/v`)];
+      if (!kvOnly) parts.unshift(tf.mul(kernel(`${g}/attn/q`), 1 / Math.sqrt(d.headDim)));
       keep(`${g}/${kvOnly ? 'kv' : 'qkv'}`, scaleRows(tf.concat(parts, 1), ln1));
       if (kvOnly) return;
-      keep(`${g}/o`, kernelOf(model, w, `${g}/attn/o`));
-      keep(`${g}/up`, scaleRows(kernelOf(model, w, `${g}/mlp/up`), get(w, `${g}/ln2/scale`)));
-      keep(`${g}/down`, kernelOf(model, w, `${g}/mlp/down`));
+      keep(`${g}/o`, kernel(`${g}/attn/o`));
+      keep(`${g}/up`, scaleRows(kernel(`${g}/mlp/up`), get(w, `${g}/ln2/scale`)));
+      keep(`${g}/down`, kernel(`${g}/mlp/down`));
     };
-    keep('vision/patch_embed', kernelOf(model, w, 'vision/patch_embed'));
+    keep('vision/patch_embed', kernel('vision/patch_embed'));
     keep('vision/patch_bias', get(w, 'vision/patch_embed/bias'));
     keep('vision/pos_embedding', get(w, 'vision/pos_embedding'));
     for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, false);
@@ -79,12 +62,12 @@ export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
     for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, i === d.depth - 1);
 
     const e = d.expertWidth;
-    keep('expert/state_proj', kernelOf(model, w, 'expert/state_proj'));
+    keep('expert/state_proj', kernel('expert/state_proj'));
     keep('expert/state_bias', get(w, 'expert/state_proj/bias'));
     // (x·A + a)·T + t = x·(A·T) + (a·T + t): the action projection and the time MLP's action half in one.
-    const kIn = kernelOf(model, w, 'expert/time_mlp_in');
+    const kIn = kernel('expert/time_mlp_in');
     const actHalf = tf.slice(kIn, [0, 0], [e, e]);
-    keep('expert/action_in', tf.matMul(kernelOf(model, w, 'expert/action_in'), actHalf));
+    keep('expert/action_in', tf.matMul(kernel('expert/action_in'), actHalf));
     keep(
       'expert/action_in_bias',
       tf.add(
@@ -93,17 +76,14 @@ export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
       ),
     );
     keep('expert/time_in', tf.slice(kIn, [e, 0], [e, e]));
-    keep('expert/time_out', kernelOf(model, w, 'expert/time_mlp_out'));
+    keep('expert/time_out', kernel('expert/time_mlp_out'));
     // The time MLP's output bias is a per-token constant like the position embedding: one add.
     keep(
       'expert/action_pos',
       tf.add(get(w, 'expert/action_pos_embedding'), get(w, 'expert/time_mlp_out/bias')),
     );
     for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, false);
-    keep(
-      'expert/action_out',
-      scaleRows(kernelOf(model, w, 'expert/action_out'), get(w, 'expert/final_norm/scale')),
-    );
+    keep('expert/action_out', scaleRows(kernel('expert/action_out'), get(w, 'expert/final_norm/scale')));
     keep('expert/action_out_bias', get(w, 'expert/action_out/bias'));
   });
   return out;
