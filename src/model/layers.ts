@@ -11,7 +11,7 @@ import { packInstalled } from '../backend/native/pack.js';
  * Whether the active backend runs transposed matmuls at full speed: native TensorFlow, or WASM and cpu
  * with the BLAS kernel pack. Plain WASM runs them 10–30× slower than a transpose plus a plain matmul.
  */
-export function transposedMatmulsFast(): boolean {
+function transposedMatmulsFast(): boolean {
   const backend = tf.getBackend();
   if (backend === 'wasm' || backend === 'cpu') return packInstalled(backend);
   return true;

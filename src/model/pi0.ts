@@ -7,6 +7,7 @@
  * Reading order: parameters → inputs → prefix → suffix → loss → sampling.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import {
@@ -20,7 +21,6 @@ import {
   silu,
   sliceAxis1,
   splitHeads,
-  transposedMatmulsFast,
 } from './layers.js';
 import { attentionMask, maskBias, pi0BlockStarts, prefixValidity } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
@@ -612,9 +612,7 @@ export class Pi0 {
     opts: { numSteps?: number; cache?: boolean; weights?: SamplingWeights } = {},
   ): tf.Tensor3D {
     const numSteps = opts.numSteps ?? this.dims.numSteps;
-    // The fast sampler's attention is the kernel pack's (native TensorFlow runs its plain-op form);
-    // plain WASM would run that form's transposed matmuls 10–30× slower than this path's.
-    if (opts.cache !== false && transposedMatmulsFast()) {
+    if (opts.cache !== false && this.fastSampling()) {
       // Rearranged weights are worth keeping across calls (PolicyModel does); made here, they last one chunk.
       const sw = opts.weights ?? samplingWeights(this, w);
       try {
@@ -629,6 +627,14 @@ export class Pi0 {
     } finally {
       this.sampling = false;
     }
+  }
+
+  /**
+   * Whether `sample` with the cache runs the fast sampler (sampler.ts) on the active backend, which
+   * needs its attention op fast there; else the training path's KV-cached velocity.
+   */
+  fastSampling(): boolean {
+    return cachedAttentionFast();
   }
 
   /** The weights rearranged for `sample` (see sampler.ts); the caller owns and disposes them. */

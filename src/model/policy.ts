@@ -90,10 +90,12 @@ export class PolicyModel {
     const noise = input.noise ?? this.noiseRng.normals(full);
     if (noise.length !== full)
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
-    this.sampling ??= this.model.samplingWeights(this.params);
+    // Made on the first chunk that uses them (none where the backend samples the other way).
+    if (this.model.fastSampling() && opts.cache !== false)
+      this.sampling ??= this.model.samplingWeights(this.params);
     const out = this.model.sample(this.params, this.prepare(input), noise, {
       ...opts,
-      weights: this.sampling,
+      weights: this.sampling ?? undefined,
     });
     const all = (await out.data()) as Float32Array;
     out.dispose();
