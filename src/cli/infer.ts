@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { loadPolicyModel } from '../model/policy.js';
+import type { Batch } from '../data/batch.js';
+import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import { unnormalize } from '../transforms/normalize.js';
 import { computeBackend } from './context.js';
@@ -47,6 +48,13 @@ export function register(program: Command): void {
       await computeBackend(program);
       const episode = intOption(opts.episode, '--episode', 0);
       const frame = intOption(opts.frame, '--frame', 0);
+      const ablate = opts.ablate === undefined ? null : intOption(opts.ablate, '--ablate', 1);
+      const seed = intOption(opts.seed, '--seed', 0);
+      const showSteps = intOption(opts.show, '--show', 0);
+      const sampling = {
+        numSteps: opts.numSteps ? intOption(opts.numSteps, '--num-steps', 1) : undefined,
+        cache: opts.cache,
+      };
       const policy = await loadPolicyModel(opts.checkpoint);
       if (!policy.normStats)
         throw new UserError(`${opts.checkpoint}: no assets/<asset_id>/norm_stats.json in the checkpoint`);
@@ -56,93 +64,55 @@ export function register(program: Command): void {
       const { openTrainingData, epochPermutation } = await import('../data/loader.js');
       const { openPipeline } = await import('../data/pipeline.js');
       const pipeline = await openPipeline(config);
-      let sample = 0;
-      const ep = pipeline.dataset.episodes.find((e) => e.index === episode);
-      if (!ep) {
+      const eps = pipeline.dataset.episodes;
+      const epIndex = eps.findIndex((e) => e.index === episode);
+      if (epIndex < 0) {
         throw new UserError(
-          `--episode ${episode}: the dataset has episodes ${pipeline.dataset.episodes.map((e) => e.index).join(', ')}`,
+          `--episode ${episode}: the dataset has episodes ${eps.map((e) => e.index).join(', ')}`,
         );
       }
+      const ep = eps[epIndex]!;
       if (frame >= ep.length)
         throw new UserError(
           `--frame ${frame}: episode ${episode} has ${ep.length} frames (0..${ep.length - 1})`,
         );
-      // The loader numbers samples episode after episode, frame by frame.
-      for (const e of pipeline.dataset.episodes) {
-        if (e.index === episode) break;
-        sample += e.length;
-      }
-      sample += frame;
       const data = await openTrainingData(config, {
         imageSize: policy.imageSize,
         horizon: policy.horizon,
         normStats: policy.normStats,
       });
+      // The loader numbers samples episode after episode, frame by frame, and serves them in a seeded
+      // order: the one-sample batch of (episode, frame) sits where epoch 0 of seed 0 puts that number.
+      const firstSample: number[] = [];
+      let at = 0;
+      for (const e of eps) {
+        firstSample.push(at);
+        at += e.length;
+      }
+      const order = epochPermutation(data.numSamples, 0, 0);
+      const position = new Uint32Array(order.length);
+      order.forEach((sample, pos) => {
+        position[sample] = pos;
+      });
+      const frameBatch = (i: number, f: number) =>
+        data.batchAt(position[firstSample[i]! + Math.min(f, eps[i]!.length - 1)]!, 1, 0);
       try {
-        if (opts.ablate !== undefined) {
-          const n = Math.min(intOption(opts.ablate, '--ablate', 1), pipeline.dataset.episodes.length);
-          const eps = pipeline.dataset.episodes;
-          const start = eps.indexOf(ep);
-          const offsets: number[] = [];
-          let at = 0;
-          for (const e of eps) {
-            offsets.push(at);
-            at += e.length;
-          }
-          const perm = epochPermutation(data.numSamples, 0, 0);
-          const batchOf = (i: number) => {
-            const e = eps[(start + i) % eps.length]!;
-            return data.batchAt(perm.indexOf(offsets[eps.indexOf(e)]! + Math.min(frame, e.length - 1)), 1, 0);
-          };
-          const prompts = [...new Set(Array.from({ length: eps.length }, (_, i) => batchOf(i).prompts[0]!))];
-          const sums = { own: 0, images: 0, prompt: 0 };
-          let count = 0;
-          for (let i = 0; i < n; i++) {
-            const b = batchOf(i);
-            // Another scene: the episode half the dataset away (same frame index).
-            const other = batchOf(i + Math.max(1, Math.floor(eps.length / 2)));
-            const otherPrompt = prompts.find((p) => p !== b.prompts[0]);
-            for (let s = 0; s < 2; s++) {
-              const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim);
-              const err = async (images: Uint8Array, prompt: string) => {
-                const pred = await policy.sampleActions(
-                  { images, imageMask: b.imageMask, state: b.state, prompts: [prompt], batchSize: 1, noise },
-                  {},
-                );
-                return chunkError(pred, b.actions, b.actionPad, policy.horizon, policy.actionDim);
-              };
-              sums.own += await err(b.images, b.prompts[0]!);
-              sums.images += await err(other.images, b.prompts[0]!);
-              sums.prompt += otherPrompt === undefined ? Number.NaN : await err(b.images, otherPrompt);
-              count++;
-            }
-          }
-          const f = (v: number) =>
-            Number.isNaN(v) ? 'n/a (one prompt in the dataset)' : (v / count).toFixed(4);
+        if (ablate !== null) {
+          const n = Math.min(ablate, eps.length);
           console.log(
             `${n} episodes from ${episode}, frame ${frame}, 2 noise seeds each: normalized MSE of the sampled chunk vs the recording`,
           );
-          console.log(
-            table(
-              ['inputs', 'normalized MSE'],
-              [
-                ["the frame's own cameras and prompt", f(sums.own)],
-                ["another episode's cameras", f(sums.images)],
-                ['another prompt', f(sums.prompt)],
-              ],
-            ),
-          );
-          console.log(
-            "equal errors mean the policy ignores that input (with the state, it may extrapolate the arm's own motion)",
+          await ablation(
+            policy,
+            (i) => frameBatch((epIndex + i) % eps.length, frame),
+            eps.length,
+            n,
+            sampling,
           );
           return;
         }
-        // The loader serves samples in a seeded order; find where this one sits in epoch 0 of seed 0.
-        const position = epochPermutation(data.numSamples, 0, 0).indexOf(sample);
-        const batch = data.batchAt(position, 1, 0);
-        const noise = new Rng(intOption(opts.seed, '--seed', 0), 3).normals(
-          policy.horizon * policy.dims.actionDim,
-        );
+        const batch = frameBatch(epIndex, frame);
+        const noise = new Rng(seed, 3).normals(policy.horizon * policy.dims.actionDim);
         const t0 = performance.now();
         const pred = await policy.sampleActions(
           {
@@ -153,10 +123,7 @@ export function register(program: Command): void {
             batchSize: 1,
             noise,
           },
-          {
-            numSteps: opts.numSteps ? intOption(opts.numSteps, '--num-steps', 1) : undefined,
-            cache: opts.cache,
-          },
+          sampling,
         );
         const ms = performance.now() - t0;
         const ad = policy.actionDim;
@@ -166,7 +133,7 @@ export function register(program: Command): void {
         const predRaw = unnormalize(pred.slice(), policy.normStats, 'actions', mode, ad);
         const recRaw = unnormalize(batch.actions.slice(), policy.normStats, 'actions', mode, ad);
         const rows: string[][] = [];
-        const show = Math.min(policy.horizon, intOption(opts.show, '--show', 0));
+        const show = Math.min(policy.horizon, showSteps);
         for (let i = 0; i < show; i++) {
           const fmt = (a: Float32Array) =>
             Array.from(a.subarray(i * ad, (i + 1) * ad), (v) => v.toFixed(3)).join(' ');
@@ -182,6 +149,56 @@ export function register(program: Command): void {
         policy.dispose();
       }
     });
+}
+
+/**
+ * Does the policy read its cameras and prompt? Over `n` episodes (`batchOf(i)`, one frame each, two
+ * noise seeds), the chunk error with the frame's own inputs, with the cameras of the episode half the
+ * dataset away, and with another prompt of the dataset. Equal errors mean the input is ignored.
+ */
+async function ablation(
+  policy: PolicyModel,
+  batchOf: (i: number) => Batch,
+  episodes: number,
+  n: number,
+  sampling: { numSteps?: number; cache: boolean },
+): Promise<void> {
+  const prompts = [...new Set(Array.from({ length: episodes }, (_, i) => batchOf(i).prompts[0]!))];
+  const sums = { own: 0, images: 0, prompt: 0 };
+  let count = 0;
+  for (let i = 0; i < n; i++) {
+    const b = batchOf(i);
+    const other = batchOf(i + Math.max(1, Math.floor(episodes / 2)));
+    const otherPrompt = prompts.find((p) => p !== b.prompts[0]);
+    for (let s = 0; s < 2; s++) {
+      const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim);
+      const err = async (images: Uint8Array, prompt: string) => {
+        const pred = await policy.sampleActions(
+          { images, imageMask: b.imageMask, state: b.state, prompts: [prompt], batchSize: 1, noise },
+          sampling,
+        );
+        return chunkError(pred, b.actions, b.actionPad, policy.horizon, policy.actionDim);
+      };
+      sums.own += await err(b.images, b.prompts[0]!);
+      sums.images += await err(other.images, b.prompts[0]!);
+      sums.prompt += otherPrompt === undefined ? Number.NaN : await err(b.images, otherPrompt);
+      count++;
+    }
+  }
+  const f = (v: number) => (Number.isNaN(v) ? 'n/a (one prompt in the dataset)' : (v / count).toFixed(4));
+  console.log(
+    table(
+      ['inputs', 'normalized MSE'],
+      [
+        ["the frame's own cameras and prompt", f(sums.own)],
+        ["another episode's cameras", f(sums.images)],
+        ['another prompt', f(sums.prompt)],
+      ],
+    ),
+  );
+  console.log(
+    "equal errors mean the policy ignores that input (with the state, it may extrapolate the arm's own motion)",
+  );
 }
 
 /** Mean squared error over the chunk steps inside the episode, in normalized units. */
