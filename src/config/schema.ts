@@ -165,7 +165,8 @@ export const TrainSection = z
      */
     loss_action_dims: z.enum(['robot', 'all']).default('robot'),
     /**
-     * Probability that a training sample's state input is replaced by the dataset's mean state. Against
+     * Probability that a training sample's normalized state is replaced by zeros: the dataset's mean state
+     * under `zscore` norm, the middle of its q01–q99 range under `quantile`. Against
      * the "copycat" shortcut of behaviour cloning: with the state, a policy can extrapolate the arm's
      * own motion and ignore its cameras and prompt, which then fails where the motion must be chosen.
      */

@@ -117,7 +117,7 @@ export class Trainer {
     const times = sampleFlowTimes(rng, b * k);
     const dropout = t.state_dropout;
     if (dropout > 0) {
-      // The normalized state of a dropped sample becomes 0 (the dataset's mean state): the policy must
+      // The normalized state of a dropped sample becomes 0 (the mean state under z-score): the policy must
       // then read the scene from its cameras instead of extrapolating the arm's own motion.
       obs.state = batch.state.slice();
       for (let i = 0; i < b; i++) {
