@@ -22,6 +22,14 @@ beforeAll(async () => {
   await setupBackend({ backend: 'wasm' });
 });
 
+/** The largest element-wise difference of two equally long arrays. */
+function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  for (let i = 0; i < a.length; i++) d = Math.max(d, Math.abs(a[i]! - b[i]!));
+  return d;
+}
+
 const tiny = (over: Record<string, unknown> = {}) =>
   modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8, ...over }));
 
@@ -102,9 +110,7 @@ describe('π0 model', () => {
     const uncached = model.sample(w, inp, noise, { numSteps: 4, cache: false });
     const a = await cached.data();
     const b = await uncached.data();
-    let maxDiff = 0;
-    for (let i = 0; i < a.length; i++) maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
-    expect(maxDiff).toBeLessThan(1e-4);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
     // Not a trivial agreement: the chunk moved away from the noise.
     expect(Math.abs(a[0]! - noise[0]!)).toBeGreaterThan(1e-3);
     tf.dispose([cached, uncached, ...w.values()]);
@@ -196,9 +202,7 @@ describe('the fast KV-cached sampler', () => {
       expect(tf.memory().numTensors).toBe(before + 1); // the chunk only: nothing leaked
       const b = new Pi0(d).sample(w, inp, noise, { numSteps: 5, cache: false });
       const [x, y] = [await a.data(), await b.data()];
-      let diff = 0;
-      for (let i = 0; i < x.length; i++) diff = Math.max(diff, Math.abs(x[i]! - y[i]!));
-      expect(diff).toBeLessThan(1e-4);
+      expect(maxAbsDiff(x, y)).toBeLessThan(1e-4);
       expect(Math.abs(x[0]! - noise[0]!)).toBeGreaterThan(1e-3);
       tf.dispose([a, b, ...w.values()]);
     }
@@ -218,9 +222,7 @@ describe('the fast KV-cached sampler', () => {
     const sw = samplingWeights(model, w);
     for (let rep = 0; rep < 2; rep++) {
       const got = await tf.tidy(() => sampleCached(model, sw, inp, noise, 3)).data();
-      let diff = 0;
-      for (let i = 0; i < got.length; i++) diff = Math.max(diff, Math.abs(got[i]! - want[i]!));
-      expect(diff).toBeLessThan(1e-4);
+      expect(maxAbsDiff(got, want)).toBeLessThan(1e-4);
     }
     tf.dispose([...sw.values()]);
     // Disposing the sampling weights leaves every parameter alive.
@@ -245,9 +247,7 @@ describe('LoRA for inference', () => {
     const merged = mergeLora(new Map(w), d);
     expect([...merged.keys()].some((n) => n.includes('lora'))).toBe(false);
     const b = await model.sample(merged, inp, noise, { numSteps: 2 }).data();
-    let diff = 0;
-    for (let i = 0; i < a.length; i++) diff = Math.max(diff, Math.abs(a[i]! - b[i]!));
-    expect(diff).toBeLessThan(1e-4);
+    expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
     const base = await model.sample(initParams(tiny(), 31), inp, noise, { numSteps: 2 }).data();
     expect(Math.abs(base[0]! - a[0]!)).toBeGreaterThan(1e-4);
   });
