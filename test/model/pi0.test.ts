@@ -30,6 +30,17 @@ function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   return d;
 }
 
+/** LoRA params as if trained: `lora_b` (zero at init, so the adapters would do nothing) made random. */
+function withTrainedAdapters(w: Map<string, tf.Tensor>, seed: number): Map<string, tf.Tensor> {
+  const rng = new Rng(seed);
+  for (const [name, t] of w) {
+    if (!name.endsWith('/lora_b')) continue;
+    t.dispose();
+    w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
+  }
+  return w;
+}
+
 const tiny = (over: Record<string, unknown> = {}) =>
   modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8, ...over }));
 
@@ -210,11 +221,7 @@ describe('the fast KV-cached sampler', () => {
 
   it('merges LoRA adapters, leaves the params untouched, and reuses its weights across calls', async () => {
     const d = tiny({ lora: { rank: 2, alpha: 4 } });
-    const w = initParams(d, 44);
-    const rng = new Rng(45);
-    for (const [name, t] of w) {
-      if (name.endsWith('/lora_b')) w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
-    }
+    const w = withTrainedAdapters(initParams(d, 44), 45);
     const inp = prepareInputs(d, observation(1, 1, d.imageSize, 46));
     const noise = new Rng(47).normals(d.horizon * d.actionDim);
     const model = new Pi0(d);
@@ -234,11 +241,7 @@ describe('the fast KV-cached sampler', () => {
 describe('LoRA for inference', () => {
   it('merging trained adapters into the kernels keeps the outputs', async () => {
     const d = tiny({ lora: { rank: 2, alpha: 4 } });
-    const w = initParams(d, 31);
-    const rng = new Rng(32);
-    for (const [name, t] of w) {
-      if (name.endsWith('/lora_b')) w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
-    }
+    const w = withTrainedAdapters(initParams(d, 31), 32);
     const inp = prepareInputs(d, observation(2, 2, d.imageSize, 33));
     const noise = new Rng(34).normals(2 * d.horizon * d.actionDim);
     const model = new Pi0(d);
