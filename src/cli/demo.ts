@@ -5,6 +5,7 @@ import { UserError } from '../config/errors.js';
 import { PACKAGE_ROOT } from '../config/load.js';
 import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.js';
 import { runEval } from '../sim/eval.js';
+import { checkpointSimProvenance, sceneDrift } from '../sim/provenance.js';
 import { TASKS } from '../sim/tasks/index.js';
 import { computeBackend } from './context.js';
 import { intOption, progressBar, table } from './output.js';
@@ -64,8 +65,14 @@ export function register(program: Command): void {
         const episodes = intOption('episodes', opts.episodes, 1)!;
         const rows: string[][] = [];
         const videos: string[] = [];
+        const warnings: string[] = [];
         for (const dir of checkpointsIn(opts.checkpoint)) {
           const task = taskFor(dir);
+          const drift = sceneDrift(checkpointSimProvenance(dir), TASKS[task]!.task, `checkpoint ${dir}`);
+          if (drift) {
+            console.error(`warning: ${drift}`);
+            warnings.push(drift);
+          }
           const { server, config } = await serveCheckpointLocally(dir, { backend });
           try {
             // A language-conditioned task runs twice: as drawn, and asked for another object in the same
@@ -134,6 +141,7 @@ export function register(program: Command): void {
           )}`,
         );
         for (const v of videos) console.log(`video: ${v}`);
+        for (const w of warnings) console.log(`warning: ${w}`);
         console.log(`demo finished in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
       },
     );

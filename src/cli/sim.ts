@@ -6,6 +6,7 @@ import { VideoEncoder } from '../data/video.js';
 import { SimEnv } from '../sim/env.js';
 import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
+import { checkpointSimProvenance, sceneDrift } from '../sim/provenance.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
 import { intOption, progressBar, table } from './output.js';
@@ -274,6 +275,17 @@ export function register(program: Command): void {
             )
           : null;
         const episodes = intOption('episodes', opts.episodes, 1)!;
+        const warnings: string[] = [];
+        if (opts.checkpoint) {
+          const recorded = checkpointSimProvenance(opts.checkpoint);
+          for (const task of tasks) {
+            const drift = sceneDrift(recorded, task, `checkpoint ${opts.checkpoint}`);
+            if (drift) {
+              console.error(`warning: ${drift}`);
+              warnings.push(drift);
+            }
+          }
+        }
         const perTask: TaskInfo[] = [];
         let ran = 0;
         try {
@@ -334,6 +346,7 @@ export function register(program: Command): void {
             avg_sum_reward: mean((a) => a.avg_sum_reward),
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
+          ...(warnings.length > 0 && { warnings }),
         };
         const file = path.join(opts.out, 'eval_info.json');
         writeJson(file, info);
@@ -356,6 +369,7 @@ export function register(program: Command): void {
           console.log(`\n${JSON.stringify(info.overall)}`);
           const videos = perTask.flatMap((t) => t.videos);
           console.log(`report: ${file}; videos: ${videos.join(', ') || 'none'}`);
+          for (const w of warnings) console.log(`warning: ${w}`);
         }
         if (ran === 0) throw new UserError('vla sim eval: no episode could run (see the reasons above)');
       },

@@ -66,7 +66,26 @@ export interface DatasetInfo {
   videoPath: string | null;
   features: Record<string, Feature>;
   cameras: CameraFeature[];
+  /** Where `vla sim record` made it (our key `simulation`), null for other datasets. */
+  simulation: SimProvenance | null;
   raw: InfoJson;
+}
+
+/** The simulated scene a dataset was recorded in: the task, its MJCF file and that file's sha256. */
+export interface SimProvenance {
+  task: string;
+  /** The MJCF file, relative to the package (robots/mjcf/…). */
+  scene: string;
+  scene_sha256: string;
+}
+
+/** A recorded `simulation` block, if `raw` holds a well-formed one. */
+export function parseSimProvenance(raw: unknown): SimProvenance | null {
+  if (!raw || typeof raw !== 'object') return null;
+  const r = raw as Record<string, unknown>;
+  return typeof r.task === 'string' && typeof r.scene === 'string' && typeof r.scene_sha256 === 'string'
+    ? { task: r.task, scene: r.scene, scene_sha256: r.scene_sha256 }
+    : null;
 }
 
 export const CAMERA_PREFIX = 'observation.images.';
@@ -152,6 +171,7 @@ export function parseInfo(raw: unknown, file: string): DatasetInfo {
     videoPath: info.video_path ?? null,
     features,
     cameras,
+    simulation: parseSimProvenance(info.simulation),
     raw: info,
   };
 }

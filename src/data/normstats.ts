@@ -80,7 +80,11 @@ export async function computeNormStats(
     stats: {
       state: entryStats(state, p.stateDim),
       actions: entryStats(actions, p.actionDim),
-      computedWith: normStatsProvenance(config),
+      computedWith: {
+        ...normStatsProvenance(config),
+        // The simulated scene the frames came from, so a checkpoint can tell when it has changed since.
+        ...(p.dataset.info.simulation && { simulation: p.dataset.info.simulation }),
+      },
     },
     frames: n,
     actionRows: n * horizon,

@@ -31,6 +31,8 @@ export interface CreateOptions {
   /** v3.0 starts a new data / video file once the current one passes this size. */
   dataFileMb?: number;
   videoFileMb?: number;
+  /** More top-level keys for meta/info.json (LeRobot keeps keys it does not know), e.g. `simulation`. */
+  extraInfo?: Record<string, unknown>;
 }
 
 export interface FrameInput {
@@ -591,6 +593,7 @@ class Writer implements DatasetWriter {
       data_path: v21 ? V21_DATA : V30_DATA,
       video_path: videoCams > 0 ? (v21 ? V21_VIDEO : V30_VIDEO) : null,
       features: this.featuresJson(),
+      ...this.opts.extraInfo,
     };
     // Data files are in place before the metadata that points at them, so a crash leaves a readable dataset.
     if (v21) {

@@ -3,6 +3,7 @@
  * arrays are live views into WASM memory that move when the heap grows, so every read here takes a
  * fresh view and copies what leaves this file; everything it allocates is freed in `free()`.
  */
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import type { MainModule, MjData, MjModel } from 'mujoco-js';
@@ -79,14 +80,7 @@ export class Sim {
 
   /** Compile an MJCF file from disk together with the files it names (`file="…"`) in its folder. */
   static async fromFile(file: string): Promise<Sim> {
-    const xml = readFileSync(file, 'utf8');
-    const files: Record<string, Uint8Array> = {};
-    for (const m of xml.matchAll(/\bfile="([^"]+)"/g)) {
-      const ref = path.join(path.dirname(file), m[1]!);
-      if (!existsSync(ref))
-        throw new Error(`${file}: refers to ${m[1]}, which is not in ${path.dirname(file)}`);
-      files[m[1]!] = readFileSync(ref);
-    }
+    const { xml, files } = readScene(file);
     return Sim.fromXml(xml, file, files);
   }
 
@@ -263,4 +257,25 @@ function triple(a: Float64Array, i: number): [number, number, number] {
 function describeWasmError(e: unknown): string {
   if (e instanceof Error) return e.message ? `${e.name}: ${e.message}` : e.name;
   return String(e);
+}
+
+/** An MJCF file and the files it names (`file="..."`, beside it), as the simulator compiles them. */
+export function readScene(file: string): { xml: string; files: Record<string, Uint8Array> } {
+  const xml = readFileSync(file, 'utf8');
+  const files: Record<string, Uint8Array> = {};
+  for (const m of xml.matchAll(/\bfile="([^"]+)"/g)) {
+    const ref = path.join(path.dirname(file), m[1]!);
+    if (!existsSync(ref))
+      throw new Error(`${file}: refers to ${m[1]}, which is not in ${path.dirname(file)}`);
+    files[m[1]!] = readFileSync(ref);
+  }
+  return { xml, files };
+}
+
+/** sha256 of a scene: its MJCF and every file it names, so a moved camera or object changes it. */
+export function sceneSha256(file: string): string {
+  const { xml, files } = readScene(file);
+  const h = createHash('sha256').update(xml);
+  for (const name of Object.keys(files).sort()) h.update(`\0${name}\0`).update(files[name]!);
+  return h.digest('hex');
 }

@@ -9,6 +9,7 @@ import { createDataset, type WriteFormat } from '../data/writer.js';
 import { SimEnv } from './env.js';
 import { type Plan, WaypointExpert } from './expert.js';
 import { specCameraNames } from './policy-agent.js';
+import { simProvenance } from './provenance.js';
 import { runEpisode } from './rollout.js';
 import { getTask } from './tasks/index.js';
 
@@ -48,6 +49,8 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     fps: task.robot.controlHz,
     robotType: task.robot.name,
     format: opts.format,
+    // Which scene (cameras, objects) the frames come from; checked again at training and evaluation.
+    extraInfo: { simulation: simProvenance(task) },
     features: {
       state: { names: spec.state.names },
       action: { names: spec.action.names },

@@ -133,6 +133,18 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     });
   }
   const normStats = opts.normStats ?? findNormStats(config);
+  if (!opts.data) {
+    // Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
+    // scene that no longer exists; say so before an hour of training, not after the evaluation.
+    const { resolveDatasetPath } = await import('../data/pipeline.js');
+    const { datasetSimProvenance, recordedSceneDrift } = await import('../sim/provenance.js');
+    const dir = resolveDatasetPath(config);
+    const drift = recordedSceneDrift(
+      datasetSimProvenance(dir),
+      `dataset ${path.relative(process.cwd(), dir)}`,
+    );
+    if (drift) log(`warning: ${drift}`);
+  }
   const opened = opts.data ? null : await openDefaultData(config, normStats, log);
   try {
     return await train(opts, opts.data ?? opened!, normStats, existing, log);

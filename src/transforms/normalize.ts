@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
+import type { SimProvenance } from '../data/info.js';
 
 /** openpi's per-key statistics: arrays of the feature's dim. */
 export interface NormStatsEntry {
@@ -21,6 +22,8 @@ export interface NormStatsProvenance {
   action_horizon: number;
   delta_action_mask: boolean[] | null;
   adapt_to_pi: boolean;
+  /** For demonstrations recorded in simulation: the scene they came from (`vla sim eval` compares it). */
+  simulation?: SimProvenance;
 }
 
 /**

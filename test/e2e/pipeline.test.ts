@@ -4,7 +4,7 @@
  * artefact on the way is checked. Minutes of real training are in the slow suite and the recipes.
  */
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -53,6 +53,10 @@ describe('end to end: record → validate → stats → train → load → serve
     const stats = JSON.parse(readFileSync(path.join(ws, 'assets', 'pp', 'norm_stats.json'), 'utf8'));
     expect(stats.norm_stats.state.mean).toHaveLength(8);
     expect(stats.norm_stats.actions.std).toHaveLength(8);
+    // The scene the demonstrations came from travels from the dataset into the stats (and checkpoints).
+    const info = JSON.parse(readFileSync(path.join(ws, 'datasets', 'pp', 'meta', 'info.json'), 'utf8'));
+    expect(info.simulation).toMatchObject({ task: 'pick_place', scene: 'robots/mjcf/single_arm_sim.xml' });
+    expect(stats.computed_with.simulation).toEqual(info.simulation);
 
     const trained = await vla('train', 'e2e', '--exp-name', 'smoke');
     expect(trained.stdout + trained.stderr).toMatch(/finished at step 3/);
@@ -116,5 +120,34 @@ describe('end to end: record → validate → stats → train → load → serve
     const report = JSON.parse(readFileSync(path.join(evalOut, 'eval_info.json'), 'utf8'));
     expect(report.per_task[0].aggregated).toMatchObject({ task: 'pick_place', episodes: 1, failed: 0 });
     expect(existsSync(path.join(evalOut, 'videos', 'pick_place_episode_000.mp4'))).toBe(true);
+    expect(report.warnings).toBeUndefined();
+
+    // A checkpoint whose demonstrations came from another version of the scene is evaluated, with a warning.
+    const stale = path.join(ws, 'stale');
+    cpSync(ckpt, stale, { recursive: true });
+    const staleStats = path.join(stale, 'assets', 'pp', 'norm_stats.json');
+    const doc = JSON.parse(readFileSync(staleStats, 'utf8'));
+    doc.computed_with.simulation.scene_sha256 = '0'.repeat(64);
+    writeFileSync(staleStats, JSON.stringify(doc));
+    const staleOut = path.join(ws, 'outputs', 'stale');
+    const warned = await vla(
+      'sim',
+      'eval',
+      '--task',
+      'pick_place',
+      '--checkpoint',
+      stale,
+      '--episodes',
+      '1',
+      '--videos',
+      '0',
+      '--out',
+      staleOut,
+    );
+    expect(warned.stderr).toMatch(
+      /warning: checkpoint .*stale: its demonstrations were recorded in robots\/mjcf\/single_arm_sim.xml with sha256 000000000000/,
+    );
+    const staleReport = JSON.parse(readFileSync(path.join(staleOut, 'eval_info.json'), 'utf8'));
+    expect(staleReport.warnings).toHaveLength(1);
   }, 240_000);
 });

@@ -13,6 +13,7 @@ import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
 import { serveCheckpoint } from '../../src/sim/checkpoint-server.js';
 import { runEval } from '../../src/sim/eval.js';
+import { simProvenance } from '../../src/sim/provenance.js';
 import { recordDataset } from '../../src/sim/record.js';
 import { ALOHA_SIM } from '../../src/sim/robots.js';
 import { getTask } from '../../src/sim/tasks/index.js';
@@ -50,6 +51,7 @@ describe('recording and evaluation', () => {
     const info = JSON.parse(readFileSync(path.join(ds, 'meta/info.json'), 'utf8'));
     expect(info.fps).toBe(15);
     expect(info.robot_type).toBe('single_arm_sim');
+    expect(info.simulation).toEqual(simProvenance(getTask('pick_place').task));
     expect(Object.keys(info.features)).toEqual(
       expect.arrayContaining(['observation.state', 'action', 'observation.images.exterior_image_1_left']),
     );
