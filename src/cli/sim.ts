@@ -216,6 +216,10 @@ export function register(program: Command): void {
     )
     .option('--replan-every <n>', 'ask for a new chunk after this many steps (default: the whole chunk)')
     .option(
+      '--temporal-ensemble <coeff>',
+      "ACT's temporal ensembling: a chunk every step (or --replan-every), overlapping predictions averaged with weights exp(-coeff·i), oldest first (ACT uses 0.01)",
+    )
+    .option(
       '--action-mode <mode>',
       'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
       'joint_position',
@@ -238,6 +242,7 @@ export function register(program: Command): void {
         workers: string;
         seed: string;
         replanEvery?: string;
+        temporalEnsemble?: string;
         actionMode: string;
         swapPrompts?: boolean;
         inferTimeout: string;
@@ -275,6 +280,12 @@ export function register(program: Command): void {
             )
           : null;
         const episodes = intOption('episodes', opts.episodes, 1)!;
+        const ensemble = opts.temporalEnsemble === undefined ? undefined : Number(opts.temporalEnsemble);
+        if (ensemble !== undefined && !(ensemble >= 0)) {
+          throw new UserError(
+            `--temporal-ensemble ${opts.temporalEnsemble}: expected a number >= 0 (ACT uses 0.01)`,
+          );
+        }
         const warnings: string[] = [];
         if (opts.checkpoint) {
           const recorded = checkpointSimProvenance(opts.checkpoint);
@@ -302,6 +313,7 @@ export function register(program: Command): void {
                 workers: intOption('workers', opts.workers, 1)!,
                 seed: intOption('seed', opts.seed, 0)!,
                 replanEvery: intOption('replan-every', opts.replanEvery, 1),
+                temporalEnsemble: ensemble,
                 actionMode: opts.actionMode,
                 swapPrompts: opts.swapPrompts,
                 inferTimeoutMs: 1000 * intOption('infer-timeout', opts.inferTimeout, 1)!,

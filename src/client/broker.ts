@@ -5,6 +5,7 @@
  * A chunk that arrives late is aligned to the step it was asked at, and merged with what is left of the
  * current chunk by the chosen rule.
  */
+import { UserError } from '../config/errors.js';
 
 export interface Chunk {
   actions: Float32Array;
@@ -21,6 +22,12 @@ export interface BrokerOptions {
   prefetch?: boolean;
   /** How overlapping steps of the old and new chunk combine: take the new one, or average both. */
   merge?: MergeRule;
+  /**
+   * ACT's temporal ensembling: ask for a chunk every `replanEvery` steps (default every step) and execute,
+   * at each step, the average of every chunk's prediction for that step, the one asked at the i-th
+   * oldest weighted exp(-coefficient·i) (ACT and LeRobot use 0.01). Not with `prefetch`.
+   */
+  temporalEnsemble?: number;
 }
 
 export class ActionChunkBroker {
@@ -34,10 +41,22 @@ export class ActionChunkBroker {
   /** Incremented on reset, so a chunk asked for in a previous episode is dropped. */
   private episode = 0;
 
+  /** Temporal ensembling: the chunks still covering a step ahead, oldest first, with the step they start at. */
+  private ensemble: Array<{ chunk: Chunk; start: number }> = [];
+  private lastAsked = 0;
+
   constructor(
     private readonly infer: (obs: Record<string, unknown>) => Promise<Chunk>,
     private readonly opts: BrokerOptions = {},
-  ) {}
+  ) {
+    const m = opts.temporalEnsemble;
+    if (m !== undefined && !(m >= 0 && Number.isFinite(m))) {
+      throw new UserError(`temporal ensemble coefficient: expected a number >= 0, got ${m}`);
+    }
+    if (m !== undefined && opts.prefetch) {
+      throw new UserError('temporal ensembling asks on the steps it executes: it cannot prefetch as well');
+    }
+  }
 
   reset(): void {
     this.chunk = null;
@@ -46,11 +65,13 @@ export class ActionChunkBroker {
     this.pending = null;
     this.arrived = null;
     this.failure = null;
+    this.ensemble = [];
     this.episode++;
   }
 
   /** The action for the current step, given the current observation. */
   async step(obs: Record<string, unknown>): Promise<Float32Array> {
+    if (this.opts.temporalEnsemble !== undefined) return this.ensembleStep(obs, this.opts.temporalEnsemble);
     if (this.chunk === null) {
       this.adopt(await this.infer(obs), this.t, 'latest');
     }
@@ -76,6 +97,31 @@ export class ActionChunkBroker {
     const row = this.t - this.chunkStart;
     this.t++;
     return current.actions.slice(row * current.actionDim, (row + 1) * current.actionDim);
+  }
+
+  private async ensembleStep(obs: Record<string, unknown>, m: number): Promise<Float32Array> {
+    const every = Math.max(1, this.opts.replanEvery ?? 1);
+    if (this.ensemble.length === 0 || this.t - this.lastAsked >= every) {
+      const chunk = await this.infer(obs);
+      const dim = this.ensemble[0]?.chunk.actionDim;
+      if (dim !== undefined && chunk.actionDim !== dim) {
+        throw new UserError(`chunk of action dimension ${chunk.actionDim} after chunks of ${dim}`);
+      }
+      this.ensemble.push({ chunk, start: this.t });
+      this.lastAsked = this.t;
+    }
+    this.ensemble = this.ensemble.filter((e) => this.t - e.start < e.chunk.horizon);
+    const dim = this.ensemble[0]!.chunk.actionDim;
+    const out = new Float64Array(dim);
+    let total = 0;
+    this.ensemble.forEach((e, i) => {
+      const w = Math.exp(-m * i);
+      const row = (this.t - e.start) * dim;
+      for (let d = 0; d < dim; d++) out[d]! += w * e.chunk.actions[row + d]!;
+      total += w;
+    });
+    this.t++;
+    return Float32Array.from(out, (v) => v / total);
   }
 
   private ask(obs: Record<string, unknown>): void {

@@ -29,6 +29,8 @@ export interface EvalOptions {
   videos: number;
   /** Ask for a new chunk after this many steps (default: the whole chunk). */
   replanEvery?: number;
+  /** ACT's temporal ensembling with this coefficient (asks every step unless `replanEvery` says otherwise). */
+  temporalEnsemble?: number;
   /** An episode fails when the server takes longer than this to answer (default 120 s). */
   inferTimeoutMs?: number;
   /** How the robot reads actions (the single arm also takes joint velocities, as openpi's DROID policy emits). */
@@ -58,7 +60,7 @@ export async function evalEpisodes(
   const connect = () =>
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,
-      broker: { replanEvery: opts.replanEvery },
+      broker: { replanEvery: opts.replanEvery, temporalEnsemble: opts.temporalEnsemble },
       inferTimeoutMs: opts.inferTimeoutMs,
     });
   let agent: PolicyClientAgent | null = null;

@@ -34,6 +34,62 @@ async function run(broker: ActionChunkBroker, steps: number, stepMs = 0): Promis
 }
 
 describe('ActionChunkBroker', () => {
+  describe('temporal ensembling', () => {
+    // The chunk asked at step s holds 100·s + j in row j: which chunks were averaged shows in each value.
+    const tagged = (horizon: number) => {
+      const asked: number[] = [];
+      const infer = async (obs: Record<string, unknown>): Promise<Chunk> => {
+        const s = obs.step as number;
+        asked.push(s);
+        return {
+          actions: Float32Array.from({ length: horizon }, (_, j) => 100 * s + j),
+          horizon,
+          actionDim: 1,
+        };
+      };
+      return { infer, asked };
+    };
+
+    it('averages every chunk that covers the step, the oldest weighted most', async () => {
+      const p = tagged(3);
+      const m = 0.5;
+      const actions = await run(new ActionChunkBroker(p.infer, { temporalEnsemble: m }), 5);
+      expect(p.asked).toEqual([0, 1, 2, 3, 4]);
+      // Step t is covered by the chunks asked at t-2, t-1, t (rows 2, 1, 0), weights 1, e^-m, e^-2m.
+      const expected = (t: number) => {
+        const from = Math.max(0, t - 2);
+        let sum = 0;
+        let total = 0;
+        for (let s = from; s <= t; s++) {
+          const w = Math.exp(-m * (s - from));
+          sum += w * (100 * s + (t - s));
+          total += w;
+        }
+        return sum / total;
+      };
+      actions.forEach((a, t) => expect(a).toBeCloseTo(expected(t), 3));
+      expect(actions[4]).not.toBeCloseTo(400, 0);
+    });
+
+    it('asks every replanEvery steps and starts over on reset', async () => {
+      const p = tagged(4);
+      const broker = new ActionChunkBroker(p.infer, { temporalEnsemble: 0, replanEvery: 2 });
+      const actions = await run(broker, 5);
+      expect(p.asked).toEqual([0, 2, 4]);
+      // Step 3: rows 3 and 1 of the chunks asked at 0 and 2, equally weighted.
+      expect(actions[3]).toBeCloseTo((3 + 201) / 2, 5);
+      broker.reset();
+      expect((await broker.step({ step: 0 }))[0]).toBe(0);
+    });
+
+    it('refuses a negative coefficient and prefetching', () => {
+      expect(() => new ActionChunkBroker(tagged(2).infer, { temporalEnsemble: -1 })).toThrow(/>= 0, got -1/);
+      expect(
+        () => new ActionChunkBroker(tagged(2).infer, { temporalEnsemble: 0.01, prefetch: true }),
+      ).toThrow(/cannot prefetch/);
+    });
+  });
+
   it('serves a chunk step by step and asks again when it runs out', async () => {
     const p = countingPolicy(4);
     const actions = await run(new ActionChunkBroker(p.infer), 10);
