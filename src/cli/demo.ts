@@ -5,7 +5,7 @@ import { UserError } from '../config/errors.js';
 import { PACKAGE_ROOT } from '../config/load.js';
 import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.js';
 import { runEval } from '../sim/eval.js';
-import { checkpointSimProvenance, sceneDrift } from '../sim/provenance.js';
+import { checkpointSceneDrift } from '../sim/provenance.js';
 import { TASKS } from '../sim/tasks/index.js';
 import { computeBackend } from './context.js';
 import { intOption, progressBar, table } from './output.js';
@@ -68,7 +68,7 @@ export function register(program: Command): void {
         const warnings: string[] = [];
         for (const dir of checkpointsIn(opts.checkpoint)) {
           const task = taskFor(dir);
-          const drift = sceneDrift(checkpointSimProvenance(dir), TASKS[task]!.task, `checkpoint ${dir}`);
+          const drift = checkpointSceneDrift(dir, TASKS[task]!.task);
           if (drift) {
             console.error(`warning: ${drift}`);
             warnings.push(drift);

@@ -9,6 +9,15 @@ export function intOption(flag: string, value: string | undefined, min: number):
   return n;
 }
 
+/** A number flag: undefined when not given, else a finite number >= min or a clear error naming the flag. */
+export function numberOption(flag: string, value: string | undefined, min: number): number | undefined {
+  if (value === undefined) return undefined;
+  const n = value.trim() === '' ? Number.NaN : Number(value);
+  if (!Number.isFinite(n) || n < min)
+    throw new UserError(`--${flag}: expected a number >= ${min}, got "${value}"`);
+  return n;
+}
+
 /** Commander option collector for repeatable flags (`--set a=1 --set b=2`). */
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

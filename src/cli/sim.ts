@@ -6,10 +6,10 @@ import { VideoEncoder } from '../data/video.js';
 import { SimEnv } from '../sim/env.js';
 import { WaypointExpert } from '../sim/expert.js';
 import { writePng } from '../sim/png.js';
-import { checkpointSimProvenance, sceneDrift } from '../sim/provenance.js';
+import { checkpointSceneDrift } from '../sim/provenance.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
-import { intOption, progressBar, table } from './output.js';
+import { intOption, numberOption, progressBar, table } from './output.js';
 
 /** One task's part of eval_info.json, named as LeRobot's eval names them. */
 interface TaskInfo {
@@ -259,6 +259,7 @@ export function register(program: Command): void {
         if (opts.actionMode !== 'joint_position' && opts.actionMode !== 'joint_velocity') {
           throw new UserError(`--action-mode ${opts.actionMode}: expected joint_position or joint_velocity`);
         }
+        const ensemble = numberOption('temporal-ensemble', opts.temporalEnsemble, 0);
         if (!opts.url === !opts.checkpoint) {
           throw new UserError(
             'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
@@ -280,17 +281,10 @@ export function register(program: Command): void {
             )
           : null;
         const episodes = intOption('episodes', opts.episodes, 1)!;
-        const ensemble = opts.temporalEnsemble === undefined ? undefined : Number(opts.temporalEnsemble);
-        if (ensemble !== undefined && !(ensemble >= 0)) {
-          throw new UserError(
-            `--temporal-ensemble ${opts.temporalEnsemble}: expected a number >= 0 (ACT uses 0.01)`,
-          );
-        }
         const warnings: string[] = [];
         if (opts.checkpoint) {
-          const recorded = checkpointSimProvenance(opts.checkpoint);
           for (const task of tasks) {
-            const drift = sceneDrift(recorded, task, `checkpoint ${opts.checkpoint}`);
+            const drift = checkpointSceneDrift(opts.checkpoint, task);
             if (drift) {
               console.error(`warning: ${drift}`);
               warnings.push(drift);

@@ -101,8 +101,12 @@ export class ActionChunkBroker {
 
   private async ensembleStep(obs: Record<string, unknown>, m: number): Promise<Float32Array> {
     const every = Math.max(1, this.opts.replanEvery ?? 1);
+    this.ensemble = this.ensemble.filter((e) => this.t - e.start < e.chunk.horizon);
+    // Due, or no chunk reaches this step (chunks shorter than replanEvery).
     if (this.ensemble.length === 0 || this.t - this.lastAsked >= every) {
       const chunk = await this.infer(obs);
+      if (!(chunk.horizon >= 1))
+        throw new UserError(`chunk of horizon ${chunk.horizon}: expected at least 1 step`);
       const dim = this.ensemble[0]?.chunk.actionDim;
       if (dim !== undefined && chunk.actionDim !== dim) {
         throw new UserError(`chunk of action dimension ${chunk.actionDim} after chunks of ${dim}`);
@@ -110,7 +114,6 @@ export class ActionChunkBroker {
       this.ensemble.push({ chunk, start: this.t });
       this.lastAsked = this.t;
     }
-    this.ensemble = this.ensemble.filter((e) => this.t - e.start < e.chunk.horizon);
     const dim = this.ensemble[0]!.chunk.actionDim;
     const out = new Float64Array(dim);
     let total = 0;

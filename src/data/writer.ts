@@ -593,8 +593,8 @@ class Writer implements DatasetWriter {
       data_path: v21 ? V21_DATA : V30_DATA,
       video_path: videoCams > 0 ? (v21 ? V21_VIDEO : V30_VIDEO) : null,
       features: this.featuresJson(),
-      ...this.opts.extraInfo,
     };
+    Object.assign(info, this.opts.extraInfo);
     // Data files are in place before the metadata that points at them, so a crash leaves a readable dataset.
     if (v21) {
       writeAtomic(
@@ -749,6 +749,25 @@ function runFfmpeg(args: string[], what: string): Promise<void> {
   });
 }
 
+/** The keys writeMeta fills in meta/info.json (either format): extraInfo may not replace them. */
+const INFO_KEYS = new Set([
+  'codebase_version',
+  'robot_type',
+  'total_episodes',
+  'total_frames',
+  'total_tasks',
+  'total_videos',
+  'total_chunks',
+  'chunks_size',
+  'data_files_size_in_mb',
+  'video_files_size_in_mb',
+  'fps',
+  'splits',
+  'data_path',
+  'video_path',
+  'features',
+]);
+
 /**
  * Starts a new LeRobot dataset in `dir` (which must be empty or absent). Each saved episode is on disk
  * with its metadata when `saveEpisode` resolves.
@@ -762,6 +781,12 @@ export async function createDataset(dir: string, opts: CreateOptions): Promise<D
     if (!(opts.features[part]?.names?.length > 0)) {
       throw new UserError(`createDataset: features.${part}.names: expected at least one name`);
     }
+  }
+  const owned = Object.keys(opts.extraInfo ?? {}).filter((k) => INFO_KEYS.has(k));
+  if (owned.length > 0) {
+    throw new UserError(
+      `createDataset: extraInfo: ${owned.join(', ')} ${owned.length === 1 ? 'is a key' : 'are keys'} LeRobot's info.json defines; expected keys of your own`,
+    );
   }
   if (opts.codec !== undefined && opts.codec !== 'h264' && opts.codec !== 'av1') {
     throw new UserError(`createDataset: codec: expected h264 or av1, got ${JSON.stringify(opts.codec)}`);

@@ -2,7 +2,7 @@
  * A trained policy loaded from a checkpoint folder, as the policy server and `vla infer` use it:
  * normalized robot observations in, normalized robot actions out, any batch size.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import YAML from 'yaml';
@@ -10,7 +10,12 @@ import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import { TrainConfig } from '../config/schema.js';
-import { checkNormStatsProvenance, type NormStats, readNormStats } from '../transforms/normalize.js';
+import {
+  checkNormStatsProvenance,
+  checkpointNormStatsFile,
+  type NormStats,
+  readNormStats,
+} from '../transforms/normalize.js';
 import { type ModelDims, modelDims } from './config.js';
 import { type Params, paramCount } from './params.js';
 import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
@@ -159,16 +164,11 @@ export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape)
 }
 
 function findCheckpointNormStats(dir: string, config: TrainConfig): NormStats | null {
-  const assets = path.join(dir, 'assets');
-  if (!existsSync(assets)) return null;
-  for (const id of readdirSync(assets).sort()) {
-    const file = path.join(assets, id, 'norm_stats.json');
-    if (!existsSync(file)) continue;
-    const stats = readNormStats(file);
-    checkNormStatsProvenance(config, stats, file);
-    return stats;
-  }
-  return null;
+  const file = checkpointNormStatsFile(dir);
+  if (!file) return null;
+  const stats = readNormStats(file);
+  checkNormStatsProvenance(config, stats, file);
+  return stats;
 }
 
 /** The layout training saw, as the trainer records it in the params' metadata. */

@@ -53,6 +53,9 @@ export interface EnvOptions {
   swapPrompts?: boolean;
 }
 
+/** The MJCF file a task runs in: its own scene, else its robot's. */
+export const sceneFile = (task: Task): string => task.scene ?? task.robot.mjcf;
+
 export class SimEnv {
   private readonly armQadr: number[][];
   private readonly fingerQadr: number[][];
@@ -98,7 +101,7 @@ export class SimEnv {
   }
 
   static async create(task: Task, opts: EnvOptions = {}): Promise<SimEnv> {
-    const sim = await Sim.fromFile(task.scene ?? task.robot.mjcf);
+    const sim = await Sim.fromFile(sceneFile(task));
     try {
       return new SimEnv(task, sim, opts);
     } catch (e) {
@@ -109,7 +112,7 @@ export class SimEnv {
 
   /** The MJCF file this env was compiled from. */
   get scene(): string {
-    return this.task.scene ?? this.task.robot.mjcf;
+    return sceneFile(this.task);
   }
   get robot(): SimRobot {
     return this.task.robot;

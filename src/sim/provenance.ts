@@ -5,15 +5,13 @@
  * it with the scene as it is now: a camera moved since recording gives a policy that never saw the images
  * it is shown, and fails without any error of its own.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { PACKAGE_ROOT } from '../config/load.js';
 import { parseSimProvenance, type SimProvenance } from '../data/info.js';
-import type { Task } from './env.js';
+import { checkpointNormStatsFile, readNormStats } from '../transforms/normalize.js';
+import { sceneFile, type Task } from './env.js';
 import { sceneSha256 } from './mujoco.js';
 import { TASKS } from './tasks/index.js';
-
-export const sceneFile = (task: Task): string => task.scene ?? task.robot.mjcf;
 
 function sceneName(file: string): string {
   const rel = path.relative(PACKAGE_ROOT, path.resolve(file));
@@ -47,35 +45,15 @@ export function sceneDrift(recorded: SimProvenance | null, task: Task, what: str
   );
 }
 
-/** The `simulation` block of a dataset's meta/info.json, if it was recorded in simulation. */
-export function datasetSimProvenance(datasetDir: string): SimProvenance | null {
-  const file = path.join(datasetDir, 'meta', 'info.json');
-  if (!existsSync(file)) return null;
-  try {
-    return parseSimProvenance(
-      (JSON.parse(readFileSync(file, 'utf8')) as { simulation?: unknown }).simulation,
-    );
-  } catch {
-    return null; // an unreadable info.json is the dataset reader's to report
-  }
-}
-
 /** The scene a checkpoint's training data came from, as its norm stats' `computed_with` records it. */
 export function checkpointSimProvenance(checkpointDir: string): SimProvenance | null {
-  const assets = path.join(checkpointDir, 'assets');
-  if (!existsSync(assets)) return null;
-  for (const id of readdirSync(assets).sort()) {
-    const file = path.join(assets, id, 'norm_stats.json');
-    if (!existsSync(file)) continue;
-    try {
-      const raw = JSON.parse(readFileSync(file, 'utf8')) as { computed_with?: { simulation?: unknown } };
-      return parseSimProvenance(raw.computed_with?.simulation);
-    } catch {
-      return null;
-    }
-  }
-  return null;
+  const file = checkpointNormStatsFile(checkpointDir);
+  return file ? parseSimProvenance(readNormStats(file).computedWith?.simulation) : null;
 }
+
+/** sceneDrift for a checkpoint about to run `task`, named as the checkpoint in the message. */
+export const checkpointSceneDrift = (checkpointDir: string, task: Task): string | null =>
+  sceneDrift(checkpointSimProvenance(checkpointDir), task, `checkpoint ${checkpointDir}`);
 
 /** sceneDrift for the task a recording names, when that task still exists. */
 export function recordedSceneDrift(recorded: SimProvenance | null, what: string): string | null {

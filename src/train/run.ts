@@ -137,10 +137,11 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     // Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
     // scene that no longer exists; say so before an hour of training, not after the evaluation.
     const { resolveDatasetPath } = await import('../data/pipeline.js');
-    const { datasetSimProvenance, recordedSceneDrift } = await import('../sim/provenance.js');
+    const { readInfo } = await import('../data/info.js');
+    const { recordedSceneDrift } = await import('../sim/provenance.js');
     const dir = resolveDatasetPath(config);
     const drift = recordedSceneDrift(
-      datasetSimProvenance(dir),
+      readInfo(dir).simulation,
       `dataset ${path.relative(process.cwd(), dir)}`,
     );
     if (drift) log(`warning: ${drift}`);

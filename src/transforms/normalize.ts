@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
@@ -102,6 +102,17 @@ export function unnormalize(
         : ((x[i]! + 1) / 2) * (e.q99![d]! - e.q01![d]! + EPS) + e.q01![d]!;
   }
   return x;
+}
+
+/** A checkpoint's `assets/<asset_id>/norm_stats.json` (the first asset id in name order), or null. */
+export function checkpointNormStatsFile(dir: string): string | null {
+  const assets = path.join(dir, 'assets');
+  if (!existsSync(assets)) return null;
+  for (const id of readdirSync(assets).sort()) {
+    const file = path.join(assets, id, 'norm_stats.json');
+    if (existsSync(file)) return file;
+  }
+  return null;
 }
 
 export function readNormStats(file: string): NormStats {

@@ -82,6 +82,13 @@ describe('ActionChunkBroker', () => {
       expect((await broker.step({ step: 0 }))[0]).toBe(0);
     });
 
+    it('asks again when no chunk reaches the step, even before replanEvery says so', async () => {
+      const p = tagged(2);
+      const actions = await run(new ActionChunkBroker(p.infer, { temporalEnsemble: 0, replanEvery: 5 }), 5);
+      expect(p.asked).toEqual([0, 2, 4]);
+      expect(actions).toEqual([0, 1, 200, 201, 400]);
+    });
+
     it('refuses a negative coefficient and prefetching', () => {
       expect(() => new ActionChunkBroker(tagged(2).infer, { temporalEnsemble: -1 })).toThrow(/>= 0, got -1/);
       expect(

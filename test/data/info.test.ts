@@ -160,6 +160,30 @@ describe('dataset versions and interrupted recordings', () => {
     expect((await validateDataset(dir)).problems).toEqual([]);
   });
 
+  it("extraInfo adds keys of its own to info.json and may not replace LeRobot's", async () => {
+    const opts = {
+      fps: 10,
+      robotType: 'r',
+      format: 'v2.1' as const,
+      video: false,
+      features: { state: { names: ['a'] }, action: { names: ['b'] }, cameras: [] },
+    };
+    await expect(
+      createDataset(tmpDir('extra-bad'), { ...opts, extraInfo: { fps: 30, features: {}, mine: 1 } }),
+    ).rejects.toThrow(/extraInfo: fps, features are keys LeRobot's info.json defines/);
+    const dir = tmpDir('extra');
+    const w = await createDataset(dir, {
+      ...opts,
+      extraInfo: { simulation: { task: 't', scene: 's', scene_sha256: 'h' } },
+    });
+    w.addFrame({ state: new Float32Array([1]), action: new Float32Array([2]), images: {}, task: 'x' });
+    await w.saveEpisode();
+    await w.finalize();
+    const ds = await openDataset(dir);
+    expect(ds.info.simulation).toEqual({ task: 't', scene: 's', scene_sha256: 'h' });
+    expect(ds.info.fps).toBe(10);
+  });
+
   it('refuses a folder that already holds something, and frames of the wrong shape', async () => {
     const dir = tmpDir('exists');
     writeFileSync(path.join(dir, 'x'), '');
