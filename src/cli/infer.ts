@@ -61,7 +61,7 @@ export function register(program: Command): void {
       const config = opts.dataset
         ? { ...policy.config, data: { ...policy.config.data, dataset: opts.dataset } }
         : policy.config;
-      const { openTrainingData, epochPermutation } = await import('../data/loader.js');
+      const { openTrainingData } = await import('../data/loader.js');
       const { openPipeline } = await import('../data/pipeline.js');
       const pipeline = await openPipeline(config);
       const eps = pipeline.dataset.episodes;
@@ -81,21 +81,15 @@ export function register(program: Command): void {
         horizon: policy.horizon,
         normStats: policy.normStats,
       });
-      // The loader numbers samples episode after episode, frame by frame, and serves them in a seeded
-      // order: the one-sample batch of (episode, frame) sits where epoch 0 of seed 0 puts that number.
+      // The loader numbers its rows episode after episode, frame by frame.
       const firstSample: number[] = [];
       let at = 0;
       for (const e of eps) {
         firstSample.push(at);
         at += e.length;
       }
-      const order = epochPermutation(data.numSamples, 0, 0);
-      const position = new Uint32Array(order.length);
-      order.forEach((sample, pos) => {
-        position[sample] = pos;
-      });
       const frameBatch = (i: number, f: number) =>
-        data.batchAt(position[firstSample[i]! + Math.min(f, eps[i]!.length - 1)]!, 1, 0);
+        data.batchOfRows([firstSample[i]! + Math.min(f, eps[i]!.length - 1)]);
       try {
         if (ablate !== null) {
           const n = Math.min(ablate, eps.length);

@@ -113,6 +113,15 @@ export const DataConfig = z.strictObject({
    * (openpi's repack transform), e.g. `{cam_high: observation.images.top}` for LeRobot's ALOHA sims.
    */
   camera_keys: z.record(z.string().min(1), z.string().min(1)).default({}),
+  /**
+   * Draw each episode's first `frames` frames `factor` times as often as the rest. The chunks there start
+   * from the robot's rest pose, where only the cameras and the prompt say where to go (the state says
+   * nothing): a few percent of the samples, and the ones a language-conditioned task fails on.
+   */
+  oversample_start: z
+    .strictObject({ frames: posInt, factor: z.int().min(2).max(100) })
+    .nullable()
+    .default(null),
   augment: z
     .strictObject({
       crop_scale: z.number().gt(0).max(1).default(0.95),

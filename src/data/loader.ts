@@ -31,7 +31,10 @@ export interface TrainingDataOptions {
 }
 
 export interface TrainingData {
+  /** Samples per epoch: the dataset's frames, with `data.oversample_start`'s frames counted as often as drawn. */
   numSamples: number;
+  /** The dataset's frames. */
+  numFrames: number;
   /** The robot's camera names, in the order of the batch's image axis. */
   cameras: string[];
   stateDim: number;
@@ -41,6 +44,8 @@ export interface TrainingData {
   /** Per camera: whether the dataset has it (a missing one is fed as a masked black image). */
   present: boolean[];
   batchAt(step: number, batchSize: number, seed: number): Batch;
+  /** The batch of these dataset rows (numbered episode after episode, frame by frame), in order. */
+  batchOfRows(rows: ArrayLike<number>): Batch;
   close(): void;
 }
 
@@ -93,14 +98,38 @@ export function epochPermutation(n: number, seed: number, epoch: number): Uint32
   return perm;
 }
 
+/**
+ * The rows an epoch draws: every row once, and rows whose frame index is below `oversample.frames`
+ * `oversample.factor` times in all.
+ */
+export function drawOrder(
+  frameIndex: Int32Array,
+  oversample: { frames: number; factor: number } | null,
+): Uint32Array {
+  const n = frameIndex.length;
+  if (!oversample) return Uint32Array.from({ length: n }, (_, i) => i);
+  let extra = 0;
+  for (let i = 0; i < n; i++) if (frameIndex[i]! < oversample.frames) extra += oversample.factor - 1;
+  const out = new Uint32Array(n + extra);
+  let k = 0;
+  for (let i = 0; i < n; i++) {
+    const times = frameIndex[i]! < oversample.frames ? oversample.factor : 1;
+    for (let r = 0; r < times; r++) out[k++] = i;
+  }
+  return out;
+}
+
 class Loader implements TrainingData {
   readonly numSamples: number;
+  readonly numFrames: number;
   readonly cameras: string[];
   readonly stateDim: number;
   readonly actionDim: number;
   private readonly perms = new Map<number, Uint32Array>();
   /** Per sample (= dataset row): its episode's rows and the frame within. */
   private readonly sampleEpisode: Int32Array;
+  /** Per epoch position: the dataset row it draws (each row once, early ones `factor` times when oversampled). */
+  private readonly drawRow: Uint32Array;
   private readonly sampleFrame: Int32Array;
   /** Normalized state per row. */
   private readonly stateNorm: Float32Array;
@@ -115,7 +144,7 @@ class Loader implements TrainingData {
     private readonly opts: TrainingDataOptions,
   ) {
     const total = rows.reduce((n, r) => n + r.length, 0);
-    this.numSamples = total;
+    this.numFrames = total;
     this.cameras = p.robot.cameras.map((c) => c.name);
     this.stateDim = p.stateDim;
     this.actionDim = p.actionDim;
@@ -148,6 +177,8 @@ class Loader implements TrainingData {
       }
       this.stateNorm.set(r.state, (row - r.length) * p.stateDim);
     }
+    this.drawRow = drawOrder(this.sampleFrame, data.oversample_start);
+    this.numSamples = this.drawRow.length;
     normalize(this.stateNorm, opts.normStats, 'state', data.norm, p.stateDim);
     this.affine = actionAffine(opts.normStats, data.norm, p.actionDim);
   }
@@ -182,8 +213,23 @@ class Loader implements TrainingData {
     if (!Number.isInteger(batchSize) || batchSize <= 0) {
       throw new UserError(`batchAt: batchSize: expected a positive integer, got ${batchSize}`);
     }
+    const N = this.numSamples;
+    const rows = new Uint32Array(batchSize);
+    for (let b = 0; b < batchSize; b++) {
+      const pos = step * batchSize + b;
+      rows[b] = this.drawRow[this.permutation(seed, Math.floor(pos / N))[pos % N]!]!;
+    }
+    return this.batchOfRows(rows);
+  }
+
+  batchOfRows(rows: ArrayLike<number>): Batch {
+    for (let b = 0; b < rows.length; b++) {
+      const r = rows[b]!;
+      if (!Number.isInteger(r) || r < 0 || r >= this.numFrames)
+        throw new UserError(`batchOfRows: rows[${b}]: expected an integer in 0..${this.numFrames - 1}, got ${r}`);
+    }
     const { imageSize: S, horizon: H } = this.opts;
-    const B = batchSize;
+    const B = rows.length;
     const C = this.cameras.length;
     const sd = this.stateDim;
     const ad = this.actionDim;
@@ -194,10 +240,8 @@ class Loader implements TrainingData {
     const actions = new Float32Array(B * H * ad);
     const actionPad = new Uint8Array(B * H);
     const prompts: string[] = [];
-    const N = this.numSamples;
     for (let b = 0; b < B; b++) {
-      const pos = step * B + b;
-      const sample = this.permutation(seed, Math.floor(pos / N))[pos % N]!;
+      const sample = rows[b]!;
       const e = this.sampleEpisode[sample]!;
       const t = this.sampleFrame[sample]!;
       state.set(this.stateNorm.subarray(sample * sd, (sample + 1) * sd), b * sd);

@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { resizeWithPad } from '../../src/data/image.js';
-import { epochPermutation, openTrainingData } from '../../src/data/loader.js';
+import { drawOrder, epochPermutation, openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats } from '../../src/data/normstats.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
 import {
@@ -125,6 +125,37 @@ describe('training loader', () => {
     expect(Array.from(data.batchAt(7, B, seed + 1).state)).not.toEqual(Array.from(x.state));
     data.close();
     again.close();
+  });
+
+  it('oversamples each episode\'s first frames (data.oversample_start); batchOfRows serves rows in order', async () => {
+    expect([...drawOrder(Int32Array.from([0, 1, 2, 0, 1]), { frames: 2, factor: 3 })]).toEqual([
+      0, 0, 0, 1, 1, 1, 2, 3, 3, 3, 4, 4, 4,
+    ]);
+    expect([...drawOrder(Int32Array.from([0, 1, 2]), null)]).toEqual([0, 1, 2]);
+    const { cwd, config } = workspace(dataset, { oversample_start: { frames: 3, factor: 4 } });
+    const { stats } = await computeNormStats(config, { cwd });
+    const opts = { imageSize: 8, horizon: 2, normStats: stats, cacheDir: tmpDir('cache-over'), cwd };
+    const data = await openTrainingData(config, opts);
+    // 36 frames, 3 episodes × 3 early frames drawn 3 more times each.
+    expect([data.numFrames, data.numSamples]).toEqual([36, 36 + 9 * 3]);
+    // One epoch in one batch: every early frame 4 times, every other frame once.
+    const epoch = data.batchAt(0, data.numSamples, 5);
+    const byRow = new Map<string, number>();
+    for (let b = 0; b < epoch.size; b++) {
+      const key = `${epoch.state.subarray(b * 3, b * 3 + 3).join()} ${epoch.actions.subarray(b * 4, b * 4 + 4).join()}`;
+      byRow.set(key, (byRow.get(key) ?? 0) + 1);
+    }
+    const plain = data.batchOfRows(Array.from({ length: 36 }, (_, i) => i));
+    for (let row = 0; row < 36; row++) {
+      const key = `${plain.state.subarray(row * 3, row * 3 + 3).join()} ${plain.actions.subarray(row * 4, row * 4 + 4).join()}`;
+      expect(byRow.get(key), `row ${row}`).toBe(locate(row)[1] < 3 ? 4 : 1);
+    }
+    expect(plain.prompts[12]).toBe(taskOf(1));
+    expect(() => data.batchOfRows([36])).toThrow(/rows\[0\]: expected an integer in 0\.\.35, got 36/);
+    data.close();
+    const { TrainConfig } = await import('../../src/config/schema.js');
+    const bad = TrainConfig.safeParse({ ...config, data: { ...config.data, oversample_start: { frames: 3, factor: 1 } } });
+    expect(bad.success).toBe(false);
   });
 
   it('maps robot cameras to differently named dataset features (data.camera_keys)', async () => {
