@@ -226,7 +226,9 @@ class Loader implements TrainingData {
     for (let b = 0; b < rows.length; b++) {
       const r = rows[b]!;
       if (!Number.isInteger(r) || r < 0 || r >= this.numFrames)
-        throw new UserError(`batchOfRows: rows[${b}]: expected an integer in 0..${this.numFrames - 1}, got ${r}`);
+        throw new UserError(
+          `batchOfRows: rows[${b}]: expected an integer in 0..${this.numFrames - 1}, got ${r}`,
+        );
     }
     const { imageSize: S, horizon: H } = this.opts;
     const B = rows.length;

@@ -127,7 +127,7 @@ describe('training loader', () => {
     again.close();
   });
 
-  it('oversamples each episode\'s first frames (data.oversample_start); batchOfRows serves rows in order', async () => {
+  it("oversamples each episode's first frames (data.oversample_start); batchOfRows serves rows in order", async () => {
     expect([...drawOrder(Int32Array.from([0, 1, 2, 0, 1]), { frames: 2, factor: 3 })]).toEqual([
       0, 0, 0, 1, 1, 1, 2, 3, 3, 3, 4, 4, 4,
     ]);
@@ -154,7 +154,10 @@ describe('training loader', () => {
     expect(() => data.batchOfRows([36])).toThrow(/rows\[0\]: expected an integer in 0\.\.35, got 36/);
     data.close();
     const { TrainConfig } = await import('../../src/config/schema.js');
-    const bad = TrainConfig.safeParse({ ...config, data: { ...config.data, oversample_start: { frames: 3, factor: 1 } } });
+    const bad = TrainConfig.safeParse({
+      ...config,
+      data: { ...config.data, oversample_start: { frames: 3, factor: 1 } },
+    });
     expect(bad.success).toBe(false);
   });
 
