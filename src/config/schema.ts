@@ -63,6 +63,14 @@ export const ModelConfig = z
     image_size: posInt.optional(),
     /** Transformer blocks that run over each camera's patches alone before the shared prefix blocks. */
     vision_depth: nonNegInt.optional(),
+    /**
+     * FiLM the image patches by the prompt (RT-1's language-conditioned image encoder): the mean of the
+     * prompt's token embeddings scales and shifts every patch embedding before the vision blocks, so a
+     * patch can say "the object the prompt names is here" before any attention. Without it, naming one of
+     * several objects must be bound to the patches through the prefix's attention alone, which a small
+     * model trained on a few thousand demonstrations did not learn. Starts as the identity.
+     */
+    prompt_film: z.boolean().default(false),
     action_dim: posInt.default(32),
     action_horizon: posInt.default(50),
     max_token_len: posInt.default(48),

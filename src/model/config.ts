@@ -16,6 +16,8 @@ export interface ModelDims {
   patchSize: number;
   imageSize: number;
   visionDepth: number;
+  /** Whether the prompt FiLMs the patch embeddings (`model.prompt_film`). */
+  promptFilm: boolean;
   actionDim: number;
   horizon: number;
   maxTokenLen: number;
@@ -54,6 +56,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     patchSize,
     imageSize,
     visionDepth: m.vision_depth ?? p.vision_depth,
+    promptFilm: m.prompt_film,
     actionDim: m.action_dim,
     horizon: m.action_horizon,
     maxTokenLen: m.max_token_len,

@@ -84,3 +84,23 @@ export function prefixValidity(
   }
   return valid;
 }
+
+/**
+ * [B, B·L]: row b averages prompt b's real tokens (the pooled prompt that FiLMs the patches). A prompt
+ * with no real token (none can be: BOS is always there) would pool to zeros.
+ */
+export function promptPooling(inp: {
+  batch: number;
+  promptLen: number;
+  promptMask: Uint8Array;
+}): Float32Array {
+  const { batch: b, promptLen: l, promptMask } = inp;
+  const out = new Float32Array(b * b * l);
+  for (let i = 0; i < b; i++) {
+    let count = 0;
+    for (let j = 0; j < l; j++) count += promptMask[i * l + j]!;
+    if (count === 0) continue;
+    for (let j = 0; j < l; j++) if (promptMask[i * l + j]) out[i * b * l + i * l + j] = 1 / count;
+  }
+  return out;
+}

@@ -50,6 +50,11 @@ export function isLoraParam(name: string): boolean {
   return name.endsWith('/lora_a') || name.endsWith('/lora_b');
 }
 
+/** The prompt's FiLM of the patches (`model.prompt_film`): new when a checkpoint without it initialises a model with it. */
+export function isFilmParam(name: string): boolean {
+  return name.startsWith('vision/film/');
+}
+
 export function paramCount(params: Params): number {
   let n = 0;
   for (const t of params.values()) n += t.size;

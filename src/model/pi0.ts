@@ -11,6 +11,7 @@ import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import {
+  applyFilm,
   attend,
   concatAxis1,
   gelu,
@@ -22,7 +23,7 @@ import {
   sliceAxis1,
   splitHeads,
 } from './layers.js';
-import { attentionMask, maskBias, pi0BlockStarts, prefixValidity } from './masks.js';
+import { attentionMask, maskBias, pi0BlockStarts, prefixValidity, promptPooling } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
 import { type SamplingWeights, sampleCached, samplingWeights } from './sampler.js';
@@ -63,6 +64,11 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   // Fixed-frequency sine-cosine starting points (as MAE's ViT): trained from scratch on a few hundred
   // demonstrations, patches know where they are from the first step instead of learning it.
   specs.set('vision/pos_embedding', { shape: [patches, d.width], init: 'sincos2d' });
+  if (d.promptFilm) {
+    // Zeros: every patch passes unchanged until training finds a use for the prompt there.
+    specs.set('vision/film/kernel', { shape: [d.width, 2 * d.width], init: 'zeros' });
+    bias('vision/film', 2 * d.width);
+  }
   for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, d.width, d.mlpDim, false);
   norm('vision/final_norm', d.width);
 
@@ -342,17 +348,26 @@ export class Pi0 {
     return [k, v];
   }
 
-  /** Patch tokens of each camera through the vision blocks (attention within one image): [B·cams·N, W]. */
-  private encodeImages(w: Params, inp: ModelInputs): tf.Tensor2D {
+  /**
+   * Patch tokens of each camera through the vision blocks (attention within one image): [B·cams·N, W].
+   * `tokens`: the prompt's embedded tokens [B·L, W], which FiLM the patches where `prompt_film` is on.
+   */
+  private encodeImages(w: Params, inp: ModelInputs, tokens: tf.Tensor2D): tf.Tensor2D {
     const d = this.dims;
     const n = this.patchesPerImage;
     const images = inp.batch * inp.cameras;
     const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
     let x = this.linear(w, patches, 'vision/patch_embed', true);
-    x = tf.reshape(tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')), [
-      images * n,
-      d.width,
-    ]);
+    let x3 = tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')) as tf.Tensor3D;
+    if (d.promptFilm) {
+      const pooled = (this.sampling ? plainMatmul : matmul2dInputA)(
+        tf.tensor2d(promptPooling(inp), [inp.batch, inp.batch * inp.promptLen]),
+        tokens,
+      );
+      const film = this.linear(w, pooled, 'vision/film');
+      x3 = applyFilm(tf.reshape(x3, [inp.batch, inp.cameras * n, d.width]), film, d.width);
+    }
+    x = tf.reshape(x3, [images * n, d.width]);
     for (let i = 0; i < d.visionDepth; i++) {
       const g = `vision/block_${i}`;
       const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
@@ -372,10 +387,6 @@ export class Pi0 {
     const { batch: b, cameras: c, promptLen: l } = inp;
     const n = this.patchesPerImage;
     const cam = tf.slice(get(w, 'prefix/camera_embedding'), [0, 0], [c, d.width]);
-    const img = tf.add(
-      tf.reshape(this.encodeImages(w, inp), [b, c, n, d.width]),
-      tf.reshape(cam, [1, c, 1, d.width]),
-    );
     const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
     const tokens = tf.add(
       tf.reshape((this.sampling ? plainMatmul : matmul2dInputA)(onehot, get(w, 'prefix/token_embedding')), [
@@ -384,6 +395,10 @@ export class Pi0 {
         d.width,
       ]),
       tf.slice(get(w, 'prefix/prompt_pos_embedding'), [0, 0], [l, d.width]),
+    );
+    const img = tf.add(
+      tf.reshape(this.encodeImages(w, inp, tf.reshape(tokens, [b * l, d.width])), [b, c, n, d.width]),
+      tf.reshape(cam, [1, c, 1, d.width]),
     );
     const length = c * n + l;
     const x: tf.Tensor2D = tf.reshape(concatAxis1([tf.reshape(img, [b, c * n, d.width]), tokens]), [

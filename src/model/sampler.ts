@@ -19,8 +19,8 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
 import { MAX_CAMERAS } from './config.js';
-import { gelu, silu } from './layers.js';
-import { MASKED, prefixValidity } from './masks.js';
+import { applyFilm, gelu, silu } from './layers.js';
+import { MASKED, prefixValidity, promptPooling } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
@@ -54,6 +54,10 @@ export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
     keep('vision/patch_embed', kernel('vision/patch_embed'));
     keep('vision/patch_bias', get(w, 'vision/patch_embed/bias'));
     keep('vision/pos_embedding', get(w, 'vision/pos_embedding'));
+    if (d.promptFilm) {
+      keep('vision/film', kernel('vision/film'));
+      keep('vision/film_bias', get(w, 'vision/film/bias'));
+    }
     for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, false);
     keep('vision/final_scale', tf.add(get(w, 'vision/final_norm/scale'), 1));
     keep('prefix/camera_embedding', get(w, 'prefix/camera_embedding'));
@@ -164,10 +168,23 @@ class Sampler {
       tf.matMul(patches, this.w('vision/patch_embed')),
       this.w('vision/patch_bias'),
     );
-    v = tf.reshape(tf.add(tf.reshape(v, [images, n, d.width]), this.w('vision/pos_embedding')), [
-      images * n,
-      d.width,
-    ]);
+    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
+    const posAll = this.w('prefix/prompt_pos_embedding');
+    const tokens = tf.add(
+      tf.reshape(tf.matMul(onehot, this.w('prefix/token_embedding')), [b, l, d.width]),
+      l === posAll.shape[0] ? posAll : tf.slice(posAll, [0, 0], [l, d.width]),
+    );
+    let v3 = tf.add(tf.reshape(v, [images, n, d.width]), this.w('vision/pos_embedding')) as tf.Tensor3D;
+    if (d.promptFilm) {
+      const pool = tf.tensor2d(promptPooling(inp), [b, b * l]);
+      const pooled = tf.matMul(pool, tf.reshape(tokens, [b * l, d.width]));
+      const film = tf.add(
+        tf.matMul(pooled, this.w('vision/film')),
+        this.w('vision/film_bias'),
+      ) as tf.Tensor2D;
+      v3 = applyFilm(tf.reshape(v3, [b, c * n, d.width]), film, d.width);
+    }
+    v = tf.reshape(v3, [images * n, d.width]);
     for (let i = 0; i < d.visionDepth; i++) {
       const g = `vision/block_${i}`;
       v = this.finishBlock(g, v, this.qkv(g, v), this.empty, null, images);
@@ -176,12 +193,6 @@ class Sampler {
     const img = tf.add(
       tf.reshape(tf.mul(normalize(v), this.w('vision/final_scale')), [b, c, n, d.width]),
       tf.reshape(c === MAX_CAMERAS ? cam : tf.slice(cam, [0, 0], [c, d.width]), [1, c, 1, d.width]),
-    );
-    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
-    const posAll = this.w('prefix/prompt_pos_embedding');
-    const tokens = tf.add(
-      tf.reshape(tf.matMul(onehot, this.w('prefix/token_embedding')), [b, l, d.width]),
-      l === posAll.shape[0] ? posAll : tf.slice(posAll, [0, 0], [l, d.width]),
     );
     const length = c * n + l;
     let x = tf.reshape(

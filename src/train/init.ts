@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
-import { isLoraParam, type Params } from '../model/params.js';
+import { isFilmParam, isLoraParam, type Params } from '../model/params.js';
 import { readSafetensors } from '../model/safetensors.js';
 
 export interface LoadReport {
@@ -21,7 +21,7 @@ export interface LoadReport {
 }
 
 export interface LoadOptions {
-  /** Parameters that may be missing from the checkpoint (default: LoRA adapters). */
+  /** Parameters that may be missing from the checkpoint (default: LoRA adapters and the prompt's FiLM, both starting as the identity). */
   allowMissing?: (name: string) => boolean;
   allowUnexpected?: boolean;
 }
@@ -42,7 +42,7 @@ export function paramsFile(checkpoint: string): string {
 export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOptions = {}): LoadReport {
   const file = paramsFile(checkpoint);
   const { tensors } = readSafetensors(file);
-  const allowMissing = opts.allowMissing ?? isLoraParam;
+  const allowMissing = opts.allowMissing ?? ((n: string) => isLoraParam(n) || isFilmParam(n));
   const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [] };
   for (const [name, cur] of params) {
     const t = tensors.get(name);

@@ -169,7 +169,7 @@ async function train(
     try {
       const r = loadWeightsInto(init, t.init_from);
       log(
-        `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new (${r.missing.length > 0 ? 'LoRA adapters' : 'none'}), ${r.unexpected.length} unused`,
+        `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new${r.missing.length > 0 ? ` (${r.missing.slice(0, 4).join(', ')}${r.missing.length > 4 ? ', …' : ''})` : ''}, ${r.unexpected.length} unused`,
       );
     } catch (e) {
       tf.dispose([...init.values()]);

@@ -8,14 +8,26 @@ import { Rng } from '../../src/model/rng.js';
 
 describe('gradients', () => {
   // With the BLAS kernel pack the gradients use transposed matmuls; without it, explicit transposes.
-  it.each([true, false])(
-    'agree with finite differences of the flow loss (native kernels: %s)',
-    async (native) => {
+  it.each([
+    [true, false],
+    [false, false],
+    [true, true],
+  ])(
+    'agree with finite differences of the flow loss (native kernels: %s, prompt FiLM: %s)',
+    async (native, film) => {
       await setupBackend({ backend: 'cpu', native });
-      const d = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 4, action_dim: 4, depth: 2 }));
+      const d = modelDims(
+        ModelConfig.parse({ preset: 'tiny', action_horizon: 4, action_dim: 4, depth: 2, prompt_film: film }),
+      );
       const model = new Pi0(d);
       const w = initParams(d, 0);
       const rng = new Rng(1);
+      if (film) {
+        // As if trained: the FiLM starts as zeros, where the prompt's gradient through it vanishes.
+        const k = w.get('vision/film/kernel')!;
+        w.set('vision/film/kernel', tf.tensor(rng.normals(k.size, 0.3), k.shape));
+        k.dispose();
+      }
       const b = 2;
       const inp = prepareInputs(d, {
         batchSize: b,
@@ -39,6 +51,7 @@ describe('gradients', () => {
         'expert/action_in/kernel',
         'expert/time_mlp_in/kernel',
         'expert/block_1/mlp/down/kernel',
+        ...(film ? ['vision/film/kernel', 'vision/film/bias'] : []),
       ];
       const vars = new Map(names.map((n) => [n, tf.variable(w.get(n)!)]));
       const weights = new Map([...w, ...vars]);

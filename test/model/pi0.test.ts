@@ -41,6 +41,18 @@ function withTrainedAdapters(w: Map<string, tf.Tensor>, seed: number): Map<strin
   return w;
 }
 
+/** The prompt's FiLM as if trained (zeros at init, where it does nothing). */
+function withTrainedFilm(w: Map<string, tf.Tensor>, seed: number): Map<string, tf.Tensor> {
+  const rng = new Rng(seed);
+  for (const name of ['vision/film/kernel', 'vision/film/bias']) {
+    const t = w.get(name);
+    if (!t) continue;
+    w.set(name, tf.tensor(rng.normals(t.size, 0.3), t.shape));
+    t.dispose();
+  }
+  return w;
+}
+
 const tiny = (over: Record<string, unknown> = {}) =>
   modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8, ...over }));
 
@@ -200,10 +212,16 @@ describe('the fast KV-cached sampler', () => {
     return out;
   };
 
-  it('gives the uncached path’s actions with masked cameras and prompt padding, batched, any depth', async () => {
-    for (const over of [{}, { depth: 3, vision_depth: 2 }, { depth: 1, vision_depth: 0 }]) {
+  it('gives the uncached path’s actions with masked cameras and prompt padding, batched, any depth, with the prompt FiLM', async () => {
+    for (const over of [
+      {},
+      { depth: 3, vision_depth: 2 },
+      { depth: 1, vision_depth: 0 },
+      { prompt_film: true },
+      { prompt_film: true, vision_depth: 0 },
+    ]) {
       const d = tiny(over);
-      const w = initParams(d, 41);
+      const w = withTrainedFilm(initParams(d, 41), 48);
       const obs = observation(3, 2, d.imageSize, 42, ['a', 'open the drawer slowly', 'stack']);
       obs.imageMask[3] = 0;
       const inp = prepareInputs(d, obs);
@@ -253,6 +271,42 @@ describe('LoRA for inference', () => {
     expect(maxAbsDiff(a, b)).toBeLessThan(1e-4);
     const base = await model.sample(initParams(tiny(), 31), inp, noise, { numSteps: 2 }).data();
     expect(Math.abs(base[0]! - a[0]!)).toBeGreaterThan(1e-4);
+  });
+});
+
+describe('prompt FiLM (model.prompt_film)', () => {
+  it('starts as the identity, then makes the patches, and so the actions, depend on the prompt', async () => {
+    const plain = tiny();
+    const filmed = tiny({ prompt_film: true });
+    const w0 = initParams(plain, 51);
+    const w1 = initParams(filmed, 51);
+    expect([...w1.keys()].filter((n) => !w0.has(n)).sort()).toEqual([
+      'vision/film/bias',
+      'vision/film/kernel',
+    ]);
+    const noise = new Rng(52).normals(2 * plain.horizon * plain.actionDim);
+    const obs = observation(2, 1, plain.imageSize, 53, [
+      'put the red cube in the bowl',
+      'put the red cube in the bowl',
+    ]);
+    const sample = (d: typeof plain, w: Map<string, tf.Tensor>, o: Observation) =>
+      new Pi0(d).sample(w, prepareInputs(d, o), noise, { numSteps: 2 }).dataSync();
+    expect(maxAbsDiff(sample(filmed, w1, obs), sample(plain, w0, obs))).toBeLessThan(1e-5);
+    withTrainedFilm(w1, 54);
+    const blue = { ...obs, prompts: ['put the blue cube in the bowl', 'put the red cube in the bowl'] };
+    const a = sample(filmed, w1, obs);
+    const b = sample(filmed, w1, blue);
+    const n = plain.horizon * plain.actionDim;
+    // The first sample's prompt changed; the second's did not (and batching keeps samples apart).
+    expect(maxAbsDiff(a.subarray(0, n), b.subarray(0, n))).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(a.subarray(n), b.subarray(n))).toBeLessThan(1e-5);
+    tf.dispose([...w0.values(), ...w1.values()]);
+  });
+
+  it('pools each prompt over its real tokens only', async () => {
+    const { promptPooling } = await import('../../src/model/masks.js');
+    const pool = promptPooling({ batch: 2, promptLen: 3, promptMask: Uint8Array.from([1, 1, 0, 1, 1, 1]) });
+    expect([...pool]).toEqual([0.5, 0.5, 0, 0, 0, 0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3].map(Math.fround));
   });
 });
 
