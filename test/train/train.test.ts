@@ -240,6 +240,17 @@ describe('runTraining and checkpoints', () => {
     expect(report.missing.every((n) => /lora_[ab]$/.test(n))).toBe(true);
     expect(report.unexpected).toEqual([]);
     tf.dispose([...p.values()]);
+    // The prompt's FiLM is new too, and keeps its identity initialisation.
+    const filmed = initParams(modelDims(config({ model: { prompt_film: true } }).model), 5);
+    const filmReport = loadWeightsInto(filmed, ckpt);
+    expect(filmReport.missing.sort()).toEqual(['vision/film/bias', 'vision/film/kernel']);
+    expect(
+      filmed
+        .get('vision/film/kernel')!
+        .dataSync()
+        .every((v) => v === 0),
+    ).toBe(true);
+    tf.dispose([...filmed.values()]);
     const deeper = initParams(modelDims(config({ model: { depth: 3 } }).model), 5);
     expect(() => loadWeightsInto(deeper, ckpt)).toThrow(
       /missing \d+ params the model needs: prefix\/block_1\/attn\/q\/kernel/,
