@@ -128,9 +128,9 @@ class Loader implements TrainingData {
   private readonly perms = new Map<number, Uint32Array>();
   /** Per sample (= dataset row): its episode's rows and the frame within. */
   private readonly sampleEpisode: Int32Array;
+  private readonly sampleFrame: Int32Array;
   /** Per epoch position: the dataset row it draws (each row once, early ones `factor` times when oversampled). */
   private readonly drawRow: Uint32Array;
-  private readonly sampleFrame: Int32Array;
   /** Normalized state per row. */
   private readonly stateNorm: Float32Array;
   private readonly prompts: string[];

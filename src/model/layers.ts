@@ -116,8 +116,8 @@ export function sliceAxis1(x: tf.Tensor, start: number, len: number): tf.Tensor 
 }
 
 /** x [B, T, W] · (1 + γ) + β per batch element, where film [B, 2W] is γ | β. */
-export function applyFilm(x: tf.Tensor3D, film: tf.Tensor2D, width: number): tf.Tensor3D {
-  const b = x.shape[0];
+export function applyFilm(x: tf.Tensor3D, film: tf.Tensor2D): tf.Tensor3D {
+  const [b, , width] = x.shape;
   const gamma = tf.reshape(tf.slice(film, [0, 0], [b, width]), [b, 1, width]);
   const beta = tf.reshape(tf.slice(film, [0, width], [b, width]), [b, 1, width]);
   return tf.add(tf.mul(x, tf.add(gamma, 1)), beta) as tf.Tensor3D;

@@ -50,9 +50,17 @@ export function isLoraParam(name: string): boolean {
   return name.endsWith('/lora_a') || name.endsWith('/lora_b');
 }
 
-/** The prompt's FiLM of the patches (`model.prompt_film`): new when a checkpoint without it initialises a model with it. */
+/** The prompt's FiLM of the patches (`model.prompt_film`). */
 export function isFilmParam(name: string): boolean {
   return name.startsWith('vision/film/');
+}
+
+/**
+ * Params added on top of an architecture that start as the identity (LoRA adapters, the prompt FiLM):
+ * a checkpoint without them can initialise a model with them, which then behaves as the checkpoint did.
+ */
+export function startsAsIdentity(name: string): boolean {
+  return isLoraParam(name) || isFilmParam(name);
 }
 
 export function paramCount(params: Params): number {

@@ -365,7 +365,7 @@ export class Pi0 {
         tokens,
       );
       const film = this.linear(w, pooled, 'vision/film');
-      x3 = applyFilm(tf.reshape(x3, [inp.batch, inp.cameras * n, d.width]), film, d.width);
+      x3 = applyFilm(tf.reshape(x3, [inp.batch, inp.cameras * n, d.width]), film);
     }
     x = tf.reshape(x3, [images * n, d.width]);
     for (let i = 0; i < d.visionDepth; i++) {

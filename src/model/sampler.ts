@@ -182,7 +182,7 @@ class Sampler {
         tf.matMul(pooled, this.w('vision/film')),
         this.w('vision/film_bias'),
       ) as tf.Tensor2D;
-      v3 = applyFilm(tf.reshape(v3, [b, c * n, d.width]), film, d.width);
+      v3 = applyFilm(tf.reshape(v3, [b, c * n, d.width]), film);
     }
     v = tf.reshape(v3, [images * n, d.width]);
     for (let i = 0; i < d.visionDepth; i++) {

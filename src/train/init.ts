@@ -7,7 +7,7 @@ import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
-import { isFilmParam, isLoraParam, type Params } from '../model/params.js';
+import { isFilmParam, type Params, startsAsIdentity } from '../model/params.js';
 import { readSafetensors } from '../model/safetensors.js';
 
 export interface LoadReport {
@@ -21,7 +21,7 @@ export interface LoadReport {
 }
 
 export interface LoadOptions {
-  /** Parameters that may be missing from the checkpoint (default: LoRA adapters and the prompt's FiLM, both starting as the identity). */
+  /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
   allowMissing?: (name: string) => boolean;
   allowUnexpected?: boolean;
 }
@@ -42,7 +42,7 @@ export function paramsFile(checkpoint: string): string {
 export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOptions = {}): LoadReport {
   const file = paramsFile(checkpoint);
   const { tensors } = readSafetensors(file);
-  const allowMissing = opts.allowMissing ?? ((n: string) => isLoraParam(n) || isFilmParam(n));
+  const allowMissing = opts.allowMissing ?? startsAsIdentity;
   const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [] };
   for (const [name, cur] of params) {
     const t = tensors.get(name);
@@ -65,8 +65,15 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
         .join(', ')}`,
     );
   }
-  if (report.unexpected.length > 0 && !opts.allowUnexpected)
-    problems.push(`${report.unexpected.length} params the model does not have: ${list(report.unexpected)}`);
+  if (report.unexpected.length > 0 && !opts.allowUnexpected) {
+    // Dropping a trained FiLM would silently take the prompt away from the patches.
+    const film = report.unexpected.some(isFilmParam)
+      ? ' (the checkpoint was trained with model.prompt_film: true; set it in the config)'
+      : '';
+    problems.push(
+      `${report.unexpected.length} params the model does not have: ${list(report.unexpected)}${film}`,
+    );
+  }
   if (problems.length > 0)
     throw new UserError(`${file}: cannot initialise the model from it: ${problems.join('; ')}`);
   for (const [name, cur] of params) {

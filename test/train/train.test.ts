@@ -8,7 +8,7 @@ import { TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
 import { initParams } from '../../src/model/pi0.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
-import { readSafetensors } from '../../src/model/safetensors.js';
+import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { loadWeightsInto } from '../../src/train/init.js';
 import { runTraining } from '../../src/train/run.js';
 import { Trainer } from '../../src/train/trainer.js';
@@ -250,7 +250,22 @@ describe('runTraining and checkpoints', () => {
         .dataSync()
         .every((v) => v === 0),
     ).toBe(true);
-    tf.dispose([...filmed.values()]);
+    // The other way round the FiLM would be dropped: refused, with the config field to set.
+    const filmCkpt = path.join(tmp, 'filmed.safetensors');
+    writeSafetensors(
+      filmCkpt,
+      new Map(
+        [...filmed].map(([n, t]) => [
+          n,
+          { dtype: 'F32' as const, shape: t.shape, data: t.dataSync() as Float32Array },
+        ]),
+      ),
+    );
+    const plainParams = initParams(modelDims(config({}).model), 5);
+    expect(() => loadWeightsInto(plainParams, filmCkpt)).toThrow(
+      /2 params the model does not have: vision\/film\/kernel, vision\/film\/bias \(the checkpoint was trained with model\.prompt_film: true; set it in the config\)/,
+    );
+    tf.dispose([...filmed.values(), ...plainParams.values()]);
     const deeper = initParams(modelDims(config({ model: { depth: 3 } }).model), 5);
     expect(() => loadWeightsInto(deeper, ckpt)).toThrow(
       /missing \d+ params the model needs: prefix\/block_1\/attn\/q\/kernel/,
