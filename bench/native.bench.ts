@@ -13,7 +13,8 @@
  * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `cpu+blas` the pack under the
  * cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
  * OPENBLAS_NUM_THREADS (default 1, see src/backend/native/blas.ts); WASM takes VLA_WASM_THREADS (default 1), fixed per
- * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4).
+ * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4);
+ * BENCH_KERNELS (say `wasm+blas`) runs only the rows of those kernels.
  * The machine is shared with other work: compare rows of one run, and expect noise.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -102,6 +103,8 @@ const MODES: Mode[] = [
 ];
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 4);
+/** BENCH_KERNELS=wasm+blas,cpu+blas runs only those rows. */
+const ONLY = (process.env.BENCH_KERNELS ?? '').split(',').filter(Boolean);
 
 function randomBatch(ref: Reference, d: ModelDims, seed: number): Batch {
   const rng = new Rng(seed);
@@ -192,6 +195,7 @@ export async function run(): Promise<void> {
       train: { batch_size: ref.batch },
     });
     for (const mode of MODES) {
+      if (ONLY.length > 0 && !ONLY.includes(mode.label)) continue;
       // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
       if (mode.backend === 'cpu' && ref.name !== 'A') continue;
       const info = await setupBackend({ backend: mode.backend, native: mode.native });

@@ -8,7 +8,7 @@ import { runEval } from '../sim/eval.js';
 import { checkpointSceneDrift } from '../sim/provenance.js';
 import { TASKS } from '../sim/tasks/index.js';
 import { computeBackend } from './context.js';
-import { intOption, progressBar, table } from './output.js';
+import { intOption, NOISE_SCALE_HELP, noiseScaleOption, progressBar, table } from './output.js';
 
 /** A checkpoint folder, or a folder of them (the shipped `checkpoints/base/` holds one per task). */
 function checkpointsIn(dir: string): string[] {
@@ -56,10 +56,19 @@ export function register(program: Command): void {
       'seed of episode 0; the shipped checkpoints never trained on seeds from 100000 on',
       '100000',
     )
+    .option('--noise-scale <s>', NOISE_SCALE_HELP)
     .option('--out <dir>', 'rollout videos go here', 'outputs/demo')
     .action(
-      async (opts: { checkpoint: string; episodes: string; workers: string; seed: string; out: string }) => {
+      async (opts: {
+        checkpoint: string;
+        episodes: string;
+        workers: string;
+        seed: string;
+        noiseScale?: string;
+        out: string;
+      }) => {
         const t0 = performance.now();
+        const noiseScaleOpt = noiseScaleOption(opts.noiseScale);
         const backend = program.opts<{ backend?: string }>().backend;
         await computeBackend(program);
         const episodes = intOption('episodes', opts.episodes, 1)!;
@@ -73,7 +82,8 @@ export function register(program: Command): void {
             console.error(`warning: ${drift}`);
             warnings.push(drift);
           }
-          const { server, config } = await serveCheckpointLocally(dir, { backend });
+          const noiseScale = noiseScaleOpt ?? readCheckpointConfig(dir).model.noise_scale;
+          const { server, config } = await serveCheckpointLocally(dir, { backend, noiseScale });
           try {
             // A language-conditioned task runs twice: as drawn, and asked for another object in the same
             // scenes, which a policy that reads its prompt follows.
@@ -107,6 +117,7 @@ export function register(program: Command): void {
               rows.push([
                 label,
                 config.name,
+                String(noiseScale),
                 String(s.episodes),
                 `${s.pc_success.toFixed(0)}%`,
                 s.avg_sum_reward.toFixed(2),
@@ -129,6 +140,7 @@ export function register(program: Command): void {
             [
               'task',
               'checkpoint',
+              'noise',
               'episodes',
               'success',
               'avg sum reward',

@@ -5,7 +5,7 @@ import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import { unnormalize } from '../transforms/normalize.js';
 import { computeBackend } from './context.js';
-import { table } from './output.js';
+import { NOISE_SCALE_HELP, noiseScaleOption, table } from './output.js';
 
 interface InferOptions {
   checkpoint: string;
@@ -14,6 +14,7 @@ interface InferOptions {
   dataset?: string;
   seed: string;
   numSteps?: string;
+  noiseScale?: string;
   cache: boolean;
   show: string;
   ablate?: string;
@@ -38,6 +39,7 @@ export function register(program: Command): void {
     .option('--dataset <path>', "dataset folder (default: the checkpoint config's data.dataset)")
     .option('--seed <n>', 'seed of the flow noise', '0')
     .option('--num-steps <n>', "flow steps (default: the config's model.num_steps)")
+    .option('--noise-scale <s>', NOISE_SCALE_HELP)
     .option('--no-cache', 'recompute the prefix at every flow step (slower; for comparison)')
     .option(
       '--ablate <n>',
@@ -51,11 +53,13 @@ export function register(program: Command): void {
       const ablate = opts.ablate === undefined ? null : intOption(opts.ablate, '--ablate', 1);
       const seed = intOption(opts.seed, '--seed', 0);
       const showSteps = intOption(opts.show, '--show', 0);
+      const noiseScaleOpt = noiseScaleOption(opts.noiseScale);
+      const policy = await loadPolicyModel(opts.checkpoint);
       const sampling = {
         numSteps: opts.numSteps ? intOption(opts.numSteps, '--num-steps', 1) : undefined,
         cache: opts.cache,
+        noiseScale: noiseScaleOpt ?? policy.dims.noiseScale,
       };
-      const policy = await loadPolicyModel(opts.checkpoint);
       if (!policy.normStats)
         throw new UserError(`${opts.checkpoint}: no assets/<asset_id>/norm_stats.json in the checkpoint`);
       const config = opts.dataset
@@ -94,7 +98,7 @@ export function register(program: Command): void {
         if (ablate !== null) {
           const n = Math.min(ablate, eps.length);
           console.log(
-            `${n} episodes from ${episode}, frame ${frame}, 2 noise seeds each: normalized MSE of the sampled chunk vs the recording`,
+            `${n} episodes from ${episode}, frame ${frame}, 2 noise seeds each at noise scale ${sampling.noiseScale}: normalized MSE of the sampled chunk vs the recording`,
           );
           await ablation(
             policy,
@@ -106,7 +110,7 @@ export function register(program: Command): void {
           return;
         }
         const batch = frameBatch(epIndex, frame);
-        const noise = new Rng(seed, 3).normals(policy.horizon * policy.dims.actionDim);
+        const noise = new Rng(seed, 3).normals(policy.horizon * policy.dims.actionDim, sampling.noiseScale);
         const t0 = performance.now();
         const pred = await policy.sampleActions(
           {
@@ -155,7 +159,7 @@ async function ablation(
   batchOf: (i: number) => Batch,
   episodes: number,
   n: number,
-  sampling: { numSteps?: number; cache: boolean },
+  sampling: { numSteps?: number; cache: boolean; noiseScale: number },
 ): Promise<void> {
   const prompts = [...new Set(Array.from({ length: episodes }, (_, i) => batchOf(i).prompts[0]!))];
   const sums = { own: 0, images: 0, prompt: 0 };
@@ -165,7 +169,7 @@ async function ablation(
     const other = batchOf(i + Math.max(1, Math.floor(episodes / 2)));
     const otherPrompt = prompts.find((p) => p !== b.prompts[0]);
     for (let s = 0; s < 2; s++) {
-      const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim);
+      const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim, sampling.noiseScale);
       const err = async (images: Uint8Array, prompt: string) => {
         const pred = await policy.sampleActions(
           { images, imageMask: b.imageMask, state: b.state, prompts: [prompt], batchSize: 1, noise },

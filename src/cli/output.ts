@@ -18,6 +18,20 @@ export function numberOption(flag: string, value: string | undefined, min: numbe
   return n;
 }
 
+/** The largest `--noise-scale` accepted, as the config's `model.noise_scale`. */
+export const MAX_NOISE_SCALE = 4;
+
+/** `--noise-scale`: the flow's initial noise scale (undefined: the checkpoint's `model.noise_scale`). */
+export function noiseScaleOption(value: string | undefined): number | undefined {
+  const s = numberOption('noise-scale', value, 0);
+  if (s !== undefined && s > MAX_NOISE_SCALE)
+    throw new UserError(`--noise-scale: expected a number from 0 to ${MAX_NOISE_SCALE}, got "${value}"`);
+  return s;
+}
+
+export const NOISE_SCALE_HELP =
+  "scale of the flow's initial noise: 1 samples as trained, 0 gives one deterministic chunk per observation (default: the checkpoint's model.noise_scale)";
+
 /** Commander option collector for repeatable flags (`--set a=1 --set b=2`). */
 export function collect(value: string, previous: string[]): string[] {
   return [...previous, value];

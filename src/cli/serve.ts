@@ -7,7 +7,7 @@ import { readCheckpointConfig } from '../serving/local.js';
 import { type PolicySpec, parsePolicySpec } from '../serving/policy.js';
 import { inlineRunner, workerRunner } from '../serving/runner.js';
 import { PolicyServer } from '../serving/server.js';
-import { collect } from './output.js';
+import { collect, NOISE_SCALE_HELP, noiseScaleOption } from './output.js';
 
 interface ServeOpts {
   checkpoint?: string;
@@ -23,6 +23,7 @@ interface ServeOpts {
   horizon?: string;
   defaultPrompt?: string;
   seed?: string;
+  noiseScale?: string;
   set: string[];
 }
 
@@ -55,6 +56,7 @@ export function register(program: Command): void {
     .option('--horizon <n>', 'action chunk length for zeros/sleep/replay policies (default 50)')
     .option('--default-prompt <text>', 'prompt for requests that carry none')
     .option('--seed <n>', 'seed the sampling noise, so the same observation gives the same chunk')
+    .option('--noise-scale <s>', NOISE_SCALE_HELP)
     .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
     .action(async (configName: string | undefined, opts: ServeOpts) => {
       if (!opts.checkpoint && !opts.policy) {
@@ -103,6 +105,7 @@ export function register(program: Command): void {
         defaultPrompt: opts.defaultPrompt ?? config?.data.default_prompt ?? null,
         backend: program.opts<{ backend?: string }>().backend,
         seed: int('seed', opts.seed) ?? null,
+        noiseScale: noiseScaleOption(opts.noiseScale) ?? null,
       };
       const apiKey = opts.apiKey ?? process.env.VLA_API_KEY ?? null;
       if (serve.host !== '127.0.0.1' && serve.host !== 'localhost' && serve.host !== '::1' && !apiKey) {

@@ -9,7 +9,7 @@ import { writePng } from '../sim/png.js';
 import { checkpointSceneDrift } from '../sim/provenance.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
-import { intOption, numberOption, progressBar, table } from './output.js';
+import { intOption, NOISE_SCALE_HELP, noiseScaleOption, numberOption, progressBar, table } from './output.js';
 
 /** One task's part of eval_info.json, named as LeRobot's eval names them. */
 interface TaskInfo {
@@ -206,6 +206,7 @@ export function register(program: Command): void {
     )
     .option('--url <ws://host:port>', 'a running policy server (vla serve, or openpi)')
     .option('--checkpoint <dir>', 'serve this checkpoint locally and evaluate it')
+    .option('--noise-scale <s>', `with --checkpoint: ${NOISE_SCALE_HELP}`)
     .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
     .option('--episodes <n>', 'episodes per task', '10')
     .option('--workers <n>', 'episodes run in parallel worker threads', '1')
@@ -237,6 +238,7 @@ export function register(program: Command): void {
         task: string;
         url?: string;
         checkpoint?: string;
+        noiseScale?: string;
         apiKey?: string;
         episodes: string;
         workers: string;
@@ -260,6 +262,11 @@ export function register(program: Command): void {
           throw new UserError(`--action-mode ${opts.actionMode}: expected joint_position or joint_velocity`);
         }
         const ensemble = numberOption('temporal-ensemble', opts.temporalEnsemble, 0);
+        const noiseScale = noiseScaleOption(opts.noiseScale);
+        if (noiseScale !== undefined && !opts.checkpoint)
+          throw new UserError(
+            '--noise-scale: only with --checkpoint (a running server was started with its own)',
+          );
         if (!opts.url === !opts.checkpoint) {
           throw new UserError(
             'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
@@ -274,11 +281,10 @@ export function register(program: Command): void {
         const { runEval } = await import('../sim/eval.js');
         const { serveCheckpoint } = await import('../sim/checkpoint-server.js');
         const local = opts.checkpoint
-          ? await serveCheckpoint(
-              opts.checkpoint,
-              tasks[0]!.robot,
-              program.opts<{ backend?: string }>().backend,
-            )
+          ? await serveCheckpoint(opts.checkpoint, tasks[0]!.robot, {
+              backend: program.opts<{ backend?: string }>().backend,
+              noiseScale,
+            })
           : null;
         const episodes = intOption('episodes', opts.episodes, 1)!;
         const warnings: string[] = [];
@@ -352,6 +358,7 @@ export function register(program: Command): void {
             avg_sum_reward: mean((a) => a.avg_sum_reward),
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
+          ...(local && { checkpoint: opts.checkpoint, noise_scale: local.noiseScale }),
           ...(warnings.length > 0 && { warnings }),
         };
         const file = path.join(opts.out, 'eval_info.json');

@@ -22,6 +22,8 @@ export interface ModelDims {
   horizon: number;
   maxTokenLen: number;
   numSteps: number;
+  /** `model.noise_scale`: the initial noise's standard deviation at inference. */
+  noiseScale: number;
   lora: { rank: number; alpha: number; targets: string[] } | null;
 }
 
@@ -61,6 +63,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     horizon: m.action_horizon,
     maxTokenLen: m.max_token_len,
     numSteps: m.num_steps,
+    noiseScale: m.noise_scale,
     lora: m.lora,
   };
 }

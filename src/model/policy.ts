@@ -32,7 +32,10 @@ export interface SampleInput {
   state: Float32Array;
   prompts: string[];
   batchSize: number;
-  /** float32 [B, H, action_dim] initial noise; drawn from a fresh seed when left out. */
+  /**
+   * float32 [B, H, action_dim] initial noise, used as given; drawn from a fresh seed when left out, with
+   * the standard deviation `noiseScale` (default: the config's `model.noise_scale`).
+   */
   noise?: Float32Array;
 }
 
@@ -87,12 +90,12 @@ export class PolicyModel {
   /** Action chunks float32 [B, H, actionDim] (normalized, the robot's dims only). */
   async sampleActions(
     input: SampleInput,
-    opts: { numSteps?: number; cache?: boolean } = {},
+    opts: { numSteps?: number; cache?: boolean; noiseScale?: number } = {},
   ): Promise<Float32Array> {
     const d = this.dims;
     const b = input.batchSize;
     const full = b * d.horizon * d.actionDim;
-    const noise = input.noise ?? this.noiseRng.normals(full);
+    const noise = input.noise ?? this.noiseRng.normals(full, opts.noiseScale ?? d.noiseScale);
     if (noise.length !== full)
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
     // Made on the first chunk that uses them (none where the backend samples the other way).

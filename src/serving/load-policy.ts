@@ -10,6 +10,8 @@ export interface PolicyContext {
   backend?: string;
   /** Seeds the flow-matching noise, for reproducible chunks; fresh noise every call when left out. */
   seed?: number | null;
+  /** The initial noise's standard deviation (a checkpoint's `model.noise_scale` when left out). */
+  noiseScale?: number | null;
 }
 
 /** Build a policy from its spec; also called inside the inference worker. */

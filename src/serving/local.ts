@@ -24,7 +24,7 @@ export function readCheckpointConfig(dir: string): TrainConfig {
 
 export async function serveCheckpointLocally(
   dir: string,
-  opts: { backend?: string; seed?: number | null } = {},
+  opts: { backend?: string; seed?: number | null; noiseScale?: number | null } = {},
 ): Promise<{ server: PolicyServer; config: TrainConfig }> {
   const config = readCheckpointConfig(dir);
   const runner = await workerRunner(
@@ -36,6 +36,7 @@ export async function serveCheckpointLocally(
       defaultPrompt: config.data.default_prompt,
       backend: opts.backend,
       seed: opts.seed ?? null,
+      noiseScale: opts.noiseScale ?? null,
     },
   );
   const server = await PolicyServer.start(runner, loadRobot(config.robot), {

@@ -25,6 +25,8 @@ export class ModelPolicy implements Policy {
   readonly requiresPrompt = true;
   private readonly deltaMask: boolean[];
   private readonly noise: Rng | null;
+  /** The flow's initial noise scale: the serve option, else the checkpoint's `model.noise_scale`. */
+  readonly noiseScale: number;
 
   private constructor(
     private readonly model: PolicyModel,
@@ -32,7 +34,9 @@ export class ModelPolicy implements Policy {
     readonly robot: RobotSpec,
     readonly metadata: Record<string, unknown>,
     seed: number | null,
+    noiseScale: number,
   ) {
+    this.noiseScale = noiseScale;
     const mask = model.config.data.delta_action_mask ?? [];
     this.deltaMask = Array.from({ length: model.actionDim }, (_, d) => mask[d] ?? false);
     this.noise = seed === null ? null : new Rng(seed, 11);
@@ -50,10 +54,11 @@ export class ModelPolicy implements Policy {
       );
     }
     const robot = loadRobot(model.config.robot);
+    const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
     console.error(
-      `${describeBackend(backend)}; model ${model.paramCount.toLocaleString('en')} params from ${dir}`,
+      `${describeBackend(backend)}; model ${model.paramCount.toLocaleString('en')} params from ${dir}, noise scale ${noiseScale}`,
     );
-    return new ModelPolicy(model, model.normStats, robot, ctx.metadata, ctx.seed ?? null);
+    return new ModelPolicy(model, model.normStats, robot, ctx.metadata, ctx.seed ?? null, noiseScale);
   }
 
   get horizon(): number {
@@ -82,15 +87,18 @@ export class ModelPolicy implements Policy {
     });
     if (adapt) alohaStateToPi(modelState, m.stateDim);
     const state = normalize(modelState.slice(), this.stats, 'state', mode, m.stateDim);
-    const noise = this.noise?.normals(b * m.horizon * m.dims.actionDim);
-    const actions = await m.sampleActions({
-      images,
-      imageMask,
-      state,
-      prompts: requests.map((r) => r.obs.prompt ?? ''),
-      batchSize: b,
-      noise,
-    });
+    const noise = this.noise?.normals(b * m.horizon * m.dims.actionDim, this.noiseScale);
+    const actions = await m.sampleActions(
+      {
+        images,
+        imageMask,
+        state,
+        prompts: requests.map((r) => r.obs.prompt ?? ''),
+        batchSize: b,
+        noise,
+      },
+      { noiseScale: this.noiseScale },
+    );
     unnormalize(actions, this.stats, 'actions', mode, m.actionDim);
     const per = m.horizon * m.actionDim;
     for (let i = 0; i < b; i++) {

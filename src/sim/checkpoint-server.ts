@@ -10,8 +10,8 @@ import type { SimRobot } from './robots.js';
 export async function serveCheckpoint(
   dir: string,
   robot: SimRobot,
-  backend?: string,
-): Promise<{ url: string; close(): Promise<void> }> {
+  opts: { backend?: string; noiseScale?: number } = {},
+): Promise<{ url: string; noiseScale: number; close(): Promise<void> }> {
   const config = readCheckpointConfig(dir);
   const trained = loadRobot(config.robot);
   const simSpec = loadRobot(robot.name);
@@ -23,7 +23,8 @@ export async function serveCheckpoint(
         `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
     );
   }
-  const { server } = await serveCheckpointLocally(dir, { backend });
+  const noiseScale = opts.noiseScale ?? config.model.noise_scale;
+  const { server } = await serveCheckpointLocally(dir, { backend: opts.backend, noiseScale });
   // The server closes its runner.
-  return { url: server.url, close: () => server.close() };
+  return { url: server.url, noiseScale, close: () => server.close() };
 }

@@ -40,6 +40,27 @@ describe('vla CLI (a real process)', () => {
     expect(verbose.stderr).toMatch(/\n\s+at /);
   });
 
+  it('--noise-scale is checked before anything starts, and only a served checkpoint takes it', async () => {
+    const neg = await vla('serve', '--robot', 'droid', '--policy', 'zeros', '--noise-scale', '-1');
+    expect(neg.code).not.toBe(0);
+    expect(neg.stderr.trim()).toBe('vla: error: --noise-scale: expected a number >= 0, got "-1"');
+    const big = await vla('demo', '--noise-scale', '9');
+    expect(big.stderr.trim()).toBe('vla: error: --noise-scale: expected a number from 0 to 4, got "9"');
+    const remote = await vla(
+      'sim',
+      'eval',
+      '--task',
+      'pick_place',
+      '--url',
+      'ws://127.0.0.1:9',
+      '--noise-scale',
+      '0',
+    );
+    expect(remote.stderr.trim()).toBe(
+      'vla: error: --noise-scale: only with --checkpoint (a running server was started with its own)',
+    );
+  });
+
   it('doctor prints the backend line and what it fell back from', async () => {
     const { code, stderr, stdout } = await vla('doctor', '--size', '64');
     expect(code).toBe(0);

@@ -25,7 +25,7 @@ describe.runIf(process.env.VLA_SLOW)('vla demo (slow)', () => {
       )
       .map((e) => e.name);
     expect(shipped.length).toBeGreaterThan(0);
-    expect(stdout).toMatch(/task\s+checkpoint\s+episodes\s+success/);
+    expect(stdout).toMatch(/task\s+checkpoint\s+noise\s+episodes\s+success/);
     for (const name of shipped) {
       // Each checkpoint's videos in a folder of its own (two checkpoints of one task must not collide).
       const videos = readdirSync(path.join(out, name)).filter((f) => f.endsWith('.mp4'));

@@ -69,6 +69,14 @@ describe('named configs', () => {
     expect(errorOf(() => parseOverride('train.batch_size')).message).toContain('expected KEY=VALUE');
   });
 
+  it('model.noise_scale defaults to π0 sampling (1) and is bounded', () => {
+    expect(resolveConfig('pi0_droid').config.model.noise_scale).toBe(1);
+    expect(resolveConfig('pi0_droid', ['model.noise_scale=0']).config.model.noise_scale).toBe(0);
+    const err = errorOf(() => resolveConfig('pi0_droid', ['model.noise_scale=-0.5']));
+    expect(err.message).toContain('--set model.noise_scale');
+    expect(err.message).toContain('-0.5');
+  });
+
   it('names the file and line, the field path, the expected and the actual value', () => {
     const dir = workspace({
       'bad.yaml': [

@@ -107,6 +107,71 @@ describe('a checkpoint served as a policy', () => {
     model.dispose();
   });
 
+  it('samples from the mean of the noise at noise scale 0: one chunk per observation, unseeded', async () => {
+    const start = (noiseScale: number | null) =>
+      workerRunner(
+        { kind: 'checkpoint', dir: ckpt },
+        { robot: 'libero', horizon: 50, metadata: {}, defaultPrompt: null, backend: 'wasm', noiseScale },
+      ).then((runner) =>
+        PolicyServer.start(runner, libero, {
+          host: '127.0.0.1',
+          port: 0,
+          apiKey: null,
+          maxMessageBytes: 1 << 24,
+          maxConnections: 8,
+          maxBatch: 4,
+          maxWaitMs: 2,
+          defaultPrompt: null,
+        }),
+      );
+    const obs = exampleObservation(libero, { seed: 9, prompt: 'put the bowl on the plate' });
+    const twice = async (noiseScale: number | null) => {
+      const s = await start(noiseScale);
+      try {
+        const client = await PolicyClient.connect(s.url);
+        const a = (await client.infer(obs)).actions;
+        const b = (await client.infer(obs)).actions;
+        await client.close();
+        return [a, b] as const;
+      } finally {
+        await s.close();
+      }
+    };
+    const [a0, b0] = await twice(0);
+    expect(Array.from(b0)).toEqual(Array.from(a0));
+    // The checkpoint's own model.noise_scale (1): fresh noise, another chunk each time.
+    const [a1, b1] = await twice(null);
+    expect(Math.max(...Array.from(a1, (v, i) => Math.abs(v - b1[i]!)))).toBeGreaterThan(1e-3);
+    // And scale 0 is exactly the chunk integrated from zero noise.
+    const model = await loadPolicyModel(ckpt);
+    const size = model.imageSize;
+    const images = new Uint8Array(2 * size * size * 3);
+    for (const [c, key] of ['observation/image', 'observation/wrist_image'].entries()) {
+      resizeWithPad((obs[key] as NdArray).data as Uint8Array, 224, 224, size, images, c * size * size * 3);
+    }
+    const raw = (obs['observation/state'] as NdArray).toFloat32();
+    const state = Float32Array.from(raw, (v, d) => (v - stats.state.mean[d]!) / (stats.state.std[d]! + 1e-6));
+    const input = {
+      images,
+      imageMask: Uint8Array.of(1, 1),
+      state,
+      prompts: ['put the bowl on the plate'],
+      batchSize: 1,
+    };
+    const fromZero = await model.sampleActions({
+      ...input,
+      noise: new Float32Array(4 * model.dims.actionDim),
+    });
+    const unseeded = await model.sampleActions(input, { noiseScale: 0 });
+    expect(Array.from(unseeded)).toEqual(Array.from(fromZero));
+    const d = 2;
+    expect(a0[d]).toBeCloseTo(
+      fromZero[d]! * (stats.actions.std[d]! + 1e-6) + stats.actions.mean[d]! + raw[d]!,
+      4,
+    );
+    model.dispose();
+  }, 60_000);
+
   it('refuses a request without a prompt when there is no default prompt', async () => {
     const client = await PolicyClient.connect(server.url);
     await expect(client.infer(exampleObservation(libero, { prompt: null }))).rejects.toThrow(
