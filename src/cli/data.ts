@@ -313,6 +313,11 @@ export function register(program: Command): void {
     .option('--max-frames <n>', 'use at most N frames, evenly spaced', positiveInt('--max-frames'))
     .action(async (name: string, opts: { set: string[]; maxFrames?: number }) => {
       const { config } = resolveConfig(name, opts.set);
+      if (config.data.assets_dir) {
+        throw new UserError(
+          `${config.name} normalizes with the norm stats in data.assets_dir ${config.data.assets_dir} (its base's): stats of ${config.data.dataset} would not be used; nothing to compute (set data.assets_dir=null to compute this dataset's own)`,
+        );
+      }
       const started = Date.now();
       const result = await computeNormStats(config, {
         maxFrames: opts.maxFrames,

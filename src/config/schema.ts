@@ -114,6 +114,13 @@ export const DataConfig = z.strictObject({
   dataset: z.string().min(1).nullable().default(null),
   /** Norm stats live at `assets/<asset_id>/norm_stats.json`, beside the checkpoint as in openpi. */
   asset_id: z.string().min(1).nullable().default(null),
+  /**
+   * Read the norm stats from `<assets_dir>/<asset_id>/norm_stats.json` instead (openpi's
+   * `AssetsConfig.assets_dir`): a fine-tune that points it at its base checkpoint's `assets` normalizes
+   * exactly as the base learned to, where stats of a few dozen new demonstrations would shift every input
+   * and target the base knows. `vla data stats` leaves such a config alone.
+   */
+  assets_dir: z.string().min(1).nullable().default(null),
   default_prompt: z.string().nullable().default(null),
   /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
   prompt_from_task: z.boolean().default(true),

@@ -64,9 +64,13 @@ export interface RunTrainingResult {
   loss: number;
 }
 
-/** openpi keeps norm stats under assets/<config>/<asset_id>/; a plain assets/<asset_id>/ is accepted too. */
+/**
+ * openpi keeps norm stats under assets/<config>/<asset_id>/; a plain assets/<asset_id>/ is accepted too.
+ * With `data.assets_dir` (say a base checkpoint's assets), only `<assets_dir>/<asset_id>/`.
+ */
 export function normStatsCandidates(config: TrainConfig, cwd = process.cwd()): string[] {
   const id = config.data.asset_id ?? config.robot;
+  if (config.data.assets_dir) return [path.resolve(cwd, config.data.assets_dir, id, 'norm_stats.json')];
   return [
     path.join(cwd, 'assets', config.name, id, 'norm_stats.json'),
     path.join(cwd, 'assets', id, 'norm_stats.json'),
@@ -78,7 +82,9 @@ export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormSta
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
     throw new UserError(
-      `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
+      config.data.assets_dir
+        ? `no norm stats for ${config.name}: data.assets_dir ${config.data.assets_dir} has no ${path.relative(cwd, candidates[0]!)}; expected the base checkpoint's assets folder, holding <asset_id>/norm_stats.json`
+        : `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
     );
   }
   const stats = readNormStats(file);

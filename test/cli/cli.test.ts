@@ -61,6 +61,20 @@ describe('vla CLI (a real process)', () => {
     );
   });
 
+  it("data stats leaves a config alone that normalizes with its base's norm stats", async () => {
+    const r = await vla(
+      'data',
+      'stats',
+      'pi0_sim_pick_place',
+      '--set',
+      'data.assets_dir=checkpoints/base/pick_place/assets',
+    );
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain(
+      'vla: error: pi0_sim_pick_place normalizes with the norm stats in data.assets_dir checkpoints/base/pick_place/assets',
+    );
+  });
+
   it('doctor prints the backend line and what it fell back from', async () => {
     const { code, stderr, stdout } = await vla('doctor', '--size', '64');
     expect(code).toBe(0);

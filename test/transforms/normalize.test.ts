@@ -3,6 +3,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveConfig } from '../../src/config/load.js';
+import { findNormStats } from '../../src/train/run.js';
 import {
   checkNormStatsProvenance,
   type NormStats,
@@ -53,6 +54,21 @@ describe('normalization (openpi formulas)', () => {
     expect(readNormStats(file)).toEqual(stats);
     writeFileSync(file, '{"state": {}}');
     expect(() => readNormStats(file)).toThrow(/expected \{"norm_stats"/);
+  });
+
+  it("data.assets_dir reads a base checkpoint's norm stats instead of the workspace's", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vla-norm-'));
+    const mine = { ...stats, state: { ...stats.state, mean: [5, 5] } };
+    writeNormStats(path.join(dir, 'assets', 'sim_pick_place1000', 'norm_stats.json'), mine);
+    writeNormStats(path.join(dir, 'base', 'assets', 'sim_pick_place1000', 'norm_stats.json'), stats);
+    const { config: own } = resolveConfig('pi0_sim_pick_place');
+    expect(findNormStats(own, dir).state.mean).toEqual([5, 5]);
+    const { config: fromBase } = resolveConfig('pi0_sim_pick_place', ['data.assets_dir=base/assets']);
+    expect(findNormStats(fromBase, dir).state.mean).toEqual([1, -2]);
+    const { config: missing } = resolveConfig('pi0_sim_pick_place', ['data.assets_dir=nowhere']);
+    expect(() => findNormStats(missing, dir)).toThrow(
+      "no norm stats for pi0_sim_pick_place: data.assets_dir nowhere has no nowhere/sim_pick_place1000/norm_stats.json; expected the base checkpoint's assets folder",
+    );
   });
 
   it('keeps the transforms the stats were computed with beside norm_stats, and refuses other ones', () => {
