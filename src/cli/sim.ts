@@ -229,6 +229,7 @@ export function register(program: Command): void {
       '--swap-prompts',
       'ask for another cube than the scene drew (pick_place): a policy that reads its prompt follows it',
     )
+    .option('--max-steps <n>', "episode length in steps (default: the task's; LeRobot's env.episode_length)")
     .option('--infer-timeout <s>', 'fail an episode when the server takes longer than this to answer', '120')
     .option('--videos <n>', 'MP4s of the first N episodes of each task', '2')
     .option('--out <dir>', 'eval_info.json and videos/ go here', 'outputs/sim_eval')
@@ -247,6 +248,7 @@ export function register(program: Command): void {
         temporalEnsemble?: string;
         actionMode: string;
         swapPrompts?: boolean;
+        maxSteps?: string;
         inferTimeout: string;
         videos: string;
         out: string;
@@ -316,6 +318,7 @@ export function register(program: Command): void {
                 temporalEnsemble: ensemble,
                 actionMode: opts.actionMode,
                 swapPrompts: opts.swapPrompts,
+                maxSteps: intOption('max-steps', opts.maxSteps, 1),
                 inferTimeoutMs: 1000 * intOption('infer-timeout', opts.inferTimeout, 1)!,
                 videos: intOption('videos', opts.videos, 0)!,
                 videoDir: path.join(opts.out, 'videos'),
@@ -339,6 +342,7 @@ export function register(program: Command): void {
                 sum_reward: r.sumReward,
                 max_reward: r.maxReward,
                 success: r.success,
+                success_step: r.successStep,
                 steps: r.steps,
                 ...(r.error !== undefined && { error: r.error }),
               })),
@@ -359,6 +363,7 @@ export function register(program: Command): void {
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
           ...(local && { checkpoint: opts.checkpoint, noise_scale: local.noiseScale }),
+          ...(opts.maxSteps !== undefined && { max_steps: intOption('max-steps', opts.maxSteps, 1) }),
           ...(warnings.length > 0 && { warnings }),
         };
         const file = path.join(opts.out, 'eval_info.json');

@@ -37,6 +37,8 @@ export interface EvalOptions {
   actionMode?: 'joint_position' | 'joint_velocity';
   /** Ask for another cube than the task drew (language-conditioned tasks): success follows the asked one. */
   swapPrompts?: boolean;
+  /** Episode length in steps (default: the task's). */
+  maxSteps?: number;
 }
 
 export interface EvalReport {
@@ -79,6 +81,7 @@ export async function evalEpisodes(
       try {
         agent ??= await connect();
         result = await runEpisode(env, agent, episode, seed, {
+          maxSteps: opts.maxSteps,
           onStep: async (_obs, _action, _reward, e) => {
             video?.write(e.render(videoCam));
             await video?.drain();

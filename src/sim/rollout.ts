@@ -26,6 +26,8 @@ export interface EpisodeHooks {
   onStep?(obs: SimObservation, action: Float32Array, reward: number, env: SimEnv): void | Promise<void>;
   /** Stop right after the first success (eval of a live policy); off by default. */
   stopOnSuccess?: boolean;
+  /** Episode length in steps (LeRobot's `env.episode_length`); the task's own when left out. */
+  maxSteps?: number;
 }
 
 export async function runEpisode(
@@ -48,7 +50,8 @@ export async function runEpisode(
     steps: 0,
     successStep: null,
   };
-  for (let t = 0; t < task.episodeSteps; t++) {
+  const steps = hooks.maxSteps ?? task.episodeSteps;
+  for (let t = 0; t < steps; t++) {
     const action = await agent.act(obs, env);
     const step = env.step(action);
     result.steps++;

@@ -141,6 +141,17 @@ describe('recording and evaluation', () => {
         [1, 6, 100, undefined],
       ]);
       expect(ev.summary.pc_success).toBe(0);
+      // A longer episode than the task's, in the worker thread too.
+      const longer = await runEval({
+        task: 'pick_place',
+        url: server.url,
+        episodes: 2,
+        workers: 2,
+        seed: 5,
+        videos: 0,
+        maxSteps: 130,
+      });
+      expect(longer.results.map((r) => r.steps)).toEqual([130, 130]);
     } finally {
       await server.close();
     }
