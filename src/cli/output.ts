@@ -1,4 +1,5 @@
 import { UserError } from '../config/errors.js';
+import { MAX_NOISE_SCALE } from '../config/schema.js';
 
 /** An integer flag: undefined when not given, else an integer >= min or a clear error naming the flag. */
 export function intOption(flag: string, value: string | undefined, min: number): number | undefined {
@@ -17,9 +18,6 @@ export function numberOption(flag: string, value: string | undefined, min: numbe
     throw new UserError(`--${flag}: expected a number >= ${min}, got "${value}"`);
   return n;
 }
-
-/** The largest `--noise-scale` accepted, as the config's `model.noise_scale`. */
-export const MAX_NOISE_SCALE = 4;
 
 /** `--noise-scale`: the flow's initial noise scale (undefined: the checkpoint's `model.noise_scale`). */
 export function noiseScaleOption(value: string | undefined): number | undefined {

@@ -50,6 +50,9 @@ export const MODEL_PRESETS = {
 export type ModelPreset = keyof typeof MODEL_PRESETS;
 
 /** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
+/** The largest `model.noise_scale` (and `--noise-scale`) accepted. */
+export const MAX_NOISE_SCALE = 4;
+
 export const ModelConfig = z
   .strictObject({
     preset: z.enum(['tiny', 'small', 'base']).default('small'),
@@ -83,7 +86,7 @@ export const ModelConfig = z
      * fine-tune succeeds in 69% of 200 unseen episodes at 1 and 85.5% at 0. Overridden per run by
      * `--noise-scale` (vla serve, vla sim eval, vla infer, vla demo).
      */
-    noise_scale: z.number().finite().min(0).max(4).default(1),
+    noise_scale: z.number().finite().min(0).max(MAX_NOISE_SCALE).default(1),
     lora: LoraConfig.nullable().default(null),
   })
   .superRefine((m, ctx) => {
