@@ -96,15 +96,21 @@ interface Mode {
   native: boolean;
 }
 
+const STEPS = Number(process.env.BENCH_STEPS ?? 4);
 const MODES: Mode[] = [
   { label: 'wasm', backend: 'wasm', native: false },
   { label: 'wasm+blas', backend: 'wasm', native: true },
   { label: 'cpu+blas', backend: 'cpu', native: true },
 ];
 
-const STEPS = Number(process.env.BENCH_STEPS ?? 4);
 /** BENCH_KERNELS=wasm+blas,cpu+blas runs only those rows. */
 const ONLY = (process.env.BENCH_KERNELS ?? '').split(',').filter(Boolean);
+const unknownKernels = ONLY.filter((k) => !MODES.some((m) => m.label === k));
+if (unknownKernels.length > 0) {
+  throw new Error(
+    `BENCH_KERNELS: unknown ${unknownKernels.join(', ')}; expected some of ${MODES.map((m) => m.label).join(', ')}`,
+  );
+}
 
 function randomBatch(ref: Reference, d: ModelDims, seed: number): Batch {
   const rng = new Rng(seed);

@@ -315,7 +315,7 @@ export function register(program: Command): void {
       const { config } = resolveConfig(name, opts.set);
       if (config.data.assets_dir) {
         throw new UserError(
-          `${config.name} normalizes with the norm stats in data.assets_dir ${config.data.assets_dir} (its base's): stats of ${config.data.dataset} would not be used; nothing to compute (set data.assets_dir=null to compute this dataset's own)`,
+          `${config.name} normalizes with the norm stats in data.assets_dir ${config.data.assets_dir} (its base's): stats of ${config.data.dataset ?? 'its dataset'} would not be used; nothing to compute (set data.assets_dir=null to compute this dataset's own)`,
         );
       }
       const started = Date.now();

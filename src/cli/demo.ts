@@ -82,8 +82,10 @@ export function register(program: Command): void {
             console.error(`warning: ${drift}`);
             warnings.push(drift);
           }
-          const noiseScale = noiseScaleOpt ?? readCheckpointConfig(dir).model.noise_scale;
-          const { server, config } = await serveCheckpointLocally(dir, { backend, noiseScale });
+          const { server, config, noiseScale } = await serveCheckpointLocally(dir, {
+            backend,
+            noiseScale: noiseScaleOpt,
+          });
           try {
             // A language-conditioned task runs twice: as drawn, and asked for another object in the same
             // scenes, which a policy that reads its prompt follows.

@@ -98,7 +98,7 @@ export function register(program: Command): void {
         if (ablate !== null) {
           const n = Math.min(ablate, eps.length);
           console.log(
-            `${n} episodes from ${episode}, frame ${frame}, 2 noise seeds each at noise scale ${sampling.noiseScale}: normalized MSE of the sampled chunk vs the recording`,
+            `${n} episodes from ${episode}, frame ${frame}, ${seedsText(ablationSeeds(sampling.noiseScale))} each at noise scale ${sampling.noiseScale}: normalized MSE of the sampled chunk vs the recording`,
           );
           await ablation(
             policy,
@@ -149,10 +149,15 @@ export function register(program: Command): void {
     });
 }
 
+/** Two noise seeds average out the sampling; at noise scale 0 every seed gives the same chunk. */
+const ablationSeeds = (noiseScale: number) => (noiseScale === 0 ? 1 : 2);
+const seedsText = (n: number) => `${n} noise seed${n === 1 ? '' : 's'}`;
+
 /**
  * Does the policy read its cameras and prompt? Over `n` episodes (`batchOf(i)`, one frame each, two
- * noise seeds), the chunk error with the frame's own inputs, with the cameras of the episode half the
- * dataset away, and with another prompt of the dataset. Equal errors mean the input is ignored.
+ * noise seeds, one at noise scale 0), the chunk error with the frame's own inputs, with the cameras of
+ * the episode half the dataset away, and with another prompt of the dataset. Equal errors mean the
+ * input is ignored.
  */
 async function ablation(
   policy: PolicyModel,
@@ -168,7 +173,7 @@ async function ablation(
     const b = batchOf(i);
     const other = batchOf(i + Math.max(1, Math.floor(episodes / 2)));
     const otherPrompt = prompts.find((p) => p !== b.prompts[0]);
-    for (let s = 0; s < 2; s++) {
+    for (let s = 0; s < ablationSeeds(sampling.noiseScale); s++) {
       const noise = new Rng(s, 3).normals(policy.horizon * policy.dims.actionDim, sampling.noiseScale);
       const err = async (images: Uint8Array, prompt: string) => {
         const pred = await policy.sampleActions(

@@ -263,7 +263,15 @@ export function register(program: Command): void {
         if (opts.actionMode !== 'joint_position' && opts.actionMode !== 'joint_velocity') {
           throw new UserError(`--action-mode ${opts.actionMode}: expected joint_position or joint_velocity`);
         }
+        // Every number checked before a checkpoint is served: a typo costs no model load.
         const ensemble = numberOption('temporal-ensemble', opts.temporalEnsemble, 0);
+        const episodes = intOption('episodes', opts.episodes, 1)!;
+        const workers = intOption('workers', opts.workers, 1)!;
+        const seed = intOption('seed', opts.seed, 0)!;
+        const replanEvery = intOption('replan-every', opts.replanEvery, 1);
+        const maxSteps = intOption('max-steps', opts.maxSteps, 1);
+        const inferTimeoutMs = 1000 * intOption('infer-timeout', opts.inferTimeout, 1)!;
+        const videos = intOption('videos', opts.videos, 0)!;
         const noiseScale = noiseScaleOption(opts.noiseScale);
         if (noiseScale !== undefined && !opts.checkpoint)
           throw new UserError(
@@ -288,7 +296,6 @@ export function register(program: Command): void {
               noiseScale,
             })
           : null;
-        const episodes = intOption('episodes', opts.episodes, 1)!;
         const warnings: string[] = [];
         if (opts.checkpoint) {
           for (const task of tasks) {
@@ -312,15 +319,15 @@ export function register(program: Command): void {
                 url: local?.url ?? opts.url!,
                 apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
                 episodes,
-                workers: intOption('workers', opts.workers, 1)!,
-                seed: intOption('seed', opts.seed, 0)!,
-                replanEvery: intOption('replan-every', opts.replanEvery, 1),
+                workers,
+                seed,
+                replanEvery,
                 temporalEnsemble: ensemble,
                 actionMode: opts.actionMode,
                 swapPrompts: opts.swapPrompts,
-                maxSteps: intOption('max-steps', opts.maxSteps, 1),
-                inferTimeoutMs: 1000 * intOption('infer-timeout', opts.inferTimeout, 1)!,
-                videos: intOption('videos', opts.videos, 0)!,
+                maxSteps,
+                inferTimeoutMs,
+                videos,
                 videoDir: path.join(opts.out, 'videos'),
               },
               (r) => {
@@ -363,7 +370,7 @@ export function register(program: Command): void {
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
           ...(local && { checkpoint: opts.checkpoint, noise_scale: local.noiseScale }),
-          ...(opts.maxSteps !== undefined && { max_steps: intOption('max-steps', opts.maxSteps, 1) }),
+          ...(maxSteps !== undefined && { max_steps: maxSteps }),
           ...(warnings.length > 0 && { warnings }),
         };
         const file = path.join(opts.out, 'eval_info.json');

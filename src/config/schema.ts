@@ -49,10 +49,10 @@ export const MODEL_PRESETS = {
 } as const;
 export type ModelPreset = keyof typeof MODEL_PRESETS;
 
-/** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
 /** The largest `model.noise_scale` (and `--noise-scale`) accepted. */
 export const MAX_NOISE_SCALE = 4;
 
+/** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
 export const ModelConfig = z
   .strictObject({
     preset: z.enum(['tiny', 'small', 'base']).default('small'),

@@ -25,8 +25,9 @@ export function readCheckpointConfig(dir: string): TrainConfig {
 export async function serveCheckpointLocally(
   dir: string,
   opts: { backend?: string; seed?: number | null; noiseScale?: number | null } = {},
-): Promise<{ server: PolicyServer; config: TrainConfig }> {
+): Promise<{ server: PolicyServer; config: TrainConfig; noiseScale: number }> {
   const config = readCheckpointConfig(dir);
+  const noiseScale = opts.noiseScale ?? config.model.noise_scale;
   const runner = await workerRunner(
     { kind: 'checkpoint', dir },
     {
@@ -36,7 +37,7 @@ export async function serveCheckpointLocally(
       defaultPrompt: config.data.default_prompt,
       backend: opts.backend,
       seed: opts.seed ?? null,
-      noiseScale: opts.noiseScale ?? null,
+      noiseScale,
     },
   );
   const server = await PolicyServer.start(runner, loadRobot(config.robot), {
@@ -49,5 +50,5 @@ export async function serveCheckpointLocally(
     maxWaitMs: config.serve.max_wait_ms,
     defaultPrompt: config.data.default_prompt,
   });
-  return { server, config };
+  return { server, config, noiseScale };
 }

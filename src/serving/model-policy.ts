@@ -26,7 +26,7 @@ export class ModelPolicy implements Policy {
   private readonly deltaMask: boolean[];
   private readonly noise: Rng | null;
   /** The flow's initial noise scale: the serve option, else the checkpoint's `model.noise_scale`. */
-  readonly noiseScale: number;
+  private readonly noiseScale: number;
 
   private constructor(
     private readonly model: PolicyModel,

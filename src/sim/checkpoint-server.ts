@@ -23,8 +23,7 @@ export async function serveCheckpoint(
         `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
     );
   }
-  const noiseScale = opts.noiseScale ?? config.model.noise_scale;
-  const { server } = await serveCheckpointLocally(dir, { backend: opts.backend, noiseScale });
+  const { server, noiseScale } = await serveCheckpointLocally(dir, opts);
   // The server closes its runner.
   return { url: server.url, noiseScale, close: () => server.close() };
 }

@@ -61,6 +61,20 @@ describe('vla CLI (a real process)', () => {
     );
   });
 
+  it('sim eval checks its numbers before it serves a checkpoint', async () => {
+    const r = await vla(
+      'sim',
+      'eval',
+      '--task',
+      'pick_place',
+      '--checkpoint',
+      'no/such/checkpoint',
+      '--max-steps',
+      '0',
+    );
+    expect(r.stderr.trim()).toBe('vla: error: --max-steps: expected an integer >= 1, got "0"');
+  });
+
   it("data stats leaves a config alone that normalizes with its base's norm stats", async () => {
     const r = await vla(
       'data',

@@ -10,7 +10,7 @@ import { TrainConfig } from '../../src/config/schema.js';
 import { resizeWithPad } from '../../src/data/image.js';
 import { modelDims } from '../../src/model/config.js';
 import { initParams } from '../../src/model/pi0.js';
-import { loadPolicyModel } from '../../src/model/policy.js';
+import { loadPolicyModel, type PolicyModel } from '../../src/model/policy.js';
 import { Rng } from '../../src/model/rng.js';
 import type { NdArray } from '../../src/serving/ndarray.js';
 import { workerRunner } from '../../src/serving/runner.js';
@@ -24,6 +24,7 @@ const stats: NormStats = {
   actions: { mean: Array.from({ length: 7 }, (_, i) => -i / 10), std: Array.from({ length: 7 }, () => 0.5) },
 };
 const DELTA = [true, true, true, false, false, false, false];
+const PROMPT = 'put the bowl on the plate';
 let ckpt: string;
 let server: PolicyServer;
 
@@ -54,11 +55,16 @@ beforeAll(async () => {
     shapes,
     data: { cameras: ['image', 'wrist_image'], stateDim: 8, actionDim: 7 },
   });
+  server = await serveCheckpoint({ seed: 3 });
+}, 60_000);
+
+/** The checkpoint behind a policy server on a free port, its inference in a worker thread. */
+async function serveCheckpoint(ctx: { seed?: number; noiseScale?: number | null }): Promise<PolicyServer> {
   const runner = await workerRunner(
     { kind: 'checkpoint', dir: ckpt },
-    { robot: 'libero', horizon: 50, metadata: {}, defaultPrompt: null, backend: 'wasm', seed: 3 },
+    { robot: 'libero', horizon: 50, metadata: {}, defaultPrompt: null, backend: 'wasm', ...ctx },
   );
-  server = await PolicyServer.start(runner, libero, {
+  return PolicyServer.start(runner, libero, {
     host: '127.0.0.1',
     port: 0,
     apiKey: null,
@@ -68,13 +74,37 @@ beforeAll(async () => {
     maxWaitMs: 2,
     defaultPrompt: null,
   });
-}, 60_000);
+}
+
+/** The model's input for an observation, written out by hand: resize with pad, z-score the state. */
+function referenceInput(model: PolicyModel, obs: Record<string, unknown>) {
+  const size = model.imageSize;
+  const images = new Uint8Array(2 * size * size * 3);
+  for (const [c, key] of ['observation/image', 'observation/wrist_image'].entries()) {
+    resizeWithPad((obs[key] as NdArray).data as Uint8Array, 224, 224, size, images, c * size * size * 3);
+  }
+  const raw = (obs['observation/state'] as NdArray).toFloat32();
+  const state = Float32Array.from(raw, (v, d) => (v - stats.state.mean[d]!) / (stats.state.std[d]! + 1e-6));
+  const input = { images, imageMask: Uint8Array.of(1, 1), state, prompts: [PROMPT], batchSize: 1 };
+  return { input, raw };
+}
+
+/** The served chunk is the model's, unnormalized and with the delta dims made absolute. */
+function expectServed(served: Float32Array, modelOut: Float32Array, raw: Float32Array): void {
+  for (let h = 0; h < 4; h++) {
+    for (let d = 0; d < 7; d++) {
+      let expected = modelOut[h * 7 + d]! * (stats.actions.std[d]! + 1e-6) + stats.actions.mean[d]!;
+      if (DELTA[d]) expected += raw[d]!;
+      expect(served[h * 7 + d]).toBeCloseTo(expected, 4);
+    }
+  }
+}
 
 afterAll(async () => server?.close());
 
 describe('a checkpoint served as a policy', () => {
   it('applies resize-with-pad, normalization, the model, unnormalization and delta → absolute, as a reference computes', async () => {
-    const obs = exampleObservation(libero, { seed: 9, prompt: 'put the bowl on the plate' });
+    const obs = exampleObservation(libero, { seed: 9, prompt: PROMPT });
     const client = await PolicyClient.connect(server.url);
     const reply = await client.infer(obs);
     await client.close();
@@ -82,51 +112,19 @@ describe('a checkpoint served as a policy', () => {
 
     // The reference: the same steps written out by hand, on the same model and noise seed.
     const model = await loadPolicyModel(ckpt);
-    const size = model.imageSize;
-    const images = new Uint8Array(2 * size * size * 3);
-    for (const [c, key] of ['observation/image', 'observation/wrist_image'].entries()) {
-      resizeWithPad((obs[key] as NdArray).data as Uint8Array, 224, 224, size, images, c * size * size * 3);
-    }
-    const raw = (obs['observation/state'] as NdArray).toFloat32();
-    const state = Float32Array.from(raw, (v, d) => (v - stats.state.mean[d]!) / (stats.state.std[d]! + 1e-6));
+    const { input, raw } = referenceInput(model, obs);
     const out = await model.sampleActions({
-      images,
-      imageMask: Uint8Array.of(1, 1),
-      state,
-      prompts: ['put the bowl on the plate'],
-      batchSize: 1,
+      ...input,
       noise: new Rng(3, 11).normals(4 * model.dims.actionDim),
     });
-    for (let h = 0; h < 4; h++) {
-      for (let d = 0; d < 7; d++) {
-        let expected = out[h * 7 + d]! * (stats.actions.std[d]! + 1e-6) + stats.actions.mean[d]!;
-        if (DELTA[d]) expected += raw[d]!;
-        expect(reply.actions[h * 7 + d]).toBeCloseTo(expected, 4);
-      }
-    }
+    expectServed(reply.actions, out, raw);
     model.dispose();
   });
 
   it('samples from the mean of the noise at noise scale 0: one chunk per observation, unseeded', async () => {
-    const start = (noiseScale: number | null) =>
-      workerRunner(
-        { kind: 'checkpoint', dir: ckpt },
-        { robot: 'libero', horizon: 50, metadata: {}, defaultPrompt: null, backend: 'wasm', noiseScale },
-      ).then((runner) =>
-        PolicyServer.start(runner, libero, {
-          host: '127.0.0.1',
-          port: 0,
-          apiKey: null,
-          maxMessageBytes: 1 << 24,
-          maxConnections: 8,
-          maxBatch: 4,
-          maxWaitMs: 2,
-          defaultPrompt: null,
-        }),
-      );
-    const obs = exampleObservation(libero, { seed: 9, prompt: 'put the bowl on the plate' });
+    const obs = exampleObservation(libero, { seed: 9, prompt: PROMPT });
     const twice = async (noiseScale: number | null) => {
-      const s = await start(noiseScale);
+      const s = await serveCheckpoint({ noiseScale });
       try {
         const client = await PolicyClient.connect(s.url);
         const a = (await client.infer(obs)).actions;
@@ -144,31 +142,14 @@ describe('a checkpoint served as a policy', () => {
     expect(Math.max(...Array.from(a1, (v, i) => Math.abs(v - b1[i]!)))).toBeGreaterThan(1e-3);
     // And scale 0 is exactly the chunk integrated from zero noise.
     const model = await loadPolicyModel(ckpt);
-    const size = model.imageSize;
-    const images = new Uint8Array(2 * size * size * 3);
-    for (const [c, key] of ['observation/image', 'observation/wrist_image'].entries()) {
-      resizeWithPad((obs[key] as NdArray).data as Uint8Array, 224, 224, size, images, c * size * size * 3);
-    }
-    const raw = (obs['observation/state'] as NdArray).toFloat32();
-    const state = Float32Array.from(raw, (v, d) => (v - stats.state.mean[d]!) / (stats.state.std[d]! + 1e-6));
-    const input = {
-      images,
-      imageMask: Uint8Array.of(1, 1),
-      state,
-      prompts: ['put the bowl on the plate'],
-      batchSize: 1,
-    };
+    const { input, raw } = referenceInput(model, obs);
     const fromZero = await model.sampleActions({
       ...input,
       noise: new Float32Array(4 * model.dims.actionDim),
     });
     const unseeded = await model.sampleActions(input, { noiseScale: 0 });
     expect(Array.from(unseeded)).toEqual(Array.from(fromZero));
-    const d = 2;
-    expect(a0[d]).toBeCloseTo(
-      fromZero[d]! * (stats.actions.std[d]! + 1e-6) + stats.actions.mean[d]! + raw[d]!,
-      4,
-    );
+    expectServed(a0, fromZero, raw);
     model.dispose();
   }, 60_000);
 

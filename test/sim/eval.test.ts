@@ -128,29 +128,15 @@ describe('recording and evaluation', () => {
   it('runs episodes in worker threads; zero actions never succeed', async () => {
     const server = await serve('single_arm_sim', { kind: 'zeros' });
     try {
-      const ev = await runEval({
-        task: 'pick_place',
-        url: server.url,
-        episodes: 2,
-        workers: 2,
-        seed: 5,
-        videos: 0,
-      });
+      const opts = { task: 'pick_place', url: server.url, episodes: 2, workers: 2, seed: 5, videos: 0 };
+      const ev = await runEval(opts);
       expect(ev.results.map((r) => [r.episode, r.seed, r.steps, r.error])).toEqual([
         [0, 5, 100, undefined],
         [1, 6, 100, undefined],
       ]);
       expect(ev.summary.pc_success).toBe(0);
       // A longer episode than the task's, in the worker thread too.
-      const longer = await runEval({
-        task: 'pick_place',
-        url: server.url,
-        episodes: 2,
-        workers: 2,
-        seed: 5,
-        videos: 0,
-        maxSteps: 130,
-      });
+      const longer = await runEval({ ...opts, maxSteps: 130 });
       expect(longer.results.map((r) => r.steps)).toEqual([130, 130]);
     } finally {
       await server.close();

@@ -117,22 +117,26 @@ describe('vla infer', () => {
   });
 
   it("--ablate compares the chunk error with the own inputs, another episode's cameras and another prompt", async () => {
-    const out = await runInfer([
-      'infer',
-      '--checkpoint',
-      path.join(tmp, 'run', '2'),
-      '--episode',
-      '0',
-      '--frame',
-      '2',
-      '--ablate',
-      '2',
-    ]);
+    const ablate = (...more: string[]) =>
+      runInfer([
+        'infer',
+        '--checkpoint',
+        path.join(tmp, 'run', '2'),
+        '--episode',
+        '0',
+        '--ablate',
+        '2',
+        ...more,
+      ]);
+    const out = await ablate('--frame', '2');
     expect(out).toMatch(/2 episodes from 0, frame 2, 2 noise seeds each/);
     expect(out).toMatch(/the frame's own cameras and prompt\s+\d+\.\d{4}/);
     expect(out).toMatch(/another episode's cameras\s+\d+\.\d{4}/);
     // This dataset has a single task: there is no other prompt to try.
     expect(out).toMatch(/another prompt\s+n\/a \(one prompt in the dataset\)/);
+    // At noise scale 0 every seed gives the same chunk: one is drawn.
+    const det = await ablate('--noise-scale', '0');
+    expect(det).toMatch(/2 episodes from 0, frame 0, 1 noise seed each at noise scale 0/);
   });
 
   it('names the episodes there are when asked for one that is not', async () => {
