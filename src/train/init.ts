@@ -2,6 +2,9 @@
  * Initialising a model from another checkpoint's params (fine-tuning from a base): every parameter the
  * model has must be there with its shape, except those allowed to be new (LoRA adapters); what the
  * checkpoint has beyond the model is reported. Anything else is an error naming the parameters.
+ * One shape may differ: the action expert's per-step position embedding, when the config asks for
+ * another action horizon than the base was trained with (openpi fine-tunes its 50-step base to 10-step
+ * chunks for DROID). Its shared steps are copied, and steps beyond the base's keep their fresh init.
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -18,7 +21,16 @@ export interface LoadReport {
   unexpected: string[];
   /** In both with different shapes. */
   mismatched: Array<{ name: string; model: number[]; checkpoint: number[] }>;
+  /** Loaded for another action horizon: the shared leading rows copied (see `resizableRows`). */
+  resized: Array<{ name: string; model: number[]; checkpoint: number[] }>;
 }
+
+/** Params whose leading axis is the action horizon: another length is resized, not refused. */
+const resizableRows = (name: string): boolean => name === 'expert/action_pos_embedding';
+
+/** Same shape but for the leading axis. */
+const rowsDiffer = (a: number[], b: number[]): boolean =>
+  a.length === b.length && a.length >= 2 && a.slice(1).join(',') === b.slice(1).join(',') && a[0] !== b[0];
 
 export interface LoadOptions {
   /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
@@ -43,12 +55,14 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   const file = paramsFile(checkpoint);
   const { tensors } = readSafetensors(file);
   const allowMissing = opts.allowMissing ?? startsAsIdentity;
-  const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [] };
+  const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [], resized: [] };
   for (const [name, cur] of params) {
     const t = tensors.get(name);
     if (!t) report.missing.push(name);
-    else if (t.shape.join(',') !== cur.shape.join(','))
-      report.mismatched.push({ name, model: cur.shape, checkpoint: t.shape });
+    else if (t.shape.join(',') === cur.shape.join(',')) continue;
+    else if (resizableRows(name) && rowsDiffer(cur.shape, t.shape))
+      report.resized.push({ name, model: cur.shape, checkpoint: t.shape });
+    else report.mismatched.push({ name, model: cur.shape, checkpoint: t.shape });
   }
   for (const name of tensors.keys()) if (!params.has(name)) report.unexpected.push(name);
   const problems: string[] = [];
@@ -79,7 +93,15 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   for (const [name, cur] of params) {
     const t = tensors.get(name);
     if (!t) continue;
-    params.set(name, tf.tensor(t.data as Float32Array, cur.shape, 'float32'));
+    let data = t.data as Float32Array;
+    if (report.resized.some((r) => r.name === name)) {
+      // Rows of the base's steps, then the fresh init's rows for steps the base never had.
+      const fresh = cur.dataSync() as Float32Array;
+      const keep = Math.min(data.length, fresh.length);
+      data = Float32Array.from(fresh);
+      data.set((t.data as Float32Array).subarray(0, keep));
+    }
+    params.set(name, tf.tensor(data, cur.shape, 'float32'));
     cur.dispose();
     report.loaded.push(name);
   }

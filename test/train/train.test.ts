@@ -277,4 +277,31 @@ describe('runTraining and checkpoints', () => {
     );
     tf.dispose([...wider.values()]);
   });
+
+  it('fine-tunes to another action horizon: the base steps copied, the new ones freshly initialised', async () => {
+    const ckpt = path.join(tmp, 'plain', '4');
+    const base = readSafetensors(path.join(ckpt, 'params.safetensors')).tensors.get(
+      'expert/action_pos_embedding',
+    )!;
+    const [h, e] = base.shape as [number, number];
+    for (const horizon of [h + 3, h - 1]) {
+      const dims = modelDims(config({ model: { action_horizon: horizon } }).model);
+      const p = initParams(dims, 5);
+      const fresh = p.get('expert/action_pos_embedding')!.dataSync().slice();
+      const report = loadWeightsInto(p, ckpt);
+      expect(report.resized).toEqual([
+        { name: 'expert/action_pos_embedding', model: [horizon, e], checkpoint: [h, e] },
+      ]);
+      expect(report.mismatched).toEqual([]);
+      const got = p.get('expert/action_pos_embedding')!.dataSync();
+      const shared = Math.min(h, horizon) * e;
+      expect(Array.from(got.subarray(0, shared))).toEqual(
+        Array.from((base.data as Float32Array).subarray(0, shared)),
+      );
+      expect(Array.from(got.subarray(shared))).toEqual(Array.from(fresh.subarray(shared)));
+      // Everything else loads as it would at the base's horizon.
+      expect(report.loaded.length).toBe(p.size);
+      tf.dispose([...p.values()]);
+    }
+  });
 });
