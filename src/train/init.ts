@@ -2,9 +2,14 @@
  * Initialising a model from another checkpoint's params (fine-tuning from a base): every parameter the
  * model has must be there with its shape, except those allowed to be new (LoRA adapters); what the
  * checkpoint has beyond the model is reported. Anything else is an error naming the parameters.
- * One shape may differ: the action expert's per-step position embedding, when the config asks for
- * another action horizon than the base was trained with (openpi fine-tunes its 50-step base to 10-step
- * chunks for DROID). Its shared steps are copied, and steps beyond the base's keep their fresh init.
+ * Two shapes may differ, and are resized rather than refused (see `RESIZERS`):
+ * - the action expert's per-step position embedding, when the config asks for another action horizon
+ *   than the base was trained with (openpi fine-tunes its 50-step base to 10-step chunks for DROID):
+ *   the shared steps are copied, steps beyond the base's keep their fresh init;
+ * - the patch embedding, when the config sees its images at another resolution with as many patches
+ *   (64 px in 8 px patches → 96 px in 12 px patches): each filter is resampled bilinearly to the new
+ *   patch size and scaled by the ratio of patch areas, so a patch shows the model what the base's patch
+ *   of the same region showed it (FlexiViT's patch-size resizing, in its simplest form).
  */
 import { existsSync, statSync } from 'node:fs';
 import path from 'node:path';
@@ -21,16 +26,77 @@ export interface LoadReport {
   unexpected: string[];
   /** In both with different shapes. */
   mismatched: Array<{ name: string; model: number[]; checkpoint: number[] }>;
-  /** Loaded for another action horizon: the shared leading rows copied (see `resizableRows`). */
+  /** Loaded at another action horizon or patch size (see `RESIZERS`). */
   resized: Array<{ name: string; model: number[]; checkpoint: number[] }>;
 }
 
-/** Params whose leading axis is the action horizon: another length is resized, not refused. */
-const resizableRows = (name: string): boolean => name === 'expert/action_pos_embedding';
+type Resizer = (
+  from: Float32Array,
+  fromShape: number[],
+  fresh: Float32Array,
+  toShape: number[],
+) => Float32Array;
 
 /** Same shape but for the leading axis. */
 const rowsDiffer = (a: number[], b: number[]): boolean =>
   a.length === b.length && a.length >= 2 && a.slice(1).join(',') === b.slice(1).join(',') && a[0] !== b[0];
+
+/** [H, E] → [H', E]: the base's rows for the shared steps, the fresh init's for the rest. */
+const copyRows: Resizer = (from, _fromShape, fresh) => {
+  const out = Float32Array.from(fresh);
+  out.set(from.subarray(0, Math.min(from.length, fresh.length)));
+  return out;
+};
+
+/** The side of a square RGB patch whose flattened (y, x, channel) length is `n`, or 0. */
+const patchSide = (n: number): number => {
+  const p = Math.round(Math.sqrt(n / 3));
+  return p * p * 3 === n ? p : 0;
+};
+
+/** [p·p·3, W] → [q·q·3, W]: every filter resampled bilinearly (pixel centres aligned), times (p/q)². */
+const resamplePatches: Resizer = (from, fromShape, _fresh, toShape) => {
+  const p = patchSide(fromShape[0]!);
+  const q = patchSide(toShape[0]!);
+  const w = toShape[1]!;
+  const out = new Float32Array(q * q * 3 * w);
+  const scale = (p * p) / (q * q);
+  const taps = (i: number): [number, number, number] => {
+    const s = Math.min(Math.max(((i + 0.5) * p) / q - 0.5, 0), p - 1);
+    const lo = Math.floor(s);
+    return [lo, Math.min(lo + 1, p - 1), s - lo];
+  };
+  for (let y = 0; y < q; y++) {
+    const [y0, y1, fy] = taps(y);
+    for (let x = 0; x < q; x++) {
+      const [x0, x1, fx] = taps(x);
+      const corners: Array<[number, number, number]> = [
+        [y0, x0, (1 - fy) * (1 - fx)],
+        [y0, x1, (1 - fy) * fx],
+        [y1, x0, fy * (1 - fx)],
+        [y1, x1, fy * fx],
+      ];
+      for (let c = 0; c < 3; c++) {
+        const o = ((y * q + x) * 3 + c) * w;
+        for (const [sy, sx, wt] of corners) {
+          if (wt === 0) continue;
+          const i = ((sy * p + sx) * 3 + c) * w;
+          for (let k = 0; k < w; k++) out[o + k]! += wt * scale * from[i + k]!;
+        }
+      }
+    }
+  }
+  return out;
+};
+
+/** Params another shape of which is resized on load, with the test that the two shapes allow it. */
+const RESIZERS: Record<string, { fits: (model: number[], ckpt: number[]) => boolean; resize: Resizer }> = {
+  'expert/action_pos_embedding': { fits: rowsDiffer, resize: copyRows },
+  'vision/patch_embed/kernel': {
+    fits: (m, c) => rowsDiffer(m, c) && patchSide(m[0]!) > 0 && patchSide(c[0]!) > 0,
+    resize: resamplePatches,
+  },
+};
 
 export interface LoadOptions {
   /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
@@ -60,7 +126,7 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
     const t = tensors.get(name);
     if (!t) report.missing.push(name);
     else if (t.shape.join(',') === cur.shape.join(',')) continue;
-    else if (resizableRows(name) && rowsDiffer(cur.shape, t.shape))
+    else if (RESIZERS[name]?.fits(cur.shape, t.shape))
       report.resized.push({ name, model: cur.shape, checkpoint: t.shape });
     else report.mismatched.push({ name, model: cur.shape, checkpoint: t.shape });
   }
@@ -93,14 +159,10 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   for (const [name, cur] of params) {
     const t = tensors.get(name);
     if (!t) continue;
-    let data = t.data as Float32Array;
-    if (report.resized.some((r) => r.name === name)) {
-      // Rows of the base's steps, then the fresh init's rows for steps the base never had.
-      const fresh = cur.dataSync() as Float32Array;
-      const keep = Math.min(data.length, fresh.length);
-      data = Float32Array.from(fresh);
-      data.set((t.data as Float32Array).subarray(0, keep));
-    }
+    const resizer = report.resized.some((r) => r.name === name) ? RESIZERS[name] : undefined;
+    const data = resizer
+      ? resizer.resize(t.data as Float32Array, t.shape, cur.dataSync() as Float32Array, cur.shape)
+      : (t.data as Float32Array);
     params.set(name, tf.tensor(data, cur.shape, 'float32'));
     cur.dispose();
     report.loaded.push(name);

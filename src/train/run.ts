@@ -175,7 +175,7 @@ async function train(
     try {
       const r = loadWeightsInto(init, t.init_from);
       log(
-        `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new${r.missing.length > 0 ? ` (${r.missing.slice(0, 4).join(', ')}${r.missing.length > 4 ? ', …' : ''})` : ''}, ${r.unexpected.length} unused${r.resized.map((x) => `; ${x.name} resized from ${x.checkpoint[0]} to ${x.model[0]} action steps`).join('')}`,
+        `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new${r.missing.length > 0 ? ` (${r.missing.slice(0, 4).join(', ')}${r.missing.length > 4 ? ', …' : ''})` : ''}, ${r.unexpected.length} unused${r.resized.map((x) => `; ${x.name} resized from [${x.checkpoint}] to [${x.model}]`).join('')}`,
       );
     } catch (e) {
       tf.dispose([...init.values()]);

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
-import { initParams } from '../../src/model/pi0.js';
+import { initParams, patchify } from '../../src/model/pi0.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { readSafetensors, writeSafetensors } from '../../src/model/safetensors.js';
 import { loadWeightsInto } from '../../src/train/init.js';
@@ -303,5 +303,56 @@ describe('runTraining and checkpoints', () => {
       expect(report.loaded.length).toBe(p.size);
       tf.dispose([...p.values()]);
     }
+  });
+
+  it('fine-tunes at another image resolution with as many patches: the patch filters resampled', async () => {
+    const ckpt = path.join(tmp, 'plain', '4');
+    const base = readSafetensors(path.join(ckpt, 'params.safetensors')).tensors.get(
+      'vision/patch_embed/kernel',
+    )!;
+    const [rows, w] = base.shape as [number, number];
+    expect(rows).toBe(8 * 8 * 3); // the tiny preset: 32 px images in 8 px patches
+    const dims = modelDims(config({ model: { image_size: 48, patch_size: 12 } }).model);
+    const p = initParams(dims, 5);
+    const report = loadWeightsInto(p, ckpt);
+    expect(report.resized).toEqual([
+      { name: 'vision/patch_embed/kernel', model: [12 * 12 * 3, w], checkpoint: [rows, w] },
+    ]);
+    expect(report.mismatched).toEqual([]);
+    // One smooth scene drawn at both resolutions: each 12 px patch should embed as the 8 px patch of the
+    // same region did. A scene varying along x only catches a transposed or channel-shuffled filter.
+    const draw = (size: number) => {
+      const img = new Uint8Array(size * size * 3);
+      for (let y = 0; y < size; y++)
+        for (let x = 0; x < size; x++)
+          for (let c = 0; c < 3; c++) {
+            const u = (x + 0.5) / size;
+            const v = (y + 0.5) / size;
+            img[(y * size + x) * 3 + c] = Math.round(
+              127.5 + 100 * Math.sin(3 * u + c) * (c === 1 ? 1 : Math.cos(2 * v)),
+            );
+          }
+      return img;
+    };
+    const embed = (kernel: Float32Array, size: number, patch: number) =>
+      tf.tidy(() =>
+        tf
+          .matMul(
+            tf.tensor2d(patchify(draw(size), 1, size, patch), [(size / patch) ** 2, patch * patch * 3]),
+            tf.tensor2d(kernel, [patch * patch * 3, w]),
+          )
+          .dataSync(),
+      );
+    const want = embed(base.data as Float32Array, 32, 8);
+    const got = embed(p.get('vision/patch_embed/kernel')!.dataSync() as Float32Array, 48, 12);
+    const fresh = embed(
+      initParams(dims, 5).get('vision/patch_embed/kernel')!.dataSync() as Float32Array,
+      48,
+      12,
+    );
+    const relErr = (a: ArrayLike<number>) => Math.hypot(...Array.from(a, (v, i) => v - want[i]!)) / Math.hypot(...want);
+    expect(relErr(got)).toBeLessThan(0.05);
+    expect(relErr(fresh)).toBeGreaterThan(0.5);
+    tf.dispose([...p.values()]);
   });
 });
