@@ -350,7 +350,8 @@ describe('runTraining and checkpoints', () => {
       48,
       12,
     );
-    const relErr = (a: ArrayLike<number>) => Math.hypot(...Array.from(a, (v, i) => v - want[i]!)) / Math.hypot(...want);
+    const relErr = (a: ArrayLike<number>) =>
+      Math.hypot(...Array.from(a, (v, i) => v - want[i]!)) / Math.hypot(...want);
     expect(relErr(got)).toBeLessThan(0.05);
     expect(relErr(fresh)).toBeGreaterThan(0.5);
     tf.dispose([...p.values()]);
