@@ -92,15 +92,24 @@ export class FrameCache {
   }
 }
 
+/** Thrown when a stop request (`signal`) ends a frame cache build; nothing of the build is kept. */
+export class CacheBuildAborted extends Error {
+  constructor(camera: string) {
+    super(`stopped while building the frame cache of ${camera}`);
+    this.name = 'CacheBuildAborted';
+  }
+}
+
 /**
  * Opens the cache of one camera, building it first when absent. The build writes into a temporary
- * folder renamed into place at the end, so an interrupted build is never mistaken for a cache.
+ * folder renamed into place at the end, so an interrupted build is never mistaken for a cache. A stop
+ * request (`signal`) ends a build between episodes with `CacheBuildAborted`.
  */
 export async function openFrameCache(
   ds: LeRobotDataset,
   cameraKey: string,
   imageSize: number,
-  opts: { cacheDir?: string; onProgress?: (done: number, total: number) => void } = {},
+  opts: { cacheDir?: string; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
 ): Promise<FrameCache> {
   const root = opts.cacheDir ?? defaultCacheDir();
   const key = cacheKey(ds, cameraKey, imageSize);
@@ -125,6 +134,7 @@ export async function openFrameCache(
   let next = 0;
   const worker = async () => {
     while (next < ds.episodes.length) {
+      if (opts.signal?.aborted) throw new CacheBuildAborted(cameraKey);
       const ep = ds.episodes[next++]!;
       const buf = new Uint8Array(ep.length * frameBytes);
       let seen = 0;

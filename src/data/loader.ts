@@ -28,6 +28,8 @@ export interface TrainingDataOptions {
   onProgress?: (done: number, total: number) => void;
   /** Folder that relative dataset paths and robot names resolve from. */
   cwd?: string;
+  /** A stop request: ends a frame cache build early (see `CacheBuildAborted`). */
+  signal?: AbortSignal;
 }
 
 export interface TrainingData {
@@ -332,6 +334,7 @@ export async function openTrainingData(
       await openFrameCache(ds, key, opts.imageSize, {
         cacheDir: opts.cacheDir,
         onProgress: (done) => opts.onProgress?.(base + done, present * ds.numFrames),
+        signal: opts.signal,
       }),
     );
     built++;

@@ -100,6 +100,7 @@ async function openDefaultData(
   config: TrainConfig,
   normStats: NormStats,
   log: (l: string) => void,
+  signal?: AbortSignal,
 ): Promise<OpenedData> {
   const d = modelDims(config.model);
   // Loaded when training runs, not when this module is imported (listing jobs should not pay for it).
@@ -109,6 +110,7 @@ async function openDefaultData(
     imageSize: d.imageSize,
     horizon: d.horizon,
     normStats,
+    signal,
     onProgress: (done, total) => {
       const now = Date.now();
       if (done < total && now - lastLogged < 2000) return;
@@ -152,7 +154,19 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     );
     if (drift) log(`warning: ${drift}`);
   }
-  const opened = opts.data ? null : await openDefaultData(config, normStats, log);
+  let opened: OpenedData | null = null;
+  if (!opts.data) {
+    const { CacheBuildAborted } = await import('../data/cache.js');
+    try {
+      opened = await openDefaultData(config, normStats, log, opts.signal);
+    } catch (e) {
+      if (!(e instanceof CacheBuildAborted)) throw e;
+      // Stopped before the first step: nothing trained, so no checkpoint to write; a resumed run keeps its own.
+      log(`${e.message}; the partial cache was discarded`);
+      const last = existing.at(-1);
+      return { step: opts.resume && last ? last.step : 0, stopped: true, checkpoint: null, loss: Number.NaN };
+    }
+  }
   try {
     return await train(opts, opts.data ?? opened!, normStats, existing, log);
   } finally {

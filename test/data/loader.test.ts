@@ -1,5 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { CacheBuildAborted } from '../../src/data/cache.js';
 import { resizeWithPad } from '../../src/data/image.js';
 import { drawOrder, epochPermutation, openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats } from '../../src/data/normstats.js';
@@ -218,5 +219,32 @@ describe('training loader', () => {
     expect(Buffer.from(second.batchAt(0, 6, 1).images).equals(Buffer.from(batch.images))).toBe(true);
     first.close();
     second.close();
+  });
+
+  it('a stop request ends a frame cache build between episodes and keeps nothing of it', async () => {
+    const { cwd, config } = workspace(videoDataset, { prompt_from_task: false });
+    const { stats } = await computeNormStats(config, { cwd });
+    const cacheDir = tmpDir('cache-stop');
+    const controller = new AbortController();
+    const progress: number[] = [];
+    const opts = { imageSize: 16, horizon: 4, normStats: stats, cacheDir, cwd };
+    await expect(
+      openTrainingData(config, {
+        ...opts,
+        signal: controller.signal,
+        onProgress: (d) => {
+          progress.push(d);
+          controller.abort();
+        },
+      }),
+    ).rejects.toThrow(CacheBuildAborted);
+    // At most the two episodes already in flight were decoded, of the whole dataset's.
+    expect(progress.length).toBeGreaterThan(0);
+    expect(progress.at(-1)!).toBeLessThan(36);
+    expect(readdirSync(cacheDir)).toEqual([]);
+    // The next run builds the cache from the start.
+    const data = await openTrainingData(config, opts);
+    expect(readdirSync(cacheDir).filter((f) => !f.startsWith('.'))).toHaveLength(2);
+    data.close();
   });
 });
