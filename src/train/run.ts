@@ -14,7 +14,12 @@ import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
-import { checkNormStatsProvenance, type NormStats, readNormStats } from '../transforms/normalize.js';
+import {
+  checkNormStatsProvenance,
+  type NormStats,
+  normStatsHorizonNote,
+  readNormStats,
+} from '../transforms/normalize.js';
 import {
   listCheckpoints,
   loadCheckpointState,
@@ -141,6 +146,8 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     });
   }
   const normStats = opts.normStats ?? findNormStats(config);
+  const horizonNote = normStatsHorizonNote(config, normStats, `asset ${config.data.asset_id ?? config.robot}`);
+  if (horizonNote) log(`warning: ${horizonNote}`);
   if (!opts.data) {
     // Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
     // scene that no longer exists; say so before an hour of training, not after the evaluation.

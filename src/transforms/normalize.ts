@@ -193,3 +193,15 @@ export function checkNormStatsProvenance(config: TrainConfig, stats: NormStats, 
     );
   }
 }
+
+/**
+ * Delta actions' spread grows with the chunk: stats computed for shorter chunks than the config trains
+ * normalise its later steps to larger values. Allowed (a fine-tune to longer chunks may keep its base's
+ * stats so the shared steps stay as they were), but said: the line to log, or null.
+ */
+export function normStatsHorizonNote(config: TrainConfig, stats: NormStats, file: string): string | null {
+  const was = stats.computedWith;
+  const h = config.model.action_horizon;
+  if (!was || was.action_horizon === h || !(config.data.delta_action_mask ?? []).some(Boolean)) return null;
+  return `${file}: norm stats were computed for ${was.action_horizon}-step delta-action chunks, config ${config.name} trains ${h}-step ones; run \`vla data stats ${config.name}\` for stats of its own chunks`;
+}

@@ -8,6 +8,7 @@ import {
   checkNormStatsProvenance,
   type NormStats,
   normalize,
+  normStatsHorizonNote,
   normStatsProvenance,
   readNormStats,
   unnormalize,
@@ -91,5 +92,25 @@ describe('normalization (openpi formulas)', () => {
     );
     // openpi's files carry no provenance and are taken as they are.
     expect(() => checkNormStatsProvenance(delta, stats, file)).not.toThrow();
+  });
+
+  it('says when delta-action stats were computed for another chunk length than the config trains', () => {
+    const { config } = resolveConfig('pi0_sim_pick_place');
+    const withH = (h: number): NormStats => ({
+      ...stats,
+      computedWith: { ...normStatsProvenance(config), action_horizon: h },
+    });
+    expect(normStatsHorizonNote(config, withH(config.model.action_horizon), 'f.json')).toBeNull();
+    const { config: longer } = resolveConfig('pi0_sim_pick_place', ['model.action_horizon=32']);
+    expect(normStatsHorizonNote(longer, withH(16), 'f.json')).toBe(
+      'f.json: norm stats were computed for 16-step delta-action chunks, config pi0_sim_pick_place trains 32-step ones; run `vla data stats pi0_sim_pick_place` for stats of its own chunks',
+    );
+    // Absolute actions do not depend on the chunk; openpi's files say nothing.
+    const { config: absolute } = resolveConfig('pi0_sim_pick_place', [
+      'model.action_horizon=32',
+      'data.delta_action_mask=null',
+    ]);
+    expect(normStatsHorizonNote(absolute, withH(16), 'f.json')).toBeNull();
+    expect(normStatsHorizonNote(longer, stats, 'f.json')).toBeNull();
   });
 });
