@@ -146,7 +146,11 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     });
   }
   const normStats = opts.normStats ?? findNormStats(config);
-  const horizonNote = normStatsHorizonNote(config, normStats, `asset ${config.data.asset_id ?? config.robot}`);
+  const horizonNote = normStatsHorizonNote(
+    config,
+    normStats,
+    `asset ${config.data.asset_id ?? config.robot}`,
+  );
   if (horizonNote) log(`warning: ${horizonNote}`);
   if (!opts.data) {
     // Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
