@@ -90,13 +90,16 @@ const resamplePatches: Resizer = (from, fromShape, _fresh, toShape) => {
 };
 
 /** Params another shape of which is resized on load, with the test that the two shapes allow it. */
-const RESIZERS: Record<string, { fits: (model: number[], ckpt: number[]) => boolean; resize: Resizer }> = {
-  'expert/action_pos_embedding': { fits: rowsDiffer, resize: copyRows },
-  'vision/patch_embed/kernel': {
-    fits: (m, c) => rowsDiffer(m, c) && patchSide(m[0]!) > 0 && patchSide(c[0]!) > 0,
-    resize: resamplePatches,
-  },
-};
+const RESIZERS = new Map<string, { fits: (model: number[], ckpt: number[]) => boolean; resize: Resizer }>([
+  ['expert/action_pos_embedding', { fits: rowsDiffer, resize: copyRows }],
+  [
+    'vision/patch_embed/kernel',
+    {
+      fits: (m, c) => rowsDiffer(m, c) && patchSide(m[0]!) > 0 && patchSide(c[0]!) > 0,
+      resize: resamplePatches,
+    },
+  ],
+]);
 
 export interface LoadOptions {
   /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
@@ -126,7 +129,7 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
     const t = tensors.get(name);
     if (!t) report.missing.push(name);
     else if (t.shape.join(',') === cur.shape.join(',')) continue;
-    else if (RESIZERS[name]?.fits(cur.shape, t.shape))
+    else if (RESIZERS.get(name)?.fits(cur.shape, t.shape))
       report.resized.push({ name, model: cur.shape, checkpoint: t.shape });
     else report.mismatched.push({ name, model: cur.shape, checkpoint: t.shape });
   }
@@ -159,7 +162,7 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   for (const [name, cur] of params) {
     const t = tensors.get(name);
     if (!t) continue;
-    const resizer = report.resized.some((r) => r.name === name) ? RESIZERS[name] : undefined;
+    const resizer = report.resized.some((r) => r.name === name) ? RESIZERS.get(name) : undefined;
     const data = resizer
       ? resizer.resize(t.data as Float32Array, t.shape, cur.dataSync() as Float32Array, cur.shape)
       : (t.data as Float32Array);
