@@ -101,6 +101,14 @@ const RESIZERS = new Map<string, { fits: (model: number[], ckpt: number[]) => bo
   ],
 ]);
 
+/** Another patch grid cannot be resized (the position embedding is per patch): say what may change. */
+function gridHint(mismatched: LoadReport['mismatched']): string {
+  const pos = mismatched.find((m) => m.name === 'vision/pos_embedding');
+  if (!pos) return '';
+  const side = Math.round(Math.sqrt(pos.checkpoint[0]!));
+  return ` (the base sees ${side}×${side} patches per image: another model.image_size fine-tunes from it when model.patch_size keeps image_size / patch_size = ${side})`;
+}
+
 export interface LoadOptions {
   /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
   allowMissing?: (name: string) => boolean;
@@ -145,7 +153,7 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
       `${report.mismatched.length} params of another shape: ${report.mismatched
         .slice(0, 5)
         .map((m) => `${m.name} (model [${m.model}], checkpoint [${m.checkpoint}])`)
-        .join(', ')}`,
+        .join(', ')}${gridHint(report.mismatched)}`,
     );
   }
   if (report.unexpected.length > 0 && !opts.allowUnexpected) {
@@ -159,10 +167,11 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   }
   if (problems.length > 0)
     throw new UserError(`${file}: cannot initialise the model from it: ${problems.join('; ')}`);
+  const resized = new Set(report.resized.map((r) => r.name));
   for (const [name, cur] of params) {
     const t = tensors.get(name);
     if (!t) continue;
-    const resizer = report.resized.some((r) => r.name === name) ? RESIZERS.get(name) : undefined;
+    const resizer = resized.has(name) ? RESIZERS.get(name) : undefined;
     const data = resizer
       ? resizer.resize(t.data as Float32Array, t.shape, cur.dataSync() as Float32Array, cur.shape)
       : (t.data as Float32Array);

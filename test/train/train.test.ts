@@ -278,11 +278,14 @@ describe('runTraining and checkpoints', () => {
     tf.dispose([...wider.values()]);
   });
 
-  it('fine-tunes to another action horizon: the base steps copied, the new ones freshly initialised', async () => {
+  /** A parameter of the plain checkpoint written above, and the checkpoint's folder. */
+  const baseParam = (name: string) => {
     const ckpt = path.join(tmp, 'plain', '4');
-    const base = readSafetensors(path.join(ckpt, 'params.safetensors')).tensors.get(
-      'expert/action_pos_embedding',
-    )!;
+    return { ckpt, base: readSafetensors(path.join(ckpt, 'params.safetensors')).tensors.get(name)! };
+  };
+
+  it('fine-tunes to another action horizon: the base steps copied, the new ones freshly initialised', async () => {
+    const { ckpt, base } = baseParam('expert/action_pos_embedding');
     const [h, e] = base.shape as [number, number];
     for (const horizon of [h + 3, h - 1]) {
       const dims = modelDims(config({ model: { action_horizon: horizon } }).model);
@@ -306,10 +309,7 @@ describe('runTraining and checkpoints', () => {
   });
 
   it('fine-tunes at another image resolution with as many patches: the patch filters resampled', async () => {
-    const ckpt = path.join(tmp, 'plain', '4');
-    const base = readSafetensors(path.join(ckpt, 'params.safetensors')).tensors.get(
-      'vision/patch_embed/kernel',
-    )!;
+    const { ckpt, base } = baseParam('vision/patch_embed/kernel');
     const [rows, w] = base.shape as [number, number];
     expect(rows).toBe(8 * 8 * 3); // the tiny preset: 32 px images in 8 px patches
     const dims = modelDims(config({ model: { image_size: 48, patch_size: 12 } }).model);
@@ -355,5 +355,11 @@ describe('runTraining and checkpoints', () => {
     expect(relErr(got)).toBeLessThan(0.05);
     expect(relErr(fresh)).toBeGreaterThan(0.5);
     tf.dispose([...p.values()]);
+    // Another patch grid has another position embedding: refused, saying which ratio to keep.
+    const grid = initParams(modelDims(config({ model: { image_size: 48, patch_size: 8 } }).model), 5);
+    expect(() => loadWeightsInto(grid, ckpt)).toThrow(
+      /vision\/pos_embedding \(model \[36,\d+\], checkpoint \[16,\d+\]\) \(the base sees 4×4 patches per image: another model\.image_size fine-tunes from it when model\.patch_size keeps image_size \/ patch_size = 4\)/,
+    );
+    tf.dispose([...grid.values()]);
   });
 });
