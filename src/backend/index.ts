@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
 import { registerGradients } from './gradients.js';
 import { BLAS_PACKAGE, loadBlas } from './native/blas.js';
+import { cpuHost, wasmHost } from './native/matmul.js';
 import { installPack, PACK_HOSTS, type PackHost, removePack } from './native/pack.js';
 import { startThreadedWasm } from './native/wasm-threads.js';
 
@@ -247,6 +248,19 @@ export function describeBackend(info: BackendInfo): string {
     kernels = ` · kernels ${info.name}+blas (${info.native.library}, ${plural(info.native.threads, 'thread')})`;
   else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
   return `backend: ${info.name} (${detail})${kernels} · tfjs ${tf.version_core}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
+}
+
+/**
+ * A float32 tensor's memory in place: a view of the WASM heap, or the cpu backend's own array. Writes
+ * go straight into the tensor. Null on backends whose memory JavaScript cannot reach (tfjs-node), and
+ * for other dtypes. A WASM view is only good until the next tensor allocation (the heap may grow).
+ */
+export function tensorMemory(t: tf.Tensor): Float32Array | null {
+  if (t.dtype !== 'float32') return null;
+  const name = tf.getBackend();
+  if (name === 'wasm') return wasmHost(tf.backend()).view(t);
+  if (name === 'cpu') return cpuHost(tf.backend()).view(t);
+  return null;
 }
 
 export { BLAS_PACKAGE };

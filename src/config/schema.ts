@@ -207,6 +207,12 @@ export const TrainSection = z
      * own motion and ignore its cameras and prompt, which then fails where the motion must be chosen.
      */
     state_dropout: unit.default(0),
+    /**
+     * Replicas that share each batch, one per core (the main thread and N − 1 worker threads, each
+     * with its own copy of the weights): the gradients are averaged and one optimizer step is taken,
+     * so the result is the whole batch's step. For the wasm and cpu backends; see train/data-parallel.ts.
+     */
+    data_parallel: posInt.max(16).default(1),
     /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */
@@ -218,6 +224,13 @@ export const TrainSection = z
     eval_episodes: posInt.default(10),
   })
   .superRefine((t, ctx) => {
+    if (t.data_parallel > t.batch_size) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['data_parallel'],
+        message: `expected at most batch_size (${t.batch_size}) replicas, got ${t.data_parallel}: each needs a sample`,
+      });
+    }
     if (t.eval_interval !== null && t.eval_task === null) {
       ctx.addIssue({
         code: 'custom',

@@ -3,6 +3,7 @@
  * training defaults (optax's adamw: decoupled weight decay multiplied by the learning rate).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { tensorMemory } from '../backend/index.js';
 import type { TrainSection } from '../config/schema.js';
 
 /** The learning rate after `step` completed steps: linear warmup, then cosine to decay_lr (or constant). */
@@ -38,8 +39,34 @@ export function initAdam(trainable: Map<string, tf.Variable>, scope: string): Ad
   return { m, v };
 }
 
+/**
+ * The float32 memory of every tensor, in order, where all of it can be reached in place and no two
+ * share it; else null. The in-place updates below then write each tensor exactly once per step, in one
+ * pass over its memory, where the tfjs ops take about ten kernels (each a pass and an allocation) per
+ * parameter: with WASM, AdamW and the EMA cost 15–38 ms per step of pick_place's 1.1M-weight model.
+ */
+function memories(tensors: tf.Tensor[]): Float32Array[] | null {
+  const seen = new Set<object>();
+  const out: Float32Array[] = [];
+  for (const t of tensors) {
+    if (seen.has(t.dataId)) return null;
+    seen.add(t.dataId);
+    const mem = tensorMemory(t);
+    if (!mem) return null;
+    out.push(mem);
+  }
+  return out;
+}
+
 /** √(Σ‖g‖²) over all gradients, read back as a number (one sync per step). */
 export function globalNorm(grads: tf.NamedTensorMap): number {
+  const list = Object.values(grads);
+  const mems = list.every((g) => g.dtype === 'float32') ? list.map((g) => tensorMemory(g)) : [];
+  if (mems.length > 0 && mems.every((m) => m !== null)) {
+    let sum = 0;
+    for (const m of mems as Float32Array[]) for (let j = 0; j < m.length; j++) sum += m[j]! * m[j]!;
+    return Math.sqrt(sum);
+  }
   const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.mul(g, g)))));
   const n = Math.sqrt(sq.dataSync()[0]!);
   sq.dispose();
@@ -66,6 +93,27 @@ export function adamwUpdate(
 ): void {
   const c1 = 1 - opts.b1 ** opts.step;
   const c2 = 1 - opts.b2 ** opts.step;
+  for (const name of trainable.keys()) if (!grads[name]) throw new Error(`no gradient for ${name}`);
+  const names = [...trainable.keys()];
+  const mems = memories(
+    names.flatMap((n) => [trainable.get(n)!, state.m.get(n)!, state.v.get(n)!, grads[n]!]),
+  );
+  if (mems) {
+    const { b1, b2, eps, lr, weightDecay: wd, clipScale } = opts;
+    for (let i = 0; i < names.length; i++) {
+      const [p, m, v, g] = [mems[4 * i]!, mems[4 * i + 1]!, mems[4 * i + 2]!, mems[4 * i + 3]!];
+      for (let j = 0; j < p.length; j++) {
+        const gj = g[j]! * clipScale;
+        const mj = b1 * m[j]! + (1 - b1) * gj;
+        const vj = b2 * v[j]! + (1 - b2) * gj * gj;
+        m[j] = mj;
+        v[j] = vj;
+        const update = mj / c1 / (Math.sqrt(vj / c2) + eps);
+        p[j] = p[j]! - lr * (wd > 0 ? update + wd * p[j]! : update);
+      }
+    }
+    return;
+  }
   for (const [name, p] of trainable) {
     const g0 = grads[name];
     if (!g0) throw new Error(`no gradient for ${name}`);
@@ -90,6 +138,15 @@ export function emaUpdate(
   params: Map<string, tf.Variable>,
   decay: number,
 ): void {
+  const names = [...ema.keys()];
+  const mems = memories(names.flatMap((n) => [ema.get(n)!, params.get(n)!]));
+  if (mems) {
+    for (let i = 0; i < names.length; i++) {
+      const [e, p] = [mems[2 * i]!, mems[2 * i + 1]!];
+      for (let j = 0; j < e.length; j++) e[j] = decay * e[j]! + (1 - decay) * p[j]!;
+    }
+    return;
+  }
   for (const [name, e] of ema) {
     tf.tidy(() => e.assign(tf.add(tf.mul(e, decay), tf.mul(params.get(name)!, 1 - decay))));
   }

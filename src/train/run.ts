@@ -214,6 +214,8 @@ async function train(
       trainer.restore(loadCheckpointState(latest.dir));
       log(`resumed from ${latest.dir} (step ${trainer.step})`);
     }
+    const dp = await trainer.startDataParallel();
+    if (dp) log(dp);
     const trainableCount = [...trainer.trainable.values()].reduce((n, v) => n + v.size, 0);
     log(
       `model ${config.model.preset}: ${paramCount(trainer.params).toLocaleString('en-US')} params, ${trainableCount.toLocaleString('en-US')} trained; data: ${data.numSamples} samples, cameras ${data.cameras.join(', ')}`,

@@ -4,15 +4,25 @@
  * the step number, so a resumed run repeats exactly what an uninterrupted one would have done.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { tensorMemory } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { Batch } from '../data/batch.js';
 import { checkRobotFits, type ModelDims, modelDims } from '../model/config.js';
 import { isLoraParam, matchesAny, type Params } from '../model/params.js';
-import { batchObservation, Pi0, prepareInputs, sampleFlowTimes } from '../model/pi0.js';
+import { batchObservation, Pi0, sampleFlowTimes } from '../model/pi0.js';
 import { Rng } from '../model/rng.js';
 import { augmentImages } from './augment.js';
 import type { CheckpointState } from './checkpoint.js';
+import {
+  flowGradients,
+  keptSteps,
+  type LossOptions,
+  partBounds,
+  Replicas,
+  type StepInputs,
+  sliceInputs,
+} from './data-parallel.js';
 import { type AdamState, adamwUpdate, emaUpdate, globalNorm, initAdam, learningRate } from './optimizer.js';
 
 /** Where training batches come from: the dataset loader, or any source with the same shape. */
@@ -40,6 +50,8 @@ export class Trainer {
   readonly trainable = new Map<string, tf.Variable>();
   readonly ema: Map<string, tf.Variable> | null;
   private adam: AdamState;
+  /** Worker replicas computing parts of each batch (`train.data_parallel` > 1), once started. */
+  private replicas: Replicas | null = null;
   /** Steps completed. */
   step = 0;
 
@@ -124,19 +136,14 @@ export class Trainer {
         if (rng.uniform() < dropout) obs.state.fill(0, i * batch.stateDim, (i + 1) * batch.stateDim);
       }
     }
-    const inp = prepareInputs(d, obs);
     const lr = learningRate(t, this.step);
-    const w: Params = this.params;
-    const { value, grads } = tf.variableGrads(
-      () =>
-        this.model.flowLoss(w, inp, actions, batch.actionPad, noise, times, {
-          samples: k,
-          lossDims: t.loss_action_dims === 'robot' ? batch.actionDim : undefined,
-        }),
-      [...this.trainable.values()],
-    );
-    const named: tf.NamedTensorMap = {};
-    for (const [name, v] of this.trainable) named[name] = grads[v.name]!;
+    const inputs: StepInputs = { obs, actions, actionPad: batch.actionPad, noise, times };
+    const opts: LossOptions = {
+      samples: k,
+      lossDims: t.loss_action_dims === 'robot' ? batch.actionDim : undefined,
+    };
+    const { loss: value, grads } = this.gradients(inputs, opts);
+    const named: tf.NamedTensorMap = Object.fromEntries(grads);
     const gradNorm = globalNorm(named);
     const clip = t.optimizer.clip_grad_norm;
     const clipScale = clip !== null && gradNorm > clip ? clip / gradNorm : 1;
@@ -151,11 +158,90 @@ export class Trainer {
     });
     if (this.ema) emaUpdate(this.ema, this.trainable, t.ema_decay!);
     const loss = value.dataSync()[0]!;
-    tf.dispose([value, ...Object.values(grads)]);
+    tf.dispose([value, ...grads.values()]);
     this.step++;
     if (!Number.isFinite(loss))
       throw new Error(`loss became ${loss} at step ${this.step}: lower train.schedule.peak_lr`);
     return { loss, gradNorm, lr };
+  }
+
+  /**
+   * Starts `train.data_parallel` − 1 worker replicas (nothing when it is 1). Only on backends whose
+   * tensor memory JavaScript reaches (wasm, cpu): tfjs-node already runs each kernel on every core.
+   * Returns a line saying what runs, for the log.
+   */
+  async startDataParallel(): Promise<string | null> {
+    const n = this.config.train.data_parallel;
+    if (n <= 1 || this.replicas) return null;
+    const backend = tf.getBackend();
+    if (backend !== 'wasm' && backend !== 'cpu')
+      return `data_parallel ${n} ignored: the ${backend} backend runs each kernel on every core already`;
+    this.replicas = await Replicas.start(n - 1, this.config, this.params, this.trainable);
+    return `data parallel: ${n} replicas (this thread and ${n - 1} worker${n > 2 ? 's' : ''}), the batch of ${this.config.train.batch_size} cut into parts of ${partBounds(
+      this.config.train.batch_size,
+      n,
+    )
+      .map(([a, b]) => b - a)
+      .join(', ')}`;
+  }
+
+  /**
+   * The flow loss of a batch and its gradients by parameter name: here, or cut into parts, one per
+   * replica, recombined as the whole batch's mean (each part weighed by its unpadded action steps).
+   */
+  private gradients(x: StepInputs, opts: LossOptions): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+    const w: Params = this.params;
+    const b = x.obs.batchSize;
+    const reps = this.replicas;
+    if (!reps || b < reps.count + 1) return flowGradients(this.model, this.dims, w, this.trainable, x, opts);
+    const parts = partBounds(b, reps.count + 1).map(([from, to]) => sliceInputs(x, from, to, opts.samples));
+    reps.dispatch(w, parts.slice(1), opts);
+    const own = flowGradients(this.model, this.dims, w, this.trainable, parts[0]!, opts);
+    let results: Array<{ loss: number; grads: Float32Array }>;
+    try {
+      results = reps.collect();
+    } catch (e) {
+      tf.dispose([own.loss, ...own.grads.values()]);
+      throw e;
+    }
+    const kept = parts.map((p) => keptSteps(p.actionPad));
+    const total = kept.reduce((a, c) => a + c, 0);
+    const weight = kept.map((c) => (total === 0 ? 1 / parts.length : c / total));
+    const l = reps.layout;
+    const grads = new Map<string, tf.Tensor>();
+    // Summed in place in this thread's gradient memory (reachable: startDataParallel runs on wasm and
+    // cpu only); a gradient sharing its memory with a weight or another gradient is copied first.
+    const seen = new Set<object>([...this.params.values()].map((v) => v.dataId));
+    for (const [i, name] of l.names.entries()) {
+      if (!l.trainable[i]) continue;
+      let g = own.grads.get(name)!;
+      if (seen.has(g.dataId)) {
+        const copy = tf.tensor(g.dataSync() as Float32Array, g.shape);
+        g.dispose();
+        g = copy;
+      }
+      seen.add(g.dataId);
+      grads.set(name, g);
+      const mem = tensorMemory(g)!;
+      const off = l.offsets[i]!;
+      const w0 = weight[0]!;
+      if (results.length === 1) {
+        const src = results[0]!.grads;
+        const w1 = weight[1]!;
+        for (let j = 0; j < mem.length; j++) mem[j] = w0 * mem[j]! + w1 * src[off + j]!;
+      } else {
+        for (let j = 0; j < mem.length; j++) mem[j]! *= w0;
+        for (const [r, res] of results.entries()) {
+          const wr = weight[r + 1]!;
+          const src = res.grads;
+          for (let j = 0; j < mem.length; j++) mem[j]! += wr * src[off + j]!;
+        }
+      }
+    }
+    let loss = weight[0]! * own.loss.dataSync()[0]!;
+    for (const [r, res] of results.entries()) loss += weight[r + 1]! * res.loss;
+    own.loss.dispose();
+    return { loss: tf.scalar(loss), grads };
   }
 
   /** The weights used for inference and saved as params: the EMA where there is one. */
@@ -197,9 +283,12 @@ export class Trainer {
     set(this.adam.m, s.adamM, 'Adam moment');
     set(this.adam.v, s.adamV, 'Adam moment');
     this.step = s.step;
+    this.replicas?.invalidate();
   }
 
   dispose(): void {
+    void this.replicas?.close();
+    this.replicas = null;
     tf.dispose([
       ...this.params.values(),
       ...(this.ema?.values() ?? []),

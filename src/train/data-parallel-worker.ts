@@ -1,0 +1,73 @@
+/** One replica of a data-parallel trainer (see data-parallel.ts): gradients of its part of each batch. */
+import { workerData } from 'node:worker_threads';
+import * as tf from '@tensorflow/tfjs-core';
+import { type BackendName, setupBackend } from '../backend/index.js';
+import { modelDims } from '../model/config.js';
+import { Pi0 } from '../model/pi0.js';
+import {
+  flowGradients,
+  type LossOptions,
+  readInto,
+  type StepInputs,
+  type WorkerSetup,
+  writeFrom,
+} from './data-parallel.js';
+
+const setup = workerData as WorkerSetup;
+const { layout: l, port, index } = setup;
+const control = new Int32Array(setup.control);
+const losses = new Float64Array(setup.losses);
+const weights = new Float32Array(setup.weights);
+const grads = new Float32Array(setup.grads);
+const word = index * 4;
+
+try {
+  await setupBackend({ backend: setup.backend.name as BackendName, native: setup.backend.native });
+  const dims = modelDims(setup.config.model);
+  const model = new Pi0(dims);
+  const params = new Map<string, tf.Variable>();
+  const trainable = new Map<string, tf.Variable>();
+  for (const [i, name] of l.names.entries()) {
+    const size = l.shapes[i]!.reduce((a, b) => a * b, 1);
+    const v = tf.variable(
+      tf.tensor(weights.subarray(l.offsets[i]!, l.offsets[i]! + size), l.shapes[i]),
+      l.trainable[i],
+    );
+    params.set(name, v);
+    if (l.trainable[i]) trainable.set(name, v);
+  }
+  model.frozen = new Set(l.names.filter((_, i) => !l.trainable[i]));
+
+  const step = (m: { seq: number; all: boolean; inputs: StepInputs; opts: LossOptions }) => {
+    for (const [i, name] of l.names.entries()) {
+      if (!m.all && !l.trainable[i]) continue;
+      const v = params.get(name)!;
+      writeFrom(v, weights.subarray(l.offsets[i]!, l.offsets[i]! + v.size));
+    }
+    const { loss, grads: g } = flowGradients(model, dims, params, trainable, m.inputs, m.opts);
+    try {
+      for (const [i, name] of l.names.entries())
+        if (l.trainable[i]) readInto(g.get(name)!, grads, l.offsets[i]!);
+      losses[index] = loss.dataSync()[0]!;
+    } finally {
+      tf.dispose([loss, ...g.values()]);
+    }
+  };
+  port.on(
+    'message',
+    (m: { type: string; seq: number; all: boolean; inputs: StepInputs; opts: LossOptions }) => {
+      if (m.type !== 'step') return;
+      try {
+        step(m);
+        Atomics.store(control, word, m.seq);
+      } catch (e) {
+        port.postMessage({ type: 'error', message: (e as Error).message });
+        Atomics.store(control, word, -m.seq);
+      }
+      Atomics.notify(control, word);
+    },
+  );
+  port.postMessage({ type: 'ready' });
+} catch (e) {
+  port.postMessage({ type: 'error', message: (e as Error).message });
+}
