@@ -10,8 +10,9 @@
  * Sizes the note leaves open take the values whose parameter count comes nearest PyTorch's: MLP 1024,
  * expert MLP 512, expert width 128 in A too, one vision-only block in B and none in A.
  *
- * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `cpu+blas` the pack under the
- * cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
+ * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `wasm+blas 2 replicas` the pack
+ * with `train.data_parallel: 2` (each batch cut in two, one half on a worker thread: training only),
+ * `cpu+blas` the pack under the cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
  * OPENBLAS_NUM_THREADS (default 1, see src/backend/native/blas.ts); WASM takes VLA_WASM_THREADS (default 1), fixed per
  * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4);
  * BENCH_KERNELS (say `wasm+blas`) runs only the rows of those kernels.
@@ -94,12 +95,15 @@ interface Mode {
   label: string;
   backend: BackendName;
   native: boolean;
+  /** train.data_parallel: replicas sharing each batch, one per core (training only). */
+  replicas?: number;
 }
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 4);
 const MODES: Mode[] = [
   { label: 'wasm', backend: 'wasm', native: false },
   { label: 'wasm+blas', backend: 'wasm', native: true },
+  { label: 'wasm+blas 2 replicas', backend: 'wasm', native: true, replicas: 2 },
   { label: 'cpu+blas', backend: 'cpu', native: true },
 ];
 
@@ -136,12 +140,13 @@ function randomBatch(ref: Reference, d: ModelDims, seed: number): Batch {
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 /** Median training step time (ms) after one warm-up step; also the loss of the first step. */
-function timeTraining(
+async function timeTraining(
   ref: Reference,
   config: TrainConfig,
-): { stepMs: number; firstLoss: number; params: number } {
+): Promise<{ stepMs: number; firstLoss: number; params: number }> {
   const d = modelDims(config.model);
   const trainer = new Trainer(config, initParams(d, 0));
+  await trainer.startDataParallel();
   trainer.checkSource({ cameras: ref.cameras, stateDim: ref.robotDim, actionDim: ref.robotDim });
   const batches = [randomBatch(ref, d, 1), randomBatch(ref, d, 2)];
   const firstLoss = trainer.trainStep(batches[0]!).loss;
@@ -194,23 +199,28 @@ export async function run(): Promise<void> {
   const rows: string[][] = [];
   const lines = new Set<string>();
   for (const ref of REFERENCES) {
-    const config = TrainConfig.parse({
-      name: `native-${ref.name}`,
-      robot: 'aloha',
-      model: ref.model,
-      train: { batch_size: ref.batch },
-    });
     for (const mode of MODES) {
+      const config = TrainConfig.parse({
+        name: `native-${ref.name}`,
+        robot: 'aloha',
+        model: ref.model,
+        train: { batch_size: ref.batch, data_parallel: mode.replicas ?? 1 },
+      });
       if (ONLY.length > 0 && !ONLY.includes(mode.label)) continue;
       // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
       if (mode.backend === 'cpu' && ref.name !== 'A') continue;
       const info = await setupBackend({ backend: mode.backend, native: mode.native });
       lines.add(describeBackend(info).replace(/ \(passed over.*$/, ''));
       const before = packStats();
-      const train = timeTraining(ref, config);
+      const train = await timeTraining(ref, config);
       const after = packStats();
-      const cached = await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9);
-      const uncached = await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3);
+      // Sampling runs on one thread whatever the replicas: the row repeats the single-thread chunk.
+      const chunks = mode.replicas
+        ? null
+        : {
+            cached: await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9),
+            uncached: await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3),
+          };
       const samples = (ref.batch * 1000) / train.stepMs;
       const blasShare = after.blas + after.fallback - before.blas - before.fallback;
       rows.push([
@@ -221,7 +231,7 @@ export async function run(): Promise<void> {
         samples.toFixed(1),
         String(ref.torch.samplesPerSec),
         `${(samples / ref.torch.samplesPerSec).toFixed(2)}×`,
-        `${cached.toFixed(1)} / ${uncached.toFixed(1)}`,
+        chunks ? `${chunks.cached.toFixed(1)} / ${chunks.uncached.toFixed(1)}` : '-',
         `${ref.torch.chunkCached} / ${ref.torch.chunkUncached}`,
         train.firstLoss.toFixed(5),
         mode.native ? `${after.blas - before.blas}/${blasShare}` : '-',
