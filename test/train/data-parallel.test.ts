@@ -100,7 +100,7 @@ describe('data-parallel training', () => {
       for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
     }
     expect(worst).toBeLessThan(1e-5);
-  });
+  }, 90_000);
 
   it('a replica that fails names itself and why', async () => {
     const cfg = config();
@@ -125,7 +125,7 @@ describe('data-parallel training', () => {
     } finally {
       await reps.close();
     }
-  });
+  }, 60_000);
 
   it('asks for no more replicas than samples in a batch', () => {
     expect(() => config({ batch_size: 2, data_parallel: 3 })).toThrow(
