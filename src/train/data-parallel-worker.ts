@@ -10,8 +10,8 @@ import {
   readInto,
   type StepInputs,
   type WorkerSetup,
-  writeFrom,
 } from './data-parallel.js';
+import { replaceValues } from './optimizer.js';
 
 const setup = workerData as WorkerSetup;
 const { layout: l, port, index } = setup;
@@ -27,23 +27,22 @@ try {
   const model = new Pi0(dims);
   const params = new Map<string, tf.Variable>();
   const trainable = new Map<string, tf.Variable>();
+  // The weights arrive with the first step (the main thread sends every one then).
   for (const [i, name] of l.names.entries()) {
-    const size = l.shapes[i]!.reduce((a, b) => a * b, 1);
-    const v = tf.variable(
-      tf.tensor(weights.subarray(l.offsets[i]!, l.offsets[i]! + size), l.shapes[i]),
-      l.trainable[i],
-    );
+    const v = tf.variable(tf.zeros(l.shapes[i]!), l.trainable[i]);
     params.set(name, v);
     if (l.trainable[i]) trainable.set(name, v);
   }
   model.frozen = new Set(l.names.filter((_, i) => !l.trainable[i]));
 
   const step = (m: { seq: number; all: boolean; inputs: StepInputs; opts: LossOptions }) => {
-    for (const [i, name] of l.names.entries()) {
-      if (!m.all && !l.trainable[i]) continue;
-      const v = params.get(name)!;
-      writeFrom(v, weights.subarray(l.offsets[i]!, l.offsets[i]! + v.size));
-    }
+    // New tensors, never the old ones' memory rewritten (see optimizer.ts: XNNPACK caches weights);
+    // copies, so that the cpu backend's tensors do not alias the shared buffer.
+    const load = l.names.map((_, i) => i).filter((i) => m.all || l.trainable[i]);
+    replaceValues(
+      load.map((i) => params.get(l.names[i]!)!),
+      load.map((i) => weights.slice(l.offsets[i]!, l.offsets[i]! + params.get(l.names[i]!)!.size)),
+    );
     const { loss, grads: g } = flowGradients(model, dims, params, trainable, m.inputs, m.opts);
     try {
       for (const [i, name] of l.names.entries())

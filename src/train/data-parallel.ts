@@ -103,7 +103,7 @@ export interface Layout {
 
 export function layoutOf(params: Map<string, tf.Variable>, trainable: Map<string, tf.Variable>): Layout {
   const l: Layout = { names: [], shapes: [], offsets: [], trainable: [], total: 0, trainableTotal: 0 };
-  // Trainable weights first, so that one contiguous prefix carries them each step.
+  // Trainable weights first: the gradient buffers hold that prefix only.
   const order = [...params.keys()].sort((a, b) => Number(trainable.has(b)) - Number(trainable.has(a)));
   for (const n of order) {
     const v = params.get(n)!;
@@ -120,13 +120,6 @@ export function layoutOf(params: Map<string, tf.Variable>, trainable: Map<string
 /** Copies a tensor's values into `dst` at `offset`, straight from its memory where that can be reached. */
 export function readInto(t: tf.Tensor, dst: Float32Array, offset: number): void {
   dst.set(tensorMemory(t) ?? (t.dataSync() as Float32Array), offset);
-}
-
-/** Overwrites a variable's values with `src`, in place where its memory can be reached. */
-export function writeFrom(v: tf.Variable, src: Float32Array): void {
-  const mem = tensorMemory(v);
-  if (mem) mem.set(src);
-  else tf.tidy(() => v.assign(tf.tensor(src, v.shape)));
 }
 
 /** Control words: the step a replica has finished (negated when it failed), and the loss it reached. */

@@ -41,9 +41,14 @@ export function initAdam(trainable: Map<string, tf.Variable>, scope: string): Ad
 
 /**
  * The float32 memory of every tensor, in order, where all of it can be reached in place and no two
- * share it; else null. The in-place updates below then write each tensor exactly once per step, in one
- * pass over its memory, where the tfjs ops take about ten kernels (each a pass and an allocation) per
- * parameter: with WASM, AdamW and the EMA cost 15–38 ms per step of pick_place's 1.1M-weight model.
+ * share it; else null. The updates below then make one pass per parameter over its memory, where the
+ * tfjs ops take about ten kernels (each a pass and an allocation) per parameter: with WASM, AdamW and
+ * the EMA cost 15–38 ms per step of pick_place's 1.1M-weight model, 7–12 ms so.
+ *
+ * Only the Adam moments are written in place. Weights (the params and their EMA) get new tensors:
+ * WASM's own matmul (XNNPACK) packs a weight operand once and caches it by tensor, so a weight changed
+ * under the same tensor would be multiplied as it was (seen: a resumed run drifting from the
+ * uninterrupted one with the native kernels off).
  */
 function memories(tensors: tf.Tensor[]): Float32Array[] | null {
   const seen = new Set<object>();
@@ -56,6 +61,11 @@ function memories(tensors: tf.Tensor[]): Float32Array[] | null {
     out.push(mem);
   }
   return out;
+}
+
+/** Gives each variable a new tensor holding `values` (see memories: weights are never written in place). */
+export function replaceValues(vars: tf.Variable[], values: Float32Array[]): void {
+  for (const [i, v] of vars.entries()) tf.tidy(() => v.assign(tf.tensor(values[i]!, v.shape)));
 }
 
 /** √(Σ‖g‖²) over all gradients, read back as a number (one sync per step). */
@@ -100,8 +110,9 @@ export function adamwUpdate(
   );
   if (mems) {
     const { b1, b2, eps, lr, weightDecay: wd, clipScale } = opts;
-    for (let i = 0; i < names.length; i++) {
+    const next = names.map((_, i) => {
       const [p, m, v, g] = [mems[4 * i]!, mems[4 * i + 1]!, mems[4 * i + 2]!, mems[4 * i + 3]!];
+      const out = new Float32Array(p.length);
       for (let j = 0; j < p.length; j++) {
         const gj = g[j]! * clipScale;
         const mj = b1 * m[j]! + (1 - b1) * gj;
@@ -109,9 +120,15 @@ export function adamwUpdate(
         m[j] = mj;
         v[j] = vj;
         const update = mj / c1 / (Math.sqrt(vj / c2) + eps);
-        p[j] = p[j]! - lr * (wd > 0 ? update + wd * p[j]! : update);
+        out[j] = p[j]! - lr * (wd > 0 ? update + wd * p[j]! : update);
       }
-    }
+      return out;
+    });
+    // After the loops: a new tensor may grow the WASM heap, which detaches the views above.
+    replaceValues(
+      names.map((n) => trainable.get(n)!),
+      next,
+    );
     return;
   }
   for (const [name, p] of trainable) {
@@ -141,10 +158,16 @@ export function emaUpdate(
   const names = [...ema.keys()];
   const mems = memories(names.flatMap((n) => [ema.get(n)!, params.get(n)!]));
   if (mems) {
-    for (let i = 0; i < names.length; i++) {
+    const next = names.map((_, i) => {
       const [e, p] = [mems[2 * i]!, mems[2 * i + 1]!];
-      for (let j = 0; j < e.length; j++) e[j] = decay * e[j]! + (1 - decay) * p[j]!;
-    }
+      const out = new Float32Array(e.length);
+      for (let j = 0; j < e.length; j++) out[j] = decay * e[j]! + (1 - decay) * p[j]!;
+      return out;
+    });
+    replaceValues(
+      names.map((n) => ema.get(n)!),
+      next,
+    );
     return;
   }
   for (const [name, e] of ema) {

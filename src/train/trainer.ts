@@ -224,18 +224,10 @@ export class Trainer {
       grads.set(name, g);
       const mem = tensorMemory(g)!;
       const off = l.offsets[i]!;
-      const w0 = weight[0]!;
-      if (results.length === 1) {
-        const src = results[0]!.grads;
-        const w1 = weight[1]!;
-        for (let j = 0; j < mem.length; j++) mem[j] = w0 * mem[j]! + w1 * src[off + j]!;
-      } else {
-        for (let j = 0; j < mem.length; j++) mem[j]! *= w0;
-        for (const [r, res] of results.entries()) {
-          const wr = weight[r + 1]!;
-          const src = res.grads;
-          for (let j = 0; j < mem.length; j++) mem[j]! += wr * src[off + j]!;
-        }
+      for (let j = 0; j < mem.length; j++) mem[j]! *= weight[0]!;
+      for (const [r, res] of results.entries()) {
+        const wr = weight[r + 1]!;
+        for (let j = 0; j < mem.length; j++) mem[j]! += wr * res.grads[off + j]!;
       }
     }
     let loss = weight[0]! * own.loss.dataSync()[0]!;

@@ -127,6 +127,44 @@ describe('data-parallel training', () => {
     }
   }, 60_000);
 
+  it("with WASM's own kernels, updated weights reach the next step's products (XNNPACK caches them)", async () => {
+    // The pack off: WASM multiplies on XNNPACK, which packs a weight once per tensor. Weights written
+    // in place would be multiplied as they were; a restored trainer (new tensors) then drifts away.
+    await setupBackend({ backend: 'wasm', native: false });
+    try {
+      const cfg = config({ flow_samples: 1 });
+      const data = syntheticSource({ imageSize: 32, horizon: H, frames: 8 });
+      const run = async (restoreAt: number | null, replicas: number) => {
+        const c = config({ flow_samples: 1, data_parallel: replicas });
+        let t = new Trainer(c, initParams(modelDims(cfg.model), 0));
+        t.checkSource(data);
+        await t.startDataParallel();
+        for (let s = 0; s < 3; s++) {
+          if (s === restoreAt) {
+            const state = await t.state();
+            t.dispose();
+            t = new Trainer(c, initParams(modelDims(cfg.model), 0));
+            t.checkSource(data);
+            t.restore(state);
+          }
+          t.trainStep(data.batchAt(s, 5, 0));
+        }
+        const w = t.params.get('vision/patch_embed/kernel')!.dataSync().slice();
+        t.dispose();
+        return w;
+      };
+      const straight = await run(null, 1);
+      expect(await run(2, 1)).toEqual(straight);
+      const replicated = await run(null, 2);
+      let worst = 0;
+      for (let i = 0; i < straight.length; i++)
+        worst = Math.max(worst, Math.abs(replicated[i]! - straight[i]!));
+      expect(worst).toBeLessThan(1e-6);
+    } finally {
+      await setupBackend({ backend: 'wasm' });
+    }
+  }, 90_000);
+
   it('asks for no more replicas than samples in a batch', () => {
     expect(() => config({ batch_size: 2, data_parallel: 3 })).toThrow(
       /data_parallel|at most batch_size \(2\)/,
