@@ -7,11 +7,11 @@ import { Pi0 } from '../model/pi0.js';
 import {
   flowGradients,
   type LossOptions,
+  loadValues,
   readInto,
   type StepInputs,
   type WorkerSetup,
 } from './data-parallel.js';
-import { replaceValues } from './optimizer.js';
 
 const setup = workerData as WorkerSetup;
 const { layout: l, port, index } = setup;
@@ -36,12 +36,10 @@ try {
   model.frozen = new Set(l.names.filter((_, i) => !l.trainable[i]));
 
   const step = (m: { seq: number; all: boolean; inputs: StepInputs; opts: LossOptions }) => {
-    // New tensors, never the old ones' memory rewritten (see optimizer.ts: XNNPACK caches weights);
-    // copies, so that the cpu backend's tensors do not alias the shared buffer.
     const load = l.names.map((_, i) => i).filter((i) => m.all || l.trainable[i]);
-    replaceValues(
+    loadValues(
       load.map((i) => params.get(l.names[i]!)!),
-      load.map((i) => weights.slice(l.offsets[i]!, l.offsets[i]! + params.get(l.names[i]!)!.size)),
+      load.map((i) => weights.subarray(l.offsets[i]!, l.offsets[i]! + params.get(l.names[i]!)!.size)),
     );
     const { loss, grads: g } = flowGradients(model, dims, params, trainable, m.inputs, m.opts);
     try {

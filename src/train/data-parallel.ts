@@ -122,6 +122,16 @@ export function readInto(t: tf.Tensor, dst: Float32Array, offset: number): void 
   dst.set(tensorMemory(t) ?? (t.dataSync() as Float32Array), offset);
 }
 
+/**
+ * Gives each variable a new tensor holding a copy of `values`. Never the old tensor's memory
+ * rewritten: WASM's own matmul (XNNPACK) packs a weight operand once and caches it per tensor, so a
+ * weight changed in place would be multiplied as it was; and a copy, since the cpu backend keeps the
+ * array it is given (here a view of the shared buffer the main thread rewrites).
+ */
+export function loadValues(vars: tf.Variable[], values: Float32Array[]): void {
+  for (const [i, v] of vars.entries()) tf.tidy(() => v.assign(tf.tensor(values[i]!.slice(), v.shape)));
+}
+
 /** Control words: the step a replica has finished (negated when it failed), and the loss it reached. */
 const DONE = 0;
 /** How long a step may take before the main thread gives up on a replica. */
