@@ -160,6 +160,11 @@ export function register(program: Command): void {
     .option('--format <v>', 'LeRobot format: v2.1 or v3.0', 'v2.1')
     .option('--seed <n>', 'seed of the first episode', '0')
     .option('--size <WxH>', 'camera frame size', '224x224')
+    .option(
+      '--action-noise <std>',
+      'DART: execute the expert with a drifting offset of this standard deviation on each arm joint (radians) and record its clean actions, so the data shows recoveries',
+    )
+    .option('--noise-tau <steps>', 'correlation time of the --action-noise offset, in control steps', '10')
     .action(
       async (opts: {
         task: string;
@@ -168,6 +173,8 @@ export function register(program: Command): void {
         format: string;
         seed: string;
         size: string;
+        actionNoise?: string;
+        noiseTau: string;
       }) => {
         getTask(opts.task);
         if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
@@ -186,6 +193,13 @@ export function register(program: Command): void {
           seed: intOption('seed', opts.seed, 0)!,
           width: parseSize(opts.size)[0],
           height: parseSize(opts.size)[1],
+          actionNoise:
+            opts.actionNoise === undefined
+              ? undefined
+              : {
+                  std: numberOption('action-noise', opts.actionNoise, 0)!,
+                  tau: numberOption('noise-tau', opts.noiseTau, 1)!,
+                },
           onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
         });
         console.log(

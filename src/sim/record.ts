@@ -2,14 +2,20 @@
  * `vla sim record`: scripted-expert demonstrations written as a LeRobot dataset (state, action, camera
  * videos, the task prompt, fps). Episodes run their full length; one that never reached success is
  * discarded and counted, and the next seed is tried.
+ *
+ * With `actionNoise`, the arm executes the expert's action plus a slowly drifting joint offset while the
+ * dataset records the expert's own action (DART, Laskey et al. 2017): the states wander off the expert's
+ * path and the labels lead back to it, so a policy sees how to recover from its own small errors.
  */
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { createDataset, type WriteFormat } from '../data/writer.js';
-import { SimEnv } from './env.js';
+import type { Agent } from './agent.js';
+import { SimEnv, type SimObservation } from './env.js';
 import { type Plan, WaypointExpert } from './expert.js';
 import { specCameraNames } from './policy-agent.js';
 import { simProvenance } from './provenance.js';
+import { Rng } from './rng.js';
 import { runEpisode } from './rollout.js';
 import { getTask } from './tasks/index.js';
 
@@ -24,9 +30,80 @@ export interface RecordOptions {
   height?: number;
   /** Another scripted expert than the task's own (a variant, or one under development). */
   plan?: Plan;
+  /** Executed actions drift from the recorded expert actions by this much (arm joints only). */
+  actionNoise?: ActionNoise;
   /** Give up after this many failed episodes (default: as many as requested, plus 5). */
   maxFailures?: number;
   onEpisode?(saved: number, failed: number, success: boolean): void;
+}
+
+export interface ActionNoise {
+  /** Stationary standard deviation of each joint's offset, in the action's units (radians). */
+  std: number;
+  /** Correlation time in control steps: an Ornstein-Uhlenbeck offset, not white noise per step. */
+  tau: number;
+}
+
+/**
+ * The expert, executed with a drifting offset on every arm joint (not the grippers). `recorded` is the
+ * expert's own last action, the label; the env gets the perturbed one. The offsets draw from a generator
+ * seeded by the episode's seed, so a recording is reproducible.
+ */
+export class PerturbedExpert implements Agent {
+  recorded: Float32Array = new Float32Array(0);
+  private offset: Float64Array = new Float64Array(0);
+  private rng = new Rng(0);
+  private joints: number[] = [];
+
+  constructor(
+    private readonly expert: Agent,
+    private readonly noise: ActionNoise,
+  ) {
+    if (!(noise.std >= 0) || !(noise.tau >= 1)) {
+      throw new UserError(
+        `action noise: expected std >= 0 and tau >= 1 step, got std ${noise.std} and tau ${noise.tau}`,
+      );
+    }
+  }
+
+  /** Before each episode's reset: the noise of that seed. */
+  seed(seed: number): void {
+    this.rng = new Rng((seed * 2654435761) ^ 0x5eed);
+  }
+
+  reset(env: SimEnv): Promise<void> | void {
+    this.joints = [];
+    let k = 0;
+    for (const arm of env.robot.arms) {
+      for (let j = 0; j < arm.joints.length; j++) this.joints.push(k + j);
+      k += arm.joints.length + 1;
+    }
+    // Each offset starts from its stationary distribution, so the first steps are perturbed too.
+    this.offset = Float64Array.from(this.joints, () => this.noise.std * this.gaussian());
+    return this.expert.reset(env);
+  }
+
+  async act(obs: SimObservation, env: SimEnv): Promise<Float32Array> {
+    const clean = await this.expert.act(obs, env);
+    this.recorded = clean;
+    const out = Float32Array.from(clean);
+    const keep = 1 - 1 / this.noise.tau;
+    const kick = this.noise.std * Math.sqrt(1 - keep * keep);
+    for (const [i, j] of this.joints.entries()) {
+      this.offset[i] = keep * this.offset[i]! + kick * this.gaussian();
+      out[j] = out[j]! + this.offset[i]!;
+    }
+    return out;
+  }
+
+  close(): Promise<void> | void {
+    return this.expert.close?.();
+  }
+
+  private gaussian(): number {
+    const u = 1 - this.rng.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.rng.next());
+  }
 }
 
 export interface RecordReport {
@@ -50,7 +127,10 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     robotType: task.robot.name,
     format: opts.format,
     // Which scene (cameras, objects) the frames come from; checked again at training and evaluation.
-    extraInfo: { simulation: simProvenance(task) },
+    extraInfo: {
+      simulation: simProvenance(task),
+      ...(opts.actionNoise ? { recording: { action_noise: opts.actionNoise } } : {}),
+    },
     features: {
       state: { names: spec.state.names },
       action: { names: spec.action.names },
@@ -58,15 +138,23 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     },
   });
   const env = await SimEnv.create(task, { cameras, width, height });
-  const agent = await WaypointExpert.create(env, plan);
+  const expertAgent = await WaypointExpert.create(env, plan);
+  const perturbed = opts.actionNoise ? new PerturbedExpert(expertAgent, opts.actionNoise) : null;
+  const agent: Agent = perturbed ?? expertAgent;
   const maxFailures = opts.maxFailures ?? opts.episodes + 5;
   const report: RecordReport = { dir: writer.dir, saved: 0, failed: 0, frames: 0, seeds: [] };
   try {
     for (let attempt = 0; report.saved < opts.episodes; attempt++) {
       const seed = opts.seed + attempt;
+      perturbed?.seed(seed);
       const result = await runEpisode(env, agent, attempt, seed, {
         onStep: (obs, action) => {
-          writer.addFrame({ state: obs.state, action, images: obs.images, task: obs.prompt });
+          writer.addFrame({
+            state: obs.state,
+            action: perturbed?.recorded ?? action,
+            images: obs.images,
+            task: obs.prompt,
+          });
         },
       });
       if (result.success) {
@@ -87,7 +175,7 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     }
     await writer.finalize();
   } finally {
-    agent.close();
+    expertAgent.close();
     env.free();
   }
   return report;

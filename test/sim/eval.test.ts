@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import YAML from 'yaml';
 import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js';
+import { openParquet, readColumns } from '../../src/data/parquet.js';
 import { validateDataset } from '../../src/data/validate.js';
 import { pack } from '../../src/serving/codec.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
@@ -124,6 +125,52 @@ describe('recording and evaluation', () => {
       }),
     ).rejects.toThrow('pick_place: the expert failed 1 episode (saved 0); giving up');
   }, 60_000);
+
+  it('records DART demonstrations: perturbed states, the clean expert actions as labels, reproducible per seed', async () => {
+    const record = async (name: string, noise?: { std: number; tau: number }) => {
+      const out = path.join(dir, name);
+      const rec = await recordDataset({
+        task: 'pick_place',
+        episodes: 1,
+        out,
+        format: 'v2.1',
+        seed: 0,
+        width: 32,
+        height: 32,
+        actionNoise: noise,
+      });
+      expect(rec.seeds).toEqual([0]);
+      const pq = await openParquet(path.join(out, 'data/chunk-000/episode_000000.parquet'));
+      const cols = await readColumns(pq, ['observation.state', 'action']);
+      const info = JSON.parse(readFileSync(path.join(out, 'meta/info.json'), 'utf8'));
+      const rows = (k: string) => (cols[k] as ArrayLike<number>[]).map((r) => Array.from(r));
+      return { state: rows('observation.state'), action: rows('action'), info };
+    };
+    const clean = await record('clean');
+    const noisy = await record('noisy', { std: 0.02, tau: 10 });
+    const again = await record('noisy-again', { std: 0.02, tau: 10 });
+    // The labels are the expert's own actions (its plan is fixed at reset), the states are not its states.
+    expect(noisy.action).toEqual(clean.action);
+    const drift = noisy.state.map((row, t) =>
+      Math.max(...row.slice(0, 7).map((v, j) => Math.abs(v - clean.state[t]![j]!))),
+    );
+    expect(Math.max(...drift)).toBeGreaterThan(0.01);
+    expect(Math.max(...drift)).toBeLessThan(0.2);
+    // The same seed draws the same noise.
+    expect(again.state).toEqual(noisy.state);
+    expect(noisy.info.recording).toEqual({ action_noise: { std: 0.02, tau: 10 } });
+    expect(clean.info.recording).toBeUndefined();
+    await expect(
+      recordDataset({
+        task: 'pick_place',
+        episodes: 1,
+        out: path.join(dir, 'bad-noise'),
+        format: 'v2.1',
+        seed: 0,
+        actionNoise: { std: 0.02, tau: 0.5 },
+      }),
+    ).rejects.toThrow('action noise: expected std >= 0 and tau >= 1 step, got std 0.02 and tau 0.5');
+  }, 90_000);
 
   it('runs episodes in worker threads; zero actions never succeed', async () => {
     const server = await serve('single_arm_sim', { kind: 'zeros' });
