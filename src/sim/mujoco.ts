@@ -169,12 +169,18 @@ export class Sim {
   contacts(): ContactPair[] {
     const out: ContactPair[] = [];
     const n = this.data.ncon;
+    // Each read of `data.contact` allocates a vector in the WASM heap: it must be deleted, or every
+    // reward check leaks a few kilobytes and a long recording runs out of the 2 GiB heap.
     const vec = this.data.contact;
-    for (let i = 0; i < n; i++) {
-      const c = vec.get(i);
-      if (!c) continue;
-      out.push({ geom1: c.geom1, geom2: c.geom2 });
-      c.delete();
+    try {
+      for (let i = 0; i < n; i++) {
+        const c = vec.get(i);
+        if (!c) continue;
+        out.push({ geom1: c.geom1, geom2: c.geom2 });
+        c.delete();
+      }
+    } finally {
+      vec.delete();
     }
     return out;
   }
