@@ -190,7 +190,8 @@ function codecArgs(codec: VideoCodec, crf: number | undefined): string[] {
 export class VideoEncoder {
   private readonly child;
   private readonly tmp: string;
-  private readonly exited: Promise<number>;
+  /** ffmpeg's exit code once it has exited (-1 when it could not start). */
+  readonly exited: Promise<number>;
   private stderr = '';
   frames = 0;
 
@@ -260,8 +261,14 @@ export class VideoEncoder {
     renameSync(this.tmp, this.file);
   }
 
+  /**
+   * Drops the video. ffmpeg answers SIGTERM only between reads, and it blocks reading a pipe that stays
+   * open, so a terminated encoder used to linger and keep the process alive after a discarded episode:
+   * the pipe is closed and the process killed outright.
+   */
   abort(): void {
-    this.child.kill();
+    this.child.stdin.destroy();
+    this.child.kill('SIGKILL');
     rmSync(this.tmp, { force: true });
   }
 }

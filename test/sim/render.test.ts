@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { decode } from 'fast-png';
@@ -109,5 +109,23 @@ describe('software renderer', () => {
       { encoding: 'utf8' },
     ).trim();
     expect(probe).toBe('h264,224,224,12');
+  });
+
+  it.runIf(hasFfmpeg)('an aborted video ends its ffmpeg and leaves no file', async () => {
+    env.reset(3);
+    const file = path.join(dir, 'dropped.mp4');
+    const video = new VideoEncoder(file, { width: 224, height: 224, fps: 50 });
+    for (let t = 0; t < 3; t++) video.write(env.render('cam_high'));
+    await video.drain();
+    // Let ffmpeg start and block reading the pipe, where a plain SIGTERM never reached it.
+    await new Promise((r) => setTimeout(r, 1000));
+    video.abort();
+    // A lingering ffmpeg (blocked reading its still-open pipe) kept `vla sim record` from exiting.
+    const code = await Promise.race([
+      video.exited,
+      new Promise<string>((r) => setTimeout(() => r('still running'), 5000)),
+    ]);
+    expect(code).not.toBe('still running');
+    expect(readdirSync(dir).filter((f) => f.startsWith('dropped'))).toEqual([]);
   });
 });
