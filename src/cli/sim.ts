@@ -164,7 +164,10 @@ export function register(program: Command): void {
       '--action-noise <std>',
       'DART: execute the expert with a drifting offset of this standard deviation on each arm joint (radians) and record its clean actions, so the data shows recoveries',
     )
-    .option('--noise-tau <steps>', 'correlation time of the --action-noise offset, in control steps', '10')
+    .option(
+      '--noise-tau <steps>',
+      'correlation time of the --action-noise offset, in control steps (default: 10)',
+    )
     .action(
       async (opts: {
         task: string;
@@ -174,9 +177,14 @@ export function register(program: Command): void {
         seed: string;
         size: string;
         actionNoise?: string;
-        noiseTau: string;
+        noiseTau?: string;
       }) => {
         getTask(opts.task);
+        if (opts.noiseTau !== undefined && opts.actionNoise === undefined) {
+          throw new UserError(
+            `--noise-tau ${opts.noiseTau}: it shapes the --action-noise offset; give --action-noise <std> too`,
+          );
+        }
         if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
           throw new UserError(`--format ${opts.format}: expected v2.1 or v3.0`);
         }
@@ -198,7 +206,7 @@ export function register(program: Command): void {
               ? undefined
               : {
                   std: numberOption('action-noise', opts.actionNoise, 0)!,
-                  tau: numberOption('noise-tau', opts.noiseTau, 1)!,
+                  tau: numberOption('noise-tau', opts.noiseTau, 1) ?? 10,
                 },
           onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
         });

@@ -47,7 +47,8 @@ export interface ActionNoise {
 /**
  * The expert, executed with a drifting offset on every arm joint (not the grippers). `recorded` is the
  * expert's own last action, the label; the env gets the perturbed one. The offsets draw from a generator
- * seeded by the episode's seed, so a recording is reproducible.
+ * seeded by a hash of the episode's seed (the scene draws from the seed itself), so a recording is
+ * reproducible.
  */
 export class PerturbedExpert implements Agent {
   recorded: Float32Array = new Float32Array(0);
@@ -68,7 +69,7 @@ export class PerturbedExpert implements Agent {
 
   /** Before each episode's reset: the noise of that seed. */
   seed(seed: number): void {
-    this.rng = new Rng((seed * 2654435761) ^ 0x5eed);
+    this.rng = new Rng(Math.imul(seed, 0x9e3779b1) ^ 0x5eed);
   }
 
   reset(env: SimEnv): Promise<void> | void {
@@ -79,7 +80,7 @@ export class PerturbedExpert implements Agent {
       k += arm.joints.length + 1;
     }
     // Each offset starts from its stationary distribution, so the first steps are perturbed too.
-    this.offset = Float64Array.from(this.joints, () => this.noise.std * this.gaussian());
+    this.offset = Float64Array.from(this.joints, () => this.noise.std * this.rng.normal());
     return this.expert.reset(env);
   }
 
@@ -90,7 +91,7 @@ export class PerturbedExpert implements Agent {
     const keep = 1 - 1 / this.noise.tau;
     const kick = this.noise.std * Math.sqrt(1 - keep * keep);
     for (const [i, j] of this.joints.entries()) {
-      this.offset[i] = keep * this.offset[i]! + kick * this.gaussian();
+      this.offset[i] = keep * this.offset[i]! + kick * this.rng.normal();
       out[j] = out[j]! + this.offset[i]!;
     }
     return out;
@@ -98,11 +99,6 @@ export class PerturbedExpert implements Agent {
 
   close(): Promise<void> | void {
     return this.expert.close?.();
-  }
-
-  private gaussian(): number {
-    const u = 1 - this.rng.next();
-    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.rng.next());
   }
 }
 
@@ -138,9 +134,9 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     },
   });
   const env = await SimEnv.create(task, { cameras, width, height });
-  const expertAgent = await WaypointExpert.create(env, plan);
-  const perturbed = opts.actionNoise ? new PerturbedExpert(expertAgent, opts.actionNoise) : null;
-  const agent: Agent = perturbed ?? expertAgent;
+  const scripted = await WaypointExpert.create(env, plan);
+  const perturbed = opts.actionNoise ? new PerturbedExpert(scripted, opts.actionNoise) : null;
+  const agent: Agent = perturbed ?? scripted;
   const maxFailures = opts.maxFailures ?? opts.episodes + 5;
   const report: RecordReport = { dir: writer.dir, saved: 0, failed: 0, frames: 0, seeds: [] };
   try {
@@ -175,7 +171,7 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
     }
     await writer.finalize();
   } finally {
-    expertAgent.close();
+    await agent.close?.();
     env.free();
   }
   return report;

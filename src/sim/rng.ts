@@ -16,6 +16,11 @@ export class Rng {
   uniform(lo: number, hi: number): number {
     return lo + (hi - lo) * this.next();
   }
+  /** Standard normal (Box-Muller; 1 - u keeps the logarithm finite). */
+  normal(): number {
+    const u = 1 - this.next();
+    return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * this.next());
+  }
   int(n: number): number {
     return Math.floor(this.next() * n);
   }
