@@ -47,16 +47,48 @@ export const matmul2dFrozenB = explicitMatmul(true, false);
 /** For a model input `a` (patches, one-hot tokens): only the weight's gradient. */
 export const matmul2dInputA = explicitMatmul(false, true);
 
-/** Gemma's RMSNorm: x / rms(x) · (1 + scale), scale starting at zero. */
-export function rmsNorm(x: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
-  const ms = tf.mean(tf.mul(x, x), -1, true);
-  return tf.mul(tf.mul(x, tf.rsqrt(tf.add(ms, 1e-6))), tf.add(scale, 1));
-}
+/**
+ * Gemma's RMSNorm: x / rms(x) · (1 + scale), scale starting at zero. Its gradient is written out: the
+ * one tfjs derives goes through Mean's, which builds a tensor of ones the size of x in JavaScript on
+ * every call (its memory freshly faulted in: the largest cost outside the matmuls in a training step).
+ * With n = x·r, r = 1/√(mean(x²) + ε) per row and g = dy·(1 + scale):
+ * dx = r·(g − n·mean(g·n)), dscale = Σ_rows dy·n.
+ */
+export const rmsNorm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, scale, save] = args as [tf.Tensor2D, tf.Tensor, tf.GradSaveFunc];
+  const r = tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6));
+  const n = tf.mul(x, r);
+  const gain = tf.add(scale, 1);
+  save([n, r, gain]);
+  return {
+    value: tf.mul(n, gain),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sn, sr, sgain] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
+      const g = tf.mul(dy, sgain);
+      const dx = tf.mul(sr, tf.sub(g, tf.mul(sn, tf.mean(tf.mul(g, sn), -1, true))));
+      return [dx, tf.sum(tf.mul(dy, sn), 0)];
+    },
+  };
+}) as (x: tf.Tensor2D, scale: tf.Tensor) => tf.Tensor2D;
 
-/** GELU in its sigmoid form, x·σ(1.702x): three cheap ops where the tanh form needs a cube and more. */
-export function gelu(x: tf.Tensor): tf.Tensor {
-  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
-}
+/**
+ * GELU in its sigmoid form, x·σ(1.702x): three cheap ops where the tanh form needs a cube and more. The
+ * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x) kept from the forward pass, is written out:
+ * tfjs's own goes through the product rule with a cast per factor.
+ */
+export const gelu = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  const s = tf.sigmoid(tf.mul(x, 1.702));
+  save([x, s]);
+  return {
+    value: tf.mul(x, s),
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, ss] = saved as [tf.Tensor, tf.Tensor];
+      const slope = tf.add(ss, tf.mul(tf.mul(sx, 1.702), tf.mul(ss, tf.sub(1, ss))));
+      return [tf.mul(dy, slope)];
+    },
+  };
+}) as (x: tf.Tensor) => tf.Tensor;
 
 export function silu(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(x));

@@ -278,6 +278,22 @@ describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels',
     tf.dispose([y, v]);
   });
 
+  it('a cast to the same dtype shares memory on WASM; a cast to another converts', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+    const x = tf.tensor1d([1.5, -2, 3]);
+    const buffers = tf.memory().numDataBuffers;
+    const same = tf.cast(x, 'float32');
+    expect(tf.memory().numDataBuffers).toBe(buffers);
+    x.dispose();
+    expect(Array.from(same.dataSync())).toEqual([1.5, -2, 3]);
+    const ints = tf.cast(same, 'int32');
+    expect(ints.dtype).toBe('int32');
+    expect(Array.from(ints.dataSync())).toEqual([1, -2, 3]);
+    const bools = tf.cast(tf.tensor1d([0, 2, 0], 'int32'), 'bool');
+    expect(Array.from(bools.dataSync())).toEqual([0, 1, 0]);
+    tf.dispose([same, ints, bools]);
+  });
+
   it('keeps tensor memory flat (no leaked intermediates)', () => {
     installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
     const a = tf.randomNormal([ROWS, 256]);

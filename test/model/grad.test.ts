@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { ModelConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
+import { gelu, rmsNorm } from '../../src/model/layers.js';
 import { initParams, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 
@@ -79,4 +80,37 @@ describe('gradients', () => {
       }
     },
   );
+});
+
+describe('written-out gradients', () => {
+  // rmsNorm and gelu carry their own gradients (tfjs's go through Mean's, which fills a tensor of ones in
+  // JavaScript per call); they must equal what tfjs derives from the plain formulas.
+  const plainRmsNorm = (x: tf.Tensor2D, scale: tf.Tensor) =>
+    tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6))), tf.add(scale, 1));
+  const plainGelu = (x: tf.Tensor) => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
+  const maxRel = (a: tf.Tensor, b: tf.Tensor) => {
+    const x = a.dataSync();
+    const y = b.dataSync();
+    const scale = Math.max(...Array.from(y, Math.abs));
+    let worst = 0;
+    for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!) / scale);
+    return worst;
+  };
+
+  it.each(['cpu', 'wasm'] as const)('rmsNorm and gelu match tfjs autodiff on %s', async (backend) => {
+    await setupBackend({ backend, native: false });
+    const rng = new Rng(4);
+    const x = tf.tensor2d(rng.normals(37 * 24, 2), [37, 24]);
+    const scale = tf.tensor1d(rng.normals(24, 0.3));
+    const dy = tf.tensor2d(rng.normals(37 * 24), [37, 24]);
+    const ours = tf.grads((a: tf.Tensor, s: tf.Tensor) => rmsNorm(a as tf.Tensor2D, s))([x, scale], dy);
+    const ref = tf.grads((a: tf.Tensor, s: tf.Tensor) => plainRmsNorm(a as tf.Tensor2D, s))([x, scale], dy);
+    expect(maxRel(rmsNorm(x, scale), plainRmsNorm(x, scale))).toBe(0);
+    expect(maxRel(ours[0]!, ref[0]!)).toBeLessThan(1e-5);
+    expect(maxRel(ours[1]!, ref[1]!)).toBeLessThan(1e-5);
+    const g = tf.grad(gelu)(x, dy);
+    const gRef = tf.grad(plainGelu)(x, dy);
+    expect(maxRel(gelu(x), plainGelu(x))).toBe(0);
+    expect(maxRel(g, gRef)).toBeLessThan(1e-5);
+  });
 });

@@ -21,11 +21,13 @@ export type PackHost = (typeof PACK_HOSTS)[number];
 /**
  * The kernels the pack replaces on each host: tf.matMul runs as BatchMatMul, tf.fused.matMul as
  * _FusedMatMul; on WASM also Identity, which copies there where the cpu backend shares the memory, and
- * Slice and SplitV, which copy the whole input out of the heap before slicing it (see slice.ts); on
- * both, Sum over leading axes, which the hosts transpose before reducing (see reduce.ts).
+ * Cast to the dtype a tensor already has, which WASM copies too (tfjs's gradients of Mul and Div cast
+ * each factor to float32: a few hundred copies per training step); Slice and SplitV, which copy the
+ * whole input out of the heap before slicing it (see slice.ts); on both, Sum over leading axes, which
+ * the hosts transpose before reducing (see reduce.ts).
  */
 export const PACK_KERNELS: Record<PackHost, readonly string[]> = {
-  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity', 'Slice', 'SplitV', 'Sum'],
+  wasm: ['BatchMatMul', '_FusedMatMul', 'Identity', 'Cast', 'Slice', 'SplitV', 'Sum'],
   cpu: ['BatchMatMul', '_FusedMatMul', 'Sum'],
 };
 
@@ -176,6 +178,31 @@ function identityKernel(original: KernelFunc): KernelFunc {
   };
 }
 
+interface WasmHeapBackend {
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/**
+ * Cast to the same dtype shares the memory, as Identity does. A cast to bool is x ≠ 0 (WASM's own copies
+ * the numbers, so an int32 2 became a bool holding 2). Other casts run the host's own.
+ */
+function castKernel(original: KernelFunc): KernelFunc {
+  const identity = identityKernel(original);
+  return (args) => {
+    const { x } = args.inputs as NamedTensorInfoMap & { x: TensorInfo };
+    const dtype = (args.attrs as { dtype?: string }).dtype;
+    if (dtype === x.dtype) return identity(args);
+    if (dtype !== 'bool' || x.dtype === 'string' || x.dtype === 'complex64') return original(args);
+    const backend = args.backend as unknown as WasmHeapBackend;
+    const out = backend.makeOutput(x.shape, 'bool');
+    const src = backend.typedArrayFromHeap(x);
+    const dst = backend.typedArrayFromHeap(out);
+    for (let i = 0; i < src.length; i++) dst[i] = src[i] !== 0 ? 1 : 0;
+    return out;
+  };
+}
+
 function fallback(original: KernelFunc, args: Parameters<KernelFunc>[0]): ReturnType<KernelFunc> {
   stats.fallback++;
   return original(args);
@@ -198,18 +225,20 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
     const kernelFunc =
       name === 'Identity'
         ? identityKernel(original.kernelFunc)
-        : name === 'Slice'
-          ? sliceKernel(original.kernelFunc)
-          : name === 'SplitV'
-            ? splitVKernel(original.kernelFunc)
-            : name === 'Sum'
-              ? sumKernel(blas, (backend) => hostFor(host, backend), original.kernelFunc)
-              : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
-                  blas,
-                  host,
-                  original.kernelFunc,
-                  choose,
-                );
+        : name === 'Cast'
+          ? castKernel(original.kernelFunc)
+          : name === 'Slice'
+            ? sliceKernel(original.kernelFunc)
+            : name === 'SplitV'
+              ? splitVKernel(original.kernelFunc)
+              : name === 'Sum'
+                ? sumKernel(blas, (backend) => hostFor(host, backend), original.kernelFunc)
+                : (name === 'BatchMatMul' ? matMulKernel : fusedMatMulKernel)(
+                    blas,
+                    host,
+                    original.kernelFunc,
+                    choose,
+                  );
     tf.registerKernel({ ...original, kernelFunc });
   }
   if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
