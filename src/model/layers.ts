@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { packInstalled } from '../backend/native/pack.js';
+import { attentionKernelsActive, attentionOp } from '../backend/native/train-attention.js';
 
 /**
  * Whether the active backend runs transposed matmuls at full speed: native TensorFlow, or WASM and cpu
@@ -76,7 +77,20 @@ export const rmsNorm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc
  * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x) kept from the forward pass, is written out:
  * tfjs's own goes through the product rule with a cast per factor.
  */
-export const gelu = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+export const gelu = (x: tf.Tensor): tf.Tensor => (taping() ? geluWithGrad(x) : geluValue(x));
+
+/** Whether tfjs is recording a gradient tape now (its own test): off while sampling. */
+function taping(): boolean {
+  const state = tf.engine().state;
+  return state.gradientDepth > 0 && state.kernelDepth === 0;
+}
+
+/** The value alone: sampling takes no gradient and skips the custom-gradient wrapper's bookkeeping. */
+function geluValue(x: tf.Tensor): tf.Tensor {
+  return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
+}
+
+const geluWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   const s = tf.sigmoid(tf.mul(x, 1.702));
   save([x, s]);
@@ -120,6 +134,41 @@ export function attend(
   if (bias) scores = tf.reshape(tf.add(tf.reshape(scores, [b, h, tq, tk]), bias), [bh, tq, tk]);
   const out = tf.reshape(tf.matMul(tf.softmax(scores), v), [b, h, tq, hd]);
   return tf.reshape(tf.transpose(out, [0, 2, 1, 3]), [b * tq, h * hd]);
+}
+
+/**
+ * Multi-head attention, token-major: q [B·Tq, W] (unscaled), `segments` one or two [keys, values] pairs
+ * of [B·T_i, W] whose tokens are joined in order (a block's own, or the prefix's then the expert's),
+ * bias [B,1,Tq,ΣT_i] additive or null, scores scaled by `scale`. Returns [B·Tq, W]. With the kernel
+ * pack, one kernel forward and one backward (see backend/native/train-attention.ts); otherwise heads
+ * split out, joined and attended with plain ops.
+ */
+export function attention(
+  q: tf.Tensor2D,
+  segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
+  bias: tf.Tensor | null,
+  heads: number,
+  batch: number,
+  scale: number,
+): tf.Tensor2D {
+  if (attentionKernelsActive()) return attentionOp(q, segments, bias, heads, batch, scale);
+  return attentionOps(q, segments, bias, heads, batch, scale);
+}
+
+/** `attention` in plain tfjs ops: the reference for the kernels, and the path without them. */
+export function attentionOps(
+  q: tf.Tensor2D,
+  segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
+  bias: tf.Tensor | null,
+  heads: number,
+  batch: number,
+  scale: number,
+): tf.Tensor2D {
+  const split = (x: tf.Tensor2D) => splitHeads(x, batch, x.shape[0] / batch, heads);
+  const join = (xs: tf.Tensor3D[]) => (xs.length === 1 ? xs[0]! : (concatAxis1(xs) as tf.Tensor3D));
+  const k = join(segments.map(([key]) => split(key)));
+  const v = join(segments.map(([, value]) => split(value)));
+  return attend(split(tf.mul(q, scale) as tf.Tensor2D), k, v, bias, batch);
 }
 
 /**

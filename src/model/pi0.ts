@@ -13,6 +13,7 @@ import { MAX_CAMERAS, type ModelDims } from './config.js';
 import {
   applyFilm,
   attend,
+  attention,
   concatAxis1,
   gelu,
   matmul2d,
@@ -281,9 +282,9 @@ export function batchObservation(batch: Batch): Observation {
 
 // ---------------------------------------------------------------- the network
 
-/** One layer's prefix keys and values [B,H,Tp,hd]: what the KV cache holds. */
+/** Every layer's prefix keys and values: what the KV cache holds. */
 export interface PrefixKV {
-  /** Per layer, flat by head: [B·H, Tp·hd], ready to have the suffix's appended. */
+  /** Per layer, token-major [B·Tp, W], as the projections make them (attention reads heads in place). */
   keys: tf.Tensor2D[];
   values: tf.Tensor2D[];
   /** [B, Tp]: which prefix tokens are real (present cameras, prompt tokens). */
@@ -342,6 +343,24 @@ export class Pi0 {
     return splitHeads(q, b, t, this.dims.heads);
   }
 
+  /** One block's keys and values, token-major [B·T, W]: the layout the KV cache keeps. */
+  private projectKV(w: Params, h: tf.Tensor2D, g: string): [tf.Tensor2D, tf.Tensor2D] {
+    return [this.linear(w, h, `${g}/attn/k`), this.linear(w, h, `${g}/attn/v`)];
+  }
+
+  /** Block `g`'s attention of the tokens h over `segments` of keys and values (see layers.attention). */
+  private attentionOf(
+    w: Params,
+    h: tf.Tensor2D,
+    g: string,
+    segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
+    bias: tf.Tensor | null,
+    b: number,
+  ): tf.Tensor2D {
+    const d = this.dims;
+    return attention(this.linear(w, h, `${g}/attn/q`), segments, bias, d.heads, b, 1 / Math.sqrt(d.headDim));
+  }
+
   private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor3D, tf.Tensor3D] {
     const k = splitHeads(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
     const v = splitHeads(this.linear(w, h, `${g}/attn/v`), b, t, this.dims.heads);
@@ -371,11 +390,8 @@ export class Pi0 {
     for (let i = 0; i < d.visionDepth; i++) {
       const g = `vision/block_${i}`;
       const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
-      const [k, v] = this.keysValues(w, h, g, images, n);
-      x = tf.add(
-        x,
-        this.linear(w, attend(this.queries(w, h, g, images, n), k, v, null, images), `${g}/attn/o`),
-      );
+      const own = this.projectKV(w, h, g);
+      x = tf.add(x, this.linear(w, this.attentionOf(w, h, g, [own], null, images), `${g}/attn/o`));
       x = this.mlp(w, x, g);
     }
     return rmsNorm(x, get(w, 'vision/final_norm/scale'));
@@ -422,11 +438,11 @@ export class Pi0 {
     for (let i = 0; i < d.depth; i++) {
       const g = `prefix/block_${i}`;
       const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
-      const [k, v] = this.keysValues(w, h, g, b, t);
-      keys.push(flatHeads(k));
-      values.push(flatHeads(v));
+      const [k, v] = this.projectKV(w, h, g);
+      keys.push(k);
+      values.push(v);
       if (i === d.depth - 1) break;
-      x = tf.add(x, this.linear(w, attend(this.queries(w, h, g, b, t), k, v, bias, b), `${g}/attn/o`));
+      x = tf.add(x, this.linear(w, this.attentionOf(w, h, g, [[k, v]], bias, b), `${g}/attn/o`));
       x = this.mlp(w, x, g);
     }
     return { keys, values, valid, length: t };
@@ -498,18 +514,15 @@ export class Pi0 {
   ): tf.Tensor3D {
     const d = this.dims;
     const b = state.shape[0];
-    const s = this.suffixLen;
     let y = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
       const g = `expert/block_${i}`;
       const h = rmsNorm(y, get(w, `${g}/ln1/scale`));
-      const [k, v] = this.keysValues(w, h, g, b, s);
-      const keys = joinTokens(kv.keys[i]!, k);
-      const values = joinTokens(kv.values[i]!, v);
-      y = tf.add(
-        y,
-        this.linear(w, attend(this.queries(w, h, g, b, s), keys, values, bias, b), `${g}/attn/o`),
-      );
+      const segments: Array<[tf.Tensor2D, tf.Tensor2D]> = [
+        [kv.keys[i]!, kv.values[i]!],
+        this.projectKV(w, h, g),
+      ];
+      y = tf.add(y, this.linear(w, this.attentionOf(w, h, g, segments, bias, b), `${g}/attn/o`));
       y = this.mlp(w, y, g);
     }
     return this.actionsOut(w, y, b);

@@ -8,6 +8,8 @@ import { describeBackend, setupBackend } from '../../src/backend/index.js';
 import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
 import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
+import { ATTENTION, attentionOp } from '../../src/backend/native/train-attention.js';
+import { attentionOps } from '../../src/model/layers.js';
 import { Rng } from '../../src/model/rng.js';
 
 const require = createRequire(import.meta.url);
@@ -162,6 +164,65 @@ function checkAttention(host: 'wasm' | 'cpu'): void {
       tf.dispose([qkv, cache, got, want, ...(bias ? [bias] : [])]);
     });
   }
+
+  // The training attention at the model's kinds of call: a block over its own tokens (vision: no mask;
+  // prefix: a mask), and the expert over the prefix's keys then its own, with padded prefix tokens.
+  const TRAIN_CASES = [
+    { what: 'own keys, no mask', batch: 3, heads: 2, w: 16, tq: 5, segs: [5], masked: false },
+    { what: 'own keys, masked', batch: 2, heads: 4, w: 32, tq: 7, segs: [7], masked: true },
+    { what: 'prefix then own keys, masked', batch: 2, heads: 4, w: 32, tq: 6, segs: [9, 6], masked: true },
+    { what: 'one head, one query', batch: 1, heads: 1, w: 8, tq: 1, segs: [4, 1], masked: true },
+  ];
+  for (const c of TRAIN_CASES) {
+    it(`training attention matches plain ops, forward and gradients: ${c.what}`, () => {
+      const rng = new Rng(c.tq * 13 + c.segs.length);
+      const mat = (rows: number) => tf.tensor2d(rng.normals(rows * c.w), [rows, c.w]);
+      const q = mat(c.batch * c.tq);
+      const segments = c.segs.map((t) => [mat(c.batch * t), mat(c.batch * t)] as [tf.Tensor2D, tf.Tensor2D]);
+      const tk = c.segs.reduce((a, b) => a + b, 0);
+      let bias: tf.Tensor | null = null;
+      if (c.masked) {
+        const values = new Float32Array(c.batch * c.tq * tk);
+        for (let i = 0; i < values.length; i++) if (i % 5 === 2 && i % tk !== 0) values[i] = -1e9;
+        bias = tf.tensor4d(values, [c.batch, 1, c.tq, tk]);
+      }
+      const scale = 1 / Math.sqrt(c.w / c.heads);
+      const dy = mat(c.batch * c.tq);
+      const inputs = [q, ...segments.flat()];
+      const run = (f: typeof attentionOp) =>
+        tf.grads((...xs: tf.Tensor[]) => {
+          const segs = c.segs.map((_, i) => [xs[1 + 2 * i], xs[2 + 2 * i]] as [tf.Tensor2D, tf.Tensor2D]);
+          return f(xs[0] as tf.Tensor2D, segs, bias, c.heads, c.batch, scale);
+        })(inputs, dy);
+      removePack(host);
+      expect(tf.getKernel(ATTENTION, host)).toBeUndefined();
+      const want = attentionOps(q, segments, bias, c.heads, c.batch, scale);
+      const wantGrads = run(attentionOps);
+      installPack(blas as Exclude<typeof blas, { error: string }>, host);
+      const before = tf.memory().numTensors;
+      const got = attentionOp(q, segments, bias, c.heads, c.batch, scale);
+      expect(tf.memory().numTensors).toBe(before + 1); // no intermediate left behind
+      expect(relErr(got, want)).toBeLessThan(1e-5);
+      const grads = run(attentionOp);
+      expect(grads.length).toBe(inputs.length);
+      for (const [i, g] of grads.entries())
+        expect(relErr(g, wantGrads[i]!), `gradient ${i}`).toBeLessThan(1e-5);
+      tf.dispose([...inputs, dy, got, want, ...grads, ...wantGrads, ...(bias ? [bias] : [])]);
+    });
+  }
+
+  it('training attention refuses shapes that do not fit, naming them', () => {
+    installPack(blas as Exclude<typeof blas, { error: string }>, host);
+    const q = tf.zeros([6, 8]) as tf.Tensor2D;
+    const kv = tf.zeros([4, 8]) as tf.Tensor2D;
+    expect(() => attentionOp(q, [[kv, kv]], tf.zeros([2, 1, 3, 3]), 2, 2, 1)).toThrow(
+      /bias is \[2,1,3,3\], expected \[2, 1, 3, 2\]/,
+    );
+    expect(() => attentionOp(q, [[kv, tf.zeros([4, 6]) as tf.Tensor2D]], null, 2, 2, 1)).toThrow(
+      /keys\/values 0 are \[4,8\]\/\[4,6\]/,
+    );
+    expect(() => attentionOp(q, [[kv, kv]], null, 3, 2, 1)).toThrow(/multiple of 3 heads/);
+  });
 
   it('cached attention refuses shapes that do not fit, naming them', () => {
     installPack(blas as Exclude<typeof blas, { error: string }>, host);

@@ -13,6 +13,7 @@ import type { Blas } from './blas.js';
 import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
 import { sumKernel } from './reduce.js';
 import { sliceKernel, splitVKernel } from './slice.js';
+import { ATTENTION, ATTENTION_GRAD, attentionGradKernel, attentionKernel } from './train-attention.js';
 
 /** Host backends the pack knows how to reach the memory of. */
 export const PACK_HOSTS = ['wasm', 'cpu'] as const;
@@ -241,16 +242,17 @@ export function installPack(blas: Blas, host: PackHost, choose: Chooser = blasWi
                   );
     tf.registerKernel({ ...original, kernelFunc });
   }
-  if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
-  tf.registerKernel({
-    kernelName: CACHED_ATTENTION,
-    backendName: host,
-    kernelFunc: cachedAttentionKernel(
-      blas,
-      (backend) => hostFor(host, backend),
-      (backend, name, inputs, attrs) => hostKernel(host, name, { inputs, backend, attrs }),
-    ),
-  });
+  const reach = (backend: tf.KernelBackend) => hostFor(host, backend);
+  const run = (backend: tf.KernelBackend, name: string, inputs: NamedTensorInfoMap, attrs?: object) =>
+    hostKernel(host, name, { inputs, backend, attrs });
+  for (const [kernelName, make] of [
+    [CACHED_ATTENTION, cachedAttentionKernel],
+    [ATTENTION, attentionKernel],
+    [ATTENTION_GRAD, attentionGradKernel],
+  ] as const) {
+    if (tf.getKernel(kernelName, host)) tf.unregisterKernel(kernelName, host);
+    tf.registerKernel({ kernelName, backendName: host, kernelFunc: make(blas, reach, run) });
+  }
 }
 
 /** Puts the host's own kernels back (`--no-native` after the pack was on, and tests). */
@@ -262,7 +264,9 @@ export function removePack(host: PackHost): void {
     tf.registerKernel(original);
     originals.delete(`${host}/${name}`);
   }
-  if (tf.getKernel(CACHED_ATTENTION, host)) tf.unregisterKernel(CACHED_ATTENTION, host);
+  for (const name of [CACHED_ATTENTION, ATTENTION, ATTENTION_GRAD]) {
+    if (tf.getKernel(name, host)) tf.unregisterKernel(name, host);
+  }
 }
 
 export function packInstalled(host: PackHost): boolean {
