@@ -10,14 +10,19 @@
  * Sizes the note leaves open take the values whose parameter count comes nearest PyTorch's: MLP 1024,
  * expert MLP 512, expert width 128 in A too, one vision-only block in B and none in A.
  *
- * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack, `wasm+blas 2 replicas` the pack
- * with `train.data_parallel: 2` (each batch cut in two, one half on a worker thread: training only),
- * `cpu+blas` the pack under the cpu backend (to choose the host: its element-wise kernels are plain JS). Threads: OpenBLAS takes
- * OPENBLAS_NUM_THREADS (default 1, see src/backend/native/blas.ts); WASM takes VLA_WASM_THREADS (default 1), fixed per
- * process, so run again with it set to compare. BENCH_STEPS sets the timed training steps (default 4);
- * BENCH_KERNELS (say `wasm+blas`) runs only the rows of those kernels.
+ * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack (OpenBLAS on 1 thread),
+ * `wasm+blas 2 threads` the pack with OpenBLAS on both cores (run in a child process: OpenBLAS reads its
+ * thread count once per process), `wasm+blas 2 replicas` the pack with `train.data_parallel: 2` (each
+ * batch cut in two, one half on a worker thread: training only), `cpu+blas` the pack under the cpu
+ * backend (to choose the host: its element-wise kernels are plain JS). WASM takes VLA_WASM_THREADS
+ * (default 1). BENCH_STEPS sets the timed training steps (default 4); BENCH_KERNELS (say `wasm+blas`)
+ * runs only the rows of those kernels.
+ * Training runs without image augmentation, as the PyTorch probe (synthetic data, the model alone):
+ * augmentation is data preparation, on by default in `vla train` (about 5% of A's step here).
  * The machine is shared with other work: compare rows of one run, and expect noise.
  */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendName, describeBackend, setupBackend } from '../src/backend/index.js';
 import { packStats } from '../src/backend/native/pack.js';
@@ -97,12 +102,15 @@ interface Mode {
   native: boolean;
   /** train.data_parallel: replicas sharing each batch, one per core (training only). */
   replicas?: number;
+  /** OpenBLAS threads, where not the default 1: the row runs in a child process. */
+  blasThreads?: number;
 }
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 4);
 const MODES: Mode[] = [
   { label: 'wasm', backend: 'wasm', native: false },
   { label: 'wasm+blas', backend: 'wasm', native: true },
+  { label: 'wasm+blas 2 threads', backend: 'wasm', native: true, blasThreads: 2 },
   { label: 'wasm+blas 2 replicas', backend: 'wasm', native: true, replicas: 2 },
   { label: 'cpu+blas', backend: 'cpu', native: true },
 ];
@@ -195,47 +203,85 @@ async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, re
   return median(times);
 }
 
+/** One row of the table, and the backend line it ran under. */
+async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; line: string }> {
+  const config = TrainConfig.parse({
+    name: `native-${ref.name}`,
+    robot: 'aloha',
+    model: ref.model,
+    data: { augment: null },
+    train: { batch_size: ref.batch, data_parallel: mode.replicas ?? 1 },
+  });
+  const info = await setupBackend({ backend: mode.backend, native: mode.native });
+  const line = describeBackend(info).replace(/ \(passed over.*$/, '');
+  const before = packStats();
+  const train = await timeTraining(ref, config);
+  const after = packStats();
+  // Sampling runs on one thread whatever the replicas: the row repeats the single-thread chunk.
+  const chunks = mode.replicas
+    ? null
+    : {
+        cached: await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9),
+        uncached: await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3),
+      };
+  const samples = (ref.batch * 1000) / train.stepMs;
+  const blasShare = after.blas + after.fallback - before.blas - before.fallback;
+  const row = [
+    ref.name,
+    `${(train.params / 1e6).toFixed(2)}M (torch ${(ref.torch.params / 1e6).toFixed(1)}M)`,
+    mode.label,
+    train.stepMs.toFixed(0),
+    samples.toFixed(1),
+    String(ref.torch.samplesPerSec),
+    `${(samples / ref.torch.samplesPerSec).toFixed(2)}×`,
+    chunks ? `${chunks.cached.toFixed(1)} / ${chunks.uncached.toFixed(1)}` : '-',
+    `${ref.torch.chunkCached} / ${ref.torch.chunkUncached}`,
+    train.firstLoss.toFixed(5),
+    mode.native ? `${after.blas - before.blas}/${blasShare}` : '-',
+  ];
+  return { row, line };
+}
+
+/** A row whose OpenBLAS thread count differs from this process's, measured in a child process. */
+function measureInChild(ref: Reference, mode: Mode): { row: string[]; line: string } {
+  const out = execFileSync(
+    process.execPath,
+    ['--import', 'tsx', path.join(import.meta.dirname, 'run.ts'), 'native'],
+    {
+      env: {
+        ...process.env,
+        OPENBLAS_NUM_THREADS: String(mode.blasThreads),
+        BENCH_ROW: `${ref.name}|${mode.label}`,
+      },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 24,
+    },
+  );
+  const result = out.split('\n').find((l) => l.startsWith('ROW '));
+  if (!result) throw new Error(`bench row ${ref.name} ${mode.label}: the child printed no result`);
+  return JSON.parse(result.slice(4)) as { row: string[]; line: string };
+}
+
 export async function run(): Promise<void> {
+  const child = process.env.BENCH_ROW;
+  if (child) {
+    const [name, label] = child.split('|');
+    const ref = REFERENCES.find((r) => r.name === name)!;
+    const mode = MODES.find((m) => m.label === label)!;
+    console.log(`ROW ${JSON.stringify(await measure(ref, mode))}`);
+    return;
+  }
   const rows: string[][] = [];
   const lines = new Set<string>();
   for (const ref of REFERENCES) {
     for (const mode of MODES) {
-      const config = TrainConfig.parse({
-        name: `native-${ref.name}`,
-        robot: 'aloha',
-        model: ref.model,
-        train: { batch_size: ref.batch, data_parallel: mode.replicas ?? 1 },
-      });
       if (ONLY.length > 0 && !ONLY.includes(mode.label)) continue;
       // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
       if (mode.backend === 'cpu' && ref.name !== 'A') continue;
-      const info = await setupBackend({ backend: mode.backend, native: mode.native });
-      lines.add(describeBackend(info).replace(/ \(passed over.*$/, ''));
-      const before = packStats();
-      const train = await timeTraining(ref, config);
-      const after = packStats();
-      // Sampling runs on one thread whatever the replicas: the row repeats the single-thread chunk.
-      const chunks = mode.replicas
-        ? null
-        : {
-            cached: await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9),
-            uncached: await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3),
-          };
-      const samples = (ref.batch * 1000) / train.stepMs;
-      const blasShare = after.blas + after.fallback - before.blas - before.fallback;
-      rows.push([
-        ref.name,
-        `${(train.params / 1e6).toFixed(2)}M (torch ${(ref.torch.params / 1e6).toFixed(1)}M)`,
-        mode.label,
-        train.stepMs.toFixed(0),
-        samples.toFixed(1),
-        String(ref.torch.samplesPerSec),
-        `${(samples / ref.torch.samplesPerSec).toFixed(2)}×`,
-        chunks ? `${chunks.cached.toFixed(1)} / ${chunks.uncached.toFixed(1)}` : '-',
-        `${ref.torch.chunkCached} / ${ref.torch.chunkUncached}`,
-        train.firstLoss.toFixed(5),
-        mode.native ? `${after.blas - before.blas}/${blasShare}` : '-',
-      ]);
+      const { row, line } = mode.blasThreads ? measureInChild(ref, mode) : await measure(ref, mode);
+      rows.push(row);
+      lines.add(line);
       console.error(`done: ${ref.name} ${mode.label}`);
     }
   }
