@@ -224,10 +224,14 @@ export class Trainer {
       grads.set(name, g);
       const mem = tensorMemory(g)!;
       const off = l.offsets[i]!;
-      for (let j = 0; j < mem.length; j++) mem[j]! *= weight[0]!;
+      // One pass per replica, the first also weighing this thread's part (a pass of its own cost a
+      // third of the recombination: ~10 ms a step for B's 4.6M weights).
+      const w0 = weight[0]!;
       for (const [r, res] of results.entries()) {
         const wr = weight[r + 1]!;
-        for (let j = 0; j < mem.length; j++) mem[j]! += wr * res.grads[off + j]!;
+        const other = res.grads.subarray(off, off + mem.length);
+        if (r === 0) for (let j = 0; j < mem.length; j++) mem[j] = w0 * mem[j]! + wr * other[j]!;
+        else for (let j = 0; j < mem.length; j++) mem[j]! += wr * other[j]!;
       }
     }
     let loss = weight[0]! * own.loss.dataSync()[0]!;
