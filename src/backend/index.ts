@@ -5,6 +5,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
 import { registerGradients } from './gradients.js';
 import { BLAS_PACKAGE, loadBlas } from './native/blas.js';
+import { installFused } from './native/fused.js';
 import { cpuHost, wasmHost } from './native/matmul.js';
 import { installPack, PACK_HOSTS, type PackHost, removePack } from './native/pack.js';
 import { startThreadedWasm } from './native/wasm-threads.js';
@@ -28,8 +29,11 @@ export interface BackendInfo {
   simd: boolean;
   /** Why each preferred backend was passed over, in order of preference. */
   skipped: string[];
-  /** The native kernel pack (matmuls on BLAS), when it is active. */
-  native: { library: string; threads: number } | null;
+  /**
+   * The native kernel pack (matmuls on BLAS), when it is active; `fused` says whether its fused
+   * element-wise kernels (WASM only) run too, or why not.
+   */
+  native: { library: string; threads: number; fused: true | string } | null;
   /** Why the native kernel pack is off, when the backend could host it. */
   nativeOff?: string;
   /** Why WASM stayed single-threaded although threads were asked for. */
@@ -210,7 +214,8 @@ async function configurePack(
     return { native: null, nativeOff: loaded.error };
   }
   installPack(loaded, host);
-  return { native: { library: loaded.library, threads: loaded.threads } };
+  const fused = host === 'wasm' ? ((await installFused()) ?? true) : 'the cpu backend has no WASM heap';
+  return { native: { library: loaded.library, threads: loaded.threads, fused } };
 }
 
 function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean {
@@ -234,8 +239,9 @@ function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean
 const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 
 /**
- * The one line every computing command prints, saying which kernels run the matmuls:
- * `backend: wasm (SIMD, 1 thread) · kernels wasm+blas (openblas, 2 threads) · tfjs 4.22.0`.
+ * The one line every computing command prints, saying which kernels run the matmuls and whether the
+ * fused element-wise ones run too:
+ * `backend: wasm (SIMD, 1 thread) · kernels wasm+blas (openblas, 2 threads) + fused norm/gelu · tfjs 4.22.0`.
  */
 export function describeBackend(info: BackendInfo): string {
   const detail = [info.simd ? 'SIMD' : null, plural(info.threads, 'thread')].filter(Boolean).join(', ');
@@ -244,9 +250,10 @@ export function describeBackend(info: BackendInfo): string {
     info.skipped.length > 0 ? `passed over: ${info.skipped.join('; ')}` : null,
   ].filter(Boolean);
   let kernels = '';
-  if (info.native)
-    kernels = ` · kernels ${info.name}+blas (${info.native.library}, ${plural(info.native.threads, 'thread')})`;
-  else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
+  if (info.native) {
+    const fused = info.native.fused === true ? ' + fused norm/gelu' : '';
+    kernels = ` · kernels ${info.name}+blas (${info.native.library}, ${plural(info.native.threads, 'thread')})${fused}`;
+  } else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
   return `backend: ${info.name} (${detail})${kernels} · tfjs ${tf.version_core}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
 }
 

@@ -5,6 +5,7 @@
  * reshaped to heads only inside attention.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { fusedActive, GELU, GELU_GRAD, RMS_NORM, RMS_NORM_GRAD } from '../backend/native/fused.js';
 import { packInstalled } from '../backend/native/pack.js';
 import { attentionKernelsActive, attentionOp } from '../backend/native/train-attention.js';
 
@@ -54,15 +55,29 @@ export const matmul2dInputA = explicitMatmul(false, true);
  * every call (its memory freshly faulted in: the largest cost outside the matmuls in a training step).
  * With n = x·r, r = 1/√(mean(x²) + ε) per row and g = dy·(1 + scale):
  * dx = r·(g − n·mean(g·n)), dscale = Σ_rows dy·n.
+ * On WASM with the kernel pack, one fused kernel each way (backend/native/fused.ts); else tfjs ops.
  */
-export const rmsNorm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [x, scale, save] = args as [tf.Tensor2D, tf.Tensor, tf.GradSaveFunc];
+export function rmsNorm(x: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
+  if (!fusedActive()) return taping() ? rmsNormOpsWithGrad(x, scale) : rmsNormOps(x, scale).value;
+  if (taping()) return rmsNormFusedWithGrad(x, scale);
+  const [y, r] = tf.engine().runKernel(RMS_NORM, { x, scale }) as tf.Tensor[];
+  r!.dispose();
+  return y as tf.Tensor2D;
+}
+
+function rmsNormOps(x: tf.Tensor2D, scale: tf.Tensor) {
   const r = tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6));
   const n = tf.mul(x, r);
   const gain = tf.add(scale, 1);
+  return { value: tf.mul(n, gain) as tf.Tensor2D, n, r, gain };
+}
+
+const rmsNormOpsWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, scale, save] = args as [tf.Tensor2D, tf.Tensor, tf.GradSaveFunc];
+  const { value, n, r, gain } = rmsNormOps(x, scale);
   save([n, r, gain]);
   return {
-    value: tf.mul(n, gain),
+    value,
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sn, sr, sgain] = saved as [tf.Tensor2D, tf.Tensor2D, tf.Tensor1D];
       const g = tf.mul(dy, sgain);
@@ -72,12 +87,31 @@ export const rmsNorm = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc
   };
 }) as (x: tf.Tensor2D, scale: tf.Tensor) => tf.Tensor2D;
 
+const rmsNormFusedWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, scale, save] = args as [tf.Tensor2D, tf.Tensor, tf.GradSaveFunc];
+  const [y, r] = tf.engine().runKernel(RMS_NORM, { x, scale }) as tf.Tensor[];
+  save([x, r!, scale]);
+  // save keeps its own copy while a gradient is recorded.
+  r!.dispose();
+  return {
+    value: y as tf.Tensor2D,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+      const [sx, sr, sscale] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+      return tf.engine().runKernel(RMS_NORM_GRAD, { dy, x: sx, r: sr, scale: sscale }) as tf.Tensor[];
+    },
+  };
+}) as (x: tf.Tensor2D, scale: tf.Tensor) => tf.Tensor2D;
+
 /**
  * GELU in its sigmoid form, x·σ(1.702x): three cheap ops where the tanh form needs a cube and more. The
- * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x) kept from the forward pass, is written out:
- * tfjs's own goes through the product rule with a cast per factor.
+ * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x), is written out: tfjs's own goes through the
+ * product rule with a cast per factor. On WASM with the kernel pack, one fused kernel each way.
  */
-export const gelu = (x: tf.Tensor): tf.Tensor => (taping() ? geluWithGrad(x) : geluValue(x));
+export function gelu(x: tf.Tensor): tf.Tensor {
+  if (fusedActive())
+    return taping() ? geluFusedWithGrad(x) : (tf.engine().runKernel(GELU, { x }) as tf.Tensor);
+  return taping() ? geluOpsWithGrad(x) : geluValue(x);
+}
 
 /** Whether tfjs is recording a gradient tape now (its own test): off while sampling. */
 function taping(): boolean {
@@ -85,12 +119,11 @@ function taping(): boolean {
   return state.gradientDepth > 0 && state.kernelDepth === 0;
 }
 
-/** The value alone: sampling takes no gradient and skips the custom-gradient wrapper's bookkeeping. */
 function geluValue(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
 }
 
-const geluWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+const geluOpsWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   const s = tf.sigmoid(tf.mul(x, 1.702));
   save([x, s]);
@@ -101,6 +134,17 @@ const geluWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>)
       const slope = tf.add(ss, tf.mul(tf.mul(sx, 1.702), tf.mul(ss, tf.sub(1, ss))));
       return [tf.mul(dy, slope)];
     },
+  };
+}) as (x: tf.Tensor) => tf.Tensor;
+
+const geluFusedWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
+  save([x]);
+  return {
+    value: tf.engine().runKernel(GELU, { x }) as tf.Tensor,
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+      tf.engine().runKernel(GELU_GRAD, { x: saved[0]!, dy }) as tf.Tensor,
+    ],
   };
 }) as (x: tf.Tensor) => tf.Tensor;
 

@@ -29,7 +29,7 @@ describe('backend selection', () => {
     expect(info.skipped.join('\n')).toMatch(
       /tfjs-node: libtensorflow\.so\.2: cannot open shared object file/,
     );
-    expect(describeBackend(info)).toMatch(/^backend: wasm \(.*threads?\) · tfjs 4\.22\.0/);
+    expect(describeBackend(info)).toMatch(/^backend: wasm \(.*threads?\)( · kernels .*)? · tfjs 4\.22\.0/);
     const sum = tf.tidy(() => tf.add(tf.tensor1d([1, 2]), tf.tensor1d([3, 4])).dataSync());
     expect(Array.from(sum)).toEqual([4, 6]);
   });

@@ -7,9 +7,10 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
 import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
+import { fusedActive, GELU, installFused, removeFused } from '../../src/backend/native/fused.js';
 import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
 import { ATTENTION, attentionOp } from '../../src/backend/native/train-attention.js';
-import { attentionOps } from '../../src/model/layers.js';
+import { attentionOps, gelu, rmsNorm } from '../../src/model/layers.js';
 import { Rng } from '../../src/model/rng.js';
 
 const require = createRequire(import.meta.url);
@@ -238,6 +239,59 @@ function checkAttention(host: 'wasm' | 'cpu'): void {
     );
   });
 }
+
+describe('fused element-wise kernels on wasm', () => {
+  // RMSNorm and GELU, one WASM SIMD pass each way, against the same functions in tfjs ops; row widths
+  // that are and are not multiples of the 4 SIMD lanes, and the model's own sizes.
+  const CASES = [
+    [37, 24],
+    [5, 7],
+    [3, 1],
+    [1632, 128],
+    [4736, 256],
+  ] as const;
+  beforeAll(async () => {
+    await setupBackend({ backend: 'wasm', native: false });
+  });
+  afterAll(() => removeFused());
+
+  it('install on wasm and leave with the pack', async () => {
+    expect(await installFused()).toBeNull();
+    expect(fusedActive()).toBe(true);
+    removePack('wasm');
+    expect(fusedActive()).toBe(false);
+  });
+
+  for (const [rows, cols] of CASES) {
+    it(`rmsNorm and gelu match tfjs ops, forward and gradients: [${rows}, ${cols}]`, async () => {
+      const rng = new Rng(rows + cols);
+      const x = tf.tensor2d(rng.normals(rows * cols, 2), [rows, cols]);
+      const scale = tf.tensor1d(rng.normals(cols, 0.3));
+      const dy = tf.tensor2d(rng.normals(rows * cols), [rows, cols]);
+      const run = () => {
+        const norm = tf.grads((a: tf.Tensor, s: tf.Tensor) => rmsNorm(a as tf.Tensor2D, s))([x, scale], dy);
+        return [rmsNorm(x, scale), ...norm, gelu(x), tf.grad(gelu)(x, dy)];
+      };
+      removeFused();
+      const want = run();
+      expect(await installFused()).toBeNull();
+      const before = tf.memory().numTensors;
+      const got = tf.tidy(() => [rmsNorm(x, scale), gelu(x)]);
+      expect(tf.memory().numTensors).toBe(before + 2); // no intermediate left behind
+      tf.dispose(got);
+      const fused = run();
+      for (const [i, g] of fused.entries()) expect(relErr(g, want[i]!), `output ${i}`).toBeLessThan(1e-5);
+      tf.dispose([x, scale, dy, ...want, ...fused]);
+    });
+  }
+
+  it('refuses other dtypes, naming the input', async () => {
+    expect(await installFused()).toBeNull();
+    expect(() => tf.engine().runKernel(GELU, { x: tf.tensor1d([1, 2], 'int32') })).toThrow(
+      /VlaGelu: x is int32, expected float32/,
+    );
+  });
+});
 
 describe.runIf(haveBlas)('native kernel pack on wasm: matches the WASM kernels', () => {
   beforeAll(async () => {
@@ -501,7 +555,7 @@ describe('native kernel pack: set-up and fallback', () => {
     const info = await setupBackend({ backend: 'wasm' });
     expect(info.native?.library).toBe('openblas');
     expect(describeBackend(info)).toMatch(
-      /^backend: wasm \(.*\) · kernels wasm\+blas \(openblas, \d+ threads?\) · tfjs 4\.22\.0/,
+      /^backend: wasm \(.*\) · kernels wasm\+blas \(openblas, \d+ threads?\) \+ fused norm\/gelu · tfjs 4\.22\.0/,
     );
     const before = packStats().blas;
     tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]), false, true).dispose();

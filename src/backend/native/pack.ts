@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { broadcast_util } from '@tensorflow/tfjs-core';
 import { CACHED_ATTENTION, cachedAttentionKernel } from './attention.js';
 import type { Blas } from './blas.js';
+import { removeFused } from './fused.js';
 import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
 import { sumKernel } from './reduce.js';
 import { sliceKernel, splitVKernel } from './slice.js';
@@ -267,6 +268,7 @@ export function removePack(host: PackHost): void {
   for (const name of [CACHED_ATTENTION, ATTENTION, ATTENTION_GRAD]) {
     if (tf.getKernel(name, host)) tf.unregisterKernel(name, host);
   }
+  if (host === 'wasm') removeFused();
 }
 
 export function packInstalled(host: PackHost): boolean {

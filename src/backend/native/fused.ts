@@ -1,0 +1,182 @@
+/**
+ * Fused element-wise kernels for the WASM backend: RMSNorm and GELU, forward and backward, each one
+ * pass of WASM SIMD over TensorFlow.js's own heap where tfjs ran 3–8 kernels forward and as many
+ * backward, each a pass over memory and an engine op of its own. The kernels are written in WebAssembly
+ * text (fused.wat), assembled here with wabt when the pack installs, and instantiated against the
+ * backend's memory, so they read and write tensors in place.
+ *
+ *   VlaRmsNorm      x [R, C], scale [C]          → y [R, C], r [R, 1] (1/rms per row, for the gradient)
+ *   VlaRmsNormGrad  dy, x, r, scale              → dx [R, C], dscale [C]
+ *   VlaGelu         x                            → y = x·σ(1.702x)
+ *   VlaGeluGrad     x, dy                        → dx
+ */
+import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import type { KernelBackend, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
+import * as tf from '@tensorflow/tfjs-core';
+
+export const RMS_NORM = 'VlaRmsNorm';
+export const RMS_NORM_GRAD = 'VlaRmsNormGrad';
+export const GELU = 'VlaGelu';
+export const GELU_GRAD = 'VlaGeluGrad';
+export const FUSED_KERNELS = [RMS_NORM, RMS_NORM_GRAD, GELU, GELU_GRAD] as const;
+
+/** The ε under the root: the model's RMSNorm (Gemma's). */
+export const RMS_EPS = 1e-6;
+
+interface Exports {
+  gelu(x: number, y: number, n: number): void;
+  gelu_grad(x: number, dy: number, dx: number, n: number): void;
+  rms_norm(x: number, scale: number, y: number, r: number, rows: number, cols: number, eps: number): void;
+  rms_norm_grad(
+    dy: number,
+    x: number,
+    r: number,
+    scale: number,
+    dx: number,
+    ds: number,
+    rows: number,
+    cols: number,
+  ): void;
+}
+
+interface WasmBackend {
+  wasm: { asm?: { memory?: WasmMemory }; wasmMemory?: WasmMemory };
+  dataIdMap: { get(id: unknown): { memoryOffset: number } };
+  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+}
+
+const require = createRequire(import.meta.url);
+
+/** The parts of the WebAssembly API used here (this project's TypeScript lib has no DOM types). */
+interface WasmMemory {
+  buffer: ArrayBuffer | SharedArrayBuffer;
+}
+const WA = (
+  globalThis as unknown as {
+    WebAssembly: {
+      Module: new (bytes: Uint8Array) => object;
+      Instance: new (module: object, imports: object) => { exports: unknown };
+    };
+  }
+).WebAssembly;
+
+/** The backend's heap as a WasmMemory (the threaded build's is shared), or null. */
+function heapOf(backend: KernelBackend): WasmMemory | null {
+  const wasm = (backend as unknown as WasmBackend).wasm;
+  return wasm?.wasmMemory ?? wasm?.asm?.memory ?? null;
+}
+
+interface WabtModule {
+  toBinary(o: object): { buffer: Uint8Array };
+  destroy(): void;
+}
+interface Wabt {
+  parseWat(name: string, text: string, features: object): WabtModule;
+}
+let wabt: Promise<Wabt> | null = null;
+
+/** Assembles fused.wat against `memory`; returns the kernels' exports, or why not (never throws). */
+export async function loadFused(memory: WasmMemory): Promise<Exports | { error: string }> {
+  try {
+    wabt ??= (require('wabt') as () => Promise<Wabt>)();
+    const assembler = await wabt;
+    const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
+    const text = readFileSync(new URL('./fused.wat', import.meta.url), 'utf8').replace(
+      ';; import-memory',
+      `(import "env" "memory" (memory 1${shared ? ' 65536 shared' : ''}))`,
+    );
+    const mod = assembler.parseWat('fused.wat', text, { simd: true, bulk_memory: true, threads: shared });
+    let bytes: Uint8Array;
+    try {
+      bytes = mod.toBinary({}).buffer;
+    } finally {
+      mod.destroy();
+    }
+    const instance = new WA.Instance(new WA.Module(bytes), { env: { memory } });
+    return instance.exports as unknown as Exports;
+  } catch (e) {
+    const err = e as { code?: string; message?: string };
+    if (err?.code === 'MODULE_NOT_FOUND') return { error: 'wabt not installed' };
+    return { error: `fused kernels: ${(err?.message ?? String(e)).split('\n')[0]!.slice(0, 160)}` };
+  }
+}
+
+function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc> {
+  const ptr = (b: WasmBackend, t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+  const float32 = (inputs: NamedTensorInfoMap, name: string) => {
+    for (const [n, t] of Object.entries(inputs)) {
+      if (t && t.dtype !== 'float32') throw new Error(`${name}: ${n} is ${t.dtype}, expected float32`);
+    }
+  };
+  const rowsCols = (x: TensorInfo) => {
+    const cols = x.shape.at(-1)!;
+    return [cols === 0 ? 0 : tf.util.sizeFromShape(x.shape) / cols, cols] as const;
+  };
+  return {
+    [RMS_NORM]: ({ inputs, backend }) => {
+      float32(inputs, RMS_NORM);
+      const { x, scale } = inputs as { x: TensorInfo; scale: TensorInfo };
+      const b = backend as unknown as WasmBackend;
+      const [rows, cols] = rowsCols(x);
+      const y = b.makeOutput(x.shape, 'float32');
+      const r = b.makeOutput([rows, 1], 'float32');
+      k.rms_norm(ptr(b, x), ptr(b, scale), ptr(b, y), ptr(b, r), rows, cols, RMS_EPS);
+      return [y, r];
+    },
+    [RMS_NORM_GRAD]: ({ inputs, backend }) => {
+      float32(inputs, RMS_NORM_GRAD);
+      const { dy, x, r, scale } = inputs as {
+        dy: TensorInfo;
+        x: TensorInfo;
+        r: TensorInfo;
+        scale: TensorInfo;
+      };
+      const b = backend as unknown as WasmBackend;
+      const [rows, cols] = rowsCols(x);
+      const dx = b.makeOutput(x.shape, 'float32');
+      const ds = b.makeOutput(scale.shape, 'float32');
+      k.rms_norm_grad(ptr(b, dy), ptr(b, x), ptr(b, r), ptr(b, scale), ptr(b, dx), ptr(b, ds), rows, cols);
+      return [dx, ds];
+    },
+    [GELU]: ({ inputs, backend }) => {
+      float32(inputs, GELU);
+      const { x } = inputs as { x: TensorInfo };
+      const b = backend as unknown as WasmBackend;
+      const y = b.makeOutput(x.shape, 'float32');
+      k.gelu(ptr(b, x), ptr(b, y), tf.util.sizeFromShape(x.shape));
+      return y;
+    },
+    [GELU_GRAD]: ({ inputs, backend }) => {
+      float32(inputs, GELU_GRAD);
+      const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
+      const b = backend as unknown as WasmBackend;
+      const dx = b.makeOutput(x.shape, 'float32');
+      k.gelu_grad(ptr(b, x), ptr(b, dy), ptr(b, dx), tf.util.sizeFromShape(x.shape));
+      return dx;
+    },
+  };
+}
+
+/** Registers the kernels on the wasm backend; returns why not, or null. */
+export async function installFused(): Promise<string | null> {
+  const backend = tf.findBackend('wasm');
+  const memory = backend ? heapOf(backend) : null;
+  if (!memory) return 'the WASM heap is not reachable';
+  const loaded = await loadFused(memory);
+  if ('error' in loaded) return loaded.error;
+  removeFused();
+  for (const [kernelName, kernelFunc] of Object.entries(kernels(loaded))) {
+    tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
+  }
+  return null;
+}
+
+export function removeFused(): void {
+  for (const name of FUSED_KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
+}
+
+/** Whether the active backend has the fused kernels. */
+export function fusedActive(): boolean {
+  return Boolean(tf.getKernel(RMS_NORM, tf.getBackend()));
+}

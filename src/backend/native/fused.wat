@@ -1,0 +1,208 @@
+;; Fused element-wise kernels of the native kernel pack, run in place on TensorFlow.js's WASM heap (the
+;; module imports that memory; every pointer is a byte offset into it). Each one pass over its rows
+;; where tfjs ran 3–15 kernels, each a pass of its own and an engine op (see fused.ts).
+;; fused.ts puts the import of the backend's heap (plain or shared) in place of the line below.
+(module
+  ;; import-memory
+
+  ;; e^x, four lanes: x = k·ln2 + f with |f| ≤ ln2/2, e^f by its Taylor series to f⁷ (relative error
+  ;; below 1e-8 there), 2^k added to the exponent bits. x is clamped to [-87, 88]: the result stays a
+  ;; normal float.
+  (func $exp (param $x v128) (result v128)
+    (local $k v128) (local $f v128) (local $p v128)
+    (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87))) (f32x4.splat (f32.const 88))))
+    (local.set $k (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504)))))
+    (local.set $f (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (f32x4.splat (f32.const 0.693359375)))))
+    (local.set $f (f32x4.sub (local.get $f) (f32x4.mul (local.get $k) (f32x4.splat (f32.const -2.12194440e-4)))))
+    (local.set $p (f32x4.splat (f32.const 1.98412698e-4)))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1.38888889e-3))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 8.33333333e-3))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 4.16666667e-2))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1.66666667e-1))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 0.5))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1))))
+    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1))))
+    (i32x4.add (local.get $p) (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $k)) (i32.const 23))))
+
+  ;; σ(1.702·x), four lanes.
+  (func $gate (param $x v128) (result v128)
+    (f32x4.div (f32x4.splat (f32.const 1))
+      (f32x4.add (f32x4.splat (f32.const 1))
+        (call $exp (f32x4.mul (local.get $x) (f32x4.splat (f32.const -1.702)))))))
+
+  ;; The first `count` (0–3) floats at p, zeros after: the tail of a row that is not a multiple of 4.
+  (func $load_tail (param $p i32) (param $count i32) (result v128)
+    (local $v v128)
+    (local.set $v (v128.const i32x4 0 0 0 0))
+    (if (i32.gt_s (local.get $count) (i32.const 0))
+      (then (local.set $v (f32x4.replace_lane 0 (local.get $v) (f32.load (local.get $p))))))
+    (if (i32.gt_s (local.get $count) (i32.const 1))
+      (then (local.set $v (f32x4.replace_lane 1 (local.get $v) (f32.load offset=4 (local.get $p))))))
+    (if (i32.gt_s (local.get $count) (i32.const 2))
+      (then (local.set $v (f32x4.replace_lane 2 (local.get $v) (f32.load offset=8 (local.get $p))))))
+    (local.get $v))
+
+  (func $store_tail (param $p i32) (param $count i32) (param $v v128)
+    (if (i32.gt_s (local.get $count) (i32.const 0))
+      (then (f32.store (local.get $p) (f32x4.extract_lane 0 (local.get $v)))))
+    (if (i32.gt_s (local.get $count) (i32.const 1))
+      (then (f32.store offset=4 (local.get $p) (f32x4.extract_lane 1 (local.get $v)))))
+    (if (i32.gt_s (local.get $count) (i32.const 2))
+      (then (f32.store offset=8 (local.get $p) (f32x4.extract_lane 2 (local.get $v))))))
+
+  (func $hsum (param $v v128) (result f32)
+    (f32.add
+      (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
+      (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
+
+  ;; y = x·σ(1.702x) over n floats.
+  (func (export "gelu") (param $x i32) (param $y i32) (param $n i32)
+    (local $end i32) (local $v v128)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $next
+      (br_if $done (i32.gt_u (i32.add (local.get $x) (i32.const 16)) (local.get $end)))
+      (local.set $v (v128.load (local.get $x)))
+      (v128.store (local.get $y) (f32x4.mul (local.get $v) (call $gate (local.get $v))))
+      (local.set $x (i32.add (local.get $x) (i32.const 16)))
+      (local.set $y (i32.add (local.get $y) (i32.const 16)))
+      (br $next)))
+    (local.set $n (i32.shr_s (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
+    (local.set $v (call $load_tail (local.get $x) (local.get $n)))
+    (call $store_tail (local.get $y) (local.get $n) (f32x4.mul (local.get $v) (call $gate (local.get $v)))))
+
+  ;; dx = dy·(s + 1.702·x·s·(1 − s)), s = σ(1.702x), over n floats.
+  (func (export "gelu_grad") (param $x i32) (param $dy i32) (param $dx i32) (param $n i32)
+    (local $end i32) (local $v v128) (local $s v128) (local $count i32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done (loop $next
+      (local.set $count (i32.shr_s (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
+      (br_if $done (i32.le_s (local.get $count) (i32.const 0)))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then
+          (local.set $v (v128.load (local.get $x)))
+          (local.set $s (call $gate (local.get $v)))
+          (v128.store (local.get $dx)
+            (f32x4.mul (v128.load (local.get $dy))
+              (f32x4.add (local.get $s)
+                (f32x4.mul (f32x4.mul (local.get $v) (f32x4.splat (f32.const 1.702)))
+                  (f32x4.mul (local.get $s) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $s))))))))
+        (else
+          (local.set $v (call $load_tail (local.get $x) (local.get $count)))
+          (local.set $s (call $gate (local.get $v)))
+          (call $store_tail (local.get $dx) (local.get $count)
+            (f32x4.mul (call $load_tail (local.get $dy) (local.get $count))
+              (f32x4.add (local.get $s)
+                (f32x4.mul (f32x4.mul (local.get $v) (f32x4.splat (f32.const 1.702)))
+                  (f32x4.mul (local.get $s) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $s)))))))))
+      (local.set $x (i32.add (local.get $x) (i32.const 16)))
+      (local.set $dy (i32.add (local.get $dy) (i32.const 16)))
+      (local.set $dx (i32.add (local.get $dx) (i32.const 16)))
+      (br $next))))
+
+  ;; RMSNorm of `rows` rows of `cols`: r = 1/√(mean(x²) + eps) per row (written to r), y = (x·r)·(1 + scale).
+  (func (export "rms_norm")
+    (param $x i32) (param $scale i32) (param $y i32) (param $r i32) (param $rows i32) (param $cols i32) (param $eps f32)
+    (local $row i32) (local $j i32) (local $acc v128) (local $v v128) (local $inv f32) (local $rv v128)
+    (local $tail i32) (local $body i32)
+    (local.set $tail (i32.and (local.get $cols) (i32.const 3)))
+    (local.set $body (i32.sub (local.get $cols) (local.get $tail)))
+    (block $rows_done (loop $rows
+      (br_if $rows_done (i32.ge_s (local.get $row) (local.get $rows)))
+      (local.set $acc (v128.const i32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_s (local.get $j) (local.get $body)))
+        (local.set $v (v128.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v) (local.get $v))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l1)))
+      (local.set $v (call $load_tail (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)))
+      (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $v) (local.get $v))))
+      (local.set $inv (f32.div (f32.const 1)
+        (f32.sqrt (f32.add (f32.div (call $hsum (local.get $acc)) (f32.convert_i32_s (local.get $cols))) (local.get $eps)))))
+      (f32.store (local.get $r) (local.get $inv))
+      (local.set $rv (f32x4.splat (local.get $inv)))
+      (local.set $j (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_s (local.get $j) (local.get $body)))
+        (v128.store (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2)))
+          (f32x4.mul
+            (f32x4.mul (v128.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rv))
+            (f32x4.add (v128.load (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2)))) (f32x4.splat (f32.const 1)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l2)))
+      (call $store_tail (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)
+        (f32x4.mul
+          (f32x4.mul (call $load_tail (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)) (local.get $rv))
+          (f32x4.add (call $load_tail (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)) (f32x4.splat (f32.const 1)))))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $y (i32.add (local.get $y) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 4)))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rows)))
+  )
+
+  ;; The gradient of rms_norm: with n = x·r and g = dy·(1 + scale), dx = r·(g − n·mean(g·n)) per row and
+  ;; dscale = Σ_rows dy·n (dscale is overwritten).
+  (func (export "rms_norm_grad")
+    (param $dy i32) (param $x i32) (param $r i32) (param $scale i32) (param $dx i32) (param $dscale i32)
+    (param $rows i32) (param $cols i32)
+    (local $row i32) (local $j i32) (local $acc v128) (local $g v128) (local $n v128) (local $rv v128) (local $mv v128)
+    (local $tail i32) (local $body i32) (local $o i32)
+    (local.set $tail (i32.and (local.get $cols) (i32.const 3)))
+    (local.set $body (i32.sub (local.get $cols) (local.get $tail)))
+    (memory.fill (local.get $dscale) (i32.const 0) (i32.shl (local.get $cols) (i32.const 2)))
+    (block $rows_done (loop $rows
+      (br_if $rows_done (i32.ge_s (local.get $row) (local.get $rows)))
+      (local.set $rv (f32x4.splat (f32.load (local.get $r))))
+      (local.set $acc (v128.const i32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (br_if $d1 (i32.ge_s (local.get $j) (local.get $cols)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.lt_s (local.get $j) (local.get $body))
+          (then
+            (local.set $g (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o)))
+              (f32x4.add (v128.load (i32.add (local.get $scale) (local.get $o))) (f32x4.splat (f32.const 1)))))
+            (local.set $n (f32x4.mul (v128.load (i32.add (local.get $x) (local.get $o))) (local.get $rv))))
+          (else
+            (local.set $g (f32x4.mul (call $load_tail (i32.add (local.get $dy) (local.get $o)) (local.get $tail))
+              (f32x4.add (call $load_tail (i32.add (local.get $scale) (local.get $o)) (local.get $tail)) (f32x4.splat (f32.const 1)))))
+            (local.set $n (f32x4.mul (call $load_tail (i32.add (local.get $x) (local.get $o)) (local.get $tail)) (local.get $rv)))))
+        (local.set $acc (f32x4.add (local.get $acc) (f32x4.mul (local.get $g) (local.get $n))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l1)))
+      (local.set $mv (f32x4.splat (f32.div (call $hsum (local.get $acc)) (f32.convert_i32_s (local.get $cols)))))
+      (local.set $j (i32.const 0))
+      (block $d2 (loop $l2
+        (br_if $d2 (i32.ge_s (local.get $j) (local.get $cols)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.lt_s (local.get $j) (local.get $body))
+          (then
+            (local.set $g (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o)))
+              (f32x4.add (v128.load (i32.add (local.get $scale) (local.get $o))) (f32x4.splat (f32.const 1)))))
+            (local.set $n (f32x4.mul (v128.load (i32.add (local.get $x) (local.get $o))) (local.get $rv)))
+            (v128.store (i32.add (local.get $dx) (local.get $o))
+              (f32x4.mul (local.get $rv) (f32x4.sub (local.get $g) (f32x4.mul (local.get $n) (local.get $mv)))))
+            (v128.store (i32.add (local.get $dscale) (local.get $o))
+              (f32x4.add (v128.load (i32.add (local.get $dscale) (local.get $o)))
+                (f32x4.mul (v128.load (i32.add (local.get $dy) (local.get $o))) (local.get $n)))))
+          (else
+            (local.set $g (f32x4.mul (call $load_tail (i32.add (local.get $dy) (local.get $o)) (local.get $tail))
+              (f32x4.add (call $load_tail (i32.add (local.get $scale) (local.get $o)) (local.get $tail)) (f32x4.splat (f32.const 1)))))
+            (local.set $n (f32x4.mul (call $load_tail (i32.add (local.get $x) (local.get $o)) (local.get $tail)) (local.get $rv)))
+            (call $store_tail (i32.add (local.get $dx) (local.get $o)) (local.get $tail)
+              (f32x4.mul (local.get $rv) (f32x4.sub (local.get $g) (f32x4.mul (local.get $n) (local.get $mv)))))
+            (call $store_tail (i32.add (local.get $dscale) (local.get $o)) (local.get $tail)
+              (f32x4.add (call $load_tail (i32.add (local.get $dscale) (local.get $o)) (local.get $tail))
+                (f32x4.mul (call $load_tail (i32.add (local.get $dy) (local.get $o)) (local.get $tail)) (local.get $n))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l2)))
+      (local.set $dy (i32.add (local.get $dy) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $dx (i32.add (local.get $dx) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $r (i32.add (local.get $r) (i32.const 4)))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rows)))
+  )
+)
