@@ -3,6 +3,7 @@
  * training defaults (optax's adamw: decoupled weight decay multiplied by the learning rate).
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { ADAMW, type AdamWAttrs, EMA, fusedActive, sumOfSquares } from '../backend/native/fused.js';
 import type { TrainSection } from '../config/schema.js';
 
 /** The learning rate after `step` completed steps: linear warmup, then cosine to decay_lr (or constant). */
@@ -38,9 +39,23 @@ export function initAdam(trainable: Map<string, tf.Variable>, scope: string): Ad
   return { m, v };
 }
 
-/** √(Σ‖g‖²) over all gradients, read back as a number (one sync per step). */
+/**
+ * √(Σ‖g‖²) over all gradients, read back as a number (one sync per step). With the fused kernels, read
+ * in place and summed in float64; else two tfjs ops per gradient.
+ */
 export function globalNorm(grads: tf.NamedTensorMap): number {
-  const sq = tf.tidy(() => tf.addN(Object.values(grads).map((g) => tf.sum(tf.mul(g, g)))));
+  const values = Object.values(grads);
+  let fused = 0;
+  for (const g of values) {
+    const s = sumOfSquares(g);
+    if (s === null) {
+      fused = Number.NaN;
+      break;
+    }
+    fused += s;
+  }
+  if (!Number.isNaN(fused)) return Math.sqrt(fused);
+  const sq = tf.tidy(() => tf.addN(values.map((g) => tf.sum(tf.mul(g, g)))));
   const n = Math.sqrt(sq.dataSync()[0]!);
   sq.dispose();
   return n;
@@ -66,13 +81,35 @@ export function adamwUpdate(
 ): void {
   const c1 = 1 - opts.b1 ** opts.step;
   const c2 = 1 - opts.b2 ** opts.step;
+  const fused = fusedActive();
   for (const [name, p] of trainable) {
     const g0 = grads[name];
     if (!g0) throw new Error(`no gradient for ${name}`);
+    const m = state.m.get(name)!;
+    const v = state.v.get(name)!;
+    if (fused) {
+      // One pass (fused.wat), the same operations in the same order as below; new tensors all three.
+      const attrs: AdamWAttrs = {
+        clip: opts.clipScale,
+        b1: opts.b1,
+        b2: opts.b2,
+        c1,
+        c2,
+        eps: opts.eps,
+        weightDecay: opts.weightDecay,
+        lr: opts.lr,
+      };
+      const [p1, m1, v1] = tf
+        .engine()
+        .runKernel(ADAMW, { p, g: g0, m, v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor[];
+      p.assign(p1!);
+      m.assign(m1!);
+      v.assign(v1!);
+      tf.dispose([p1!, m1!, v1!]);
+      continue;
+    }
     tf.tidy(() => {
       const g = opts.clipScale === 1 ? g0 : tf.mul(g0, opts.clipScale);
-      const m = state.m.get(name)!;
-      const v = state.v.get(name)!;
       const m1 = tf.add(tf.mul(m, opts.b1), tf.mul(g, 1 - opts.b1));
       const v1 = tf.add(tf.mul(v, opts.b2), tf.mul(tf.mul(g, g), 1 - opts.b2));
       const update = tf.div(tf.div(m1, c1), tf.add(tf.sqrt(tf.div(v1, c2)), opts.eps));
@@ -90,7 +127,14 @@ export function emaUpdate(
   params: Map<string, tf.Variable>,
   decay: number,
 ): void {
+  const fused = fusedActive();
   for (const [name, e] of ema) {
+    if (fused) {
+      const next = tf.engine().runKernel(EMA, { ema: e, p: params.get(name)! }, { decay }) as tf.Tensor;
+      e.assign(next);
+      next.dispose();
+      continue;
+    }
     tf.tidy(() => e.assign(tf.add(tf.mul(e, decay), tf.mul(params.get(name)!, 1 - decay))));
   }
 }

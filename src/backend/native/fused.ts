@@ -9,6 +9,9 @@
  *   VlaRmsNormGrad  dy, x, r, scale              → dx [R, C], dscale [C]
  *   VlaGelu         x                            → y = x·σ(1.702x)
  *   VlaGeluGrad     x, dy                        → dx
+ *   VlaAdamW        p, g, m, v                   → p', m', v' (one AdamW step; new tensors, see optimizer.ts)
+ *   VlaEma          ema, p                       → ema'
+ * and sumOfSquares(t), read straight from the heap (the global gradient norm).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -19,7 +22,22 @@ export const RMS_NORM = 'VlaRmsNorm';
 export const RMS_NORM_GRAD = 'VlaRmsNormGrad';
 export const GELU = 'VlaGelu';
 export const GELU_GRAD = 'VlaGeluGrad';
-export const FUSED_KERNELS = [RMS_NORM, RMS_NORM_GRAD, GELU, GELU_GRAD] as const;
+export const ADAMW = 'VlaAdamW';
+export const EMA = 'VlaEma';
+export const FUSED_KERNELS = [RMS_NORM, RMS_NORM_GRAD, GELU, GELU_GRAD, ADAMW, EMA] as const;
+
+/** VlaAdamW's attributes: the step's constants (the optimizer computes them once per step). */
+export interface AdamWAttrs {
+  clip: number;
+  b1: number;
+  b2: number;
+  /** Bias corrections 1 − b1^t and 1 − b2^t. */
+  c1: number;
+  c2: number;
+  eps: number;
+  weightDecay: number;
+  lr: number;
+}
 
 /** The ε under the root: the model's RMSNorm (Gemma's). */
 export const RMS_EPS = 1e-6;
@@ -38,6 +56,28 @@ interface Exports {
     rows: number,
     cols: number,
   ): void;
+  adamw(
+    p: number,
+    g: number,
+    m: number,
+    v: number,
+    po: number,
+    mo: number,
+    vo: number,
+    n: number,
+    clip: number,
+    b1: number,
+    nb1: number,
+    b2: number,
+    nb2: number,
+    c1: number,
+    c2: number,
+    eps: number,
+    wd: number,
+    lr: number,
+  ): void;
+  ema(e: number, p: number, out: number, n: number, decay: number, nd: number): void;
+  sum_squares(x: number, n: number): number;
 }
 
 interface WasmBackend {
@@ -147,6 +187,48 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       k.gelu(ptr(b, x), ptr(b, y), tf.util.sizeFromShape(x.shape));
       return y;
     },
+    [ADAMW]: ({ inputs, backend, attrs }) => {
+      float32(inputs, ADAMW);
+      const { p, g, m, v } = inputs as { p: TensorInfo; g: TensorInfo; m: TensorInfo; v: TensorInfo };
+      const a = attrs as unknown as AdamWAttrs;
+      const n = tf.util.sizeFromShape(p.shape);
+      for (const [name, t] of Object.entries({ g, m, v }))
+        if (tf.util.sizeFromShape(t.shape) !== n)
+          throw new Error(`${ADAMW}: ${name} is [${t.shape}], expected the weight's [${p.shape}]`);
+      const b = backend as unknown as WasmBackend;
+      const out = [p, m, v].map((t) => b.makeOutput(t.shape, 'float32'));
+      const [po, mo, vo] = out.map((t) => ptr(b, t)) as [number, number, number];
+      k.adamw(
+        ptr(b, p),
+        ptr(b, g),
+        ptr(b, m),
+        ptr(b, v),
+        po,
+        mo,
+        vo,
+        n,
+        a.clip,
+        a.b1,
+        1 - a.b1,
+        a.b2,
+        1 - a.b2,
+        a.c1,
+        a.c2,
+        a.eps,
+        a.weightDecay,
+        a.lr,
+      );
+      return out;
+    },
+    [EMA]: ({ inputs, backend, attrs }) => {
+      float32(inputs, EMA);
+      const { ema, p } = inputs as { ema: TensorInfo; p: TensorInfo };
+      const decay = (attrs as { decay: number }).decay;
+      const b = backend as unknown as WasmBackend;
+      const out = b.makeOutput(ema.shape, 'float32');
+      k.ema(ptr(b, ema), ptr(b, p), ptr(b, out), tf.util.sizeFromShape(ema.shape), decay, 1 - decay);
+      return out;
+    },
     [GELU_GRAD]: ({ inputs, backend }) => {
       float32(inputs, GELU_GRAD);
       const { x, dy } = inputs as { x: TensorInfo; dy: TensorInfo };
@@ -158,6 +240,15 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
   };
 }
 
+let active: Exports | null = null;
+
+/** Σ t² of a float32 tensor on the wasm backend, read in place (float64 sums); null without the kernels. */
+export function sumOfSquares(t: tf.Tensor): number | null {
+  if (!active || t.dtype !== 'float32' || tf.getBackend() !== 'wasm' || !fusedActive()) return null;
+  const b = tf.backend() as unknown as WasmBackend;
+  return active.sum_squares(b.dataIdMap.get(t.dataId).memoryOffset, t.size);
+}
+
 /** Registers the kernels on the wasm backend; returns why not, or null. */
 export async function installFused(): Promise<string | null> {
   const backend = tf.findBackend('wasm');
@@ -166,6 +257,7 @@ export async function installFused(): Promise<string | null> {
   const loaded = await loadFused(memory);
   if ('error' in loaded) return loaded.error;
   removeFused();
+  active = loaded;
   for (const [kernelName, kernelFunc] of Object.entries(kernels(loaded))) {
     tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
   }
@@ -173,6 +265,7 @@ export async function installFused(): Promise<string | null> {
 }
 
 export function removeFused(): void {
+  active = null;
   for (const name of FUSED_KERNELS) if (tf.getKernel(name, 'wasm')) tf.unregisterKernel(name, 'wasm');
 }
 

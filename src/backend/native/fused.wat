@@ -205,4 +205,91 @@
       (local.set $row (i32.add (local.get $row) (i32.const 1)))
       (br $rows)))
   )
+
+  ;; One AdamW step over n floats (optax's adamw, as optimizer.ts writes it in tfjs ops, in the same
+  ;; order of operations): g' = g·clip; m' = m·b1 + g'·(1 − b1); v' = v·b2 + g'²·(1 − b2);
+  ;; p' = p − lr·((m'/c1) / (√(v'/c2) + eps) + wd·p). New p', m', v' go to po, mo, vo.
+  (func (export "adamw")
+    (param $p i32) (param $g i32) (param $m i32) (param $v i32) (param $po i32) (param $mo i32) (param $vo i32)
+    (param $n i32) (param $clip f32) (param $b1 f32) (param $nb1 f32) (param $b2 f32) (param $nb2 f32)
+    (param $c1 f32) (param $c2 f32) (param $eps f32) (param $wd f32) (param $lr f32)
+    (local $i i32) (local $o i32) (local $count i32)
+    (local $gv v128) (local $pv v128) (local $m1 v128) (local $v1 v128) (local $p1 v128) (local $u v128)
+    (block $done (loop $next
+      (local.set $count (i32.sub (local.get $n) (local.get $i)))
+      (br_if $done (i32.le_s (local.get $count) (i32.const 0)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then
+          (local.set $gv (v128.load (i32.add (local.get $g) (local.get $o))))
+          (local.set $pv (v128.load (i32.add (local.get $p) (local.get $o))))
+          (local.set $m1 (v128.load (i32.add (local.get $m) (local.get $o))))
+          (local.set $v1 (v128.load (i32.add (local.get $v) (local.get $o)))))
+        (else
+          (local.set $gv (call $load_tail (i32.add (local.get $g) (local.get $o)) (local.get $count)))
+          (local.set $pv (call $load_tail (i32.add (local.get $p) (local.get $o)) (local.get $count)))
+          (local.set $m1 (call $load_tail (i32.add (local.get $m) (local.get $o)) (local.get $count)))
+          (local.set $v1 (call $load_tail (i32.add (local.get $v) (local.get $o)) (local.get $count)))))
+      (local.set $gv (f32x4.mul (local.get $gv) (f32x4.splat (local.get $clip))))
+      (local.set $m1 (f32x4.add (f32x4.mul (local.get $m1) (f32x4.splat (local.get $b1)))
+        (f32x4.mul (local.get $gv) (f32x4.splat (local.get $nb1)))))
+      (local.set $v1 (f32x4.add (f32x4.mul (local.get $v1) (f32x4.splat (local.get $b2)))
+        (f32x4.mul (f32x4.mul (local.get $gv) (local.get $gv)) (f32x4.splat (local.get $nb2)))))
+      (local.set $u (f32x4.div (f32x4.div (local.get $m1) (f32x4.splat (local.get $c1)))
+        (f32x4.add (f32x4.sqrt (f32x4.div (local.get $v1) (f32x4.splat (local.get $c2)))) (f32x4.splat (local.get $eps)))))
+      (local.set $u (f32x4.add (local.get $u) (f32x4.mul (local.get $pv) (f32x4.splat (local.get $wd)))))
+      (local.set $p1 (f32x4.sub (local.get $pv) (f32x4.mul (local.get $u) (f32x4.splat (local.get $lr)))))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then
+          (v128.store (i32.add (local.get $po) (local.get $o)) (local.get $p1))
+          (v128.store (i32.add (local.get $mo) (local.get $o)) (local.get $m1))
+          (v128.store (i32.add (local.get $vo) (local.get $o)) (local.get $v1)))
+        (else
+          (call $store_tail (i32.add (local.get $po) (local.get $o)) (local.get $count) (local.get $p1))
+          (call $store_tail (i32.add (local.get $mo) (local.get $o)) (local.get $count) (local.get $m1))
+          (call $store_tail (i32.add (local.get $vo) (local.get $o)) (local.get $count) (local.get $v1))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $next))))
+
+  ;; out = e·decay + p·(1 − decay) over n floats (the EMA of the weights); nd is 1 − decay.
+  (func (export "ema") (param $e i32) (param $p i32) (param $out i32) (param $n i32) (param $decay f32) (param $nd f32)
+    (local $i i32) (local $o i32) (local $count i32) (local $r v128)
+    (block $done (loop $next
+      (local.set $count (i32.sub (local.get $n) (local.get $i)))
+      (br_if $done (i32.le_s (local.get $count) (i32.const 0)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then
+          (v128.store (i32.add (local.get $out) (local.get $o))
+            (f32x4.add (f32x4.mul (v128.load (i32.add (local.get $e) (local.get $o))) (f32x4.splat (local.get $decay)))
+              (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o))) (f32x4.splat (local.get $nd))))))
+        (else
+          (local.set $r
+            (f32x4.add (f32x4.mul (call $load_tail (i32.add (local.get $e) (local.get $o)) (local.get $count)) (f32x4.splat (local.get $decay)))
+              (f32x4.mul (call $load_tail (i32.add (local.get $p) (local.get $o)) (local.get $count)) (f32x4.splat (local.get $nd)))))
+          (call $store_tail (i32.add (local.get $out) (local.get $o)) (local.get $count) (local.get $r))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $next))))
+
+  ;; Σ x² over n floats, accumulated in float64 (the global gradient norm).
+  (func (export "sum_squares") (param $x i32) (param $n i32) (result f64)
+    (local $i i32) (local $o i32) (local $count i32) (local $v v128) (local $lo v128) (local $hi v128)
+    (local.set $lo (v128.const f64x2 0 0))
+    (local.set $hi (v128.const f64x2 0 0))
+    (block $done (loop $next
+      (local.set $count (i32.sub (local.get $n) (local.get $i)))
+      (br_if $done (i32.le_s (local.get $count) (i32.const 0)))
+      (local.set $o (i32.add (local.get $x) (i32.shl (local.get $i) (i32.const 2))))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then (local.set $v (v128.load (local.get $o))))
+        (else (local.set $v (call $load_tail (local.get $o) (local.get $count)))))
+      (local.set $lo (f64x2.add (local.get $lo)
+        (f64x2.mul (f64x2.promote_low_f32x4 (local.get $v)) (f64x2.promote_low_f32x4 (local.get $v)))))
+      (local.set $v (i8x16.shuffle 8 9 10 11 12 13 14 15 0 1 2 3 4 5 6 7 (local.get $v) (local.get $v)))
+      (local.set $hi (f64x2.add (local.get $hi)
+        (f64x2.mul (f64x2.promote_low_f32x4 (local.get $v)) (f64x2.promote_low_f32x4 (local.get $v)))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
+      (br $next)))
+    (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
+    (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo))))
 )
