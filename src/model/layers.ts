@@ -5,7 +5,7 @@
  * reshaped to heads only inside attention.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { fusedActive, GELU, GELU_GRAD, RMS_NORM, RMS_NORM_GRAD } from '../backend/native/fused.js';
+import { fusedActive, GELU_GRAD, RMS_NORM, RMS_NORM_GRAD } from '../backend/native/fused.js';
 import { packInstalled } from '../backend/native/pack.js';
 import { attentionKernelsActive, attentionOp } from '../backend/native/train-attention.js';
 
@@ -104,13 +104,12 @@ const rmsNormFusedWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSa
 
 /**
  * GELU in its sigmoid form, x·σ(1.702x): three cheap ops where the tanh form needs a cube and more. The
- * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x), is written out: tfjs's own goes through the
- * product rule with a cast per factor. On WASM with the kernel pack, one fused kernel each way.
+ * gradient, dy·(s + 1.702·x·s·(1 − s)) with s = σ(1.702x) kept from the forward pass, is written out
+ * (tfjs's own goes through the product rule with a cast per factor); on WASM with the kernel pack it is
+ * one fused kernel.
  */
 export function gelu(x: tf.Tensor): tf.Tensor {
-  if (fusedActive())
-    return taping() ? geluFusedWithGrad(x) : (tf.engine().runKernel(GELU, { x }) as tf.Tensor);
-  return taping() ? geluOpsWithGrad(x) : geluValue(x);
+  return taping() ? geluWithGrad(x) : geluValue(x);
 }
 
 /** Whether tfjs is recording a gradient tape now (its own test): off while sampling. */
@@ -123,7 +122,7 @@ function geluValue(x: tf.Tensor): tf.Tensor {
   return tf.mul(x, tf.sigmoid(tf.mul(x, 1.702)));
 }
 
-const geluOpsWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
+const geluWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
   const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
   const s = tf.sigmoid(tf.mul(x, 1.702));
   save([x, s]);
@@ -131,20 +130,10 @@ const geluOpsWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFun
     value: tf.mul(x, s),
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
       const [sx, ss] = saved as [tf.Tensor, tf.Tensor];
+      if (fusedActive()) return [tf.engine().runKernel(GELU_GRAD, { x: sx, s: ss, dy }) as tf.Tensor];
       const slope = tf.add(ss, tf.mul(tf.mul(sx, 1.702), tf.mul(ss, tf.sub(1, ss))));
       return [tf.mul(dy, slope)];
     },
-  };
-}) as (x: tf.Tensor) => tf.Tensor;
-
-const geluFusedWithGrad = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
-  const [x, save] = args as [tf.Tensor, tf.GradSaveFunc];
-  save([x]);
-  return {
-    value: tf.engine().runKernel(GELU, { x }) as tf.Tensor,
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
-      tf.engine().runKernel(GELU_GRAD, { x: saved[0]!, dy }) as tf.Tensor,
-    ],
   };
 }) as (x: tf.Tensor) => tf.Tensor;
 

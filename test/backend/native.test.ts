@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
 import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
-import { fusedActive, GELU, installFused, removeFused } from '../../src/backend/native/fused.js';
+import { fusedActive, GELU_GRAD, installFused, removeFused } from '../../src/backend/native/fused.js';
 import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
 import { ATTENTION, attentionOp } from '../../src/backend/native/train-attention.js';
 import { attentionOps, gelu, rmsNorm } from '../../src/model/layers.js';
@@ -241,7 +241,7 @@ function checkAttention(host: 'wasm' | 'cpu'): void {
 }
 
 describe('fused element-wise kernels on wasm', () => {
-  // RMSNorm and GELU, one WASM SIMD pass each way, against the same functions in tfjs ops; row widths
+  // RMSNorm each way and GELU's gradient, one WASM SIMD pass each, against the same functions in tfjs ops; row widths
   // that are and are not multiples of the 4 SIMD lanes, and the model's own sizes.
   const CASES = [
     [37, 24],
@@ -287,8 +287,9 @@ describe('fused element-wise kernels on wasm', () => {
 
   it('refuses other dtypes, naming the input', async () => {
     expect(await installFused()).toBeNull();
-    expect(() => tf.engine().runKernel(GELU, { x: tf.tensor1d([1, 2], 'int32') })).toThrow(
-      /VlaGelu: x is int32, expected float32/,
+    const s = tf.tensor1d([0.5, 0.5]);
+    expect(() => tf.engine().runKernel(GELU_GRAD, { x: tf.tensor1d([1, 2], 'int32'), s, dy: s })).toThrow(
+      /VlaGeluGrad: x is int32, expected float32/,
     );
   });
 });

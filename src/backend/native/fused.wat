@@ -5,31 +5,6 @@
 (module
   ;; import-memory
 
-  ;; e^x, four lanes: x = k·ln2 + f with |f| ≤ ln2/2, e^f by its Taylor series to f⁷ (relative error
-  ;; below 1e-8 there), 2^k added to the exponent bits. x is clamped to [-87, 88]: the result stays a
-  ;; normal float.
-  (func $exp (param $x v128) (result v128)
-    (local $k v128) (local $f v128) (local $p v128)
-    (local.set $x (f32x4.min (f32x4.max (local.get $x) (f32x4.splat (f32.const -87))) (f32x4.splat (f32.const 88))))
-    (local.set $k (f32x4.nearest (f32x4.mul (local.get $x) (f32x4.splat (f32.const 1.44269504)))))
-    (local.set $f (f32x4.sub (local.get $x) (f32x4.mul (local.get $k) (f32x4.splat (f32.const 0.693359375)))))
-    (local.set $f (f32x4.sub (local.get $f) (f32x4.mul (local.get $k) (f32x4.splat (f32.const -2.12194440e-4)))))
-    (local.set $p (f32x4.splat (f32.const 1.98412698e-4)))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1.38888889e-3))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 8.33333333e-3))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 4.16666667e-2))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1.66666667e-1))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 0.5))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1))))
-    (local.set $p (f32x4.add (f32x4.mul (local.get $p) (local.get $f)) (f32x4.splat (f32.const 1))))
-    (i32x4.add (local.get $p) (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $k)) (i32.const 23))))
-
-  ;; σ(1.702·x), four lanes.
-  (func $gate (param $x v128) (result v128)
-    (f32x4.div (f32x4.splat (f32.const 1))
-      (f32x4.add (f32x4.splat (f32.const 1))
-        (call $exp (f32x4.mul (local.get $x) (f32x4.splat (f32.const -1.702)))))))
-
   ;; The first `count` (0–3) floats at p, zeros after: the tail of a row that is not a multiple of 4.
   (func $load_tail (param $p i32) (param $count i32) (result v128)
     (local $v v128)
@@ -55,48 +30,32 @@
       (f32.add (f32x4.extract_lane 0 (local.get $v)) (f32x4.extract_lane 1 (local.get $v)))
       (f32.add (f32x4.extract_lane 2 (local.get $v)) (f32x4.extract_lane 3 (local.get $v)))))
 
-  ;; y = x·σ(1.702x) over n floats.
-  (func (export "gelu") (param $x i32) (param $y i32) (param $n i32)
-    (local $end i32) (local $v v128)
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
+  ;; The gradient of GELU's sigmoid form y = x·s, s = σ(1.702x) kept from the forward pass (WASM's own
+  ;; Sigmoid computes it faster than an exp here would): dx = dy·(s + 1.702·x·s·(1 − s)), over n floats.
+  (func (export "gelu_grad") (param $x i32) (param $s i32) (param $dy i32) (param $dx i32) (param $n i32)
+    (local $i i32) (local $o i32) (local $count i32) (local $v v128) (local $sv v128) (local $d v128)
     (block $done (loop $next
-      (br_if $done (i32.gt_u (i32.add (local.get $x) (i32.const 16)) (local.get $end)))
-      (local.set $v (v128.load (local.get $x)))
-      (v128.store (local.get $y) (f32x4.mul (local.get $v) (call $gate (local.get $v))))
-      (local.set $x (i32.add (local.get $x) (i32.const 16)))
-      (local.set $y (i32.add (local.get $y) (i32.const 16)))
-      (br $next)))
-    (local.set $n (i32.shr_s (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
-    (local.set $v (call $load_tail (local.get $x) (local.get $n)))
-    (call $store_tail (local.get $y) (local.get $n) (f32x4.mul (local.get $v) (call $gate (local.get $v)))))
-
-  ;; dx = dy·(s + 1.702·x·s·(1 − s)), s = σ(1.702x), over n floats.
-  (func (export "gelu_grad") (param $x i32) (param $dy i32) (param $dx i32) (param $n i32)
-    (local $end i32) (local $v v128) (local $s v128) (local $count i32)
-    (local.set $end (i32.add (local.get $x) (i32.shl (local.get $n) (i32.const 2))))
-    (block $done (loop $next
-      (local.set $count (i32.shr_s (i32.sub (local.get $end) (local.get $x)) (i32.const 2)))
+      (local.set $count (i32.sub (local.get $n) (local.get $i)))
       (br_if $done (i32.le_s (local.get $count) (i32.const 0)))
+      (local.set $o (i32.shl (local.get $i) (i32.const 2)))
       (if (i32.ge_s (local.get $count) (i32.const 4))
         (then
-          (local.set $v (v128.load (local.get $x)))
-          (local.set $s (call $gate (local.get $v)))
-          (v128.store (local.get $dx)
-            (f32x4.mul (v128.load (local.get $dy))
-              (f32x4.add (local.get $s)
-                (f32x4.mul (f32x4.mul (local.get $v) (f32x4.splat (f32.const 1.702)))
-                  (f32x4.mul (local.get $s) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $s))))))))
+          (local.set $v (v128.load (i32.add (local.get $x) (local.get $o))))
+          (local.set $sv (v128.load (i32.add (local.get $s) (local.get $o))))
+          (local.set $d (v128.load (i32.add (local.get $dy) (local.get $o)))))
         (else
-          (local.set $v (call $load_tail (local.get $x) (local.get $count)))
-          (local.set $s (call $gate (local.get $v)))
-          (call $store_tail (local.get $dx) (local.get $count)
-            (f32x4.mul (call $load_tail (local.get $dy) (local.get $count))
-              (f32x4.add (local.get $s)
-                (f32x4.mul (f32x4.mul (local.get $v) (f32x4.splat (f32.const 1.702)))
-                  (f32x4.mul (local.get $s) (f32x4.sub (f32x4.splat (f32.const 1)) (local.get $s)))))))))
-      (local.set $x (i32.add (local.get $x) (i32.const 16)))
-      (local.set $dy (i32.add (local.get $dy) (i32.const 16)))
-      (local.set $dx (i32.add (local.get $dx) (i32.const 16)))
+          (local.set $v (call $load_tail (i32.add (local.get $x) (local.get $o)) (local.get $count)))
+          (local.set $sv (call $load_tail (i32.add (local.get $s) (local.get $o)) (local.get $count)))
+          (local.set $d (call $load_tail (i32.add (local.get $dy) (local.get $o)) (local.get $count)))))
+      (local.set $d
+        (f32x4.mul (local.get $d)
+          (f32x4.add (local.get $sv)
+            (f32x4.mul (f32x4.mul (local.get $v) (v128.const f32x4 1.702 1.702 1.702 1.702))
+              (f32x4.mul (local.get $sv) (f32x4.sub (v128.const f32x4 1 1 1 1) (local.get $sv)))))))
+      (if (i32.ge_s (local.get $count) (i32.const 4))
+        (then (v128.store (i32.add (local.get $dx) (local.get $o)) (local.get $d)))
+        (else (call $store_tail (i32.add (local.get $dx) (local.get $o)) (local.get $count) (local.get $d))))
+      (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $next))))
 
   ;; RMSNorm of `rows` rows of `cols`: r = 1/√(mean(x²) + eps) per row (written to r), y = (x·r)·(1 + scale).
