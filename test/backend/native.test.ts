@@ -285,6 +285,44 @@ describe('fused element-wise kernels on wasm', () => {
     });
   }
 
+  it.runIf(haveBlas)(
+    'the training attention’s gradient through the fused softmax gradient matches plain ops',
+    async () => {
+      const rng = new Rng(21);
+      const [batch, heads, w, tq, t0, t1] = [2, 4, 32, 6, 9, 6];
+      const mat = (rows: number) => tf.tensor2d(rng.normals(rows * w), [rows, w]);
+      const q = mat(batch * tq);
+      const segments: Array<[tf.Tensor2D, tf.Tensor2D]> = [
+        [mat(batch * t0), mat(batch * t0)],
+        [mat(batch * t1), mat(batch * t1)],
+      ];
+      const values = new Float32Array(batch * tq * (t0 + t1));
+      for (let i = 0; i < values.length; i++) if (i % 7 === 3) values[i] = -1e9;
+      const bias = tf.tensor4d(values, [batch, 1, tq, t0 + t1]);
+      const dy = mat(batch * tq);
+      const inputs = [q, ...segments.flat()];
+      const grads = (f: typeof attentionOp) =>
+        tf.grads((...xs: tf.Tensor[]) =>
+          f(
+            xs[0] as tf.Tensor2D,
+            [[xs[1], xs[2]] as [tf.Tensor2D, tf.Tensor2D], [xs[3], xs[4]] as [tf.Tensor2D, tf.Tensor2D]],
+            bias,
+            heads,
+            batch,
+            0.25,
+          ),
+        )(inputs, dy);
+      removePack('wasm');
+      const want = grads(attentionOps);
+      installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+      expect(await installFused()).toBeNull();
+      const got = grads(attentionOp);
+      for (const [i, g] of got.entries()) expect(relErr(g, want[i]!), `gradient ${i}`).toBeLessThan(1e-5);
+      removePack('wasm');
+      tf.dispose([...inputs, bias, dy, ...want, ...got]);
+    },
+  );
+
   it('refuses other dtypes, naming the input', async () => {
     expect(await installFused()).toBeNull();
     const s = tf.tensor1d([0.5, 0.5]);

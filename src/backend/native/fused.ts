@@ -11,7 +11,8 @@
  *   VlaGeluGrad     x, s = σ(1.702x), dy          → dx of GELU's sigmoid form y = x·s
  *   VlaAdamW        p, g, m, v                   → p', m', v' (one AdamW step; new tensors, see optimizer.ts)
  *   VlaEma          ema, p                       → ema'
- * and sumOfSquares(t), read straight from the heap (the global gradient norm).
+ * and, called directly on tensor memory, sumOfSquares(t) (the global gradient norm) and softmaxGrad (the
+ * attention kernel's backward).
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -76,6 +77,7 @@ interface Exports {
   ): void;
   ema(e: number, p: number, out: number, n: number, decay: number, nd: number): void;
   sum_squares(x: number, n: number): number;
+  softmax_grad(p: number, dp: number, ds: number, rows: number, cols: number): void;
 }
 
 interface WasmBackend {
@@ -237,6 +239,21 @@ export function sumOfSquares(t: tf.Tensor): number | null {
   if (!active || t.dtype !== 'float32' || tf.getBackend() !== 'wasm' || !fusedActive()) return null;
   const b = tf.backend() as unknown as WasmBackend;
   return active.sum_squares(b.dataIdMap.get(t.dataId).memoryOffset, t.size);
+}
+
+/**
+ * The softmax's gradient ds = p·(dp − Σ_row dp·p) over rows of [rows, cols] tensors on the wasm backend,
+ * in one pass (the attention kernel's backward); null where the fused kernels are not loaded or the
+ * tensors are not on that backend, and the caller runs the host's own kernels.
+ */
+export function softmaxGrad(backend: KernelBackend, p: TensorInfo, dp: TensorInfo): TensorInfo | null {
+  if (!active || backend !== tf.findBackend('wasm')) return null;
+  const b = backend as unknown as WasmBackend;
+  const ds = b.makeOutput(p.shape, 'float32');
+  const cols = p.shape.at(-1)!;
+  const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+  active.softmax_grad(at(p), at(dp), at(ds), cols === 0 ? 0 : tf.util.sizeFromShape(p.shape) / cols, cols);
+  return ds;
 }
 
 /** Registers the kernels on the wasm backend; returns why not, or null. */

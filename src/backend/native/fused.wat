@@ -251,4 +251,51 @@
       (br $next)))
     (local.set $lo (f64x2.add (local.get $lo) (local.get $hi)))
     (f64.add (f64x2.extract_lane 0 (local.get $lo)) (f64x2.extract_lane 1 (local.get $lo))))
+
+  ;; The softmax's gradient, row by row: ds = p·(dp − Σ_row dp·p) for `rows` rows of `cols`.
+  (func (export "softmax_grad") (param $p i32) (param $dp i32) (param $ds i32) (param $rows i32) (param $cols i32)
+    (local $row i32) (local $j i32) (local $o i32) (local $count i32) (local $acc v128) (local $pv v128) (local $dv v128)
+    (local $sv v128)
+    (block $rows_done (loop $rows
+      (br_if $rows_done (i32.ge_s (local.get $row) (local.get $rows)))
+      (local.set $acc (v128.const i32x4 0 0 0 0))
+      (local.set $j (i32.const 0))
+      (block $d1 (loop $l1
+        (local.set $count (i32.sub (local.get $cols) (local.get $j)))
+        (br_if $d1 (i32.le_s (local.get $count) (i32.const 0)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.ge_s (local.get $count) (i32.const 4))
+          (then
+            (local.set $acc (f32x4.add (local.get $acc)
+              (f32x4.mul (v128.load (i32.add (local.get $p) (local.get $o))) (v128.load (i32.add (local.get $dp) (local.get $o)))))))
+          (else
+            (local.set $acc (f32x4.add (local.get $acc)
+              (f32x4.mul (call $load_tail (i32.add (local.get $p) (local.get $o)) (local.get $count))
+                (call $load_tail (i32.add (local.get $dp) (local.get $o)) (local.get $count)))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l1)))
+      (local.set $sv (f32x4.splat (call $hsum (local.get $acc))))
+      (local.set $j (i32.const 0))
+      (block $d2 (loop $l2
+        (local.set $count (i32.sub (local.get $cols) (local.get $j)))
+        (br_if $d2 (i32.le_s (local.get $count) (i32.const 0)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.ge_s (local.get $count) (i32.const 4))
+          (then
+            (local.set $pv (v128.load (i32.add (local.get $p) (local.get $o))))
+            (local.set $dv (v128.load (i32.add (local.get $dp) (local.get $o))))
+            (v128.store (i32.add (local.get $ds) (local.get $o))
+              (f32x4.mul (local.get $pv) (f32x4.sub (local.get $dv) (local.get $sv)))))
+          (else
+            (local.set $pv (call $load_tail (i32.add (local.get $p) (local.get $o)) (local.get $count)))
+            (local.set $dv (call $load_tail (i32.add (local.get $dp) (local.get $o)) (local.get $count)))
+            (call $store_tail (i32.add (local.get $ds) (local.get $o)) (local.get $count)
+              (f32x4.mul (local.get $pv) (f32x4.sub (local.get $dv) (local.get $sv))))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $l2)))
+      (local.set $p (i32.add (local.get $p) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $dp (i32.add (local.get $dp) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $ds (i32.add (local.get $ds) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rows))))
 )

@@ -18,6 +18,7 @@
 import type { KernelBackend, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
 import { type Blas, NO_TRANS, TRANS } from './blas.js';
+import { softmaxGrad } from './fused.js';
 import type { Host } from './matmul.js';
 
 export const ATTENTION = 'VlaAttention';
@@ -235,15 +236,18 @@ export function attentionGradKernel(
         );
       }
     });
-    // dS = P ⊙ (dP − Σ_row dP ⊙ P), on the host's kernels.
-    const pdp = run(backend, 'Multiply', { a: dp, b: probs });
-    const rowSum = run(backend, 'Sum', { x: pdp }, { axis: [1], keepDims: true });
-    backend.disposeData(pdp.dataId);
-    const centred = run(backend, 'Sub', { a: dp, b: rowSum });
+    // dS = P ⊙ (dP − Σ_row dP ⊙ P): one fused pass on WASM, else four of the host's kernels.
+    let ds = softmaxGrad(backend, probs, dp);
+    if (!ds) {
+      const pdp = run(backend, 'Multiply', { a: dp, b: probs });
+      const rowSum = run(backend, 'Sum', { x: pdp }, { axis: [1], keepDims: true });
+      backend.disposeData(pdp.dataId);
+      const centred = run(backend, 'Sub', { a: dp, b: rowSum });
+      backend.disposeData(rowSum.dataId);
+      ds = run(backend, 'Multiply', { a: centred, b: probs });
+      backend.disposeData(centred.dataId);
+    }
     backend.disposeData(dp.dataId);
-    backend.disposeData(rowSum.dataId);
-    const ds = run(backend, 'Multiply', { a: centred, b: probs });
-    backend.disposeData(centred.dataId);
     const dq = host.alloc(q.shape);
     const dks = l.segments.map((seg) => host.alloc(seg.k.shape));
     perHead(l, (b, h) => {
