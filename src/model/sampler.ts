@@ -97,24 +97,12 @@ export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
 /** x / rms(x), the scale having gone into the next matmul. */
 function normalize<T extends tf.Tensor>(x: T): T {
   if (fusedActive()) {
-    // The fused RMSNorm with a scale of zeros (a gain of exactly 1): one kernel where this was five.
-    const [y, r] = tf.engine().runKernel(RMS_NORM, { x, scale: zeroScale(x.shape.at(-1)!) }) as tf.Tensor[];
+    // The fused RMSNorm without a scale (a gain of exactly 1): one kernel where this was five.
+    const [y, r] = tf.engine().runKernel(RMS_NORM, { x }) as tf.Tensor[];
     r!.dispose();
     return y as T;
   }
   return tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6)));
-}
-
-const zeroScales = new Map<number, tf.Tensor>();
-
-/** A kept [width] tensor of zeros on the active backend (the fused kernels' backend: wasm). */
-function zeroScale(width: number): tf.Tensor {
-  let z = zeroScales.get(width);
-  if (!z || z.isDisposed) {
-    z = tf.keep(tf.zeros([width]));
-    zeroScales.set(width, z);
-  }
-  return z;
 }
 
 /** Keys and values [B·Tc, 2W] (per batch, Tc rows) with `next` [B·T, 2W] appended per batch. */

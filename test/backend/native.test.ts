@@ -7,7 +7,13 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
 import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
-import { fusedActive, GELU_GRAD, installFused, removeFused } from '../../src/backend/native/fused.js';
+import {
+  fusedActive,
+  GELU_GRAD,
+  installFused,
+  RMS_NORM,
+  removeFused,
+} from '../../src/backend/native/fused.js';
 import { type Chooser, installPack, packStats, removePack } from '../../src/backend/native/pack.js';
 import { ATTENTION, attentionOp } from '../../src/backend/native/train-attention.js';
 import { attentionOps, gelu, rmsNorm } from '../../src/model/layers.js';
@@ -270,7 +276,12 @@ describe('fused element-wise kernels on wasm', () => {
       const dy = tf.tensor2d(rng.normals(rows * cols), [rows, cols]);
       const run = () => {
         const norm = tf.grads((a: tf.Tensor, s: tf.Tensor) => rmsNorm(a as tf.Tensor2D, s))([x, scale], dy);
-        return [rmsNorm(x, scale), ...norm, gelu(x), tf.grad(gelu)(x, dy)];
+        // The sampler's normalisation: no scale, a gain of exactly 1.
+        const unit = fusedActive()
+          ? (tf.engine().runKernel(RMS_NORM, { x }) as tf.Tensor[])
+          : [tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.mul(x, x), -1, true), 1e-6))), tf.scalar(0)];
+        tf.dispose(unit[1]!);
+        return [rmsNorm(x, scale), ...norm, gelu(x), tf.grad(gelu)(x, dy), unit[0]!];
       };
       removeFused();
       const want = run();

@@ -6,7 +6,7 @@
  * text (fused.wat), assembled here with wabt when the pack installs, and instantiated against the
  * backend's memory, so they read and write tensors in place.
  *
- *   VlaRmsNorm      x [R, C], scale [C]          → y [R, C], r [R, 1] (1/rms per row, for the gradient)
+ *   VlaRmsNorm      x [R, C], scale [C] or none  → y [R, C], r [R, 1] (1/rms per row, for the gradient)
  *   VlaRmsNormGrad  dy, x, r, scale              → dx [R, C], dscale [C]
  *   VlaGeluGrad     x, s = σ(1.702x), dy          → dx of GELU's sigmoid form y = x·s
  *   VlaAdamW        p, g, m, v                   → p', m', v' (one AdamW step; new tensors, see optimizer.ts)
@@ -156,12 +156,13 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
   return {
     [RMS_NORM]: ({ inputs, backend }) => {
       float32(inputs, RMS_NORM);
-      const { x, scale } = inputs as { x: TensorInfo; scale: TensorInfo };
+      const { x, scale } = inputs as { x: TensorInfo; scale?: TensorInfo };
       const b = backend as unknown as WasmBackend;
       const [rows, cols] = rowsCols(x);
       const y = b.makeOutput(x.shape, 'float32');
       const r = b.makeOutput([rows, 1], 'float32');
-      k.rms_norm(ptr(b, x), ptr(b, scale), ptr(b, y), ptr(b, r), rows, cols, RMS_EPS);
+      // Without a scale, a gain of 1 (the kernel reads no scale at pointer 0).
+      k.rms_norm(ptr(b, x), scale ? ptr(b, scale) : 0, ptr(b, y), ptr(b, r), rows, cols, RMS_EPS);
       return [y, r];
     },
     [RMS_NORM_GRAD]: ({ inputs, backend }) => {

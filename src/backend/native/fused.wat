@@ -58,7 +58,8 @@
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $next))))
 
-  ;; RMSNorm of `rows` rows of `cols`: r = 1/√(mean(x²) + eps) per row (written to r), y = (x·r)·(1 + scale).
+  ;; RMSNorm of `rows` rows of `cols`: r = 1/√(mean(x²) + eps) per row (written to r), y = (x·r)·(1 + scale);
+  ;; scale = 0 (a null pointer) is a gain of exactly 1 (the sampler folds the gains into its projections).
   (func (export "rms_norm")
     (param $x i32) (param $scale i32) (param $y i32) (param $r i32) (param $rows i32) (param $cols i32) (param $eps f32)
     (local $row i32) (local $j i32) (local $acc v128) (local $v v128) (local $inv f32) (local $rv v128)
@@ -87,13 +88,17 @@
         (v128.store (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2)))
           (f32x4.mul
             (f32x4.mul (v128.load (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2)))) (local.get $rv))
-            (f32x4.add (v128.load (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2)))) (f32x4.splat (f32.const 1)))))
+            (if (result v128) (local.get $scale)
+              (then (f32x4.add (v128.load (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2)))) (f32x4.splat (f32.const 1))))
+              (else (f32x4.splat (f32.const 1))))))
         (local.set $j (i32.add (local.get $j) (i32.const 4)))
         (br $l2)))
       (call $store_tail (i32.add (local.get $y) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)
         (f32x4.mul
           (f32x4.mul (call $load_tail (i32.add (local.get $x) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)) (local.get $rv))
-          (f32x4.add (call $load_tail (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)) (f32x4.splat (f32.const 1)))))
+          (if (result v128) (local.get $scale)
+            (then (f32x4.add (call $load_tail (i32.add (local.get $scale) (i32.shl (local.get $j) (i32.const 2))) (local.get $tail)) (f32x4.splat (f32.const 1))))
+            (else (f32x4.splat (f32.const 1))))))
       (local.set $x (i32.add (local.get $x) (i32.shl (local.get $cols) (i32.const 2))))
       (local.set $y (i32.add (local.get $y) (i32.shl (local.get $cols) (i32.const 2))))
       (local.set $r (i32.add (local.get $r) (i32.const 4)))
