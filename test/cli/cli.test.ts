@@ -92,7 +92,7 @@ describe('vla CLI (a real process)', () => {
   it('doctor prints the backend line and what it fell back from', async () => {
     const { code, stderr, stdout } = await vla('doctor', '--size', '64');
     expect(code).toBe(0);
-    expect(stderr).toMatch(/^backend: \S+ \(.*threads?\) · tfjs 4\.22\.0/m);
+    expect(stderr).toMatch(/^backend: \S+ \(.*threads?\)( · kernels .*)? · tfjs 4\.22\.0/m);
     expect(stdout).toMatch(/matmul 64x64 float32 on \S+: [\d.]+ GFLOP\/s/);
   });
 
