@@ -4,14 +4,19 @@
  * B of ../shared/notes/tfjs-on-this-machine.md: width 256, MLP 1024, 4 heads of 64, B·T rows).
  * Prints the median time of each, the ratio, and what the pack's per-shape choice (`blasWins`) picks:
  * the "picked" column is what a model gets, so it must never be slower than the host kernel.
- * `BENCH_HOST=cpu` measures the pack on the cpu backend instead of wasm.
+ * `BENCH_HOST=cpu` measures the pack on the cpu backend instead of wasm. On wasm, two more tables: the
+ * Slice/SplitV/Sum kernels, and the attention and fused element-wise kernels through the model's own
+ * functions with their gradients.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
 import { loadBlas } from '../src/backend/native/blas.js';
+import { installFused } from '../src/backend/native/fused.js';
 import { problemOf } from '../src/backend/native/matmul.js';
 import { blasWins, installPack, type PackHost, removePack } from '../src/backend/native/pack.js';
+import { attention, gelu, rmsNorm } from '../src/model/layers.js';
+import { adamwUpdate, emaUpdate, globalNorm, initAdam } from '../src/train/optimizer.js';
 
 interface Case {
   what: string;
@@ -129,7 +134,79 @@ export async function run(): Promise<void> {
     tf.dispose([x, y, bias]);
   }
   printTable(['shape', 'op', `${host} ms`, 'GFLOP/s', 'blas ms', 'GFLOP/s', 'speed-up', 'picked', ''], rows);
-  if (host === 'wasm') copyKernels(blas);
+  if (host === 'wasm') {
+    copyKernels(blas);
+    await modelKernels(blas);
+  }
+}
+
+/**
+ * The pack's attention and fused kernels through the model's own functions (layers.ts, optimizer.ts),
+ * forward and backward, against the same functions on WASM's own kernels, at A's and B's shapes.
+ */
+async function modelKernels(blas: Exclude<ReturnType<typeof loadBlas>, { error: string }>): Promise<void> {
+  const norm = (rows: number) => {
+    const x = tf.randomNormal([rows, 256]) as tf.Tensor2D;
+    const scale = tf.randomNormal([256], 0, 0.1);
+    return () => tf.grads((a: tf.Tensor, s: tf.Tensor) => rmsNorm(a as tf.Tensor2D, s))([x, scale]);
+  };
+  const act = (rows: number) => {
+    const x = tf.randomNormal([rows, 1024]);
+    return () => [tf.grad(gelu)(x)];
+  };
+  const attend = (batch: number, tq: number, segs: number[]) => {
+    const q = tf.randomNormal([batch * tq, 256]) as tf.Tensor2D;
+    const kv = segs.map((t) => [tf.randomNormal([batch * t, 256]), tf.randomNormal([batch * t, 256])]);
+    const tk = segs.reduce((a, b) => a + b, 0);
+    const bias = tf.zeros([batch, 1, tq, tk]);
+    return () =>
+      tf.grads((...xs: tf.Tensor[]) => {
+        const pairs = segs.map((_, i) => [xs[1 + 2 * i], xs[2 + 2 * i]] as [tf.Tensor2D, tf.Tensor2D]);
+        return attention(xs[0] as tf.Tensor2D, pairs, bias, 4, batch, 0.125);
+      })([q, ...kv.flat()]);
+  };
+  const adam = (shape: number[]) => {
+    const p = new Map([['w', tf.variable(tf.randomNormal(shape))]]);
+    const g = { w: tf.randomNormal(shape, 0, 0.01) };
+    const state = initAdam(p, `bench-${shape.join('x')}`);
+    const opts = { lr: 1e-4, b1: 0.9, b2: 0.95, eps: 1e-8, weightDecay: 1e-10, step: 1, clipScale: 1 };
+    return () => {
+      globalNorm(g);
+      adamwUpdate(p, g, state, opts);
+      emaUpdate(state.m, p, 0.99);
+      return [tf.scalar(0)];
+    };
+  };
+  const cases: Array<[string, () => tf.Tensor[]]> = [
+    ['RMSNorm fwd+bwd, A prefix [1280, 256]', norm(16 * 80)],
+    ['RMSNorm fwd+bwd, B prefix [4736, 256]', norm(32 * 148)],
+    ['GELU fwd+bwd, A MLP [1280, 1024]', act(16 * 80)],
+    ['GELU fwd+bwd, B MLP [4736, 1024]', act(32 * 148)],
+    ['attention fwd+bwd, A prefix 16×4 heads, 80 tokens', attend(16, 80, [80])],
+    ['attention fwd+bwd, B prefix 32×4 heads, 148 tokens', attend(32, 148, [148])],
+    ['attention fwd+bwd, B expert 51 over 148+51 keys', attend(32, 51, [148, 51])],
+    ['AdamW + EMA + norm, a [256, 1024] weight', adam([256, 1024])],
+  ];
+  const rows: string[][] = [];
+  for (const [what, f] of cases) {
+    const call = () => tf.tidy(() => f()[0]!);
+    removePack('wasm');
+    const own = time(call, 5);
+    installPack(blas, 'wasm');
+    const fused = await installFused();
+    if (fused) throw new Error(`fused kernels: ${fused}`);
+    const pack = time(call, 5);
+    removePack('wasm');
+    rows.push([
+      what,
+      own.toFixed(3),
+      pack.toFixed(3),
+      `${(own / pack).toFixed(2)}×`,
+      pack > own * 1.1 ? 'SLOWER' : '',
+    ]);
+  }
+  console.log();
+  printTable(['model kernels (with their gradients)', 'wasm ms', 'pack ms', 'speed-up', ''], rows);
 }
 
 /** Slices and sums the model takes (B's shapes), by WASM's own kernels and by the pack's. */
