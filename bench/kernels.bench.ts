@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import '@tensorflow/tfjs-backend-cpu';
 import '@tensorflow/tfjs-backend-wasm';
+import { registerGradients } from '../src/backend/gradients.js';
 import { loadBlas } from '../src/backend/native/blas.js';
 import { installFused } from '../src/backend/native/fused.js';
 import { problemOf } from '../src/backend/native/matmul.js';
@@ -145,6 +146,7 @@ export async function run(): Promise<void> {
  * forward and backward, against the same functions on WASM's own kernels, at A's and B's shapes.
  */
 async function modelKernels(blas: Exclude<ReturnType<typeof loadBlas>, { error: string }>): Promise<void> {
+  await registerGradients();
   const norm = (rows: number) => {
     const x = tf.randomNormal([rows, 256]) as tf.Tensor2D;
     const scale = tf.randomNormal([256], 0, 0.1);
