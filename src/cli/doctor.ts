@@ -1,7 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
-import { BACKEND_PACKAGES, BACKENDS } from '../backend/index.js';
+import { BACKEND_PACKAGES, BACKENDS, type BackendInfo } from '../backend/index.js';
 import { listNamed } from '../config/load.js';
 import { computeBackend } from './context.js';
 import { table } from './output.js';
@@ -32,6 +32,13 @@ function toolVersion(cmd: string, args: string[]): string {
   }
 }
 
+/** The kernel pack's state: BLAS and the fused element-wise kernels, each on or why not. */
+function packLine(info: BackendInfo): string {
+  if (!info.native) return `off (${info.nativeOff ?? `not for the ${info.name} backend`})`;
+  const fused = info.native.fused === true ? 'on' : `off (${info.native.fused})`;
+  return `BLAS ${info.native.library} on ${info.native.threads} thread(s); fused element-wise kernels ${fused}`;
+}
+
 export function registerDoctor(program: Command): void {
   program
     .command('doctor')
@@ -46,6 +53,7 @@ export function registerDoctor(program: Command): void {
         return [b, BACKEND_PACKAGES[b], state];
       });
       console.log(table(['backend', 'package', 'status'], rows));
+      console.log(`\nnative kernel pack: ${packLine(info)}`);
       const n = Number(opts.size);
       const gflops = await matmulGflops(n, 5);
       console.log(`\nmatmul ${n}x${n} float32 on ${info.name}: ${gflops.toFixed(1)} GFLOP/s (median of 5)`);

@@ -94,6 +94,9 @@ describe('vla CLI (a real process)', () => {
     expect(code).toBe(0);
     expect(stderr).toMatch(/^backend: \S+ \(.*threads?\)( · kernels .*)? · tfjs 4\.22\.0/m);
     expect(stdout).toMatch(/matmul 64x64 float32 on \S+: [\d.]+ GFLOP\/s/);
+    expect(stdout).toMatch(
+      /native kernel pack: (BLAS \S+ on \d+ thread\(s\); fused element-wise kernels (on|off \(.+\))|off \(.+\))/,
+    );
   });
 
   it('an unavailable --backend is a clear error', async () => {
