@@ -7,7 +7,11 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { fusedActive, GELU_GRAD, RMS_NORM, RMS_NORM_GRAD } from '../backend/native/fused.js';
 import { packInstalled } from '../backend/native/pack.js';
-import { attentionKernelsActive, attentionOp } from '../backend/native/train-attention.js';
+import {
+  attentionKernelsActive,
+  attentionOp,
+  checkAttentionShapes,
+} from '../backend/native/train-attention.js';
 
 /**
  * Whether the active backend runs transposed matmuls at full speed: native TensorFlow, or WASM and cpu
@@ -176,16 +180,8 @@ export function attend(
  * pack, one kernel forward and one backward (see backend/native/train-attention.ts); otherwise heads
  * split out, joined and attended with plain ops.
  */
-export function attention(
-  q: tf.Tensor2D,
-  segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
-  bias: tf.Tensor | null,
-  heads: number,
-  batch: number,
-  scale: number,
-): tf.Tensor2D {
-  if (attentionKernelsActive()) return attentionOp(q, segments, bias, heads, batch, scale);
-  return attentionOps(q, segments, bias, heads, batch, scale);
+export function attention(...args: Parameters<typeof attentionOps>): tf.Tensor2D {
+  return attentionKernelsActive() ? attentionOp(...args) : attentionOps(...args);
 }
 
 /** `attention` in plain tfjs ops: the reference for the kernels, and the path without them. */
@@ -197,6 +193,13 @@ export function attentionOps(
   batch: number,
   scale: number,
 ): tf.Tensor2D {
+  checkAttentionShapes(
+    q.shape,
+    segments.map(([k, v]) => [k.shape, v.shape]),
+    bias?.shape ?? null,
+    heads,
+    batch,
+  );
   const split = (x: tf.Tensor2D) => splitHeads(x, batch, x.shape[0] / batch, heads);
   const join = (xs: tf.Tensor3D[]) => (xs.length === 1 ? xs[0]! : (concatAxis1(xs) as tf.Tensor3D));
   const k = join(segments.map(([key]) => split(key)));

@@ -12,7 +12,6 @@ import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import {
   applyFilm,
-  attend,
   attention,
   concatAxis1,
   gelu,
@@ -22,7 +21,6 @@ import {
   rmsNorm,
   silu,
   sliceAxis1,
-  splitHeads,
 } from './layers.js';
 import { attentionMask, maskBias, pi0BlockStarts, prefixValidity, promptPooling } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
@@ -341,11 +339,6 @@ export class Pi0 {
     return tf.add(x, this.linear(w, gelu(this.linear(w, h, `${g}/mlp/up`)), `${g}/mlp/down`));
   }
 
-  private queries(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): tf.Tensor3D {
-    const q = tf.mul(this.linear(w, h, `${g}/attn/q`), 1 / Math.sqrt(this.dims.headDim));
-    return splitHeads(q, b, t, this.dims.heads);
-  }
-
   /** One block's keys and values, token-major [B·T, W]: the layout the KV cache keeps. */
   private projectKV(w: Params, h: tf.Tensor2D, g: string): [tf.Tensor2D, tf.Tensor2D] {
     return [this.linear(w, h, `${g}/attn/k`), this.linear(w, h, `${g}/attn/v`)];
@@ -362,12 +355,6 @@ export class Pi0 {
   ): tf.Tensor2D {
     const d = this.dims;
     return attention(this.linear(w, h, `${g}/attn/q`), segments, bias, d.heads, b, 1 / Math.sqrt(d.headDim));
-  }
-
-  private keysValues(w: Params, h: tf.Tensor2D, g: string, b: number, t: number): [tf.Tensor3D, tf.Tensor3D] {
-    const k = splitHeads(this.linear(w, h, `${g}/attn/k`), b, t, this.dims.heads);
-    const v = splitHeads(this.linear(w, h, `${g}/attn/v`), b, t, this.dims.heads);
-    return [k, v];
   }
 
   /**
@@ -568,16 +555,24 @@ export class Pi0 {
       const ge = `expert/block_${i}`;
       const hp = rmsNorm(x, get(w, `${gp}/ln1/scale`));
       const he = rmsNorm(y, get(w, `${ge}/ln1/scale`));
-      const [kp, vp] = this.keysValues(w, hp, gp, b, p);
-      const [ke, ve] = this.keysValues(w, he, ge, b, s);
-      const keys = joinTokens(kp, ke);
-      const values = joinTokens(vp, ve);
-      const qe = this.queries(w, he, ge, b, s);
+      // The prefix's keys then the expert's: every token attends over both (π0's mask says which).
+      const segments = [this.projectKV(w, hp, gp), this.projectKV(w, he, ge)];
       if (i === d.depth - 1) {
-        y = tf.add(y, this.linear(w, attend(qe, keys, values, suffixRows, b), `${ge}/attn/o`));
+        y = tf.add(y, this.linear(w, this.attentionOf(w, he, ge, segments, suffixRows, b), `${ge}/attn/o`));
       } else {
-        const q = joinTokens(this.queries(w, hp, gp, b, p), qe);
-        const out = tf.reshape(attend(q, keys, values, full, b), [b, total, d.width]);
+        // Queries of both parts, each through its own weights, joined per sample in sequence order.
+        const q = tf.reshape(
+          concatAxis1([
+            tf.reshape(this.linear(w, hp, `${gp}/attn/q`), [b, p, d.width]),
+            tf.reshape(this.linear(w, he, `${ge}/attn/q`), [b, s, d.width]),
+          ]),
+          [b * total, d.width],
+        ) as tf.Tensor2D;
+        const out = tf.reshape(attention(q, segments, full, d.heads, b, 1 / Math.sqrt(d.headDim)), [
+          b,
+          total,
+          d.width,
+        ]);
         const outP = tf.reshape(sliceAxis1(out, 0, p), [b * p, d.width]);
         const outE = tf.reshape(sliceAxis1(out, p, s), [b * s, d.width]);
         x = this.mlp(w, tf.add(x, this.linear(w, outP, `${gp}/attn/o`)), gp);
@@ -791,18 +786,6 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   const t = new Float32Array(n);
   for (let i = 0; i < n; i++) t[i] = rng.uniform() ** (1 / 1.5) * 0.999 + 0.001;
   return t;
-}
-
-/** [B·H, T, hd] → [B·H, T·hd]: the layout tokens are joined in (see concatAxis1). */
-function flatHeads(x: tf.Tensor3D): tf.Tensor2D {
-  return tf.reshape(x, [x.shape[0], x.shape[1] * x.shape[2]]);
-}
-
-/** Tokens of `a` ([B·H, Ta, hd], or flat [B·H, Ta·hd]) then of `b` ([B·H, Tb, hd]): [B·H, Ta+Tb, hd]. */
-function joinTokens(a: tf.Tensor, b: tf.Tensor3D): tf.Tensor3D {
-  const [bh, tb, hd] = b.shape;
-  const flatA = a.rank === 2 ? a : flatHeads(a as tf.Tensor3D);
-  return tf.reshape(tf.concat([flatA, flatHeads(b)], 1), [bh, flatA.shape[1]! / hd + tb, hd]);
 }
 
 /** [B, Tp + S] validity: the prefix's, then every suffix token. */
