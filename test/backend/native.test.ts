@@ -334,6 +334,22 @@ describe('fused element-wise kernels on wasm', () => {
     },
   );
 
+  it('refuses sizes that do not fit (they would read past the tensor), naming the input', async () => {
+    expect(await installFused()).toBeNull();
+    const x = tf.zeros([4, 6]) as tf.Tensor2D;
+    expect(() => rmsNorm(x, tf.zeros([5]))).toThrow(
+      /VlaRmsNorm: scale is \[5\], expected 6 values \(x's last axis, \[4,6\]\)/,
+    );
+    expect(() => tf.engine().runKernel(GELU_GRAD, { x, s: tf.zeros([4, 5]), dy: x })).toThrow(
+      /VlaGeluGrad: s is \[4,5\], expected 24 values/,
+    );
+    removeFused();
+    // The same attention shapes are refused on the plain-op path as through the kernels.
+    expect(() => attentionOps(x, [[x, tf.zeros([4, 5]) as tf.Tensor2D]], null, 2, 2, 1)).toThrow(
+      /keys\/values 0 are \[4,6\]\/\[4,5\]/,
+    );
+  });
+
   it('refuses other dtypes, naming the input', async () => {
     expect(await installFused()).toBeNull();
     const s = tf.tensor1d([0.5, 0.5]);

@@ -115,26 +115,40 @@ interface Wabt {
   parseWat(name: string, text: string, features: object): WabtModule;
 }
 let wabt: Promise<Wabt> | null = null;
+/** The assembled module, for a plain heap and for a shared one: assembled once per process each. */
+const modules = new Map<boolean, object>();
+/** Instances by heap: setting the backend up again (every command step, every benchmark row) reuses one. */
+const instances = new WeakMap<WasmMemory, Exports>();
+
+async function assemble(shared: boolean): Promise<object> {
+  let mod = modules.get(shared);
+  if (mod) return mod;
+  wabt ??= (require('wabt') as () => Promise<Wabt>)();
+  const assembler = await wabt;
+  const text = readFileSync(new URL('./fused.wat', import.meta.url), 'utf8').replace(
+    ';; import-memory',
+    `(import "env" "memory" (memory 1${shared ? ' 65536 shared' : ''}))`,
+  );
+  const parsed = assembler.parseWat('fused.wat', text, { simd: true, bulk_memory: true, threads: shared });
+  try {
+    mod = new WA.Module(parsed.toBinary({}).buffer);
+  } finally {
+    parsed.destroy();
+  }
+  modules.set(shared, mod);
+  return mod;
+}
 
 /** Assembles fused.wat against `memory`; returns the kernels' exports, or why not (never throws). */
 export async function loadFused(memory: WasmMemory): Promise<Exports | { error: string }> {
   try {
-    wabt ??= (require('wabt') as () => Promise<Wabt>)();
-    const assembler = await wabt;
+    const known = instances.get(memory);
+    if (known) return known;
     const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
-    const text = readFileSync(new URL('./fused.wat', import.meta.url), 'utf8').replace(
-      ';; import-memory',
-      `(import "env" "memory" (memory 1${shared ? ' 65536 shared' : ''}))`,
-    );
-    const mod = assembler.parseWat('fused.wat', text, { simd: true, bulk_memory: true, threads: shared });
-    let bytes: Uint8Array;
-    try {
-      bytes = mod.toBinary({}).buffer;
-    } finally {
-      mod.destroy();
-    }
-    const instance = new WA.Instance(new WA.Module(bytes), { env: { memory } });
-    return instance.exports as unknown as Exports;
+    const instance = new WA.Instance(await assemble(shared), { env: { memory } });
+    const exports = instance.exports as unknown as Exports;
+    instances.set(memory, exports);
+    return exports;
   } catch (e) {
     const err = e as { code?: string; message?: string };
     if (err?.code === 'MODULE_NOT_FOUND') return { error: 'wabt not installed' };
@@ -149,6 +163,12 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       if (t && t.dtype !== 'float32') throw new Error(`${name}: ${n} is ${t.dtype}, expected float32`);
     }
   };
+  // A size that does not fit would read or write past the tensor in the shared heap: refused, named.
+  const sized = (kernel: string, n: number, what: string, inputs: Record<string, TensorInfo | undefined>) => {
+    for (const [name, t] of Object.entries(inputs))
+      if (t && tf.util.sizeFromShape(t.shape) !== n)
+        throw new Error(`${kernel}: ${name} is [${t.shape}], expected ${n} values (${what})`);
+  };
   const rowsCols = (x: TensorInfo) => {
     const cols = x.shape.at(-1)!;
     return [cols === 0 ? 0 : tf.util.sizeFromShape(x.shape) / cols, cols] as const;
@@ -159,6 +179,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       const { x, scale } = inputs as { x: TensorInfo; scale?: TensorInfo };
       const b = backend as unknown as WasmBackend;
       const [rows, cols] = rowsCols(x);
+      sized(RMS_NORM, cols, `x's last axis, [${x.shape}]`, { scale });
       const y = b.makeOutput(x.shape, 'float32');
       const r = b.makeOutput([rows, 1], 'float32');
       // Without a scale, a gain of 1 (the kernel reads no scale at pointer 0).
@@ -175,6 +196,9 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       };
       const b = backend as unknown as WasmBackend;
       const [rows, cols] = rowsCols(x);
+      sized(RMS_NORM_GRAD, rows * cols, `x's, [${x.shape}]`, { dy });
+      sized(RMS_NORM_GRAD, rows, 'one per row of x', { r });
+      sized(RMS_NORM_GRAD, cols, "x's last axis", { scale });
       const dx = b.makeOutput(x.shape, 'float32');
       const ds = b.makeOutput(scale.shape, 'float32');
       k.rms_norm_grad(ptr(b, dy), ptr(b, x), ptr(b, r), ptr(b, scale), ptr(b, dx), ptr(b, ds), rows, cols);
@@ -185,9 +209,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       const { p, g, m, v } = inputs as { p: TensorInfo; g: TensorInfo; m: TensorInfo; v: TensorInfo };
       const a = attrs as unknown as AdamWAttrs;
       const n = tf.util.sizeFromShape(p.shape);
-      for (const [name, t] of Object.entries({ g, m, v }))
-        if (tf.util.sizeFromShape(t.shape) !== n)
-          throw new Error(`${ADAMW}: ${name} is [${t.shape}], expected the weight's [${p.shape}]`);
+      sized(ADAMW, n, `the weight's, [${p.shape}]`, { g, m, v });
       const b = backend as unknown as WasmBackend;
       const out = [p, m, v].map((t) => b.makeOutput(t.shape, 'float32'));
       const [po, mo, vo] = out.map((t) => ptr(b, t)) as [number, number, number];
@@ -217,6 +239,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       float32(inputs, EMA);
       const { ema, p } = inputs as { ema: TensorInfo; p: TensorInfo };
       const decay = (attrs as { decay: number }).decay;
+      sized(EMA, tf.util.sizeFromShape(ema.shape), `the EMA's, [${ema.shape}]`, { p });
       const b = backend as unknown as WasmBackend;
       const out = b.makeOutput(ema.shape, 'float32');
       k.ema(ptr(b, ema), ptr(b, p), ptr(b, out), tf.util.sizeFromShape(ema.shape), decay, 1 - decay);
@@ -225,6 +248,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
     [GELU_GRAD]: ({ inputs, backend }) => {
       float32(inputs, GELU_GRAD);
       const { x, s, dy } = inputs as { x: TensorInfo; s: TensorInfo; dy: TensorInfo };
+      sized(GELU_GRAD, tf.util.sizeFromShape(x.shape), `x's, [${x.shape}]`, { s, dy });
       const b = backend as unknown as WasmBackend;
       const dx = b.makeOutput(x.shape, 'float32');
       k.gelu_grad(ptr(b, x), ptr(b, s), ptr(b, dy), ptr(b, dx), tf.util.sizeFromShape(x.shape));
@@ -249,6 +273,8 @@ export function sumOfSquares(t: tf.Tensor): number | null {
  */
 export function softmaxGrad(backend: KernelBackend, p: TensorInfo, dp: TensorInfo): TensorInfo | null {
   if (!active || backend !== tf.findBackend('wasm')) return null;
+  if (dp.shape.join() !== p.shape.join())
+    throw new Error(`softmaxGrad: dp is [${dp.shape}], expected [${p.shape}]`);
   const b = backend as unknown as WasmBackend;
   const ds = b.makeOutput(p.shape, 'float32');
   const cols = p.shape.at(-1)!;
