@@ -18,6 +18,7 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { KernelBackend, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import * as tf from '@tensorflow/tfjs-core';
+import { heapOffset, type WasmBackendInternals } from './matmul.js';
 
 export const RMS_NORM = 'VlaRmsNorm';
 export const RMS_NORM_GRAD = 'VlaRmsNormGrad';
@@ -80,12 +81,6 @@ interface Exports {
   softmax_grad(p: number, dp: number, ds: number, rows: number, cols: number): void;
 }
 
-interface WasmBackend {
-  wasm: { asm?: { memory?: WasmMemory }; wasmMemory?: WasmMemory };
-  dataIdMap: { get(id: unknown): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
-}
-
 const require = createRequire(import.meta.url);
 
 /** The parts of the WebAssembly API used here (this project's TypeScript lib has no DOM types). */
@@ -103,7 +98,7 @@ const WA = (
 
 /** The backend's heap as a WasmMemory (the threaded build's is shared), or null. */
 function heapOf(backend: KernelBackend): WasmMemory | null {
-  const wasm = (backend as unknown as WasmBackend).wasm;
+  const wasm = (backend as unknown as WasmBackendInternals).wasm;
   return wasm?.wasmMemory ?? wasm?.asm?.memory ?? null;
 }
 
@@ -157,7 +152,7 @@ export async function loadFused(memory: WasmMemory): Promise<Exports | { error: 
 }
 
 function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc> {
-  const ptr = (b: WasmBackend, t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+  const ptr = heapOffset;
   const float32 = (inputs: NamedTensorInfoMap, name: string) => {
     for (const [n, t] of Object.entries(inputs)) {
       if (t && t.dtype !== 'float32') throw new Error(`${name}: ${n} is ${t.dtype}, expected float32`);
@@ -177,7 +172,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
     [RMS_NORM]: ({ inputs, backend }) => {
       float32(inputs, RMS_NORM);
       const { x, scale } = inputs as { x: TensorInfo; scale?: TensorInfo };
-      const b = backend as unknown as WasmBackend;
+      const b = backend as unknown as WasmBackendInternals;
       const [rows, cols] = rowsCols(x);
       sized(RMS_NORM, cols, `x's last axis, [${x.shape}]`, { scale });
       const y = b.makeOutput(x.shape, 'float32');
@@ -194,7 +189,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
         r: TensorInfo;
         scale: TensorInfo;
       };
-      const b = backend as unknown as WasmBackend;
+      const b = backend as unknown as WasmBackendInternals;
       const [rows, cols] = rowsCols(x);
       sized(RMS_NORM_GRAD, rows * cols, `x's, [${x.shape}]`, { dy });
       sized(RMS_NORM_GRAD, rows, 'one per row of x', { r });
@@ -210,7 +205,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       const a = attrs as unknown as AdamWAttrs;
       const n = tf.util.sizeFromShape(p.shape);
       sized(ADAMW, n, `the weight's, [${p.shape}]`, { g, m, v });
-      const b = backend as unknown as WasmBackend;
+      const b = backend as unknown as WasmBackendInternals;
       const out = [p, m, v].map((t) => b.makeOutput(t.shape, 'float32'));
       const [po, mo, vo] = out.map((t) => ptr(b, t)) as [number, number, number];
       k.adamw(
@@ -240,7 +235,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       const { ema, p } = inputs as { ema: TensorInfo; p: TensorInfo };
       const decay = (attrs as { decay: number }).decay;
       sized(EMA, tf.util.sizeFromShape(ema.shape), `the EMA's, [${ema.shape}]`, { p });
-      const b = backend as unknown as WasmBackend;
+      const b = backend as unknown as WasmBackendInternals;
       const out = b.makeOutput(ema.shape, 'float32');
       k.ema(ptr(b, ema), ptr(b, p), ptr(b, out), tf.util.sizeFromShape(ema.shape), decay, 1 - decay);
       return out;
@@ -249,7 +244,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
       float32(inputs, GELU_GRAD);
       const { x, s, dy } = inputs as { x: TensorInfo; s: TensorInfo; dy: TensorInfo };
       sized(GELU_GRAD, tf.util.sizeFromShape(x.shape), `x's, [${x.shape}]`, { s, dy });
-      const b = backend as unknown as WasmBackend;
+      const b = backend as unknown as WasmBackendInternals;
       const dx = b.makeOutput(x.shape, 'float32');
       k.gelu_grad(ptr(b, x), ptr(b, s), ptr(b, dy), ptr(b, dx), tf.util.sizeFromShape(x.shape));
       return dx;
@@ -262,8 +257,8 @@ let active: Exports | null = null;
 /** Σ t² of a float32 tensor on the wasm backend, read in place (float64 sums); null without the kernels. */
 export function sumOfSquares(t: tf.Tensor): number | null {
   if (!active || t.dtype !== 'float32' || tf.getBackend() !== 'wasm' || !fusedActive()) return null;
-  const b = tf.backend() as unknown as WasmBackend;
-  return active.sum_squares(b.dataIdMap.get(t.dataId).memoryOffset, t.size);
+  const b = tf.backend() as unknown as WasmBackendInternals;
+  return active.sum_squares(heapOffset(b, t), t.size);
 }
 
 /**
@@ -275,10 +270,10 @@ export function softmaxGrad(backend: KernelBackend, p: TensorInfo, dp: TensorInf
   if (!active || backend !== tf.findBackend('wasm')) return null;
   if (dp.shape.join() !== p.shape.join())
     throw new Error(`softmaxGrad: dp is [${dp.shape}], expected [${p.shape}]`);
-  const b = backend as unknown as WasmBackend;
+  const b = backend as unknown as WasmBackendInternals;
   const ds = b.makeOutput(p.shape, 'float32');
   const cols = p.shape.at(-1)!;
-  const at = (t: TensorInfo) => b.dataIdMap.get(t.dataId).memoryOffset;
+  const at = (t: TensorInfo) => heapOffset(b, t);
   active.softmax_grad(at(p), at(dp), at(ds), cols === 0 ? 0 : tf.util.sizeFromShape(p.shape) / cols, cols);
   return ds;
 }

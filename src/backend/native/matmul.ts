@@ -18,10 +18,25 @@ export interface Host {
   alloc(shape: number[]): TensorInfo;
 }
 
-interface WasmBackendInternals {
-  wasm: { HEAPU8: Uint8Array; wasmMemory?: { buffer: ArrayBuffer | SharedArrayBuffer } };
+/**
+ * What the pack reaches inside tfjs-backend-wasm (internals of its Emscripten build, shared by the
+ * kernels here, in slice.ts, pack.ts and fused.ts).
+ */
+export interface WasmBackendInternals {
+  wasm: {
+    HEAPU8: Uint8Array;
+    /** The threaded build's shared heap; the plain build's is `asm.memory`. */
+    wasmMemory?: { buffer: ArrayBuffer | SharedArrayBuffer };
+    asm?: { memory?: { buffer: ArrayBuffer | SharedArrayBuffer } };
+  };
   dataIdMap: { get(id: unknown): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: 'float32'): TensorInfo;
+  makeOutput(shape: number[], dtype: string): TensorInfo;
+  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
+}
+
+/** A tensor's byte offset in the WASM heap. */
+export function heapOffset(backend: WasmBackendInternals, t: TensorInfo): number {
+  return backend.dataIdMap.get(t.dataId).memoryOffset;
 }
 
 interface CpuBackendInternals {
@@ -36,7 +51,7 @@ export function wasmHost(backend: KernelBackend): Host {
       // The threaded build's heap is a growable SharedArrayBuffer whose HEAP views can lag behind it;
       // the plain build replaces HEAPU8 whenever the heap grows.
       const buffer = be.wasm.wasmMemory ? be.wasm.wasmMemory.buffer : be.wasm.HEAPU8.buffer;
-      return new Float32Array(buffer, be.dataIdMap.get(t.dataId).memoryOffset, util.sizeFromShape(t.shape));
+      return new Float32Array(buffer, heapOffset(be, t), util.sizeFromShape(t.shape));
     },
     alloc: (shape) => be.makeOutput(shape, 'float32'),
   };

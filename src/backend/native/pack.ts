@@ -11,7 +11,16 @@ import { broadcast_util } from '@tensorflow/tfjs-core';
 import { CACHED_ATTENTION, cachedAttentionKernel } from './attention.js';
 import type { Blas } from './blas.js';
 import { removeFused } from './fused.js';
-import { type Activation, cpuHost, gemm, type Host, type Problem, problemOf, wasmHost } from './matmul.js';
+import {
+  type Activation,
+  cpuHost,
+  gemm,
+  type Host,
+  type Problem,
+  problemOf,
+  type WasmBackendInternals,
+  wasmHost,
+} from './matmul.js';
 import { sumKernel } from './reduce.js';
 import { sliceKernel, splitVKernel } from './slice.js';
 import { ATTENTION, ATTENTION_GRAD, attentionGradKernel, attentionKernel } from './train-attention.js';
@@ -180,11 +189,6 @@ function identityKernel(original: KernelFunc): KernelFunc {
   };
 }
 
-interface WasmHeapBackend {
-  makeOutput(shape: number[], dtype: string): TensorInfo;
-  typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
-}
-
 /**
  * Cast to the same dtype shares the memory, as Identity does. A cast to bool is x ≠ 0 (WASM's own copies
  * the numbers, so an int32 2 became a bool holding 2). Other casts run the host's own.
@@ -196,7 +200,7 @@ function castKernel(original: KernelFunc): KernelFunc {
     const dtype = (args.attrs as { dtype?: string }).dtype;
     if (dtype === x.dtype) return identity(args);
     if (dtype !== 'bool' || x.dtype === 'string' || x.dtype === 'complex64') return original(args);
-    const backend = args.backend as unknown as WasmHeapBackend;
+    const backend = args.backend as unknown as WasmBackendInternals;
     const out = backend.makeOutput(x.shape, 'bool');
     const src = backend.typedArrayFromHeap(x);
     const dst = backend.typedArrayFromHeap(out);

@@ -7,19 +7,14 @@
  */
 import type { KernelBackend, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { backend_util, slice_util, util } from '@tensorflow/tfjs-core';
-
-interface WasmInternals {
-  wasm: { HEAPU8: Uint8Array; wasmMemory?: { buffer: ArrayBuffer | SharedArrayBuffer } };
-  dataIdMap: { get(id: unknown): { memoryOffset: number } };
-  makeOutput(shape: number[], dtype: string): TensorInfo;
-}
+import { heapOffset, type WasmBackendInternals } from './matmul.js';
 
 /** 4-byte dtypes copy as 32-bit words whatever they hold; others (bool, strings, complex) go back to WASM. */
 const WORD_DTYPES = new Set(['float32', 'int32']);
 
-function words(be: WasmInternals, t: TensorInfo): Int32Array {
+function words(be: WasmBackendInternals, t: TensorInfo): Int32Array {
   const buffer = be.wasm.wasmMemory ? be.wasm.wasmMemory.buffer : be.wasm.HEAPU8.buffer;
-  return new Int32Array(buffer, be.dataIdMap.get(t.dataId).memoryOffset, util.sizeFromShape(t.shape));
+  return new Int32Array(buffer, heapOffset(be, t), util.sizeFromShape(t.shape));
 }
 
 /**
@@ -73,7 +68,7 @@ export function copySlice(
   }
 }
 
-function sliceOne(be: WasmInternals, x: TensorInfo, begin: number[], size: number[]): TensorInfo {
+function sliceOne(be: WasmBackendInternals, x: TensorInfo, begin: number[], size: number[]): TensorInfo {
   const out = be.makeOutput(size, x.dtype);
   if (util.sizeFromShape(size) === 0) return out;
   // Views only after the allocation: growing the heap detaches earlier ones.
@@ -87,7 +82,7 @@ export function sliceKernel(original: KernelFunc): KernelFunc {
     if (!WORD_DTYPES.has(x.dtype)) return original(args);
     const { begin, size } = args.attrs as unknown as { begin: number | number[]; size?: number | number[] };
     const [b, s] = slice_util.parseSliceParams(x, begin, size);
-    return sliceOne(args.backend as unknown as WasmInternals, x, b!, s!);
+    return sliceOne(args.backend as unknown as WasmBackendInternals, x, b!, s!);
   };
 }
 
@@ -102,7 +97,7 @@ export function splitVKernel(original: KernelFunc): KernelFunc {
     const ax = util.parseAxisParam(axis, x.shape)[0]!;
     const sizes = backend_util.prepareSplitSize(x, numOrSizeSplits, ax);
     const begin = new Array<number>(x.shape.length).fill(0);
-    const be = args.backend as KernelBackend as unknown as WasmInternals;
+    const be = args.backend as KernelBackend as unknown as WasmBackendInternals;
     return sizes.map((s) => {
       const size = [...x.shape];
       size[ax] = s;
