@@ -193,13 +193,7 @@ export function attentionOps(
   batch: number,
   scale: number,
 ): tf.Tensor2D {
-  checkAttentionShapes(
-    q.shape,
-    segments.map(([k, v]) => [k.shape, v.shape]),
-    bias?.shape ?? null,
-    heads,
-    batch,
-  );
+  checkAttentionShapes(q, segments, bias, heads, batch);
   const split = (x: tf.Tensor2D) => splitHeads(x, batch, x.shape[0] / batch, heads);
   const join = (xs: tf.Tensor3D[]) => (xs.length === 1 ? xs[0]! : (concatAxis1(xs) as tf.Tensor3D));
   const k = join(segments.map(([key]) => split(key)));

@@ -81,12 +81,15 @@ function layoutOf(inputs: NamedTensorInfoMap, attrs: AttentionAttrs): Layout {
 
 /** Checks the op's shapes, naming the one that does not fit. */
 export function checkAttentionShapes(
-  q: number[],
-  segments: Array<[number[], number[]]>,
-  bias: number[] | null,
+  qt: { shape: number[] },
+  segmentTensors: Array<[{ shape: number[] }, { shape: number[] }]>,
+  biasTensor: { shape: number[] } | null,
   heads: number,
   batch: number,
 ): void {
+  const q = qt.shape;
+  const segments = segmentTensors.map(([k, v]) => [k.shape, v.shape] as const);
+  const bias = biasTensor?.shape ?? null;
   const w = q[1]!;
   if (q.length !== 2 || w % heads !== 0)
     throw new Error(`attention: queries are [${q}], expected [B·Tq, W] with W a multiple of ${heads} heads`);
@@ -319,13 +322,7 @@ export function attentionOp(
   batch: number,
   scale: number,
 ): tf.Tensor2D {
-  checkAttentionShapes(
-    q.shape,
-    segments.map(([k, v]) => [k.shape, v.shape]),
-    bias?.shape ?? null,
-    heads,
-    batch,
-  );
+  checkAttentionShapes(q, segments, bias, heads, batch);
   const attrs = { heads, batch, scale } as unknown as tf.NamedAttrMap;
   const engine = tf.engine();
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
