@@ -270,4 +270,28 @@ export function tensorMemory(t: tf.Tensor): Float32Array | null {
   return null;
 }
 
+/**
+ * A float32 tensor of `shape` whose values `fill` writes. On WASM it writes straight into the tensor's
+ * heap memory, which malloc reuses step after step; elsewhere into a new array the tensor then keeps.
+ * Per-step model inputs (image patches, attention biases) are megabytes: built in a fresh JavaScript
+ * array each step, every 4 KiB page of it faulted in (~11 µs each on these VMs), about 7% of B's
+ * non-matmul time, for an array that WASM then copied into its heap anyway.
+ */
+export function filledTensor(shape: number[], fill: (out: Float32Array) => void): tf.Tensor {
+  if (tf.getBackend() === 'wasm') {
+    const host = wasmHost(tf.backend());
+    const info = host.alloc(shape);
+    try {
+      fill(host.view(info));
+    } catch (e) {
+      tf.backend().disposeData(info.dataId);
+      throw e;
+    }
+    return tf.engine().makeTensorFromTensorInfo(info);
+  }
+  const out = new Float32Array(shape.reduce((a, c) => a * c, 1));
+  fill(out);
+  return tf.tensor(out, shape, 'float32');
+}
+
 export { BLAS_PACKAGE };

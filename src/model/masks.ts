@@ -40,29 +40,43 @@ export function pi0BlockStarts(prefixLen: number, horizon: number): Uint8Array {
 export const MASKED = -1e9;
 
 /**
- * The additive attention bias [B, 1, rows, cols] for query rows [r0, r1) and key columns [c0, c1) of a
- * [B, T, T] mask: 0 where visible, a large negative number where not.
+ * Writes the additive attention bias [B, 1, r1 − r0, T] of `attentionMask(valid, blockStarts, batch)`'s
+ * query rows [r0, r1) into `out`: 0 where visible, MASKED where not. Built row by row rather than from
+ * the [B, T, T] mask: blocks are cumulative, so a valid query i sees exactly the valid keys before the
+ * end of its own block, and every query of a block has the same row.
  */
-export function maskBias(
-  mask: Uint8Array,
+export function attentionBiasInto(
+  out: Float32Array,
+  valid: Uint8Array,
+  blockStarts: Uint8Array,
   batch: number,
-  t: number,
   r0: number,
   r1: number,
-  c0: number,
-  c1: number,
-): Float32Array {
+): void {
+  const t = blockStarts.length;
   const rows = r1 - r0;
-  const cols = c1 - c0;
-  const out = new Float32Array(batch * rows * cols);
+  if (valid.length !== batch * t)
+    throw new Error(`attentionBias: valid has ${valid.length} entries, expected ${batch}×${t}`);
+  if (r0 < 0 || r1 > t || rows < 0) throw new Error(`attentionBias: rows [${r0}, ${r1}) outside 0..${t}`);
+  if (out.length !== batch * rows * t)
+    throw new Error(`attentionBias: out has ${out.length} entries, expected ${batch}×${rows}×${t}`);
+  // blockEnd[i]: the first token of the next block (keys j < blockEnd[i] are in i's block or before).
+  const blockEnd = new Int32Array(t);
+  let e = t;
+  for (let i = t - 1; i >= 0; i--) {
+    blockEnd[i] = e;
+    if (blockStarts[i]) e = i;
+  }
+  const keys = new Float32Array(t);
   for (let b = 0; b < batch; b++) {
-    for (let i = 0; i < rows; i++) {
-      const src = (b * t + r0 + i) * t + c0;
-      const dst = (b * rows + i) * cols;
-      for (let j = 0; j < cols; j++) out[dst + j] = mask[src + j] ? 0 : MASKED;
+    for (let j = 0; j < t; j++) keys[j] = valid[b * t + j] ? 0 : MASKED;
+    for (let i = r0; i < r1; i++) {
+      const dst = (b * rows + i - r0) * t;
+      const end = valid[b * t + i] ? blockEnd[i]! : 0;
+      out.set(keys.subarray(0, end), dst);
+      out.fill(MASKED, dst + end, dst + t);
     }
   }
-  return out;
 }
 
 /**

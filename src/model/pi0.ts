@@ -7,6 +7,7 @@
  * Reading order: parameters → inputs → prefix → suffix → loss → sampling.
  */
 import * as tf from '@tensorflow/tfjs-core';
+import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
@@ -22,7 +23,7 @@ import {
   silu,
   sliceAxis1,
 } from './layers.js';
-import { attentionMask, maskBias, pi0BlockStarts, prefixValidity, promptPooling } from './masks.js';
+import { attentionBiasInto, pi0BlockStarts, prefixValidity, promptPooling } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
 import { type SamplingWeights, sampleCached, samplingWeights } from './sampler.js';
@@ -186,28 +187,27 @@ export function mergeLora(w: Params, d: ModelDims): Params {
 export interface ModelInputs {
   batch: number;
   cameras: number;
-  /** [B·cams·N, p·p·3] image patches scaled to [-1, 1]. */
-  patches: Float32Array;
+  /** [B, cams, S, S, 3] camera bytes (patchTensor makes the model's patches of them). */
+  images: Uint8Array;
+  imageSize: number;
+  patchSize: number;
   /** [B, cams] */
   imageMask: Uint8Array;
   /** L: prompt tokens kept (the longest prompt of the batch). */
   promptLen: number;
-  /** [B·L, VOCAB] one-hot prompt tokens: their embedding is a plain matmul (gather's gradient needs a kernel WASM lacks). */
-  promptOneHot: Float32Array;
+  /** [B·L] prompt token ids; promptOneHot makes them one-hot (their embedding is then a plain matmul: gather's gradient needs a kernel WASM lacks). */
+  promptTokens: Int32Array;
   /** [B, L] */
   promptMask: Uint8Array;
   /** [B, actionDim] state padded with zeros. */
   state: Float32Array;
 }
 
-/** [B, cams, S, S, 3] uint8 → [B·cams·N, p·p·3] float patches in [-1, 1], row-major patch order. */
 /** A pixel byte as the model reads it, v / 127.5 − 1, looked up (a division per byte cost ~1% of a step). */
 const PIXEL = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
 
-export function patchify(images: Uint8Array, n: number, size: number, patch: number): Float32Array {
+function patchifyInto(out: Float32Array, images: Uint8Array, n: number, size: number, patch: number): void {
   const g = size / patch;
-  const per = patch * patch * 3;
-  const out = new Float32Array(n * g * g * per);
   let o = 0;
   for (let img = 0; img < n; img++) {
     const base = img * size * size * 3;
@@ -220,7 +220,32 @@ export function patchify(images: Uint8Array, n: number, size: number, patch: num
       }
     }
   }
+}
+
+/** [n, S, S, 3] uint8 images → [n·N, p·p·3] float patches in [-1, 1], row-major patch order. */
+export function patchify(images: Uint8Array, n: number, size: number, patch: number): Float32Array {
+  const out = new Float32Array(n * size * size * 3);
+  patchifyInto(out, images, n, size, patch);
   return out;
+}
+
+/** The inputs' image patches as a tensor [B·cams·N, p·p·3], scaled to [-1, 1], row-major patch order. */
+export function patchTensor(inp: ModelInputs): tf.Tensor2D {
+  const images = inp.batch * inp.cameras;
+  const per = inp.patchSize * inp.patchSize * 3;
+  const n = images * (inp.imageSize / inp.patchSize) ** 2;
+  return filledTensor([n, per], (out) =>
+    patchifyInto(out, inp.images, images, inp.imageSize, inp.patchSize),
+  ) as tf.Tensor2D;
+}
+
+/** The prompts' tokens one-hot [B·L, VOCAB] (their embedding is then a plain matmul); padding rows are 0. */
+export function promptOneHot(inp: ModelInputs): tf.Tensor2D {
+  const { promptTokens: ids, promptMask: mask } = inp;
+  return filledTensor([ids.length, VOCAB_SIZE], (out) => {
+    out.fill(0);
+    for (let i = 0; i < ids.length; i++) if (mask[i]) out[i * VOCAB_SIZE + ids[i]!] = 1;
+  }) as tf.Tensor2D;
 }
 
 export interface Observation {
@@ -250,8 +275,6 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
   }
   if (obs.prompts.length !== b) throw new Error(`expected ${b} prompts, got ${obs.prompts.length}`);
   const tok = tokenizePrompts(obs.prompts, d.maxTokenLen);
-  const oneHot = new Float32Array(tok.tokens.length * VOCAB_SIZE);
-  for (let i = 0; i < tok.tokens.length; i++) if (tok.mask[i]) oneHot[i * VOCAB_SIZE + tok.tokens[i]!] = 1;
   const state = new Float32Array(b * d.actionDim);
   for (let i = 0; i < b; i++) {
     state.set(obs.state.subarray(i * obs.stateDim, (i + 1) * obs.stateDim), i * d.actionDim);
@@ -259,10 +282,12 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
   return {
     batch: b,
     cameras: c,
-    patches: patchify(obs.images, b * c, s, d.patchSize),
+    images: obs.images,
+    imageSize: s,
+    patchSize: d.patchSize,
     imageMask: obs.imageMask,
     promptLen: tok.length,
-    promptOneHot: oneHot,
+    promptTokens: tok.tokens,
     promptMask: tok.mask,
     state,
   };
@@ -365,7 +390,7 @@ export class Pi0 {
     const d = this.dims;
     const n = this.patchesPerImage;
     const images = inp.batch * inp.cameras;
-    const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
+    const patches = patchTensor(inp);
     let x = this.linear(w, patches, 'vision/patch_embed', true);
     let x3 = tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')) as tf.Tensor3D;
     if (d.promptFilm) {
@@ -393,7 +418,7 @@ export class Pi0 {
     const { batch: b, cameras: c, promptLen: l } = inp;
     const n = this.patchesPerImage;
     const cam = tf.slice(get(w, 'prefix/camera_embedding'), [0, 0], [c, d.width]);
-    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
+    const onehot = promptOneHot(inp);
     const tokens = tf.add(
       tf.reshape((this.sampling ? plainMatmul : matmul2dInputA)(onehot, get(w, 'prefix/token_embedding')), [
         b,
@@ -420,8 +445,9 @@ export class Pi0 {
     const d = this.dims;
     const b = inp.batch;
     const { x: x0, valid, length: t } = this.embedPrefix(w, inp);
-    const mask = attentionMask(valid, new Uint8Array(t), b);
-    const bias = tf.tensor4d(maskBias(mask, b, t, 0, t, 0, t), [b, 1, t, t]);
+    const bias = filledTensor([b, 1, t, t], (out) =>
+      attentionBiasInto(out, valid, new Uint8Array(t), b, 0, t),
+    ) as tf.Tensor4D;
     const keys: tf.Tensor2D[] = [];
     const values: tf.Tensor2D[] = [];
     let x = x0;
@@ -485,12 +511,11 @@ export class Pi0 {
   suffixBias(prefixValid: Uint8Array, prefixLen: number, b: number): tf.Tensor4D {
     const s = this.suffixLen;
     const t = prefixLen + s;
-    const mask = attentionMask(
-      sequenceValid(prefixValid, prefixLen, s, b),
-      pi0BlockStarts(prefixLen, this.dims.horizon),
-      b,
-    );
-    return tf.tensor4d(maskBias(mask, b, t, prefixLen, t, 0, t), [b, 1, s, t]);
+    const valid = sequenceValid(prefixValid, prefixLen, s, b);
+    const starts = pi0BlockStarts(prefixLen, this.dims.horizon);
+    return filledTensor([b, 1, s, t], (out) =>
+      attentionBiasInto(out, valid, starts, b, prefixLen, t),
+    ) as tf.Tensor4D;
   }
 
   /** The predicted velocity [B,H,A] for x_t at times t, reading the prefix through its keys and values. */
@@ -545,9 +570,14 @@ export class Pi0 {
     const s = this.suffixLen;
     const { x: x0, valid, length: p } = this.embedPrefix(w, inp);
     const total = p + s;
-    const mask = attentionMask(sequenceValid(valid, p, s, b), pi0BlockStarts(p, d.horizon), b);
-    const full = tf.tensor4d(maskBias(mask, b, total, 0, total, 0, total), [b, 1, total, total]);
-    const suffixRows = tf.tensor4d(maskBias(mask, b, total, p, total, 0, total), [b, 1, s, total]);
+    const seqValid = sequenceValid(valid, p, s, b);
+    const starts = pi0BlockStarts(p, d.horizon);
+    const full = filledTensor([b, 1, total, total], (out) =>
+      attentionBiasInto(out, seqValid, starts, b, 0, total),
+    ) as tf.Tensor4D;
+    const suffixRows = filledTensor([b, 1, s, total], (out) =>
+      attentionBiasInto(out, seqValid, starts, b, p, total),
+    ) as tf.Tensor4D;
     let x = x0;
     let y = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {

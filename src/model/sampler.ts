@@ -23,8 +23,7 @@ import { MAX_CAMERAS } from './config.js';
 import { applyFilm, gelu, silu } from './layers.js';
 import { MASKED, prefixValidity, promptPooling } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
-import type { ModelInputs, Pi0 } from './pi0.js';
-import { VOCAB_SIZE } from './tokenizer.js';
+import { type ModelInputs, type Pi0, patchTensor, promptOneHot } from './pi0.js';
 
 /** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
 export type SamplingWeights = Map<string, tf.Tensor>;
@@ -170,12 +169,12 @@ class Sampler {
     const { batch: b, cameras: c, promptLen: l } = inp;
     const n = this.model.patchesPerImage;
     const images = b * c;
-    const patches = tf.tensor2d(inp.patches, [images * n, d.patchSize * d.patchSize * 3]);
+    const patches = patchTensor(inp);
     let v: tf.Tensor2D = tf.add(
       tf.matMul(patches, this.w('vision/patch_embed')),
       this.w('vision/patch_bias'),
     );
-    const onehot = tf.tensor2d(inp.promptOneHot, [b * l, VOCAB_SIZE]);
+    const onehot = promptOneHot(inp);
     const posAll = this.w('prefix/prompt_pos_embedding');
     const tokens = tf.add(
       tf.reshape(tf.matMul(onehot, this.w('prefix/token_embedding')), [b, l, d.width]),

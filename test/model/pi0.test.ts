@@ -3,7 +3,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { ModelConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
-import { attentionMask, pi0BlockStarts } from '../../src/model/masks.js';
+import { attentionBiasInto, attentionMask, MASKED, pi0BlockStarts } from '../../src/model/masks.js';
 import {
   eulerIntegrate,
   flowTargets,
@@ -92,6 +92,45 @@ describe('attention masks (π0)', () => {
     const m = attentionMask(valid, pi0BlockStarts(3, 1), 1);
     for (let i = 0; i < 5; i++) expect(m[i * 5 + 1]).toBe(0);
     expect(m[1 * 5 + 0]).toBe(0);
+  });
+});
+
+describe('attention bias', () => {
+  it("is attentionMask's rows as 0 / MASKED, for any padding and rows", () => {
+    const rng = new Rng(11);
+    for (const [p, h, b] of [
+      [7, 4, 3],
+      [1, 1, 2],
+      [12, 5, 1],
+    ] as const) {
+      const t = p + 1 + h;
+      const starts = pi0BlockStarts(p, h);
+      const valid = Uint8Array.from({ length: b * t }, () => (rng.uniform() < 0.7 ? 1 : 0));
+      const mask = attentionMask(valid, starts, b);
+      for (const [r0, r1] of [
+        [0, t],
+        [p, t],
+        [p + 1, p + 2],
+      ]) {
+        const rows = r1 - r0;
+        const out = new Float32Array(b * rows * t).fill(Number.NaN);
+        attentionBiasInto(out, valid, starts, b, r0, r1);
+        const want = Float32Array.from({ length: b * rows * t }, (_, k) => {
+          const j = k % t;
+          const i = r0 + (Math.floor(k / t) % rows);
+          const bb = Math.floor(k / (rows * t));
+          return mask[(bb * t + i) * t + j] ? 0 : MASKED;
+        });
+        expect(out).toEqual(want);
+      }
+    }
+    // One block (the prefix alone): every valid query sees every valid key.
+    const out = new Float32Array(9);
+    attentionBiasInto(out, Uint8Array.from([1, 0, 1]), new Uint8Array(3), 1, 0, 3);
+    expect(Array.from(out)).toEqual([0, MASKED, 0, MASKED, MASKED, MASKED, 0, MASKED, 0]);
+    expect(() =>
+      attentionBiasInto(new Float32Array(8), Uint8Array.from([1, 0, 1]), new Uint8Array(3), 1, 0, 3),
+    ).toThrow(/out has 8 entries, expected 1×3×3/);
   });
 });
 
