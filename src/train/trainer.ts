@@ -4,7 +4,7 @@
  * the step number, so a resumed run repeats exactly what an uninterrupted one would have done.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { tensorMemory } from '../backend/index.js';
+import { filledTensor, tensorMemory } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { Batch } from '../data/batch.js';
@@ -216,7 +216,8 @@ export class Trainer {
       if (!l.trainable[i]) continue;
       let g = own.grads.get(name)!;
       if (seen.has(g.dataId)) {
-        const copy = tf.tensor(g.dataSync() as Float32Array, g.shape);
+        const from = g;
+        const copy = filledTensor(g.shape, (out) => out.set(tensorMemory(from)!));
         g.dispose();
         g = copy;
       }
