@@ -11,12 +11,12 @@
  * expert MLP 512, expert width 128 in A too, one vision-only block in B and none in A.
  *
  * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack (OpenBLAS on 1 thread),
- * `wasm+blas 2 threads` the pack with OpenBLAS on both cores (run in a child process: OpenBLAS reads its
- * thread count once per process), `wasm+blas 2 replicas` the pack with `train.data_parallel: 2` (each
+ * `wasm+blas 2 threads` the pack with OpenBLAS on both cores, `wasm+blas 2 replicas` the pack with `train.data_parallel: 2` (each
  * batch cut in two, one half on a worker thread: training only), `cpu+blas` the pack under the cpu
  * backend (to choose the host: its element-wise kernels are plain JS). WASM takes VLA_WASM_THREADS
- * (default 1). BENCH_STEPS sets the timed training steps (default 4); BENCH_KERNELS (say `wasm+blas`)
- * runs only the rows of those kernels.
+ * (default 1). Each row runs in a child process of its own (see measureInChild). BENCH_STEPS sets the
+ * timed training steps (default 4), BENCH_WARMUP the untimed ones before them (default 2);
+ * BENCH_KERNELS (say `wasm+blas`) runs only the rows of those kernels.
  * Training runs without image augmentation, as the PyTorch probe (synthetic data, the model alone):
  * augmentation is data preparation, on by default in `vla train` (about 5% of A's step here).
  * The machine is shared with other work: compare rows of one run, and expect noise.
@@ -107,6 +107,8 @@ interface Mode {
 }
 
 const STEPS = Number(process.env.BENCH_STEPS ?? 4);
+/** Untimed first steps: the first compiles and allocates, and a replica's first two run cold. */
+const WARMUP = Math.max(1, Number(process.env.BENCH_WARMUP ?? 2));
 const MODES: Mode[] = [
   { label: 'wasm', backend: 'wasm', native: false },
   { label: 'wasm+blas', backend: 'wasm', native: true },
@@ -147,7 +149,7 @@ function randomBatch(ref: Reference, d: ModelDims, seed: number): Batch {
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
-/** Median training step time (ms) after one warm-up step; also the loss of the first step. */
+/** Median training step time (ms) after WARMUP steps; also the loss of the first step. */
 async function timeTraining(
   ref: Reference,
   config: TrainConfig,
@@ -158,6 +160,7 @@ async function timeTraining(
   trainer.checkSource({ cameras: ref.cameras, stateDim: ref.robotDim, actionDim: ref.robotDim });
   const batches = [randomBatch(ref, d, 1), randomBatch(ref, d, 2)];
   const firstLoss = trainer.trainStep(batches[0]!).loss;
+  for (let i = 1; i < WARMUP; i++) trainer.trainStep(batches[i % 2]!);
   const tensors = tf.memory().numTensors;
   const times: number[] = [];
   for (let i = 0; i < STEPS; i++) {
@@ -242,17 +245,20 @@ async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; lin
   return { row, line };
 }
 
-/** A row whose OpenBLAS thread count differs from this process's, measured in a child process. */
+/**
+ * One row measured in a process of its own, as `vla train` and `vla serve` run: OpenBLAS reads its
+ * thread count once per process, and rows measured one after another in one process ran slower the
+ * later they came (B with 2 replicas: 902 ms a step after the other rows, 813-844 ms alone), the WASM
+ * heap and V8's grown by the rows before.
+ */
 function measureInChild(ref: Reference, mode: Mode): { row: string[]; line: string } {
+  const env: NodeJS.ProcessEnv = { ...process.env, BENCH_ROW: `${ref.name}|${mode.label}` };
+  if (mode.blasThreads) env.OPENBLAS_NUM_THREADS = String(mode.blasThreads);
   const out = execFileSync(
     process.execPath,
     ['--import', 'tsx', path.join(import.meta.dirname, 'run.ts'), 'native'],
     {
-      env: {
-        ...process.env,
-        OPENBLAS_NUM_THREADS: String(mode.blasThreads),
-        BENCH_ROW: `${ref.name}|${mode.label}`,
-      },
+      env,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'inherit'],
       maxBuffer: 1 << 24,
@@ -279,7 +285,7 @@ export async function run(): Promise<void> {
       if (ONLY.length > 0 && !ONLY.includes(mode.label)) continue;
       // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
       if (mode.backend === 'cpu' && ref.name !== 'A') continue;
-      const { row, line } = mode.blasThreads ? measureInChild(ref, mode) : await measure(ref, mode);
+      const { row, line } = measureInChild(ref, mode);
       rows.push(row);
       lines.add(line);
       console.error(`done: ${ref.name} ${mode.label}`);
@@ -287,7 +293,7 @@ export async function run(): Promise<void> {
   }
   for (const line of lines) console.log(line);
   console.log(
-    `medians of ${STEPS} training steps after a warm-up; chunk = 10 flow steps at batch 1; shared machine: expect noise`,
+    `medians of ${STEPS} training steps after ${WARMUP} warm-up step${WARMUP > 1 ? 's' : ''}, each row in a process of its own; chunk = 10 flow steps at batch 1; shared machine: expect noise`,
   );
   console.log(
     table(
