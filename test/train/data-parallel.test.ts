@@ -1,3 +1,4 @@
+import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
@@ -46,6 +47,18 @@ describe('data-parallel training', () => {
       [0, 8],
       [8, 16],
     ]);
+  });
+
+  it('with one replica on a machine of several cores, says how to train on them', async () => {
+    const t = new Trainer(config({ data_parallel: 1 }), initParams(modelDims(config().model), 0));
+    trainers.push(t);
+    const line = await t.startDataParallel();
+    const cores = os.availableParallelism();
+    if (cores < 2) expect(line).toBeNull();
+    else
+      expect(line).toMatch(
+        new RegExp(`^training on 1 of ${cores} cores: train\\.data_parallel: ${Math.min(cores, 5)} `),
+      );
   });
 
   it('slices every input by sample, noise and flow times draw by draw', () => {
