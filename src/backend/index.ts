@@ -271,8 +271,10 @@ export function tensorMemory(t: tf.Tensor): Float32Array | null {
 }
 
 /**
- * A float32 tensor of `shape` whose values `fill` writes. On WASM it writes straight into the tensor's
- * heap memory, which malloc reuses step after step; elsewhere into a new array the tensor then keeps.
+ * A float32 tensor of `shape` whose values `fill` writes (all of them: on WASM the memory holds
+ * whatever was there before). On WASM it writes straight into the tensor's heap memory, which malloc
+ * reuses step after step, so `fill` must not create tensors or run kernels (the heap could grow under
+ * `out`); elsewhere it writes a new array that the backend keeps (cpu) or copies (tfjs-node).
  * Per-step model inputs (image patches, attention biases) are megabytes: built in a fresh JavaScript
  * array each step, every 4 KiB page of it faulted in (~11 µs each on these VMs), about 7% of B's
  * non-matmul time, for an array that WASM then copied into its heap anyway.

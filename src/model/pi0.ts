@@ -11,6 +11,7 @@ import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
+import { patchTensor, promptOneHot } from './inputs.js';
 import {
   applyFilm,
   attention,
@@ -187,7 +188,10 @@ export function mergeLora(w: Params, d: ModelDims): Params {
 export interface ModelInputs {
   batch: number;
   cameras: number;
-  /** [B, cams, S, S, 3] camera bytes (patchTensor makes the model's patches of them). */
+  /**
+   * [B, cams, S, S, 3] camera bytes (patchTensor makes the model's patches of them): the observation's
+   * own, not a copy, so they must not change until the model call that reads them returns.
+   */
   images: Uint8Array;
   imageSize: number;
   patchSize: number;
@@ -201,51 +205,6 @@ export interface ModelInputs {
   promptMask: Uint8Array;
   /** [B, actionDim] state padded with zeros. */
   state: Float32Array;
-}
-
-/** A pixel byte as the model reads it, v / 127.5 − 1, looked up (a division per byte cost ~1% of a step). */
-const PIXEL = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
-
-function patchifyInto(out: Float32Array, images: Uint8Array, n: number, size: number, patch: number): void {
-  const g = size / patch;
-  let o = 0;
-  for (let img = 0; img < n; img++) {
-    const base = img * size * size * 3;
-    for (let py = 0; py < g; py++) {
-      for (let px = 0; px < g; px++) {
-        for (let y = 0; y < patch; y++) {
-          let src = base + ((py * patch + y) * size + px * patch) * 3;
-          for (let k = 0; k < patch * 3; k++) out[o++] = PIXEL[images[src++]!]!;
-        }
-      }
-    }
-  }
-}
-
-/** [n, S, S, 3] uint8 images → [n·N, p·p·3] float patches in [-1, 1], row-major patch order. */
-export function patchify(images: Uint8Array, n: number, size: number, patch: number): Float32Array {
-  const out = new Float32Array(n * size * size * 3);
-  patchifyInto(out, images, n, size, patch);
-  return out;
-}
-
-/** The inputs' image patches as a tensor [B·cams·N, p·p·3], scaled to [-1, 1], row-major patch order. */
-export function patchTensor(inp: ModelInputs): tf.Tensor2D {
-  const images = inp.batch * inp.cameras;
-  const per = inp.patchSize * inp.patchSize * 3;
-  const n = images * (inp.imageSize / inp.patchSize) ** 2;
-  return filledTensor([n, per], (out) =>
-    patchifyInto(out, inp.images, images, inp.imageSize, inp.patchSize),
-  ) as tf.Tensor2D;
-}
-
-/** The prompts' tokens one-hot [B·L, VOCAB] (their embedding is then a plain matmul); padding rows are 0. */
-export function promptOneHot(inp: ModelInputs): tf.Tensor2D {
-  const { promptTokens: ids, promptMask: mask } = inp;
-  return filledTensor([ids.length, VOCAB_SIZE], (out) => {
-    out.fill(0);
-    for (let i = 0; i < ids.length; i++) if (mask[i]) out[i * VOCAB_SIZE + ids[i]!] = 1;
-  }) as tf.Tensor2D;
 }
 
 export interface Observation {

@@ -20,10 +20,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
 import { fusedActive, RMS_NORM } from '../backend/native/fused.js';
 import { MAX_CAMERAS } from './config.js';
+import { patchTensor, promptOneHot } from './inputs.js';
 import { applyFilm, gelu, silu } from './layers.js';
 import { MASKED, prefixValidity, promptPooling } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
-import { type ModelInputs, type Pi0, patchTensor, promptOneHot } from './pi0.js';
+import type { ModelInputs, Pi0 } from './pi0.js';
 
 /** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
 export type SamplingWeights = Map<string, tf.Tensor>;
