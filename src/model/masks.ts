@@ -1,6 +1,7 @@
 /**
- * π0's attention mask (openpi's `make_attn_mask`): token j is visible to token i when both are valid
- * and j's block index is not after i's. Block indices are the cumulative sum of `blockStarts`: tokens
+ * π0's attention mask (openpi's `make_attn_mask`), [B, T, T] with 1 where visible: the reference that
+ * `attentionBiasInto` (what the model uses) is tested against. Token j is visible to token i when both
+ * are valid and j's block index is not after i's. Block indices are the cumulative sum of `blockStarts`: tokens
  * with 0 join the block before them. π0 uses prefix = one block (bidirectional), state = a new block,
  * first action token = a new block with all action tokens in it; so the prefix never sees the suffix,
  * the state token sees the prefix and itself, and action tokens see everything.
@@ -56,10 +57,10 @@ export function attentionBiasInto(
   const t = blockStarts.length;
   const rows = r1 - r0;
   if (valid.length !== batch * t)
-    throw new Error(`attentionBias: valid has ${valid.length} entries, expected ${batch}×${t}`);
-  if (r0 < 0 || r1 > t || rows < 0) throw new Error(`attentionBias: rows [${r0}, ${r1}) outside 0..${t}`);
+    throw new Error(`attentionBiasInto: valid has ${valid.length} entries, expected ${batch}×${t}`);
+  if (r0 < 0 || r1 > t || rows < 0) throw new Error(`attentionBiasInto: rows [${r0}, ${r1}) outside 0..${t}`);
   if (out.length !== batch * rows * t)
-    throw new Error(`attentionBias: out has ${out.length} entries, expected ${batch}×${rows}×${t}`);
+    throw new Error(`attentionBiasInto: out has ${out.length} entries, expected ${batch}×${rows}×${t}`);
   // blockEnd[i]: the first token of the next block (keys j < blockEnd[i] are in i's block or before).
   const blockEnd = new Int32Array(t);
   let e = t;

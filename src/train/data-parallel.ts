@@ -131,7 +131,10 @@ export function readInto(t: tf.Tensor, dst: Float32Array, offset: number): void 
  */
 export function loadValues(vars: tf.Variable[], values: Float32Array[]): void {
   for (const [i, v] of vars.entries()) {
-    tf.tidy(() => v.assign(filledTensor(v.shape, (out) => out.set(values[i]!))));
+    const from = values[i]!;
+    if (from.length !== v.size)
+      throw new Error(`weight ${v.name}: ${from.length} values for its ${v.size} ([${v.shape}])`);
+    tf.tidy(() => v.assign(filledTensor(v.shape, (out) => out.set(from))));
   }
 }
 
