@@ -1,13 +1,13 @@
 import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setupBackend } from '../../src/backend/index.js';
+import { activeBackend, setupBackend } from '../../src/backend/index.js';
 import { TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
 import { batchObservation, initParams } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { partBounds, Replicas, type StepInputs, sliceInputs } from '../../src/train/data-parallel.js';
-import { Trainer } from '../../src/train/trainer.js';
+import { oneCoreHint, Trainer } from '../../src/train/trainer.js';
 import { syntheticSource } from './source.js';
 
 const H = 6;
@@ -49,16 +49,34 @@ describe('data-parallel training', () => {
     ]);
   });
 
-  it('with one replica on a machine of several cores, says how to train on them', async () => {
-    const t = new Trainer(config({ data_parallel: 1 }), initParams(modelDims(config().model), 0));
+  it('with one replica on a machine of several cores, says how to train on them', () => {
+    const one = { wasm: 1, blas: 1 };
+    expect(oneCoreHint('wasm', 32, 2, one)).toMatch(
+      /^training on 1 of 2 cores: train\.data_parallel: 2 \(or --set train\.data_parallel=2\) trains on 2,/,
+    );
+    // As many replicas as cores, with at least 8 samples each and at most 16.
+    expect(oneCoreHint('cpu', 32, 8, one)).toMatch(/train\.data_parallel: 4 /);
+    expect(oneCoreHint('wasm', 512, 64, one)).toMatch(/train\.data_parallel: 16 /);
+    // Nothing to say: one core, a batch too small to cut, threads already in use, or tfjs-node.
+    expect(oneCoreHint('wasm', 32, 1, one)).toBeNull();
+    expect(oneCoreHint('wasm', 15, 2, one)).toBeNull();
+    expect(oneCoreHint('wasm', 32, 2, { wasm: 1, blas: 2 })).toBeNull();
+    expect(oneCoreHint('wasm', 32, 2, { wasm: 2, blas: 1 })).toBeNull();
+    expect(oneCoreHint('tensorflow', 32, 2, one)).toBeNull();
+  });
+
+  it('startDataParallel with one replica returns the hint for this machine, or nothing', async () => {
+    const t = new Trainer(
+      config({ data_parallel: 1, batch_size: 16 }),
+      initParams(modelDims(config().model), 0),
+    );
     trainers.push(t);
-    const line = await t.startDataParallel();
-    const cores = os.availableParallelism();
-    if (cores < 2) expect(line).toBeNull();
-    else
-      expect(line).toMatch(
-        new RegExp(`^training on 1 of ${cores} cores: train\\.data_parallel: ${Math.min(cores, 5)} `),
-      );
+    const info = activeBackend();
+    const want = oneCoreHint(tf.getBackend(), 16, os.availableParallelism(), {
+      wasm: info?.threads ?? 1,
+      blas: info?.native?.threads ?? 1,
+    });
+    expect(await t.startDataParallel()).toBe(want);
   });
 
   it('slices every input by sample, noise and flow times draw by draw', () => {
