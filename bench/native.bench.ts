@@ -102,13 +102,22 @@ interface Mode {
   native: boolean;
   /** train.data_parallel: replicas sharing each batch, one per core (training only). */
   replicas?: number;
-  /** OpenBLAS threads, where not the default 1: the row runs in a child process. */
+  /** OpenBLAS threads (default 1, whatever OPENBLAS_NUM_THREADS says to the bench). */
   blasThreads?: number;
 }
 
-const STEPS = Number(process.env.BENCH_STEPS ?? 4);
+/** A count from the environment, at least `min`; anything else is refused, naming the variable. */
+function countFromEnv(name: string, fallback: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) throw new Error(`${name}: expected an integer ≥ ${min}, got '${raw}'`);
+  return n;
+}
+
+const STEPS = countFromEnv('BENCH_STEPS', 4, 1);
 /** Untimed first steps: the first compiles and allocates, and a replica's first two run cold. */
-const WARMUP = Math.max(1, Number(process.env.BENCH_WARMUP ?? 2));
+const WARMUP = countFromEnv('BENCH_WARMUP', 2, 1);
 const MODES: Mode[] = [
   { label: 'wasm', backend: 'wasm', native: false },
   { label: 'wasm+blas', backend: 'wasm', native: true },
@@ -253,7 +262,7 @@ async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; lin
  */
 function measureInChild(ref: Reference, mode: Mode): { row: string[]; line: string } {
   const env: NodeJS.ProcessEnv = { ...process.env, BENCH_ROW: `${ref.name}|${mode.label}` };
-  if (mode.blasThreads) env.OPENBLAS_NUM_THREADS = String(mode.blasThreads);
+  env.OPENBLAS_NUM_THREADS = String(mode.blasThreads ?? 1);
   const out = execFileSync(
     process.execPath,
     ['--import', 'tsx', path.join(import.meta.dirname, 'run.ts'), 'native'],
