@@ -34,6 +34,14 @@ export interface WasmBackendInternals {
   typedArrayFromHeap(t: TensorInfo): Float32Array | Int32Array | Uint8Array;
 }
 
+/**
+ * The WASM heap's current buffer: the threaded build's is a growable SharedArrayBuffer whose HEAP views
+ * can lag behind it; the plain build replaces HEAPU8 whenever the heap grows.
+ */
+export function heapBuffer(backend: WasmBackendInternals): ArrayBuffer | SharedArrayBuffer {
+  return backend.wasm.wasmMemory ? backend.wasm.wasmMemory.buffer : backend.wasm.HEAPU8.buffer;
+}
+
 /** A tensor's byte offset in the WASM heap. */
 export function heapOffset(backend: WasmBackendInternals, t: TensorInfo): number {
   return backend.dataIdMap.get(t.dataId).memoryOffset;
@@ -47,12 +55,7 @@ interface CpuBackendInternals {
 export function wasmHost(backend: KernelBackend): Host {
   const be = backend as unknown as WasmBackendInternals;
   return {
-    view(t) {
-      // The threaded build's heap is a growable SharedArrayBuffer whose HEAP views can lag behind it;
-      // the plain build replaces HEAPU8 whenever the heap grows.
-      const buffer = be.wasm.wasmMemory ? be.wasm.wasmMemory.buffer : be.wasm.HEAPU8.buffer;
-      return new Float32Array(buffer, heapOffset(be, t), util.sizeFromShape(t.shape));
-    },
+    view: (t) => new Float32Array(heapBuffer(be), heapOffset(be, t), util.sizeFromShape(t.shape)),
     alloc: (shape) => be.makeOutput(shape, 'float32'),
   };
 }

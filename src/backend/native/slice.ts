@@ -7,14 +7,13 @@
  */
 import type { KernelBackend, KernelFunc, NamedTensorInfoMap, TensorInfo } from '@tensorflow/tfjs-core';
 import { backend_util, slice_util, util } from '@tensorflow/tfjs-core';
-import { heapOffset, type WasmBackendInternals } from './matmul.js';
+import { heapBuffer, heapOffset, type WasmBackendInternals } from './matmul.js';
 
 /** 4-byte dtypes copy as 32-bit words whatever they hold; others (bool, strings, complex) go back to WASM. */
 const WORD_DTYPES = new Set(['float32', 'int32']);
 
 function words(be: WasmBackendInternals, t: TensorInfo): Int32Array {
-  const buffer = be.wasm.wasmMemory ? be.wasm.wasmMemory.buffer : be.wasm.HEAPU8.buffer;
-  return new Int32Array(buffer, heapOffset(be, t), util.sizeFromShape(t.shape));
+  return new Int32Array(heapBuffer(be), heapOffset(be, t), util.sizeFromShape(t.shape));
 }
 
 /**
