@@ -404,9 +404,7 @@ export class Pi0 {
     const d = this.dims;
     const b = inp.batch;
     const { x: x0, valid, length: t } = this.embedPrefix(w, inp);
-    const bias = filledTensor([b, 1, t, t], (out) =>
-      attentionBiasInto(out, valid, new Uint8Array(t), b, 0, t),
-    ) as tf.Tensor4D;
+    const bias = attentionBias(valid, new Uint8Array(t), b, 0, t);
     const keys: tf.Tensor2D[] = [];
     const values: tf.Tensor2D[] = [];
     let x = x0;
@@ -471,10 +469,7 @@ export class Pi0 {
     const s = this.suffixLen;
     const t = prefixLen + s;
     const valid = sequenceValid(prefixValid, prefixLen, s, b);
-    const starts = pi0BlockStarts(prefixLen, this.dims.horizon);
-    return filledTensor([b, 1, s, t], (out) =>
-      attentionBiasInto(out, valid, starts, b, prefixLen, t),
-    ) as tf.Tensor4D;
+    return attentionBias(valid, pi0BlockStarts(prefixLen, this.dims.horizon), b, prefixLen, t);
   }
 
   /** The predicted velocity [B,H,A] for x_t at times t, reading the prefix through its keys and values. */
@@ -531,12 +526,8 @@ export class Pi0 {
     const total = p + s;
     const seqValid = sequenceValid(valid, p, s, b);
     const starts = pi0BlockStarts(p, d.horizon);
-    const full = filledTensor([b, 1, total, total], (out) =>
-      attentionBiasInto(out, seqValid, starts, b, 0, total),
-    ) as tf.Tensor4D;
-    const suffixRows = filledTensor([b, 1, s, total], (out) =>
-      attentionBiasInto(out, seqValid, starts, b, p, total),
-    ) as tf.Tensor4D;
+    const full = attentionBias(seqValid, starts, b, 0, total);
+    const suffixRows = attentionBias(seqValid, starts, b, p, total);
     let x = x0;
     let y = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
@@ -768,6 +759,20 @@ function repeatKV(kv: PrefixKV, k: number): PrefixKV {
     valid: repeatRows(kv.valid, k),
     length: kv.length,
   };
+}
+
+/** π0's additive attention bias [B, 1, r1 − r0, T] for query rows [r0, r1), built in the tensor's memory. */
+function attentionBias(
+  valid: Uint8Array,
+  blockStarts: Uint8Array,
+  b: number,
+  r0: number,
+  r1: number,
+): tf.Tensor4D {
+  const t = blockStarts.length;
+  return filledTensor([b, 1, r1 - r0, t], (out) =>
+    attentionBiasInto(out, valid, blockStarts, b, r0, r1),
+  ) as tf.Tensor4D;
 }
 
 /** Flow times for training: t ~ Beta(1.5, 1)·0.999 + 0.001 (Beta(a, 1) is U^(1/a)), as π0. */
