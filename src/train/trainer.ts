@@ -175,14 +175,14 @@ export class Trainer {
   async startDataParallel(): Promise<string | null> {
     const n = this.config.train.data_parallel;
     const backend = tf.getBackend();
-    if (n <= 1 && !this.replicas) {
+    if (this.replicas) return null;
+    if (n <= 1) {
       const info = activeBackend();
       return oneCoreHint(backend, this.config.train.batch_size, os.availableParallelism(), {
         wasm: info?.threads ?? 1,
         blas: info?.native?.threads ?? 1,
       });
     }
-    if (n <= 1 || this.replicas) return null;
     if (backend !== 'wasm' && backend !== 'cpu')
       return `data_parallel ${n} ignored: the ${backend} backend runs each kernel on every core already`;
     this.replicas = await Replicas.start(n - 1, this.config, this.params, this.trainable);
@@ -240,12 +240,14 @@ export class Trainer {
       const mem = tensorMemory(g)!;
       const off = l.offsets[i]!;
       // One pass per replica, the first also weighing this thread's part (a pass of its own cost a
-      // third of the recombination: ~10 ms a step for B's 4.6M weights); the last sums the squares.
-      const w0 = weight[0]!;
+      // third of the recombination: ~10 ms a step for B's 4.6M weights); the last pass's squares are
+      // the global norm's.
+      let squares = 0;
       for (const [r, res] of results.entries()) {
         const other = res.grads.subarray(off, off + mem.length);
-        sumSquares += combine(mem, other, r === 0 ? w0 : 1, weight[r + 1]!, r === results.length - 1);
+        squares = combine(mem, other, r === 0 ? weight[0]! : 1, weight[r + 1]!);
       }
+      sumSquares += squares;
     }
     let loss = weight[0]! * own.loss.dataSync()[0]!;
     for (const [r, res] of results.entries()) loss += weight[r + 1]! * res.loss;
@@ -308,15 +310,11 @@ export class Trainer {
 }
 
 /**
- * mem = a·mem + b·other in place; returns Σ mem² when `squares` (else 0). Four partial sums, so the
- * additions do not wait on each other (the pass then costs about what the plain one does).
+ * mem = a·mem + b·other in place; returns Σ mem² (the caller keeps the last pass's). Four partial sums,
+ * so the additions do not wait on each other: the pass costs about what a plain one does.
  */
-function combine(mem: Float32Array, other: Float32Array, a: number, b: number, squares: boolean): number {
+function combine(mem: Float32Array, other: Float32Array, a: number, b: number): number {
   const n = mem.length;
-  if (!squares) {
-    for (let j = 0; j < n; j++) mem[j] = a * mem[j]! + b * other[j]!;
-    return 0;
-  }
   let s0 = 0;
   let s1 = 0;
   let s2 = 0;
