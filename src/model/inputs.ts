@@ -39,6 +39,12 @@ export function patchTensor(inp: ModelInputs): tf.Tensor2D {
   const images = inp.batch * inp.cameras;
   const per = inp.patchSize * inp.patchSize * 3;
   const n = images * (inp.imageSize / inp.patchSize) ** 2;
+  const bytes = images * inp.imageSize * inp.imageSize * 3;
+  // The patches are written into uninitialised memory: a short buffer would leave NaNs, not an error.
+  if (inp.images.length !== bytes || !Number.isInteger(n))
+    throw new Error(
+      `patchTensor: ${inp.images.length} image bytes for ${images} images of ${inp.imageSize}×${inp.imageSize}×3 in ${inp.patchSize}-pixel patches (expected ${bytes}, the size a multiple of the patch)`,
+    );
   return filledTensor([n, per], (out) =>
     patchifyInto(out, inp.images, images, inp.imageSize, inp.patchSize),
   ) as tf.Tensor2D;

@@ -53,6 +53,11 @@ describe.each(['wasm', 'cpu'] as const)('model input tensors on %s', (backend) =
     // The first pixel of the second patch row: image 0, row patchSize, column 0 → (v / 127.5 − 1).
     const rowStart = (s / d.patchSize) * per;
     expect(patches.dataSync()[rowStart]).toBeCloseTo(images[d.patchSize * s * 3]! / 127.5 - 1, 6);
+    // Bytes that do not fit the images are refused, not read past.
+    expect(() => patchTensor({ ...inp, images: images.subarray(1) })).toThrow(
+      /patchTensor: \d+ image bytes for 4 images .* \(expected \d+/,
+    );
+    expect(() => patchTensor({ ...inp, patchSize: d.patchSize + 1 })).toThrow(/a multiple of the patch/);
     const oneHot = promptOneHot(inp);
     const l = inp.promptLen;
     expect(oneHot.shape).toEqual([2 * l, VOCAB_SIZE]);
