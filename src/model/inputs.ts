@@ -55,6 +55,13 @@ export function promptOneHot(inp: ModelInputs): tf.Tensor2D {
   const { promptTokens: ids, promptMask: mask } = inp;
   return filledTensor([ids.length, VOCAB_SIZE], (out) => {
     out.fill(0);
-    for (let i = 0; i < ids.length; i++) if (mask[i]) out[i * VOCAB_SIZE + ids[i]!] = 1;
+    for (let i = 0; i < ids.length; i++) {
+      if (!mask[i]) continue;
+      const id = ids[i]!;
+      // Out of range, a 1 would land in the next token's row.
+      if (!(id >= 0 && id < VOCAB_SIZE))
+        throw new Error(`promptOneHot: token ${i} is ${id}, expected 0..${VOCAB_SIZE - 1}`);
+      out[i * VOCAB_SIZE + id] = 1;
+    }
   }) as tf.Tensor2D;
 }

@@ -71,6 +71,11 @@ describe.each(['wasm', 'cpu'] as const)('model input tensors on %s', (backend) =
       if (inp.promptMask[i]) expect(row[inp.promptTokens[i]!]).toBe(1);
     }
     expect(Array.from(inp.promptMask.subarray(l, 2 * l)).includes(0)).toBe(true);
+    const bad = Int32Array.from(inp.promptTokens);
+    bad[1] = VOCAB_SIZE;
+    expect(() => promptOneHot({ ...inp, promptTokens: bad })).toThrow(
+      `promptOneHot: token 1 is ${VOCAB_SIZE}, expected 0..${VOCAB_SIZE - 1}`,
+    );
     tf.dispose([patches, oneHot]);
   });
 });
