@@ -1,5 +1,5 @@
 import { Worker, type WorkerOptions } from 'node:worker_threads';
-import { pinBlasThreads } from './backend/native/blas.js';
+import { pinBlasEnv } from './backend/native/blas.js';
 
 /**
  * Start a worker thread running a TypeScript module (`new URL('./x.ts', import.meta.url)`); its
@@ -9,7 +9,7 @@ export function startWorker(
   entry: URL,
   options: WorkerOptions & { workerData?: Record<string, unknown> } = {},
 ): Worker {
-  pinBlasThreads();
+  pinBlasEnv();
   return new Worker(new URL('./thread-entry.js', import.meta.url), {
     ...options,
     workerData: { ...(options.workerData ?? {}), __entry: entry.href },

@@ -33,7 +33,13 @@ export interface BackendInfo {
    * The native kernel pack (matmuls on BLAS), when it is active; `fused` says whether its fused
    * element-wise kernels (WASM only) run too, or why not.
    */
-  native: { library: string; threads: number; fused: true | string } | null;
+  native: {
+    library: string;
+    threads: number;
+    core: string | null;
+    coreNote: string | null;
+    fused: true | string;
+  } | null;
   /** Why the native kernel pack is off, when the backend could host it. */
   nativeOff?: string;
   /** Why WASM stayed single-threaded although threads were asked for. */
@@ -215,7 +221,8 @@ async function configurePack(
   }
   installPack(loaded, host);
   const fused = host === 'wasm' ? ((await installFused()) ?? true) : 'the cpu backend has no WASM heap';
-  return { native: { library: loaded.library, threads: loaded.threads, fused } };
+  const { library, threads, core, coreNote } = loaded;
+  return { native: { library, threads, core, coreNote, fused } };
 }
 
 function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean {
@@ -241,18 +248,21 @@ const plural = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
 /**
  * The one line every computing command prints, saying which kernels run the matmuls and whether the
  * fused element-wise ones run too:
- * `backend: wasm (SIMD, 1 thread) · kernels wasm+blas (openblas, 2 threads) + fused norm/gelu · tfjs 4.22.0`.
+ * `backend: wasm (SIMD, 1 thread) · kernels wasm+blas (openblas SkylakeX, 2 threads) + fused norm/gelu · tfjs 4.22.0`
+ * (the kernel family when OPENBLAS_CORETYPE names one: see blasCoreFor).
  */
 export function describeBackend(info: BackendInfo): string {
   const detail = [info.simd ? 'SIMD' : null, plural(info.threads, 'thread')].filter(Boolean).join(', ');
   const notes = [
     info.threadsOff ? `WASM threads off: ${info.threadsOff}` : null,
     info.skipped.length > 0 ? `passed over: ${info.skipped.join('; ')}` : null,
+    info.native?.coreNote ?? null,
   ].filter(Boolean);
   let kernels = '';
   if (info.native) {
     const fused = info.native.fused === true ? ' + fused norm/gelu' : '';
-    kernels = ` · kernels ${info.name}+blas (${info.native.library}, ${plural(info.native.threads, 'thread')})${fused}`;
+    const lib = info.native.core ? `${info.native.library} ${info.native.core}` : info.native.library;
+    kernels = ` · kernels ${info.name}+blas (${lib}, ${plural(info.native.threads, 'thread')})${fused}`;
   } else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
   return `backend: ${info.name} (${detail})${kernels} · tfjs ${tf.version_core}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
 }

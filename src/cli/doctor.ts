@@ -36,7 +36,7 @@ function toolVersion(cmd: string, args: string[]): string {
 function packLine(info: BackendInfo): string {
   if (!info.native) return `off (${info.nativeOff ?? `not for the ${info.name} backend`})`;
   const fused = info.native.fused === true ? 'on' : `off (${info.native.fused})`;
-  return `BLAS ${info.native.library} on ${info.native.threads} thread(s); fused element-wise kernels ${fused}`;
+  return `BLAS ${info.native.library}${info.native.core ? ` (${info.native.core} kernels)` : ''} on ${info.native.threads} thread(s); fused element-wise kernels ${fused}`;
 }
 
 export function registerDoctor(program: Command): void {

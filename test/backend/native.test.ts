@@ -1,12 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
+import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { describeBackend, setupBackend } from '../../src/backend/index.js';
 import { CACHED_ATTENTION, cachedAttention, cachedAttentionOps } from '../../src/backend/native/attention.js';
-import { loadBlas } from '../../src/backend/native/blas.js';
+import { blasCoreFor, blasCoreNote, loadBlas } from '../../src/backend/native/blas.js';
 import {
   fusedActive,
   GELU_GRAD,
@@ -621,7 +622,7 @@ describe('native kernel pack: set-up and fallback', () => {
     const info = await setupBackend({ backend: 'wasm' });
     expect(info.native?.library).toBe('openblas');
     expect(describeBackend(info)).toMatch(
-      /^backend: wasm \(.*\) · kernels wasm\+blas \(openblas, \d+ threads?\) \+ fused norm\/gelu · tfjs 4\.22\.0/,
+      /^backend: wasm \(.*\) · kernels wasm\+blas \(openblas( \w+)?, \d+ threads?\) \+ fused norm\/gelu · tfjs 4\.22\.0/,
     );
     const before = packStats().blas;
     tf.matMul(tf.ones([64, 64]), tf.ones([64, 64]), false, true).dispose();
@@ -655,16 +656,46 @@ describe('native kernel pack: set-up and fallback', () => {
     'a worker that loads OpenBLAS first gets one thread, set in the real environment',
     () => {
       const env = { ...process.env };
-      for (const k of ['OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS', 'OMP_NUM_THREADS']) delete env[k];
+      for (const k of ['OPENBLAS_NUM_THREADS', 'GOTO_NUM_THREADS', 'OMP_NUM_THREADS', 'OPENBLAS_CORETYPE'])
+        delete env[k];
       const out = execFileSync(
         process.execPath,
         ['--import', 'tsx', fileURLToPath(new URL('./blas-first-in-worker.ts', import.meta.url))],
         { env, encoding: 'utf8' },
       );
       // A worker's process.env is a copy: only the main thread's setting reaches OpenBLAS's getenv.
-      expect(JSON.parse(out.trim().split('\n').at(-1)!)).toMatchObject({ threads: 1, env: '1' });
+      const core = blasCoreFor(existsSync('/proc/cpuinfo') ? readFileSync('/proc/cpuinfo', 'utf8') : '');
+      expect(JSON.parse(out.trim().split('\n').at(-1)!)).toEqual({
+        library: 'openblas',
+        product: [5, 11, 11, 25],
+        threads: 1,
+        env: '1',
+        core: process.arch === 'x64' ? core : null,
+        coreEnv: process.arch === 'x64' ? core : null,
+      });
     },
   );
+
+  it('asks OpenBLAS for its AVX-512 kernels on AMD CPUs that have them, and only there', () => {
+    const info = (vendor: string, flags: string) =>
+      `processor\t: 0\nvendor_id\t: ${vendor}\nflags\t\t: ${flags}\n\nprocessor\t: 1\n`;
+    const avx512 = 'fpu sse avx avx2 fma avx512f avx512dq avx512cd avx512bw avx512vl avx512_bf16';
+    expect(blasCoreFor(info('AuthenticAMD', avx512))).toBe('SkylakeX');
+    // Zen 2/3: AVX2 only, which OpenBLAS recognises.
+    expect(blasCoreFor(info('AuthenticAMD', 'fpu sse avx avx2 fma'))).toBeNull();
+    // A subset is not enough for the SkylakeX kernels.
+    expect(blasCoreFor(info('AuthenticAMD', 'avx2 avx512f avx512cd'))).toBeNull();
+    expect(blasCoreFor(info('GenuineIntel', avx512))).toBeNull();
+    expect(blasCoreFor('')).toBeNull();
+    // A family set by hand is never overridden; the backend line says what it leaves unused.
+    expect(blasCoreNote(info('AuthenticAMD', avx512), 'Haswell')).toBe(
+      "OPENBLAS_CORETYPE=Haswell keeps OpenBLAS off this CPU's AVX-512, whose SkylakeX kernels ran sgemm ~1.9× faster here",
+    );
+    expect(blasCoreNote(info('GenuineIntel', avx512), 'ZEN')).toContain('OPENBLAS_CORETYPE=ZEN keeps');
+    expect(blasCoreNote(info('AuthenticAMD', avx512), 'SkylakeX')).toBeNull();
+    expect(blasCoreNote(info('AuthenticAMD', 'avx avx2 fma'), 'Haswell')).toBeNull();
+    expect(blasCoreNote(info('AuthenticAMD', avx512), undefined)).toBeNull();
+  });
 
   it('native: false keeps the WASM kernels and says so', async () => {
     const info = await setupBackend({ backend: 'wasm', native: false });
