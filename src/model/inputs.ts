@@ -11,7 +11,13 @@ import { VOCAB_SIZE } from './tokenizer.js';
 /** A pixel byte as the model reads it, v / 127.5 − 1, looked up (a division per byte cost ~1% of a step). */
 const PIXEL = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);
 
-function patchifyInto(out: Float32Array, images: Uint8Array, n: number, size: number, patch: number): void {
+export function patchifyInto(
+  out: Float32Array,
+  images: Uint8Array,
+  n: number,
+  size: number,
+  patch: number,
+): void {
   const g = size / patch;
   let o = 0;
   for (let img = 0; img < n; img++) {

@@ -43,7 +43,7 @@ export interface AdamWAttrs {
 /** The ε under the root: the model's RMSNorm (Gemma's). */
 export const RMS_EPS = 1e-6;
 
-interface Exports {
+export interface FusedExports {
   gelu_grad(x: number, s: number, dy: number, dx: number, n: number): void;
   rms_norm(x: number, scale: number, y: number, r: number, rows: number, cols: number, eps: number): void;
   rms_norm_grad(
@@ -79,6 +79,10 @@ interface Exports {
   ema(e: number, p: number, out: number, n: number, decay: number, nd: number): void;
   sum_squares(x: number, n: number): number;
   softmax_grad(p: number, dp: number, ds: number, rows: number, cols: number): void;
+  /** y = x·σ(a·x) over n floats (GELU's sigmoid form with a = 1.702, SiLU with a = 1). */
+  x_sigmoid(x: number, y: number, n: number, a: number): void;
+  /** Softmax in place over `rows` rows of `cols` floats, `ld` floats apart. */
+  softmax_rows(p: number, rows: number, cols: number, ld: number): void;
 }
 
 const require = createRequire(import.meta.url);
@@ -113,7 +117,7 @@ let wabt: Promise<Wabt> | null = null;
 /** The assembled module, for a plain heap and for a shared one: assembled once per process each. */
 const modules = new Map<boolean, object>();
 /** Instances by heap: setting the backend up again (every command step, every benchmark row) reuses one. */
-const instances = new WeakMap<WasmMemory, Exports>();
+const instances = new WeakMap<WasmMemory, FusedExports>();
 
 async function assemble(shared: boolean): Promise<object> {
   let mod = modules.get(shared);
@@ -135,13 +139,13 @@ async function assemble(shared: boolean): Promise<object> {
 }
 
 /** Assembles fused.wat against `memory`; returns the kernels' exports, or why not (never throws). */
-export async function loadFused(memory: WasmMemory): Promise<Exports | { error: string }> {
+export async function loadFused(memory: WasmMemory): Promise<FusedExports | { error: string }> {
   try {
     const known = instances.get(memory);
     if (known) return known;
     const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
     const instance = new WA.Instance(await assemble(shared), { env: { memory } });
-    const exports = instance.exports as unknown as Exports;
+    const exports = instance.exports as unknown as FusedExports;
     instances.set(memory, exports);
     return exports;
   } catch (e) {
@@ -151,7 +155,7 @@ export async function loadFused(memory: WasmMemory): Promise<Exports | { error: 
   }
 }
 
-function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc> {
+function kernels(k: FusedExports): Record<(typeof FUSED_KERNELS)[number], KernelFunc> {
   const ptr = heapOffset;
   const float32 = (inputs: NamedTensorInfoMap, name: string) => {
     for (const [n, t] of Object.entries(inputs)) {
@@ -252,7 +256,7 @@ function kernels(k: Exports): Record<(typeof FUSED_KERNELS)[number], KernelFunc>
   };
 }
 
-let active: Exports | null = null;
+let active: FusedExports | null = null;
 
 /** Σ t² of a float32 tensor on the wasm backend, read in place (float64 sums); null without the kernels. */
 export function sumOfSquares(t: tf.Tensor): number | null {
