@@ -783,6 +783,12 @@ export class NativeSampler {
     );
   }
 
+  /** What the arena was planned for. */
+  get capacity(): { batch: number; promptLen: number; steps: number } {
+    const L = this.layout;
+    return { batch: L.maxBatch, promptLen: L.maxPromptLen, steps: L.input.maxSteps };
+  }
+
   /** Whether `inp` fits the arena as planned (a larger batch or prompt or more steps needs a new one). */
   fits(inp: ModelInputs, steps: number): boolean {
     const L = this.layout;

@@ -16,12 +16,12 @@ import {
   type NormStats,
   readNormStats,
 } from '../transforms/normalize.js';
+import { ChunkSampler } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
 import { type Params, paramCount } from './params.js';
 import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
-import type { SamplingWeights } from './sampler.js';
 
 export interface SampleInput {
   /** uint8 [B, cams, S, S, 3], already resized with padding to the model's S. */
@@ -43,8 +43,8 @@ export class PolicyModel {
   readonly model: Pi0;
   readonly dims: ModelDims;
   private noiseRng = new Rng(Date.now() >>> 0, 7);
-  /** The params rearranged for the KV-cached sampler, made on the first chunk and kept (see sampler.ts). */
-  private sampling: SamplingWeights | null = null;
+  /** Computes the chunks and keeps what that needs across them (chunk-sampler.ts). */
+  readonly chunks: ChunkSampler;
 
   constructor(
     readonly config: TrainConfig,
@@ -60,6 +60,7 @@ export class PolicyModel {
   ) {
     this.dims = modelDims(config.model);
     this.model = new Pi0(this.dims);
+    this.chunks = new ChunkSampler(this.model, params);
   }
 
   get imageSize(): number {
@@ -98,15 +99,7 @@ export class PolicyModel {
     const noise = input.noise ?? this.noiseRng.normals(full, opts.noiseScale ?? d.noiseScale);
     if (noise.length !== full)
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
-    // Made on the first chunk that uses them (none where the backend samples the other way).
-    if (this.model.fastSampling() && opts.cache !== false)
-      this.sampling ??= this.model.samplingWeights(this.params);
-    const out = this.model.sample(this.params, this.prepare(input), noise, {
-      ...opts,
-      weights: this.sampling ?? undefined,
-    });
-    const all = (await out.data()) as Float32Array;
-    out.dispose();
+    const all = await this.chunks.sample(this.prepare(input), noise, opts);
     if (this.actionDim === d.actionDim) return all;
     const actions = new Float32Array(b * d.horizon * this.actionDim);
     for (let i = 0; i < b * d.horizon; i++) {
@@ -118,8 +111,7 @@ export class PolicyModel {
   /** Frees what the policy holds: its sampling weights, and its params if it owns them. */
   dispose(): void {
     if (this.ownsParams) tf.dispose([...this.params.values()]);
-    if (this.sampling) tf.dispose([...this.sampling.values()]);
-    this.sampling = null;
+    void this.chunks.dispose();
   }
 }
 

@@ -55,8 +55,18 @@ export class ModelPolicy implements Policy {
     }
     const robot = loadRobot(model.config.robot);
     const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
+    // The sampler's worker and arena start now rather than on the first client's chunk.
+    await model.chunks.prepare(
+      model.prepare({
+        images: new Uint8Array(model.cameras.length * model.imageSize * model.imageSize * 3),
+        imageMask: new Uint8Array(model.cameras.length).fill(1),
+        state: new Float32Array(model.stateDim),
+        prompts: [''],
+        batchSize: 1,
+      }),
+    );
     console.error(
-      `${describeBackend(backend)}; model ${model.paramCount.toLocaleString('en')} params from ${dir}, noise scale ${noiseScale}`,
+      `${describeBackend(backend)}; model ${model.paramCount.toLocaleString('en')} params from ${dir}, noise scale ${noiseScale}; ${model.chunks.describe()}`,
     );
     return new ModelPolicy(model, model.normStats, robot, ctx.metadata, ctx.seed ?? null, noiseScale);
   }

@@ -95,7 +95,7 @@ describe('vla CLI (a real process)', () => {
     expect(stderr).toMatch(/^backend: \S+ \(.*threads?\)( · kernels .*)? · tfjs 4\.22\.0/m);
     expect(stdout).toMatch(/matmul 64x64 float32 on \S+: [\d.]+ GFLOP\/s/);
     expect(stdout).toMatch(
-      /native kernel pack: (BLAS \S+ on \d+ thread\(s\); fused element-wise kernels (on|off \(.+\))|off \(.+\))/,
+      /native kernel pack: (BLAS \S+( \(\w+ kernels\))? on \d+ thread\(s\); fused element-wise kernels (on|off \(.+\))|off \(.+\))/,
     );
   });
 

@@ -1,4 +1,4 @@
-import { copyFileSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,15 +51,24 @@ export const BLAS_PACKAGE = 'nblas';
 
 const require = createRequire(import.meta.url);
 
+/** This thread's binding once loaded (a thread loads the addon once, however often it asks). */
+let workerBinding: unknown = null;
+
 /**
  * The binding in a worker thread. nblas's addon is not context-aware: once one thread of a process has
  * loaded it, loading the same file again fails ("Module did not self-register"), and its JavaScript
  * wrapper then reports itself missing. A private copy of the addon file is a separate shared object to
- * the dynamic loader, so it registers afresh in this thread (and links the same OpenBLAS).
+ * the dynamic loader, so it registers afresh in this thread (and links the same OpenBLAS). The copies
+ * stay on disk while the process lives: the loader knows a loaded object by its file's device and
+ * inode, and a deleted copy's inode, reused by the next thread's copy (a policy worker, then the native
+ * sampler's worker under it), made dlopen hand back the first copy unregistered. A later process
+ * removes the folders of processes that are gone.
  */
 function loadInWorker(pkg: string): unknown {
+  if (workerBinding) return workerBinding;
   try {
-    return require(pkg);
+    workerBinding = require(pkg);
+    return workerBinding;
   } catch (first) {
     let addon: string;
     try {
@@ -67,16 +76,40 @@ function loadInWorker(pkg: string): unknown {
     } catch {
       throw first;
     }
-    const copy = path.join(os.tmpdir(), `vla-${pkg}-${process.pid}-${threadId}.node`);
+    removeStaleCopies(pkg);
+    const dir = path.join(os.tmpdir(), `vla-${pkg}-${process.pid}`);
+    mkdirSync(dir, { recursive: true });
+    const copy = path.join(dir, `${threadId}.node`);
     copyFileSync(addon, copy);
-    try {
-      const mod = { exports: {} as unknown };
-      process.dlopen(mod, copy);
-      return mod.exports;
-    } finally {
-      // Loaded objects stay mapped after their file is gone.
-      rmSync(copy, { force: true });
-    }
+    const mod = { exports: {} as unknown };
+    process.dlopen(mod, copy);
+    workerBinding = mod.exports;
+    return workerBinding;
+  }
+}
+
+/** Removes addon copies left by processes that no longer run. */
+function removeStaleCopies(pkg: string): void {
+  const prefix = `vla-${pkg}-`;
+  let names: string[];
+  try {
+    names = readdirSync(os.tmpdir()).filter((n) => n.startsWith(prefix));
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const pid = Number(name.slice(prefix.length));
+    if (!Number.isInteger(pid) || pid === process.pid || processAlive(pid)) continue;
+    rmSync(path.join(os.tmpdir(), name), { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === 'EPERM';
   }
 }
 

@@ -1,0 +1,131 @@
+/**
+ * Where a policy's action chunks are computed: the native sampler (native-sampler.ts: OpenBLAS and
+ * WASM SIMD kernels over shared memory, on two threads where there are two cores) when the kernel pack
+ * is active, else TensorFlow.js's KV-cached sampler (sampler.ts), else the uncached path. Keeps what
+ * each needs across chunks: the rearranged sampling weights, the native sampler's arena and worker.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import { activeBackend } from '../backend/index.js';
+import { defaultSamplerThreads, NativeSampler } from './native-sampler.js';
+import type { Params } from './params.js';
+import type { ModelInputs, Pi0 } from './pi0.js';
+import type { SamplingWeights } from './sampler.js';
+
+export interface ChunkSamplerOptions {
+  /** 'native' (the default where it can run), or 'tfjs' (VLA_SAMPLER=tfjs). */
+  sampler?: 'native' | 'tfjs';
+  /** Native sampler threads (default: VLA_SAMPLER_THREADS, else 2 where there are two cores). */
+  threads?: number;
+  /** Where a one-line note goes when the native sampler cannot start (default: stderr). */
+  log?: (line: string) => void;
+}
+
+export class ChunkSampler {
+  private weights: SamplingWeights | null = null;
+  private native: NativeSampler | null = null;
+  private creating: Promise<NativeSampler | null> | null = null;
+  /** Why the native sampler is not used, once a chunk has asked for it. */
+  private off: string | null = null;
+
+  constructor(
+    private readonly model: Pi0,
+    private readonly params: Params,
+    private readonly opts: ChunkSamplerOptions = {},
+  ) {}
+
+  /** Why the native sampler cannot be used now, or null. */
+  private unwanted(): string | null {
+    const choice = this.opts.sampler ?? (process.env.VLA_SAMPLER === 'tfjs' ? 'tfjs' : 'native');
+    if (choice === 'tfjs') return 'tfjs sampler asked for';
+    const backend = tf.getBackend();
+    if (backend !== 'wasm' && backend !== 'cpu') return `the ${backend} backend runs its own kernels`;
+    if (!activeBackend()?.native) return 'the native kernel pack is off';
+    return this.off;
+  }
+
+  /** The native sampler for these inputs: made (or made larger) when needed; null where it cannot run. */
+  private async nativeFor(inp: ModelInputs, steps: number): Promise<NativeSampler | null> {
+    if (this.unwanted() !== null) return null;
+    if (this.native?.fits(inp, steps)) return this.native;
+    if (this.creating) await this.creating;
+    if (this.native?.fits(inp, steps)) return this.native;
+    const old = this.native;
+    this.native = null;
+    const d = this.model.dims;
+    this.creating = (async () => {
+      await old?.dispose();
+      try {
+        this.weights ??= this.model.samplingWeights(this.params);
+        return await NativeSampler.create(d, this.weights, {
+          threads: this.opts.threads ?? defaultSamplerThreads(),
+          batch: Math.max(inp.batch, old?.capacity.batch ?? 1),
+          cameras: inp.cameras,
+          promptLen: Math.max(inp.promptLen, d.maxTokenLen),
+          steps: Math.max(steps, d.numSteps),
+        });
+      } catch (e) {
+        this.off = (e as Error).message.split('\n')[0]!;
+        (this.opts.log ?? ((l: string) => console.error(l)))(`${this.off}: sampling on TensorFlow.js`);
+        return null;
+      }
+    })();
+    try {
+      this.native = await this.creating;
+    } finally {
+      this.creating = null;
+    }
+    return this.native;
+  }
+
+  /** Starts what the first chunk would (the native sampler's worker, the weights) ahead of it. */
+  async prepare(inp: ModelInputs): Promise<void> {
+    await this.nativeFor(inp, this.model.dims.numSteps);
+  }
+
+  /** Action chunks float32 [B·H·A] from `noise` [B·H·A]. */
+  async sample(
+    inp: ModelInputs,
+    noise: Float32Array,
+    opts: { numSteps?: number; cache?: boolean } = {},
+  ): Promise<Float32Array> {
+    const steps = opts.numSteps ?? this.model.dims.numSteps;
+    const cache = opts.cache !== false;
+    if (cache) {
+      const native = await this.nativeFor(inp, steps);
+      if (native) return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t));
+    }
+    if (cache && this.model.fastSampling()) this.weights ??= this.model.samplingWeights(this.params);
+    const out = this.model.sample(this.params, inp, noise, {
+      numSteps: steps,
+      cache,
+      weights: this.weights ?? undefined,
+    });
+    try {
+      return (await out.data()) as Float32Array;
+    } finally {
+      out.dispose();
+    }
+  }
+
+  /** What computes the chunks: `native sampler (2 threads)`, or `tfjs sampler (why not native)`. */
+  describe(): string {
+    if (this.native)
+      return `native sampler (${this.native.threads} thread${this.native.threads > 1 ? 's' : ''})`;
+    const why = this.unwanted();
+    return `tfjs sampler${why ? ` (${why})` : ''}`;
+  }
+
+  /** Frees the weights at once; the worker stops by the time the promise settles. */
+  dispose(): Promise<void> {
+    if (this.weights) tf.dispose([...this.weights.values()]);
+    this.weights = null;
+    const native = this.native;
+    const creating = this.creating;
+    this.native = null;
+    this.off = 'disposed';
+    return (async () => {
+      await native?.dispose();
+      await (await creating)?.dispose();
+    })();
+  }
+}

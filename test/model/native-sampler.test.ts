@@ -1,0 +1,208 @@
+import * as tf from '@tensorflow/tfjs-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { loadBlas } from '../../src/backend/native/blas.js';
+import { ModelConfig } from '../../src/config/schema.js';
+import { ChunkSampler } from '../../src/model/chunk-sampler.js';
+import { modelDims } from '../../src/model/config.js';
+import { defaultSamplerThreads, NativeSampler } from '../../src/model/native-sampler.js';
+import { initParams, type ModelInputs, Pi0, prepareInputs } from '../../src/model/pi0.js';
+import { Rng } from '../../src/model/rng.js';
+import { samplingWeights } from '../../src/model/sampler.js';
+
+const haveBlas = !('error' in loadBlas());
+if (!haveBlas) console.warn('native sampler tests skipped: the BLAS binding does not load here');
+
+beforeAll(async () => {
+  await setupBackend({ backend: 'wasm' });
+});
+afterAll(async () => {
+  await setupBackend({ backend: 'wasm' });
+});
+
+/** Params as if trained: LoRA-free, with the prompt's FiLM (zero at init) made random. */
+function params(dims: ReturnType<typeof modelDims>, seed: number): Map<string, tf.Tensor> {
+  const w = initParams(dims, seed);
+  const rng = new Rng(seed + 1);
+  for (const name of ['vision/film/kernel', 'vision/film/bias']) {
+    const t = w.get(name);
+    if (!t) continue;
+    w.set(name, tf.tensor(rng.normals(t.size, 0.3), t.shape));
+    t.dispose();
+  }
+  return w;
+}
+
+function inputs(
+  dims: ReturnType<typeof modelDims>,
+  b: number,
+  cams: number,
+  seed: number,
+  opts: { dropCamera?: boolean; prompts?: string[] } = {},
+): ModelInputs {
+  const rng = new Rng(seed);
+  const images = new Uint8Array(b * cams * dims.imageSize * dims.imageSize * 3);
+  for (let i = 0; i < images.length; i++) images[i] = rng.nextU32() & 255;
+  const imageMask = new Uint8Array(b * cams).fill(1);
+  if (opts.dropCamera) imageMask[b * cams - 1] = 0;
+  return prepareInputs(dims, {
+    batchSize: b,
+    cameras: cams,
+    imageSize: dims.imageSize,
+    images,
+    imageMask,
+    state: rng.normals(b * 7),
+    stateDim: 7,
+    prompts:
+      opts.prompts ?? Array.from({ length: b }, (_, i) => (i % 2 ? 'go' : `pick up the cube ${i} now`)),
+  });
+}
+
+/** max |a − b| relative to max |b|. */
+function relDiff(a: Float32Array, b: Float32Array): number {
+  expect(a.length).toBe(b.length);
+  let d = 0;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) {
+    d = Math.max(d, Math.abs(a[i]! - b[i]!));
+    m = Math.max(m, Math.abs(b[i]!));
+  }
+  return d / m;
+}
+
+describe.runIf(haveBlas)('native sampler', () => {
+  // Odd sizes on purpose: rows, key counts and hidden units per thread that are not multiples of the SIMD width.
+  const configs = [
+    { name: 'tiny, prompt FiLM', over: { preset: 'tiny', action_horizon: 8, prompt_film: true } },
+    {
+      name: 'odd widths, 2 vision blocks',
+      over: {
+        preset: 'tiny',
+        width: 52,
+        heads: 2,
+        mlp_dim: 90,
+        expert_width: 30,
+        expert_mlp_dim: 42,
+        action_horizon: 7,
+        action_dim: 9,
+        vision_depth: 2,
+        depth: 3,
+      },
+    },
+  ];
+  for (const { name, over } of configs) {
+    for (const threads of [1, 2]) {
+      it(`matches the TensorFlow.js sampler (${name}; ${threads} thread${threads > 1 ? 's' : ''}): padding, a missing camera, batch 3`, async () => {
+        const dims = modelDims(ModelConfig.parse(over));
+        const model = new Pi0(dims);
+        const w = params(dims, 5);
+        const sw = samplingWeights(model, w);
+        const inp = inputs(dims, 3, 2, 9, { dropCamera: true });
+        const noise = new Rng(4).normals(3 * dims.horizon * dims.actionDim);
+        const ref = (await model.sample(w, inp, noise, { cache: true, weights: sw }).data()) as Float32Array;
+        const ns = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: 3 });
+        try {
+          const out = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+          expect(relDiff(out, ref)).toBeLessThan(2e-5);
+          // Again on the same arena: nothing of the first chunk leaks into the second.
+          const again = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+          expect(Array.from(again)).toEqual(Array.from(out));
+        } finally {
+          await ns.dispose();
+        }
+        tf.dispose([...w.values(), ...sw.values()]);
+      });
+    }
+  }
+
+  it('refuses inputs that do not fit, naming what was expected', async () => {
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 1);
+    const sw = samplingWeights(model, w);
+    const ns = await NativeSampler.create(dims, sw, { threads: 1, cameras: 2, batch: 1 });
+    try {
+      const inp = inputs(dims, 1, 2, 3);
+      const noise = new Float32Array(dims.horizon * dims.actionDim);
+      const te = (t: Float32Array) => model.timeEmbedding(t);
+      expect(() => ns.sample({ ...inp, images: inp.images.subarray(1) }, noise, 10, te)).toThrow(
+        `native sampler: ${inp.images.length - 1} image bytes, expected ${inp.images.length} (1×2×32²×3)`,
+      );
+      expect(() => ns.sample(inp, noise.subarray(1), 10, te)).toThrow(
+        `native sampler: noise of ${noise.length - 1} values, expected ${noise.length}`,
+      );
+      const ids = inp.promptTokens.slice();
+      ids[1] = 100000;
+      expect(() => ns.sample({ ...inp, promptTokens: ids }, noise, 10, te)).toThrow(
+        'native sampler: prompt token 1 is 100000, expected 0..',
+      );
+      expect(ns.fits(inputs(dims, 2, 2, 3), 10)).toBe(false);
+      expect(ns.fits(inp, 11)).toBe(false);
+    } finally {
+      await ns.dispose();
+      tf.dispose([...w.values(), ...sw.values()]);
+    }
+  });
+
+  it('ChunkSampler: native where the pack is on, grows its arena for a larger batch, tfjs when asked', async () => {
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 2);
+    const chunks = new ChunkSampler(model, w, { threads: 2 });
+    const tfjs = new ChunkSampler(model, w, { sampler: 'tfjs' });
+    try {
+      for (const b of [1, 2]) {
+        const inp = inputs(dims, b, 2, 7 + b);
+        const noise = new Rng(b).normals(b * dims.horizon * dims.actionDim);
+        const out = await chunks.sample(inp, noise);
+        const ref = await tfjs.sample(inp, noise);
+        expect(relDiff(out, ref)).toBeLessThan(2e-5);
+        expect(chunks.describe()).toBe('native sampler (2 threads)');
+      }
+      expect(tfjs.describe()).toBe('tfjs sampler (tfjs sampler asked for)');
+    } finally {
+      await chunks.dispose();
+      await tfjs.dispose();
+      tf.dispose([...w.values()]);
+    }
+  });
+
+  it('ChunkSampler falls back to TensorFlow.js with one line when the native sampler cannot start', async () => {
+    // 3 heads do not split over 2 threads.
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', width: 48, heads: 3, action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 3);
+    const lines: string[] = [];
+    const chunks = new ChunkSampler(model, w, { threads: 2, log: (l) => lines.push(l) });
+    try {
+      const inp = inputs(dims, 1, 2, 1);
+      const noise = new Rng(2).normals(dims.horizon * dims.actionDim);
+      const out = await chunks.sample(inp, noise);
+      const ref = await new ChunkSampler(model, w, { sampler: 'tfjs' }).sample(inp, noise);
+      expect(Array.from(out)).toEqual(Array.from(ref));
+      await chunks.sample(inp, noise);
+      expect(lines).toEqual([
+        'native sampler: 3 heads or the MLPs do not split over 2 threads: sampling on TensorFlow.js',
+      ]);
+      expect(chunks.describe()).toBe(
+        'tfjs sampler (native sampler: 3 heads or the MLPs do not split over 2 threads)',
+      );
+    } finally {
+      await chunks.dispose();
+      tf.dispose([...w.values()]);
+    }
+  });
+
+  it('VLA_SAMPLER_THREADS: 1 or 2, anything else is an error naming it', () => {
+    const saved = process.env.VLA_SAMPLER_THREADS;
+    try {
+      process.env.VLA_SAMPLER_THREADS = '1';
+      expect(defaultSamplerThreads()).toBe(1);
+      process.env.VLA_SAMPLER_THREADS = 'three';
+      expect(() => defaultSamplerThreads()).toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "three"');
+    } finally {
+      if (saved === undefined) delete process.env.VLA_SAMPLER_THREADS;
+      else process.env.VLA_SAMPLER_THREADS = saved;
+    }
+  });
+});
