@@ -29,6 +29,7 @@ import { packStats } from '../src/backend/native/pack.js';
 import { table } from '../src/cli/output.js';
 import { TrainConfig } from '../src/config/schema.js';
 import type { Batch } from '../src/data/batch.js';
+import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
 import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
@@ -183,18 +184,31 @@ async function timeTraining(
   return { stepMs: median(times), firstLoss, params };
 }
 
-/** Median latency (ms) of one action chunk at batch 1, 10 flow steps, observation preparation included. */
-async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, reps: number): Promise<number> {
+/** Which sampler a chunk runs on: what the product picks (`default`), or one named. */
+type SamplerChoice = 'default' | 'tfjs' | 'native 1 thread' | 'native 2 threads';
+
+/** Latencies (ms) of one action chunk at batch 1, 10 flow steps, observation preparation included. */
+async function timeChunk(
+  ref: Reference,
+  config: TrainConfig,
+  cache: boolean,
+  reps: number,
+  sampler: SamplerChoice = 'default',
+): Promise<{ p50: number; p90: number; line: string }> {
   const d = modelDims(config.model);
   const model = new Pi0(d);
   const w = initParams(d, 0);
   const rng = new Rng(3);
   const cams = ref.cameras.length;
   const images = new Uint8Array(cams * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
-  // Kept across chunks, as a server keeps them (PolicyModel).
-  const weights = model.samplingWeights(w);
+  // Kept across chunks, as a server keeps it (PolicyModel).
+  const chunks = new ChunkSampler(model, w, {
+    sampler: sampler === 'tfjs' ? 'tfjs' : sampler === 'default' ? undefined : 'native',
+    threads: sampler === 'native 1 thread' ? 1 : sampler === 'native 2 threads' ? 2 : undefined,
+  });
   const times: number[] = [];
-  for (let i = 0; i < reps + 1; i++) {
+  // Two untimed chunks: the first starts the sampler (its worker, its arena), the second warms the JIT.
+  for (let i = 0; i < reps + 2; i++) {
     const t0 = performance.now();
     const inp = prepareInputs(d, {
       batchSize: 1,
@@ -206,17 +220,28 @@ async function timeChunk(ref: Reference, config: TrainConfig, cache: boolean, re
       stateDim: ref.robotDim,
       prompts: [ref.prompt],
     });
-    const out = model.sample(w, inp, rng.normals(d.horizon * d.actionDim), { cache, weights });
-    await out.data();
-    out.dispose();
-    if (i > 0) times.push(performance.now() - t0);
+    await chunks.sample(inp, rng.normals(d.horizon * d.actionDim), { cache });
+    if (i > 1) times.push(performance.now() - t0);
   }
-  tf.dispose([...w.values(), ...weights.values()]);
-  return median(times);
+  const line = chunks.describe();
+  await chunks.dispose();
+  tf.dispose([...w.values()]);
+  times.sort((a, b) => a - b);
+  return {
+    p50: median(times),
+    p90: times[Math.min(times.length - 1, Math.floor(times.length * 0.9))]!,
+    line,
+  };
 }
 
-/** One row of the table, and the backend line it ran under. */
-async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; line: string }> {
+/** One row of the table, the backend line it ran under, and the sampler rows (the pack's row only). */
+interface Measured {
+  row: string[];
+  line: string;
+  samplers: string[][];
+}
+
+async function measure(ref: Reference, mode: Mode): Promise<Measured> {
   const config = TrainConfig.parse({
     name: `native-${ref.name}`,
     robot: 'aloha',
@@ -229,13 +254,28 @@ async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; lin
   const before = packStats();
   const train = await timeTraining(ref, config);
   const after = packStats();
-  // Sampling runs on one thread whatever the replicas: the row repeats the single-thread chunk.
+  // Sampling does not use the replicas: their row repeats the plain one's chunk.
   const chunks = mode.replicas
     ? null
     : {
         cached: await timeChunk(ref, config, true, ref.name === 'A' ? 15 : 9),
         uncached: await timeChunk(ref, config, false, ref.name === 'A' ? 7 : 3),
       };
+  // The pack's own row also compares the samplers, each in this same process, one after another.
+  const samplers: string[][] = [];
+  if (mode.label === 'wasm+blas') {
+    for (const choice of ['tfjs', 'native 1 thread', 'native 2 threads'] as const) {
+      const c = await timeChunk(ref, config, true, ref.name === 'A' ? 31 : 21, choice);
+      samplers.push([
+        ref.name,
+        c.line,
+        c.p50.toFixed(1),
+        c.p90.toFixed(1),
+        String(ref.torch.chunkCached),
+        `${(ref.torch.chunkCached / c.p50).toFixed(2)}×`,
+      ]);
+    }
+  }
   const samples = (ref.batch * 1000) / train.stepMs;
   const blasShare = after.blas + after.fallback - before.blas - before.fallback;
   const row = [
@@ -246,12 +286,12 @@ async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; lin
     samples.toFixed(1),
     String(ref.torch.samplesPerSec),
     `${(samples / ref.torch.samplesPerSec).toFixed(2)}×`,
-    chunks ? `${chunks.cached.toFixed(1)} / ${chunks.uncached.toFixed(1)}` : '-',
+    chunks ? `${chunks.cached.p50.toFixed(1)} / ${chunks.uncached.p50.toFixed(1)}` : '-',
     `${ref.torch.chunkCached} / ${ref.torch.chunkUncached}`,
     train.firstLoss.toFixed(5),
     mode.native ? `${after.blas - before.blas}/${blasShare}` : '-',
   ];
-  return { row, line };
+  return { row, line, samplers };
 }
 
 /**
@@ -260,7 +300,7 @@ async function measure(ref: Reference, mode: Mode): Promise<{ row: string[]; lin
  * later they came (B with 2 replicas: 902 ms a step after the other rows, 813-844 ms alone), the WASM
  * heap and V8's grown by the rows before.
  */
-function measureInChild(ref: Reference, mode: Mode): { row: string[]; line: string } {
+function measureInChild(ref: Reference, mode: Mode): Measured {
   const env: NodeJS.ProcessEnv = { ...process.env, BENCH_ROW: `${ref.name}|${mode.label}` };
   env.OPENBLAS_NUM_THREADS = String(mode.blasThreads ?? 1);
   const out = execFileSync(
@@ -275,7 +315,7 @@ function measureInChild(ref: Reference, mode: Mode): { row: string[]; line: stri
   );
   const result = out.split('\n').find((l) => l.startsWith('ROW '));
   if (!result) throw new Error(`bench row ${ref.name} ${mode.label}: the child printed no result`);
-  return JSON.parse(result.slice(4)) as { row: string[]; line: string };
+  return JSON.parse(result.slice(4)) as Measured;
 }
 
 export async function run(): Promise<void> {
@@ -288,14 +328,16 @@ export async function run(): Promise<void> {
     return;
   }
   const rows: string[][] = [];
+  const samplerRows: string[][] = [];
   const lines = new Set<string>();
   for (const ref of REFERENCES) {
     for (const mode of MODES) {
       if (ONLY.length > 0 && !ONLY.includes(mode.label)) continue;
       // The cpu backend's element-wise kernels make B too slow to be worth the minutes; A decides the host.
       if (mode.backend === 'cpu' && ref.name !== 'A') continue;
-      const { row, line } = measureInChild(ref, mode);
+      const { row, line, samplers } = measureInChild(ref, mode);
       rows.push(row);
+      samplerRows.push(...samplers);
       lines.add(line);
       console.error(`done: ${ref.name} ${mode.label}`);
     }
@@ -314,7 +356,7 @@ export async function run(): Promise<void> {
         'samples/s',
         'torch samples/s',
         'vs torch',
-        'chunk ms cache/none',
+        'chunk ms cache/none (default sampler)',
         'torch chunk ms',
         'first loss',
         'matmuls on blas',
@@ -322,4 +364,10 @@ export async function run(): Promise<void> {
       rows,
     ),
   );
+  if (samplerRows.length > 0) {
+    console.log(
+      '\nchunk with the KV cache at batch 1 by sampler (wasm+blas row; p50/p90 of 31 chunks for A, 21 for B)',
+    );
+    console.log(table(['config', 'sampler', 'p50 ms', 'p90 ms', 'torch ms', 'torch / ours'], samplerRows));
+  }
 }

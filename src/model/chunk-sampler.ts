@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../backend/index.js';
-import { defaultSamplerThreads, NativeSampler } from './native-sampler.js';
+import { defaultSamplerThreads, NativeSampler, NativeSamplerFailure } from './native-sampler.js';
 import type { Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
@@ -18,6 +18,8 @@ export interface ChunkSamplerOptions {
   threads?: number;
   /** Where a one-line note goes when the native sampler cannot start (default: stderr). */
   log?: (line: string) => void;
+  /** How long a native sampler thread waits for the other before the chunk fails (default 10 s). */
+  stallMs?: number;
 }
 
 export class ChunkSampler {
@@ -57,11 +59,12 @@ export class ChunkSampler {
       try {
         this.weights ??= this.model.samplingWeights(this.params);
         return await NativeSampler.create(d, this.weights, {
-          threads: this.opts.threads ?? defaultSamplerThreads(),
+          threads: this.opts.threads ?? defaultSamplerThreads(activeBackend()?.native?.threads ?? 1),
           batch: Math.max(inp.batch, old?.capacity.batch ?? 1),
           cameras: inp.cameras,
           promptLen: Math.max(inp.promptLen, d.maxTokenLen),
           steps: Math.max(steps, d.numSteps),
+          stallMs: this.opts.stallMs,
         });
       } catch (e) {
         this.off = (e as Error).message.split('\n')[0]!;
@@ -92,7 +95,18 @@ export class ChunkSampler {
     const cache = opts.cache !== false;
     if (cache) {
       const native = await this.nativeFor(inp, steps);
-      if (native) return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t));
+      try {
+        if (native) return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t));
+      } catch (e) {
+        if (!(e instanceof NativeSamplerFailure)) throw e;
+        // A failed engine is not trusted again: this chunk and the next go to TensorFlow.js.
+        this.native = null;
+        this.off = e.message;
+        (this.opts.log ?? ((l: string) => console.error(l)))(
+          `${e.message}: sampling on TensorFlow.js from now on`,
+        );
+        void native!.dispose();
+      }
     }
     if (cache && this.model.fastSampling()) this.weights ??= this.model.samplingWeights(this.params);
     const out = this.model.sample(this.params, inp, noise, {

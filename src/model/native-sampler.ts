@@ -104,6 +104,8 @@ export interface Layout {
   control: number;
   /** Floats in the arena. */
   size: number;
+  /** A barrier that waits this long (ms) means the other thread is gone. */
+  stallMs: number;
 }
 
 /** Control words (Int32, from layout.control): each rank's barrier count, the job count, an error flag and the job header. */
@@ -113,8 +115,8 @@ const FAILED = 3;
 const HEADER = 4;
 /** Spins before a barrier sleeps in Atomics.wait: a block's other half usually arrives within microseconds. */
 const SPINS = 20000;
-/** A barrier that waits this long means the other thread is gone. */
-const STALL_MS = 30_000;
+/** A barrier that waits this long (ms) means the other thread is gone (a chunk takes ~25 ms). */
+const STALL_MS = 10_000;
 
 const align = (n: number) => Math.ceil(n / 16) * 16;
 
@@ -223,6 +225,7 @@ export function planLayout(
     scratch,
     control,
     size: top,
+    stallMs: STALL_MS,
   };
 }
 
@@ -364,8 +367,8 @@ export class Engine {
         const t = Date.now();
         Atomics.wait(this.i32, c + BARRIER + r, seen, 50);
         waited += Date.now() - t;
-        if (waited > STALL_MS)
-          throw new Error(`native sampler: the other thread has not answered in ${STALL_MS / 1000} s`);
+        if (waited > this.layout.stallMs)
+          throw new Error(`native sampler: the other thread has not answered in ${this.layout.stallMs} ms`);
       }
     }
   }
@@ -659,8 +662,14 @@ export class Engine {
       Atomics.add(this.i32, c + JOB, 1);
       Atomics.notify(this.i32, c + JOB);
     }
-    this.run(job);
-    this.barrier();
+    try {
+      this.run(job);
+      this.barrier();
+    } catch (e) {
+      // The workers stop waiting for this thread at their next barrier.
+      Atomics.store(this.i32, c + FAILED, 1);
+      throw new NativeSamplerFailure((e as Error).message);
+    }
   }
 
   get result(): Float32Array {
@@ -670,6 +679,11 @@ export class Engine {
   get memoryBuffer(): SharedArrayBuffer {
     return this.memory.buffer;
   }
+}
+
+/** The engine failed mid-chunk (a thread died or stalled): the sampler cannot be used again. */
+export class NativeSamplerFailure extends Error {
+  override name = 'NativeSamplerFailure';
 }
 
 /** Additive bias [B, Tp + extra] over keys hiding the prefix's padding, or null when nothing is hidden. */
@@ -696,8 +710,12 @@ export function nativeSamplerUnavailable(dims: ModelDims, parts: number): string
   return null;
 }
 
-/** The threads a chunk runs on by default: two where there are two cores (VLA_SAMPLER_THREADS overrides). */
-export function defaultSamplerThreads(): number {
+/**
+ * The threads a chunk runs on by default: two where there are two cores, one where OpenBLAS runs
+ * threads of its own (`--blas-threads 2`: they would contend for the same cores); VLA_SAMPLER_THREADS
+ * overrides.
+ */
+export function defaultSamplerThreads(blasThreads = 1): number {
   const env = process.env.VLA_SAMPLER_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);
@@ -705,7 +723,7 @@ export function defaultSamplerThreads(): number {
       throw new Error(`VLA_SAMPLER_THREADS: expected 1 or 2, got "${env}"`);
     return n;
   }
-  return Math.min(2, os.availableParallelism());
+  return blasThreads > 1 ? 1 : Math.min(2, os.availableParallelism());
 }
 
 /**
@@ -729,7 +747,15 @@ export class NativeSampler {
   static async create(
     dims: ModelDims,
     sw: SamplingWeights,
-    opts: { threads?: number; batch?: number; cameras: number; promptLen?: number; steps?: number },
+    opts: {
+      threads?: number;
+      batch?: number;
+      cameras: number;
+      promptLen?: number;
+      steps?: number;
+      /** How long a thread waits for the other before the chunk fails (default 10 s). */
+      stallMs?: number;
+    },
   ): Promise<NativeSampler> {
     const threads = opts.threads ?? defaultSamplerThreads();
     const why = nativeSamplerUnavailable(dims, threads);
@@ -745,6 +771,7 @@ export class NativeSampler {
       opts.promptLen ?? dims.maxTokenLen,
       opts.steps ?? dims.numSteps,
     );
+    if (opts.stallMs !== undefined) layout.stallMs = opts.stallMs;
     const pages = Math.ceil((layout.size * 4) / 65536);
     const memory = new WA.Memory({ initial: pages, maximum: pages, shared: true });
     await fillWeights(new Float32Array(memory.buffer), layout, sw);

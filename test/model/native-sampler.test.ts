@@ -1,3 +1,4 @@
+import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
@@ -187,6 +188,34 @@ describe.runIf(haveBlas)('native sampler', () => {
       expect(chunks.describe()).toBe(
         'tfjs sampler (native sampler: 3 heads or the MLPs do not split over 2 threads)',
       );
+    } finally {
+      await chunks.dispose();
+      tf.dispose([...w.values()]);
+    }
+  });
+
+  it('a worker that dies mid-service fails its chunk, and ChunkSampler carries on with TensorFlow.js', async () => {
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 4);
+    const lines: string[] = [];
+    const chunks = new ChunkSampler(model, w, { threads: 2, stallMs: 300, log: (l) => lines.push(l) });
+    try {
+      const inp = inputs(dims, 1, 2, 5);
+      const noise = new Rng(6).normals(dims.horizon * dims.actionDim);
+      const first = await chunks.sample(inp, noise);
+      expect(chunks.describe()).toBe('native sampler (2 threads)');
+      const native = (chunks as unknown as { native: { workers: Worker[] } }).native;
+      await native.workers[0]!.terminate();
+      const second = await chunks.sample(inp, noise);
+      expect(relDiff(second, first)).toBeLessThan(2e-5);
+      expect(lines).toEqual([
+        'native sampler: the other thread has not answered in 300 ms: sampling on TensorFlow.js from now on',
+      ]);
+      expect(chunks.describe()).toBe(
+        'tfjs sampler (native sampler: the other thread has not answered in 300 ms)',
+      );
+      expect(Array.from(await chunks.sample(inp, noise))).toEqual(Array.from(second));
     } finally {
       await chunks.dispose();
       tf.dispose([...w.values()]);
