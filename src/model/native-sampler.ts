@@ -381,12 +381,7 @@ export class Engine {
     const P = this.layout.parts;
     if (P === 1) return;
     this.barrier();
-    const n = rows * cols;
-    const f = this.f32;
-    for (let r = 0; r < P; r++) {
-      const p = this.layout.scratch[r]!.exchange[slot]!;
-      for (let i = 0; i < n; i++) f[x + i]! += f[p + i]!;
-    }
+    for (let r = 0; r < P; r++) this.k.add_to(x * 4, this.layout.scratch[r]!.exchange[slot]! * 4, rows * cols);
   }
 
   /** Where this rank puts a partial sum for x: x itself (one rank, summed by beta = 1) or an exchange buffer. */

@@ -83,6 +83,8 @@ export interface FusedExports {
   x_sigmoid(x: number, y: number, n: number, a: number): void;
   /** Softmax in place over `rows` rows of `cols` floats, `ld` floats apart. */
   softmax_rows(p: number, rows: number, cols: number, ld: number): void;
+  /** x += a over n floats. */
+  add_to(x: number, a: number, n: number): void;
 }
 
 const require = createRequire(import.meta.url);

@@ -451,4 +451,19 @@
       (local.set $p (i32.add (local.get $p) (i32.shl (local.get $ld) (i32.const 2))))
       (local.set $row (i32.add (local.get $row) (i32.const 1)))
       (br $rows))))
+
+  ;; x += a over n floats (the native sampler sums its threads' partial products with it).
+  (func (export "add_to") (param $x i32) (param $a i32) (param $count i32)
+    (local $end i32) (local $left i32)
+    (local.set $end (i32.add (local.get $x) (i32.shl (i32.and (local.get $count) (i32.const -4)) (i32.const 2))))
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $x) (local.get $end)))
+      (v128.store (local.get $x) (f32x4.add (v128.load (local.get $x)) (v128.load (local.get $a))))
+      (local.set $x (i32.add (local.get $x) (i32.const 16)))
+      (local.set $a (i32.add (local.get $a) (i32.const 16)))
+      (br $next)))
+    (local.set $left (i32.and (local.get $count) (i32.const 3)))
+    (if (local.get $left)
+      (then (call $store_tail (local.get $x) (local.get $left)
+        (f32x4.add (call $load_tail (local.get $x) (local.get $left)) (call $load_tail (local.get $a) (local.get $left)))))))
 )
