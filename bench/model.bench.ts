@@ -1,13 +1,15 @@
 /**
  * Inference latency of one action chunk (default `small` model, 2 cameras, a 20-token prompt, H = 50,
  * action_dim 32, 10 flow steps, batch 1), with the prefix KV cache and without it, plus batched
- * sampling as the policy server does it. Medians of several runs; the machine is shared, so compare
+ * sampling as the policy server does it, on TensorFlow.js's sampler and on the native one
+ * (native-sampler.ts; ops/call 0: it runs no TensorFlow.js op). Medians of several runs; the machine is shared, so compare
  * the rows of one run.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, setupBackend } from '../src/backend/index.js';
 import { table } from '../src/cli/output.js';
 import { ModelConfig } from '../src/config/schema.js';
+import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import { modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
 import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
@@ -21,7 +23,10 @@ async function timeChunks(
   batch: number,
   cache: boolean,
   reps: number,
+  /** Native sampler threads (native-sampler.ts), or 0 for TensorFlow.js's sampler. */
+  nativeThreads = 0,
 ) {
+  if (nativeThreads > 0) return timeNative(model, w, batch, reps, nativeThreads);
   const d = model.dims;
   const rng = new Rng(1);
   const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
@@ -68,6 +73,42 @@ async function timeChunks(
   };
 }
 
+/** The same chunks on the native sampler (no TensorFlow.js ops at all). */
+async function timeNative(
+  model: Pi0,
+  w: ReturnType<typeof initParams>,
+  batch: number,
+  reps: number,
+  threads: number,
+) {
+  const d = model.dims;
+  const rng = new Rng(1);
+  const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
+  const chunks = new ChunkSampler(model, w, { sampler: 'native', threads });
+  const times: number[] = [];
+  // Two untimed chunks: the first starts the sampler's worker and arena.
+  for (let i = 0; i < reps + 2; i++) {
+    const t0 = performance.now();
+    const inp = prepareInputs(d, {
+      batchSize: batch,
+      cameras: 2,
+      imageSize: d.imageSize,
+      images,
+      imageMask: new Uint8Array(batch * 2).fill(1),
+      state: rng.normals(batch * 14),
+      stateDim: 14,
+      prompts: new Array(batch).fill(PROMPT),
+    });
+    await chunks.sample(inp, rng.normals(batch * d.horizon * d.actionDim));
+    if (i > 1) times.push(performance.now() - t0);
+  }
+  const line = chunks.describe();
+  await chunks.dispose();
+  if (!line.startsWith('native')) throw new Error(`native sampler did not run: ${line}`);
+  times.sort((a, b) => a - b);
+  return { p50: times[Math.floor(times.length / 2)]!, p90: times[Math.floor(times.length * 0.9)]!, ops: 0 };
+}
+
 export async function run(): Promise<void> {
   const info = await setupBackend();
   console.log(describeBackend(info));
@@ -83,9 +124,18 @@ export async function run(): Promise<void> {
     const batched = await timeChunks(model, w, 8, true, 5);
     const row = (what: string, r: { p50: number; p90: number; ops: number }, per = 1) =>
       rows.push([label, what, (r.p50 / per).toFixed(1), (r.p90 / per).toFixed(1), String(r.ops)]);
-    row('B=1, KV cache', cached);
+    row('B=1, KV cache, tfjs sampler', cached);
     row('B=1, no KV cache', uncached);
-    row('B=8, KV cache (per chunk)', batched, 8);
+    row('B=8, KV cache, tfjs sampler (per chunk)', batched, 8);
+    if (info.native) {
+      row('B=1, KV cache, native sampler 1 thread', await timeChunks(model, w, 1, true, 21, 1));
+      row('B=1, KV cache, native sampler 2 threads', await timeChunks(model, w, 1, true, 21, 2));
+      row(
+        'B=8, KV cache, native sampler 2 threads (per chunk)',
+        await timeChunks(model, w, 8, true, 5, 2),
+        8,
+      );
+    }
     if (tf.memory().numTensors !== tensorsBefore) throw new Error('sampling leaked tensors');
     tf.dispose([...w.values()]);
   }
