@@ -14,8 +14,10 @@ import { samplingWeights } from '../../src/model/sampler.js';
 const haveBlas = !('error' in loadBlas());
 if (!haveBlas) console.warn('native sampler tests skipped: the BLAS binding does not load here');
 
+// On with the pack whatever VLA_NATIVE says (CI runs the model tests once more with it off): the
+// native sampler needs it, and one test turns it off itself.
 beforeAll(async () => {
-  await setupBackend({ backend: 'wasm' });
+  await setupBackend({ backend: 'wasm', native: true });
 });
 afterAll(async () => {
   await setupBackend({ backend: 'wasm' });
@@ -219,6 +221,25 @@ describe.runIf(haveBlas)('native sampler', () => {
     } finally {
       await chunks.dispose();
       tf.dispose([...w.values()]);
+    }
+  });
+
+  it('ChunkSampler keeps TensorFlow.js sampling while the kernel pack is off', async () => {
+    await setupBackend({ backend: 'wasm', native: false });
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 8);
+    const chunks = new ChunkSampler(model, w, { log: () => expect.unreachable('no note: nothing failed') });
+    try {
+      const inp = inputs(dims, 1, 2, 5);
+      const noise = new Rng(6).normals(dims.horizon * dims.actionDim);
+      const ref = (await model.sample(w, inp, noise).data()) as Float32Array;
+      expect(Array.from(await chunks.sample(inp, noise))).toEqual(Array.from(ref));
+      expect(chunks.describe()).toBe('tfjs sampler (the native kernel pack is off)');
+    } finally {
+      await chunks.dispose();
+      tf.dispose([...w.values()]);
+      await setupBackend({ backend: 'wasm', native: true });
     }
   });
 
