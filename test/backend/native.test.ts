@@ -12,6 +12,7 @@ import {
   fusedActive,
   GELU_GRAD,
   installFused,
+  loadFused,
   RMS_NORM,
   removeFused,
 } from '../../src/backend/native/fused.js';
@@ -246,6 +247,79 @@ function checkAttention(host: 'wasm' | 'cpu'): void {
     );
   });
 }
+
+describe('fused kernels of the native sampler, on a shared memory of its own', () => {
+  // x·σ(a·x) (GELU's sigmoid form, SiLU), row softmax and x += a against float64 references, over
+  // lengths that are and are not multiples of the 4 SIMD lanes; inputs out to where e^x would overflow.
+  const WA = (
+    globalThis as unknown as { WebAssembly: { Memory: new (d: object) => { buffer: SharedArrayBuffer } } }
+  ).WebAssembly;
+  const memory = new WA.Memory({ initial: 16, maximum: 16, shared: true });
+  const f = new Float32Array(memory.buffer);
+
+  it('x_sigmoid: relative error < 1e-5 for |x| up to 120, tails untouched', async () => {
+    const k = await loadFused(memory);
+    if ('error' in k) throw new Error(k.error);
+    for (const n of [1, 3, 4, 7, 1001]) {
+      for (const a of [1.702, 1]) {
+        const rng = new Rng(n);
+        const x = Float32Array.from(rng.normals(n, 30));
+        x[0] = n > 1 ? -120 : 120;
+        f.set(x, 0);
+        f.fill(7, 4096, 4096 + n + 8);
+        k.x_sigmoid(0, 4096 * 4, n, a);
+        for (let i = 0; i < n; i++) {
+          const ref = x[i]! / (1 + Math.exp(-a * x[i]!));
+          expect(Math.abs(f[4096 + i]! - ref)).toBeLessThanOrEqual(1e-5 * Math.abs(ref) + 1e-30);
+        }
+        expect(Array.from(f.subarray(4096 + n, 4096 + n + 8))).toEqual(new Array(8).fill(7));
+      }
+    }
+  });
+
+  it('softmax_rows: rows sum to 1 and match a float64 softmax to 1e-5; padding between rows untouched', async () => {
+    const k = await loadFused(memory);
+    if ('error' in k) throw new Error(k.error);
+    for (const [rows, cols, ld] of [
+      [1, 1, 1],
+      [3, 5, 9],
+      [50, 199, 199],
+      [7, 64, 70],
+    ] as const) {
+      const rng = new Rng(rows * cols);
+      const x = Float32Array.from(rng.normals(rows * ld, 8));
+      f.set(x, 0);
+      k.softmax_rows(0, rows, cols, ld);
+      for (let r = 0; r < rows; r++) {
+        const row = Array.from(x.subarray(r * ld, r * ld + cols));
+        const m = Math.max(...row);
+        const e = row.map((v) => Math.exp(v - m));
+        const sum = e.reduce((p, q) => p + q, 0);
+        let total = 0;
+        for (let j = 0; j < cols; j++) {
+          expect(Math.abs(f[r * ld + j]! - e[j]! / sum)).toBeLessThanOrEqual(1e-5 * (e[j]! / sum) + 1e-12);
+          total += f[r * ld + j]!;
+        }
+        expect(total).toBeCloseTo(1, 5);
+        for (let j = cols; j < ld; j++) expect(f[r * ld + j]).toBe(x[r * ld + j]);
+      }
+    }
+  });
+
+  it('add_to: x += a exactly, over whole vectors and a tail', async () => {
+    const k = await loadFused(memory);
+    if ('error' in k) throw new Error(k.error);
+    const rng = new Rng(3);
+    const x = Float32Array.from(rng.normals(13));
+    const a = Float32Array.from(rng.normals(13));
+    f.set(x, 0);
+    f.set(a, 64);
+    f[13] = 5;
+    k.add_to(0, 64 * 4, 13);
+    expect(Array.from(f.subarray(0, 13))).toEqual(Array.from(x).map((v, i) => Math.fround(v + a[i]!)));
+    expect(f[13]).toBe(5);
+  });
+});
 
 describe('fused element-wise kernels on wasm', () => {
   // RMSNorm each way and GELU's gradient, one WASM SIMD pass each, against the same functions in tfjs ops; row widths
