@@ -381,7 +381,8 @@ export class Engine {
     const P = this.layout.parts;
     if (P === 1) return;
     this.barrier();
-    for (let r = 0; r < P; r++) this.k.add_to(x * 4, this.layout.scratch[r]!.exchange[slot]! * 4, rows * cols);
+    for (let r = 0; r < P; r++)
+      this.k.add_to(x * 4, this.layout.scratch[r]!.exchange[slot]! * 4, rows * cols);
   }
 
   /** Where this rank puts a partial sum for x: x itself (one rank, summed by beta = 1) or an exchange buffer. */

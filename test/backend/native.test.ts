@@ -371,43 +371,55 @@ describe('fused element-wise kernels on wasm', () => {
     });
   }
 
-  it.runIf(haveBlas)(
-    'the training attention’s gradient through the fused softmax gradient matches plain ops',
-    async () => {
-      const rng = new Rng(21);
-      const [batch, heads, w, tq, t0, t1] = [2, 4, 32, 6, 9, 6];
-      const mat = (rows: number) => tf.tensor2d(rng.normals(rows * w), [rows, w]);
-      const q = mat(batch * tq);
-      const segments: Array<[tf.Tensor2D, tf.Tensor2D]> = [
-        [mat(batch * t0), mat(batch * t0)],
-        [mat(batch * t1), mat(batch * t1)],
-      ];
-      const values = new Float32Array(batch * tq * (t0 + t1));
-      for (let i = 0; i < values.length; i++) if (i % 7 === 3) values[i] = -1e9;
-      const bias = tf.tensor4d(values, [batch, 1, tq, t0 + t1]);
-      const dy = mat(batch * tq);
-      const inputs = [q, ...segments.flat()];
-      const grads = (f: typeof attentionOp) =>
-        tf.grads((...xs: tf.Tensor[]) =>
+  // [batch, heads, width, Tq, T0, T1, masked]: two segments with a bias (the action expert's), one
+  // without (a prefix layer's), odd sizes, and B's prefix at batch 2.
+  const FUSED_ATTENTION_CASES = [
+    [2, 4, 32, 6, 9, 6, true],
+    [2, 4, 32, 6, 9, 0, false],
+    [1, 3, 24, 5, 7, 3, true],
+    [2, 4, 256, 148, 148, 0, true],
+  ] as const;
+  for (const [batch, heads, w, tq, t0, t1, masked] of FUSED_ATTENTION_CASES) {
+    it.runIf(haveBlas)(
+      `the training attention through the fused kernels (bias, softmax in place per head; its gradient) matches plain ops: B ${batch}, ${heads} heads, W ${w}, Tq ${tq}, keys ${t0}+${t1}${masked ? ', masked' : ''}`,
+      async () => {
+        const rng = new Rng(21 + tq);
+        const mat = (rows: number) => tf.tensor2d(rng.normals(rows * w), [rows, w]);
+        const q = mat(batch * tq);
+        const segments: Array<[tf.Tensor2D, tf.Tensor2D]> = [[mat(batch * t0), mat(batch * t0)]];
+        if (t1 > 0) segments.push([mat(batch * t1), mat(batch * t1)]);
+        const values = new Float32Array(batch * tq * (t0 + t1));
+        if (masked) for (let i = 0; i < values.length; i++) if (i % 7 === 3) values[i] = -1e9;
+        const bias = masked ? tf.tensor4d(values, [batch, 1, tq, t0 + t1]) : null;
+        const dy = mat(batch * tq);
+        const inputs = [q, ...segments.flat()];
+        const call = (f: typeof attentionOp, xs: tf.Tensor[]) =>
           f(
             xs[0] as tf.Tensor2D,
-            [[xs[1], xs[2]] as [tf.Tensor2D, tf.Tensor2D], [xs[3], xs[4]] as [tf.Tensor2D, tf.Tensor2D]],
+            segments.map((_, i) => [xs[1 + 2 * i], xs[2 + 2 * i]] as [tf.Tensor2D, tf.Tensor2D]),
             bias,
             heads,
             batch,
             0.25,
-          ),
-        )(inputs, dy);
-      removePack('wasm');
-      const want = grads(attentionOps);
-      installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
-      expect(await installFused()).toBeNull();
-      const got = grads(attentionOp);
-      for (const [i, g] of got.entries()) expect(relErr(g, want[i]!), `gradient ${i}`).toBeLessThan(1e-5);
-      removePack('wasm');
-      tf.dispose([...inputs, bias, dy, ...want, ...got]);
-    },
-  );
+          );
+        const run = (f: typeof attentionOp) => ({
+          out: call(f, inputs),
+          grads: tf.grads((...xs: tf.Tensor[]) => call(f, xs))(inputs, dy),
+        });
+        removePack('wasm');
+        const want = run(attentionOps);
+        installPack(blas as Exclude<typeof blas, { error: string }>, 'wasm');
+        expect(await installFused()).toBeNull();
+        const got = run(attentionOp);
+        expect(relErr(got.out, want.out), 'output').toBeLessThan(1e-5);
+        for (const [i, g] of got.grads.entries())
+          expect(relErr(g, want.grads[i]!), `gradient ${i}`).toBeLessThan(1e-5);
+        removePack('wasm');
+        tf.dispose([...inputs, dy, want.out, got.out, ...want.grads, ...got.grads]);
+        if (bias) bias.dispose();
+      },
+    );
+  }
 
   it('refuses sizes that do not fit (they would read past the tensor), naming the input', async () => {
     expect(await installFused()).toBeNull();
