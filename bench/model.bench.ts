@@ -10,12 +10,26 @@ import { describeBackend, setupBackend } from '../src/backend/index.js';
 import { table } from '../src/cli/output.js';
 import { ModelConfig } from '../src/config/schema.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
-import { modelDims } from '../src/model/config.js';
+import { type ModelDims, modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
 import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 
 const PROMPT = 'pick up the red cube'; // 20 bytes + BOS
+
+/** A batch of the bench's observation: two cameras, a 14-dim state, the same prompt for each. */
+function observation(d: ModelDims, batch: number, images: Uint8Array, rng: Rng) {
+  return prepareInputs(d, {
+    batchSize: batch,
+    cameras: 2,
+    imageSize: d.imageSize,
+    images,
+    imageMask: new Uint8Array(batch * 2).fill(1),
+    state: rng.normals(batch * 14),
+    stateDim: 14,
+    prompts: new Array(batch).fill(PROMPT),
+  });
+}
 
 async function timeChunks(
   model: Pi0,
@@ -35,16 +49,7 @@ async function timeChunks(
   const times: number[] = [];
   for (let i = 0; i < reps + 1; i++) {
     const t0 = performance.now();
-    const inp = prepareInputs(d, {
-      batchSize: batch,
-      cameras: 2,
-      imageSize: d.imageSize,
-      images,
-      imageMask: new Uint8Array(batch * 2).fill(1),
-      state: rng.normals(batch * 14),
-      stateDim: 14,
-      prompts: new Array(batch).fill(PROMPT),
-    });
+    const inp = observation(d, batch, images, rng);
     const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights });
     await out.data();
     out.dispose();
@@ -52,16 +57,7 @@ async function timeChunks(
   }
   times.sort((a, b) => a - b);
   // Ops per chunk: at batch 1 each costs ~10–30 µs of dispatch whatever its size, so this bounds latency.
-  const inp = prepareInputs(d, {
-    batchSize: batch,
-    cameras: 2,
-    imageSize: d.imageSize,
-    images,
-    imageMask: new Uint8Array(batch * 2).fill(1),
-    state: rng.normals(batch * 14),
-    stateDim: 14,
-    prompts: new Array(batch).fill(PROMPT),
-  });
+  const inp = observation(d, batch, images, rng);
   const info = await tf.profile(() => {
     model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights }).dispose();
   });
@@ -89,16 +85,7 @@ async function timeNative(
   // Two untimed chunks: the first starts the sampler's worker and arena.
   for (let i = 0; i < reps + 2; i++) {
     const t0 = performance.now();
-    const inp = prepareInputs(d, {
-      batchSize: batch,
-      cameras: 2,
-      imageSize: d.imageSize,
-      images,
-      imageMask: new Uint8Array(batch * 2).fill(1),
-      state: rng.normals(batch * 14),
-      stateDim: 14,
-      prompts: new Array(batch).fill(PROMPT),
-    });
+    const inp = observation(d, batch, images, rng);
     await chunks.sample(inp, rng.normals(batch * d.horizon * d.actionDim));
     if (i > 1) times.push(performance.now() - t0);
   }

@@ -10,6 +10,7 @@ import { defaultSamplerThreads, NativeSampler } from '../../src/model/native-sam
 import { initParams, type ModelInputs, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { samplingWeights } from '../../src/model/sampler.js';
+import { withTrainedFilm } from './trained.js';
 
 const haveBlas = !('error' in loadBlas());
 if (!haveBlas) console.warn('native sampler tests skipped: the BLAS binding does not load here');
@@ -25,15 +26,7 @@ afterAll(async () => {
 
 /** Params as if trained: LoRA-free, with the prompt's FiLM (zero at init) made random. */
 function params(dims: ReturnType<typeof modelDims>, seed: number): Map<string, tf.Tensor> {
-  const w = initParams(dims, seed);
-  const rng = new Rng(seed + 1);
-  for (const name of ['vision/film/kernel', 'vision/film/bias']) {
-    const t = w.get(name);
-    if (!t) continue;
-    w.set(name, tf.tensor(rng.normals(t.size, 0.3), t.shape));
-    t.dispose();
-  }
-  return w;
+  return withTrainedFilm(initParams(dims, seed), seed + 1);
 }
 
 function inputs(

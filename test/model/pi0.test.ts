@@ -17,6 +17,7 @@ import {
 import { Rng } from '../../src/model/rng.js';
 import { sampleCached, samplingWeights } from '../../src/model/sampler.js';
 import { detokenize, tokenizePrompts } from '../../src/model/tokenizer.js';
+import { withTrainedFilm } from './trained.js';
 
 beforeAll(async () => {
   await setupBackend({ backend: 'wasm' });
@@ -37,18 +38,6 @@ function withTrainedAdapters(w: Map<string, tf.Tensor>, seed: number): Map<strin
     if (!name.endsWith('/lora_b')) continue;
     t.dispose();
     w.set(name, tf.tensor(rng.normals(t.size, 0.5), t.shape));
-  }
-  return w;
-}
-
-/** The prompt's FiLM as if trained (zeros at init, where it does nothing). */
-function withTrainedFilm(w: Map<string, tf.Tensor>, seed: number): Map<string, tf.Tensor> {
-  const rng = new Rng(seed);
-  for (const name of ['vision/film/kernel', 'vision/film/bias']) {
-    const t = w.get(name);
-    if (!t) continue;
-    w.set(name, tf.tensor(rng.normals(t.size, 0.3), t.shape));
-    t.dispose();
   }
   return w;
 }
