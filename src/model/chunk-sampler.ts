@@ -29,11 +29,15 @@ export class ChunkSampler {
   /** Why the native sampler is not used, once a chunk has asked for it. */
   private off: string | null = null;
 
+  private readonly opts: ChunkSamplerOptions;
+
   constructor(
     private readonly model: Pi0,
     private readonly params: Params,
-    private readonly opts: ChunkSamplerOptions = {},
-  ) {}
+    opts: ChunkSamplerOptions = {},
+  ) {
+    this.opts = { ...opts };
+  }
 
   /** Why the native sampler cannot be used now, or null. */
   private unwanted(): string | null {
@@ -48,9 +52,11 @@ export class ChunkSampler {
   /** The native sampler for these inputs: made (or made larger) when needed; null where it cannot run. */
   private async nativeFor(inp: ModelInputs, steps: number): Promise<NativeSampler | null> {
     if (this.unwanted() !== null) return null;
-    if (this.native?.fits(inp, steps)) return this.native;
+    const wanted = (n: NativeSampler | null) =>
+      n?.fits(inp, steps) && (this.opts.threads === undefined || n.threads === this.opts.threads);
+    if (wanted(this.native)) return this.native;
     if (this.creating) await this.creating;
-    if (this.native?.fits(inp, steps)) return this.native;
+    if (wanted(this.native)) return this.native;
     const old = this.native;
     this.native = null;
     const d = this.model.dims;
@@ -78,6 +84,14 @@ export class ChunkSampler {
       this.creating = null;
     }
     return this.native;
+  }
+
+  /**
+   * Sets the native sampler's threads for the chunks to come (a sampler made with another count is
+   * replaced on the next chunk).
+   */
+  setThreads(threads: number): void {
+    this.opts.threads = threads;
   }
 
   /** Starts what the first chunk would (the native sampler's worker, the weights) ahead of it. */

@@ -12,6 +12,12 @@ export interface PolicyContext {
   seed?: number | null;
   /** The initial noise's standard deviation (a checkpoint's `model.noise_scale` when left out). */
   noiseScale?: number | null;
+  /**
+   * Native sampler threads where the caller knows better than the default (one per core, up to two):
+   * a server that shares the machine with the simulation rolling out against it takes 1.
+   * VLA_SAMPLER_THREADS still wins.
+   */
+  samplerThreads?: number;
 }
 
 /** Build a policy from its spec; also called inside the inference worker. */

@@ -55,6 +55,8 @@ export class ModelPolicy implements Policy {
     }
     const robot = loadRobot(model.config.robot);
     const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
+    if (ctx.samplerThreads !== undefined && !process.env.VLA_SAMPLER_THREADS)
+      model.chunks.setThreads(ctx.samplerThreads);
     // The sampler's worker and arena start now rather than on the first client's chunk.
     await model.chunks.prepare(
       model.prepare({

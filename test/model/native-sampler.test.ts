@@ -140,7 +140,7 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   });
 
-  it('ChunkSampler: native where the pack is on, grows its arena for a larger batch, tfjs when asked', async () => {
+  it('ChunkSampler: native where the pack is on, grows its arena for a larger batch, changes threads when told, tfjs when asked', async () => {
     const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
     const model = new Pi0(dims);
     const w = params(dims, 2);
@@ -156,6 +156,12 @@ describe.runIf(haveBlas)('native sampler', () => {
         expect(chunks.describe()).toBe('native sampler (2 threads)');
       }
       expect(tfjs.describe()).toBe('tfjs sampler (tfjs sampler asked for)');
+      // A server sharing the machine with a simulation asks for one thread: the next chunk has it.
+      chunks.setThreads(1);
+      const inp = inputs(dims, 1, 2, 11);
+      const noise = new Rng(3).normals(dims.horizon * dims.actionDim);
+      expect(relDiff(await chunks.sample(inp, noise), await tfjs.sample(inp, noise))).toBeLessThan(2e-5);
+      expect(chunks.describe()).toBe('native sampler (1 thread)');
     } finally {
       await chunks.dispose();
       await tfjs.dispose();
