@@ -57,14 +57,16 @@ export class ModelPolicy implements Policy {
     const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
     if (ctx.samplerThreads !== undefined && !process.env.VLA_SAMPLER_THREADS)
       model.chunks.setThreads(ctx.samplerThreads);
-    // The sampler's worker and arena start now rather than on the first client's chunk.
+    // The sampler's worker and its arena, sized for the server's largest batch, start now rather
+    // than on the first client's chunk (and again on the first batch of two).
+    const b = Math.min(model.config.serve.max_batch, 16);
     await model.chunks.prepare(
       model.prepare({
-        images: new Uint8Array(model.cameras.length * model.imageSize * model.imageSize * 3),
-        imageMask: new Uint8Array(model.cameras.length).fill(1),
-        state: new Float32Array(model.stateDim),
-        prompts: [''],
-        batchSize: 1,
+        images: new Uint8Array(b * model.cameras.length * model.imageSize * model.imageSize * 3),
+        imageMask: new Uint8Array(b * model.cameras.length).fill(1),
+        state: new Float32Array(b * model.stateDim),
+        prompts: new Array(b).fill(''),
+        batchSize: b,
       }),
     );
     console.error(
