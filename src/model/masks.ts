@@ -119,3 +119,24 @@ export function promptPooling(inp: {
   }
   return out;
 }
+
+/**
+ * Writes the additive bias [B, Tp + extra] over keys that hides the prefix's padding tokens from a
+ * query that sees every key (the `extra` suffix tokens are always real) into `out`; returns false, and
+ * writes nothing, when nothing is hidden (the samplers then add no bias at all).
+ */
+export function keyBiasInto(
+  out: Float32Array,
+  prefixValid: Uint8Array,
+  b: number,
+  p: number,
+  extra: number,
+): boolean {
+  if (prefixValid.every((v) => v === 1)) return false;
+  const cols = p + extra;
+  if (out.length < b * cols) throw new Error(`keyBiasInto: ${out.length} values for [${b}, ${cols}]`);
+  out.fill(0, 0, b * cols);
+  for (let i = 0; i < b; i++)
+    for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) out[i * cols + j] = MASKED;
+  return true;
+}

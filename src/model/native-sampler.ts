@@ -26,7 +26,7 @@ import { type FusedExports, loadFused, RMS_EPS } from '../backend/native/fused.j
 import { startWorker } from '../threads.js';
 import type { ModelDims } from './config.js';
 import { patchifyInto } from './inputs.js';
-import { MASKED, prefixValidity, promptPooling } from './masks.js';
+import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
 import type { ModelInputs } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 import { VOCAB_SIZE } from './tokenizer.js';
@@ -93,6 +93,8 @@ export interface Layout {
     att: number;
     hidden: number;
     scores: number;
+    /** The key bias hiding the prefix's padding [B, keys], for the phase running (prefix, state, actions). */
+    bias: number;
     tokens: number;
     film: number;
     /** Per layer: keys | values [B·(Tp + 1 + H), 2·W/P] of the prefix, state and action tokens (this rank's heads). */
@@ -204,6 +206,7 @@ export function planLayout(
       att: alloc((maxRows * W) / parts),
       hidden: alloc(maxRows * maxMlp),
       scores: alloc(maxT * maxKeys),
+      bias: alloc(maxBatch * maxKeys),
       tokens: alloc(maxBatch * maxPromptLen * d.width),
       film: alloc(maxBatch * 3 * d.width),
       cache: Array.from({ length: d.depth }, () =>
@@ -283,7 +286,7 @@ export class Engine {
   private readonly blocks: Record<string, BlockShard>;
 
   constructor(
-    private readonly memory: SharedMemory,
+    memory: SharedMemory,
     private readonly layout: Layout,
     private readonly rank: number,
     private readonly blas: Blas,
@@ -396,7 +399,7 @@ export class Engine {
    * One block over x [rows, width] in place: `batches` groups of T tokens. Their keys and values go to
    * the cache, rows [at, at + T) of each group's segment (`stride` rows apart), and each token attends to
    * its segment's first at + T rows (cached tokens, then the group's own): one product for the scores and
-   * one for the output per head. `bias` [batches, at + T] adds over keys.
+   * one for the output per head. With `bias`, the arena's bias buffer [batches, at + T] adds over keys.
    */
   private block(
     g: string,
@@ -406,7 +409,7 @@ export class Engine {
     cache: number,
     at: number,
     stride: number,
-    bias: Float32Array | null,
+    bias: boolean,
   ): void {
     const b = this.blocks[g];
     if (!b) throw new Error(`native sampler: block ${g} is missing`);
@@ -435,13 +438,8 @@ export class Engine {
         const q = s.qkv + i * T * cols + h * hd;
         const k = cache + i * stride * kvCols + h * hd;
         this.gemm(T, keys, hd, q, cols, k, kvCols, sc, keys, 0, true);
-        if (bias) {
-          const f = this.f32;
-          for (let t = 0; t < T; t++) {
-            const row = sc + t * keys;
-            for (let j = 0; j < keys; j++) f[row + j]! += bias[i * keys + j]!;
-          }
-        }
+        if (bias)
+          for (let t = 0; t < T; t++) this.k.add_to((sc + t * keys) * 4, (s.bias + i * keys) * 4, keys);
         this.k.softmax_rows(sc * 4, T, keys, keys);
         this.gemm(T, hd, keys, sc, keys, k + wp, kvCols, s.att + i * T * wp + h * hd, wp);
       }
@@ -471,6 +469,11 @@ export class Engine {
       const o = x + r * cols;
       for (let j = 0; j < cols; j++) f[o + j]! += f[b + j]!;
     }
+  }
+
+  /** Writes the key bias of the phase about to run into the arena (keyBiasInto); whether there is one. */
+  private keyBias(valid: Uint8Array, b: number, p: number, extra: number): boolean {
+    return keyBiasInto(this.f32.subarray(this.s.bias, this.s.bias + b * (p + extra)), valid, b, p, extra);
   }
 
   /** Reads the job header rank 0 wrote. */
@@ -535,7 +538,7 @@ export class Engine {
     }
     // Each image's patches attend to each other: segments of n rows of the first layer's cache (free until the prefix).
     for (let i = 0; i < d.visionDepth; i++)
-      this.block(`vision/block_${i}`, v, images, n, s.cache[0]!, 0, n, null);
+      this.block(`vision/block_${i}`, v, images, n, s.cache[0]!, 0, n, false);
 
     // The prefix: normalised image tokens · final scale + camera embedding, then the prompt's tokens.
     const length = c * n + l;
@@ -565,7 +568,7 @@ export class Engine {
     );
     // Each observation's segment of a layer's cache: its prefix, its state token, its action tokens.
     const stride = length + 1 + d.horizon;
-    const prefixBias = keyBias(valid, b, length, 0);
+    const prefixBias = this.keyBias(valid, b, length, 0);
     for (let i = 0; i < d.depth; i++)
       this.block(`prefix/block_${i}`, px, b, length, s.cache[i]!, 0, stride, prefixBias);
 
@@ -573,7 +576,7 @@ export class Engine {
     const st = s.x;
     this.gemm(b, E, d.actionDim, L.input.state, d.actionDim, this.w('expert/state_proj'), E, st, E);
     this.addRows(st, b, E, this.w('expert/state_bias'));
-    const stateBias = keyBias(valid, b, length, 1);
+    const stateBias = this.keyBias(valid, b, length, 1);
     for (let i = 0; i < d.depth; i++) {
       const g = `expert/block_${i}`;
       if (i < d.depth - 1) this.block(g, st, b, 1, s.cache[i]!, length, stride, stateBias);
@@ -586,7 +589,7 @@ export class Engine {
     const xt = s.y;
     f.copyWithin(xt, L.input.noise, L.input.noise + b * H * A);
     const dt = -1 / steps;
-    const actionBias = keyBias(valid, b, length, 1 + H);
+    const actionBias = this.keyBias(valid, b, length, 1 + H);
     const ya = s.x;
     const time = s.film;
     for (let k = 0; k < steps; k++) {
@@ -671,24 +674,11 @@ export class Engine {
   get result(): Float32Array {
     return this.f32.subarray(this.s.y);
   }
-
-  get memoryBuffer(): SharedArrayBuffer {
-    return this.memory.buffer;
-  }
 }
 
 /** The engine failed mid-chunk (a thread died or stalled): the sampler cannot be used again. */
 export class NativeSamplerFailure extends Error {
   override name = 'NativeSamplerFailure';
-}
-
-/** Additive bias [B, Tp + extra] over keys hiding the prefix's padding, or null when nothing is hidden. */
-function keyBias(valid: Uint8Array, b: number, p: number, extra: number): Float32Array | null {
-  if (valid.every((v) => v === 1)) return null;
-  const cols = p + extra;
-  const bias = new Float32Array(b * cols);
-  for (let i = 0; i < b; i++) for (let j = 0; j < p; j++) if (!valid[i * p + j]) bias[i * cols + j] = MASKED;
-  return bias;
 }
 
 /** What the sampler's worker thread gets. */
@@ -727,14 +717,20 @@ export function defaultSamplerThreads(blasThreads = 1): number {
  * worker (with two threads). Sizes grow on demand (a larger batch or prompt re-plans the arena).
  */
 export class NativeSampler {
+  private readonly f32: Float32Array;
+  private readonly i32: Int32Array;
+
   private constructor(
     readonly dims: ModelDims,
     readonly threads: number,
     private readonly layout: Layout,
     private readonly engine: Engine,
     private readonly workers: Worker[],
-    private readonly memory: SharedMemory,
-  ) {}
+    memory: SharedMemory,
+  ) {
+    this.f32 = new Float32Array(memory.buffer);
+    this.i32 = new Int32Array(memory.buffer);
+  }
 
   /**
    * Copies `sw` into a new arena and starts the worker. Throws with a one-line reason where the binding
@@ -839,8 +835,7 @@ export class NativeSampler {
     const L = this.layout;
     const b = inp.batch;
     const l = inp.promptLen;
-    const f32 = new Float32Array(this.memory.buffer);
-    const i32 = new Int32Array(this.memory.buffer);
+    const { f32, i32 } = this;
     const bytes = b * inp.cameras * inp.imageSize * inp.imageSize * 3;
     if (inp.images.length !== bytes || inp.imageSize !== d.imageSize)
       throw new Error(
@@ -870,9 +865,8 @@ export class NativeSampler {
 
   /** Stops the worker; the arena goes with the last reference to it. */
   async dispose(): Promise<void> {
-    const i32 = new Int32Array(this.memory.buffer);
-    Atomics.store(i32, this.layout.control + JOB, -1);
-    Atomics.notify(i32, this.layout.control + JOB);
+    Atomics.store(this.i32, this.layout.control + JOB, -1);
+    Atomics.notify(this.i32, this.layout.control + JOB);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }

@@ -22,7 +22,7 @@ import { fusedActive, RMS_NORM } from '../backend/native/fused.js';
 import { MAX_CAMERAS } from './config.js';
 import { patchTensor, promptOneHot } from './inputs.js';
 import { applyFilm, gelu, silu } from './layers.js';
-import { MASKED, prefixValidity, promptPooling } from './masks.js';
+import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 
@@ -281,17 +281,10 @@ class Sampler {
   }
 }
 
-/**
- * Additive bias [B, Tp + extra] over keys that hides the prefix's padding tokens from a query that
- * sees every key (the `extra` suffix tokens are always real), or null when nothing is hidden.
- */
+/** keyBiasInto's bias as a tensor [B, Tp + extra], or null when nothing is hidden. */
 function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): tf.Tensor2D | null {
-  if (prefixValid.every((v) => v === 1)) return null;
-  const cols = p + extra;
-  const bias = new Float32Array(b * cols);
-  for (let i = 0; i < b; i++)
-    for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) bias[i * cols + j] = MASKED;
-  return tf.tensor2d(bias, [b, cols]);
+  const bias = new Float32Array(b * (p + extra));
+  return keyBiasInto(bias, prefixValid, b, p, extra) ? tf.tensor2d(bias, [b, p + extra]) : null;
 }
 
 /**
