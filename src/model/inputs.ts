@@ -5,6 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs-core';
 import { filledTensor } from '../backend/index.js';
+import type { ModelDims } from './config.js';
 import type { ModelInputs } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
 
@@ -45,12 +46,8 @@ export function patchTensor(inp: ModelInputs): tf.Tensor2D {
   const images = inp.batch * inp.cameras;
   const per = inp.patchSize * inp.patchSize * 3;
   const n = images * (inp.imageSize / inp.patchSize) ** 2;
-  const bytes = images * inp.imageSize * inp.imageSize * 3;
   // The patches are written into uninitialised memory: a short buffer would leave NaNs, not an error.
-  if (inp.images.length !== bytes || !Number.isInteger(n))
-    throw new Error(
-      `patchTensor: ${inp.images.length} image bytes for ${images} images of ${inp.imageSize}×${inp.imageSize}×3 in ${inp.patchSize}-pixel patches (expected ${bytes}, the size a multiple of the patch)`,
-    );
+  checkImages(inp, 'patchTensor');
   return filledTensor([n, per], (out) =>
     patchifyInto(out, inp.images, images, inp.imageSize, inp.patchSize),
   ) as tf.Tensor2D;
@@ -63,11 +60,50 @@ export function promptOneHot(inp: ModelInputs): tf.Tensor2D {
     out.fill(0);
     for (let i = 0; i < ids.length; i++) {
       if (!mask[i]) continue;
-      const id = ids[i]!;
       // Out of range, a 1 would land in the next token's row.
-      if (!(id >= 0 && id < VOCAB_SIZE))
-        throw new Error(`promptOneHot: token ${i} is ${id}, expected 0..${VOCAB_SIZE - 1}`);
+      const id = checkToken(ids[i]!, i, 'promptOneHot');
       out[i * VOCAB_SIZE + id] = 1;
     }
   }) as tf.Tensor2D;
+}
+
+/** Throws, naming `where`, when the camera bytes do not fill the inputs' images, or the patches do not tile them. */
+export function checkImages(inp: ModelInputs, where: string): void {
+  const images = inp.batch * inp.cameras;
+  const bytes = images * inp.imageSize * inp.imageSize * 3;
+  if (inp.images.length !== bytes || inp.imageSize % inp.patchSize !== 0)
+    throw new Error(
+      `${where}: ${inp.images.length} image bytes for ${images} images of ${inp.imageSize}×${inp.imageSize}×3 in ${inp.patchSize}-pixel patches (expected ${bytes}, the size a multiple of the patch)`,
+    );
+}
+
+/** A prompt token id, or an error naming `where` and the token's index when it is outside the vocabulary. */
+export function checkToken(id: number, i: number, where: string): number {
+  if (!(Number.isInteger(id) && id >= 0 && id < VOCAB_SIZE))
+    throw new Error(`${where}: token ${i} is ${id}, expected 0..${VOCAB_SIZE - 1}`);
+  return id;
+}
+
+/**
+ * Every array of `inp` against the shapes the model `d` reads (what the native sampler copies into its
+ * arena, where a short or long array would read stale values or overwrite the next input): images,
+ * masks, prompt tokens and state; the first mismatch is an error naming the field.
+ */
+export function checkModelInputs(inp: ModelInputs, d: ModelDims, where: string): void {
+  if (inp.imageSize !== d.imageSize || inp.patchSize !== d.patchSize)
+    throw new Error(
+      `${where}: images of ${inp.imageSize} px in ${inp.patchSize}-pixel patches, expected ${d.imageSize} px in ${d.patchSize}`,
+    );
+  checkImages(inp, where);
+  const b = inp.batch;
+  const sizes: Array<[string, number, number]> = [
+    ['imageMask', inp.imageMask.length, b * inp.cameras],
+    ['promptTokens', inp.promptTokens.length, b * inp.promptLen],
+    ['promptMask', inp.promptMask.length, b * inp.promptLen],
+    ['state', inp.state.length, b * d.actionDim],
+  ];
+  for (const [name, got, want] of sizes)
+    if (got !== want) throw new Error(`${where}: ${name} has ${got} values, expected ${want}`);
+  for (let i = 0; i < inp.promptTokens.length; i++)
+    if (inp.promptMask[i]) checkToken(inp.promptTokens[i]!, i, where);
 }

@@ -25,11 +25,10 @@ import { type Blas, loadBlas, NO_TRANS, TRANS } from '../backend/native/blas.js'
 import { type FusedExports, loadFused, RMS_EPS } from '../backend/native/fused.js';
 import { startWorker } from '../threads.js';
 import type { ModelDims } from './config.js';
-import { patchifyInto } from './inputs.js';
+import { checkModelInputs, patchifyInto } from './inputs.js';
 import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
 import type { ModelInputs } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
-import { VOCAB_SIZE } from './tokenizer.js';
 
 /** The parts of the WebAssembly API used here (this project's TypeScript lib has no DOM types). */
 interface SharedMemory {
@@ -836,23 +835,14 @@ export class NativeSampler {
     const b = inp.batch;
     const l = inp.promptLen;
     const { f32, i32 } = this;
-    const bytes = b * inp.cameras * inp.imageSize * inp.imageSize * 3;
-    if (inp.images.length !== bytes || inp.imageSize !== d.imageSize)
-      throw new Error(
-        `native sampler: ${inp.images.length} image bytes, expected ${bytes} (${b}×${inp.cameras}×${d.imageSize}²×3)`,
-      );
+    checkModelInputs(inp, d, 'native sampler');
     if (noise.length !== b * d.horizon * d.actionDim)
       throw new Error(
-        `native sampler: noise of ${noise.length} values, expected ${b * d.horizon * d.actionDim}`,
+        `native sampler: noise has ${noise.length} values, expected ${b * d.horizon * d.actionDim}`,
       );
     patchifyInto(f32.subarray(L.input.patches), inp.images, b * inp.cameras, inp.imageSize, inp.patchSize);
-    for (let i = 0; i < b * l; i++) {
-      const id = inp.promptTokens[i]!;
-      if (inp.promptMask[i] && !(id >= 0 && id < VOCAB_SIZE))
-        throw new Error(`native sampler: prompt token ${i} is ${id}, expected 0..${VOCAB_SIZE - 1}`);
-      i32[L.input.ids + i] = id;
-      i32[L.input.masks + i] = inp.promptMask[i]!;
-    }
+    i32.set(inp.promptTokens, L.input.ids);
+    for (let i = 0; i < b * l; i++) i32[L.input.masks + i] = inp.promptMask[i]!;
     for (let i = 0; i < b * inp.cameras; i++) i32[L.input.masks + b * l + i] = inp.imageMask[i]!;
     f32.set(inp.state, L.input.state);
     f32.set(noise, L.input.noise);

@@ -121,17 +121,30 @@ describe.runIf(haveBlas)('native sampler', () => {
       const inp = inputs(dims, 1, 2, 3);
       const noise = new Float32Array(dims.horizon * dims.actionDim);
       const te = (t: Float32Array) => model.timeEmbedding(t);
+      const before = ns.sample(inp, noise, 10, te);
       expect(() => ns.sample({ ...inp, images: inp.images.subarray(1) }, noise, 10, te)).toThrow(
-        `native sampler: ${inp.images.length - 1} image bytes, expected ${inp.images.length} (1×2×32²×3)`,
+        `native sampler: ${inp.images.length - 1} image bytes for 2 images of 32×32×3 in 8-pixel patches (expected ${inp.images.length}`,
+      );
+      expect(() => ns.sample({ ...inp, patchSize: 16 }, noise, 10, te)).toThrow(
+        'native sampler: images of 32 px in 16-pixel patches, expected 32 px in 8',
       );
       expect(() => ns.sample(inp, noise.subarray(1), 10, te)).toThrow(
-        `native sampler: noise of ${noise.length - 1} values, expected ${noise.length}`,
+        `native sampler: noise has ${noise.length - 1} values, expected ${noise.length}`,
+      );
+      // A long state would run into the noise in the arena, a short one leave the last chunk's values.
+      expect(() => ns.sample({ ...inp, state: new Float32Array(dims.actionDim + 1) }, noise, 10, te)).toThrow(
+        `native sampler: state has ${dims.actionDim + 1} values, expected ${dims.actionDim}`,
+      );
+      expect(() => ns.sample({ ...inp, promptMask: inp.promptMask.subarray(1) }, noise, 10, te)).toThrow(
+        `native sampler: promptMask has ${inp.promptLen - 1} values, expected ${inp.promptLen}`,
       );
       const ids = inp.promptTokens.slice();
       ids[1] = 100000;
       expect(() => ns.sample({ ...inp, promptTokens: ids }, noise, 10, te)).toThrow(
-        'native sampler: prompt token 1 is 100000, expected 0..',
+        'native sampler: token 1 is 100000, expected 0..',
       );
+      // Nothing refused reached the arena: the next chunk is the one before the refusals.
+      expect(Array.from(ns.sample(inp, noise, 10, te))).toEqual(Array.from(before));
       expect(ns.fits(inputs(dims, 2, 2, 3), 10)).toBe(false);
       expect(ns.fits(inp, 11)).toBe(false);
     } finally {
