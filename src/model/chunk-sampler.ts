@@ -6,7 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../backend/index.js';
-import { defaultSamplerThreads, NativeSampler, NativeSamplerFailure } from './native-sampler.js';
+import { NativeSampler, NativeSamplerFailure, samplerThreads } from './native-sampler.js';
 import type { Params } from './params.js';
 import type { ModelInputs, Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
@@ -14,7 +14,7 @@ import type { SamplingWeights } from './sampler.js';
 export interface ChunkSamplerOptions {
   /** 'native' (the default where it can run), or 'tfjs' (VLA_SAMPLER=tfjs). */
   sampler?: 'native' | 'tfjs';
-  /** Native sampler threads (default: VLA_SAMPLER_THREADS, else 2 where there are two cores). */
+  /** Native sampler threads, whatever VLA_SAMPLER_THREADS says (default: see samplerThreads). */
   threads?: number;
   /** Where a one-line note goes when the native sampler cannot start (default: stderr). */
   log?: (line: string) => void;
@@ -29,20 +29,23 @@ export class ChunkSampler {
   /** Why the native sampler is not used, once a chunk has asked for it. */
   private off: string | null = null;
 
-  private readonly opts: ChunkSamplerOptions;
-
   constructor(
     private readonly model: Pi0,
     private readonly params: Params,
-    opts: ChunkSamplerOptions = {},
-  ) {
-    this.opts = { ...opts };
+    private readonly opts: ChunkSamplerOptions = {},
+  ) {}
+
+  private log(line: string): void {
+    (this.opts.log ?? ((l: string) => console.error(l)))(line);
   }
+
+  /** A thread count VLA_SAMPLER_THREADS may override (preferThreads). */
+  private preferred: number | undefined;
 
   /** Why the native sampler cannot be used now, or null. */
   private unwanted(): string | null {
-    const choice = this.opts.sampler ?? (process.env.VLA_SAMPLER === 'tfjs' ? 'tfjs' : 'native');
-    if (choice === 'tfjs') return 'tfjs sampler asked for';
+    if (this.opts.sampler === 'tfjs' || (!this.opts.sampler && samplerFromEnv() === 'tfjs'))
+      return 'tfjs sampler asked for';
     const backend = tf.getBackend();
     if (backend !== 'wasm' && backend !== 'cpu') return `the ${backend} backend runs its own kernels`;
     if (!activeBackend()?.native) return 'the native kernel pack is off';
@@ -52,20 +55,25 @@ export class ChunkSampler {
   /** The native sampler for these inputs: made (or made larger) when needed; null where it cannot run. */
   private async nativeFor(inp: ModelInputs, steps: number): Promise<NativeSampler | null> {
     if (this.unwanted() !== null) return null;
-    const wanted = (n: NativeSampler | null) =>
-      n?.fits(inp, steps) && (this.opts.threads === undefined || n.threads === this.opts.threads);
+    const d = this.model.dims;
+    // Outside the fallback below: a bad VLA_SAMPLER_THREADS is the user's error to see, not a reason.
+    const threads = samplerThreads(d, {
+      explicit: this.opts.threads,
+      preferred: this.preferred,
+      blasThreads: activeBackend()?.native?.threads,
+    });
+    const wanted = (n: NativeSampler | null) => n?.fits(inp, steps) && n.threads === threads;
     if (wanted(this.native)) return this.native;
     if (this.creating) await this.creating;
     if (wanted(this.native)) return this.native;
     const old = this.native;
     this.native = null;
-    const d = this.model.dims;
     this.creating = (async () => {
       await old?.dispose();
       try {
         this.weights ??= this.model.samplingWeights(this.params);
         return await NativeSampler.create(d, this.weights, {
-          threads: this.opts.threads ?? defaultSamplerThreads(activeBackend()?.native?.threads ?? 1),
+          threads,
           batch: Math.max(inp.batch, old?.capacity.batch ?? 1),
           cameras: inp.cameras,
           promptLen: Math.max(inp.promptLen, d.maxTokenLen),
@@ -74,7 +82,7 @@ export class ChunkSampler {
         });
       } catch (e) {
         this.off = (e as Error).message.split('\n')[0]!;
-        (this.opts.log ?? ((l: string) => console.error(l)))(`${this.off}: sampling on TensorFlow.js`);
+        this.log(`${this.off}: sampling on TensorFlow.js`);
         return null;
       }
     })();
@@ -87,11 +95,11 @@ export class ChunkSampler {
   }
 
   /**
-   * Sets the native sampler's threads for the chunks to come (a sampler made with another count is
-   * replaced on the next chunk).
+   * The native sampler's threads for the chunks to come where VLA_SAMPLER_THREADS says nothing (a
+   * sampler made with another count is replaced on the next chunk).
    */
-  setThreads(threads: number): void {
-    this.opts.threads = threads;
+  preferThreads(threads: number): void {
+    this.preferred = threads;
   }
 
   /** Starts what the first chunk would (the native sampler's worker, the weights) ahead of it. */
@@ -116,9 +124,7 @@ export class ChunkSampler {
         // A failed engine is not trusted again: this chunk and the next go to TensorFlow.js.
         this.native = null;
         this.off = e.message;
-        (this.opts.log ?? ((l: string) => console.error(l)))(
-          `${e.message}: sampling on TensorFlow.js from now on`,
-        );
+        this.log(`${e.message}: sampling on TensorFlow.js from now on`);
         void native!.dispose();
       }
     }
@@ -156,4 +162,12 @@ export class ChunkSampler {
       await (await creating)?.dispose();
     })();
   }
+}
+
+/** VLA_SAMPLER: 'native' (the default) or 'tfjs'; anything else is an error naming it. */
+function samplerFromEnv(): 'native' | 'tfjs' {
+  const v = process.env.VLA_SAMPLER;
+  if (v === undefined || v === '' || v === 'native') return 'native';
+  if (v === 'tfjs') return 'tfjs';
+  throw new Error(`VLA_SAMPLER: expected native or tfjs, got "${v}"`);
 }

@@ -135,10 +135,8 @@ export function planLayout(
   maxSteps: number,
 ): Layout {
   const d = dims;
-  if (d.heads % parts !== 0 || d.mlpDim % parts !== 0 || d.expertMlpDim % parts !== 0)
-    throw new Error(
-      `native sampler: ${d.heads} heads and MLPs of ${d.mlpDim}/${d.expertMlpDim} do not split in ${parts}`,
-    );
+  const why = nativeSamplerUnavailable(d, parts);
+  if (why) throw new Error(`native sampler: ${why}`);
   let top = 0;
   const alloc = (n: number) => {
     const at = top;
@@ -696,11 +694,16 @@ export function nativeSamplerUnavailable(dims: ModelDims, parts: number): string
 }
 
 /**
- * The threads a chunk runs on by default: two where there are two cores, one where OpenBLAS runs
- * threads of its own (`--blas-threads 2`: they would contend for the same cores); VLA_SAMPLER_THREADS
- * overrides.
+ * The threads a chunk runs on. `explicit` (an API caller's) wins; then VLA_SAMPLER_THREADS (1 or 2,
+ * anything else an error naming it); then one under OpenBLAS threads of its own (`--blas-threads 2`:
+ * they would contend for the same cores) or where the model's heads or MLPs do not split in two; then
+ * the caller's preference (a server beside a simulation prefers 1); else one per core, up to two.
  */
-export function defaultSamplerThreads(blasThreads = 1): number {
+export function samplerThreads(
+  dims: ModelDims,
+  opts: { explicit?: number; preferred?: number; blasThreads?: number } = {},
+): number {
+  if (opts.explicit !== undefined) return opts.explicit;
   const env = process.env.VLA_SAMPLER_THREADS;
   if (env !== undefined && env !== '') {
     const n = Number(env);
@@ -708,7 +711,8 @@ export function defaultSamplerThreads(blasThreads = 1): number {
       throw new Error(`VLA_SAMPLER_THREADS: expected 1 or 2, got "${env}"`);
     return n;
   }
-  return blasThreads > 1 ? 1 : Math.min(2, os.availableParallelism());
+  if ((opts.blasThreads ?? 1) > 1 || nativeSamplerUnavailable(dims, 2) !== null) return 1;
+  return opts.preferred ?? Math.min(2, os.availableParallelism());
 }
 
 /**
@@ -748,7 +752,7 @@ export class NativeSampler {
       stallMs?: number;
     },
   ): Promise<NativeSampler> {
-    const threads = opts.threads ?? defaultSamplerThreads();
+    const threads = samplerThreads(dims, { explicit: opts.threads });
     const why = nativeSamplerUnavailable(dims, threads);
     if (why) throw new Error(`native sampler: ${why}`);
     const blas = loadBlas();

@@ -55,8 +55,7 @@ export class ModelPolicy implements Policy {
     }
     const robot = loadRobot(model.config.robot);
     const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
-    if (ctx.samplerThreads !== undefined && !process.env.VLA_SAMPLER_THREADS)
-      model.chunks.setThreads(ctx.samplerThreads);
+    if (ctx.samplerThreads !== undefined) model.chunks.preferThreads(ctx.samplerThreads);
     // The sampler's worker and its arena, sized for the server's largest batch, start now rather
     // than on the first client's chunk (and again on the first batch of two).
     const b = Math.min(model.config.serve.max_batch, 16);

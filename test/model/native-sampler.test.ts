@@ -6,7 +6,7 @@ import { loadBlas } from '../../src/backend/native/blas.js';
 import { ModelConfig } from '../../src/config/schema.js';
 import { ChunkSampler } from '../../src/model/chunk-sampler.js';
 import { modelDims } from '../../src/model/config.js';
-import { defaultSamplerThreads, NativeSampler } from '../../src/model/native-sampler.js';
+import { NativeSampler, samplerThreads } from '../../src/model/native-sampler.js';
 import { initParams, type ModelInputs, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { samplingWeights } from '../../src/model/sampler.js';
@@ -153,7 +153,7 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   });
 
-  it('ChunkSampler: native where the pack is on, grows its arena for a larger batch, changes threads when told, tfjs when asked', async () => {
+  it('ChunkSampler: native where the pack is on, grows its arena for a larger batch, takes a preferred thread count, tfjs when asked', async () => {
     const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
     const model = new Pi0(dims);
     const w = params(dims, 2);
@@ -169,12 +169,14 @@ describe.runIf(haveBlas)('native sampler', () => {
         expect(chunks.describe()).toBe('native sampler (2 threads)');
       }
       expect(tfjs.describe()).toBe('tfjs sampler (tfjs sampler asked for)');
-      // A server sharing the machine with a simulation asks for one thread: the next chunk has it.
-      chunks.setThreads(1);
+      // A server sharing the machine with a simulation prefers one thread (an explicit count would win).
+      const server = new ChunkSampler(model, w);
+      server.preferThreads(1);
       const inp = inputs(dims, 1, 2, 11);
       const noise = new Rng(3).normals(dims.horizon * dims.actionDim);
-      expect(relDiff(await chunks.sample(inp, noise), await tfjs.sample(inp, noise))).toBeLessThan(2e-5);
-      expect(chunks.describe()).toBe('native sampler (1 thread)');
+      expect(relDiff(await server.sample(inp, noise), await tfjs.sample(inp, noise))).toBeLessThan(2e-5);
+      expect(server.describe()).toBe('native sampler (1 thread)');
+      await server.dispose();
     } finally {
       await chunks.dispose();
       await tfjs.dispose();
@@ -202,6 +204,11 @@ describe.runIf(haveBlas)('native sampler', () => {
       expect(chunks.describe()).toBe(
         'tfjs sampler (native sampler: 3 heads or the MLPs do not split over 2 threads)',
       );
+      // Left to choose, it runs such a model natively on one thread.
+      const mine = new ChunkSampler(model, w, { log: (l) => lines.push(l) });
+      expect(relDiff(await mine.sample(inp, noise), ref)).toBeLessThan(2e-5);
+      expect(mine.describe()).toBe('native sampler (1 thread)');
+      await mine.dispose();
     } finally {
       await chunks.dispose();
       tf.dispose([...w.values()]);
@@ -255,16 +262,52 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   });
 
-  it('VLA_SAMPLER_THREADS: 1 or 2, anything else is an error naming it', () => {
+  it('threads: an explicit count, else VLA_SAMPLER_THREADS (1 or 2), else 1 where two cannot help, else the preference', () => {
     const saved = process.env.VLA_SAMPLER_THREADS;
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny' }));
+    const threeHeads = modelDims(ModelConfig.parse({ preset: 'tiny', width: 48, heads: 3 }));
     try {
-      process.env.VLA_SAMPLER_THREADS = '1';
-      expect(defaultSamplerThreads()).toBe(1);
+      delete process.env.VLA_SAMPLER_THREADS;
+      expect(samplerThreads(dims, { preferred: 1 })).toBe(1);
+      expect(samplerThreads(dims, { blasThreads: 2 })).toBe(1);
+      expect(samplerThreads(threeHeads)).toBe(1);
+      expect(samplerThreads(dims, { explicit: 2, blasThreads: 2 })).toBe(2);
+      process.env.VLA_SAMPLER_THREADS = '2';
+      expect(samplerThreads(dims, { preferred: 1 })).toBe(2);
+      expect(samplerThreads(dims, { explicit: 1 })).toBe(1);
       process.env.VLA_SAMPLER_THREADS = 'three';
-      expect(() => defaultSamplerThreads()).toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "three"');
+      expect(() => samplerThreads(dims)).toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "three"');
     } finally {
       if (saved === undefined) delete process.env.VLA_SAMPLER_THREADS;
       else process.env.VLA_SAMPLER_THREADS = saved;
+    }
+  });
+
+  it('a bad VLA_SAMPLER or VLA_SAMPLER_THREADS is an error at the first chunk, not a silent fallback', async () => {
+    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
+    const model = new Pi0(dims);
+    const w = params(dims, 9);
+    const saved = { s: process.env.VLA_SAMPLER, t: process.env.VLA_SAMPLER_THREADS };
+    const chunks = new ChunkSampler(model, w, { log: () => expect.unreachable('no fallback note') });
+    const inp = inputs(dims, 1, 2, 5);
+    const noise = new Rng(6).normals(dims.horizon * dims.actionDim);
+    try {
+      process.env.VLA_SAMPLER = 'tfsj';
+      await expect(chunks.sample(inp, noise)).rejects.toThrow(
+        'VLA_SAMPLER: expected native or tfjs, got "tfsj"',
+      );
+      delete process.env.VLA_SAMPLER;
+      process.env.VLA_SAMPLER_THREADS = '4';
+      await expect(chunks.prepare(inp)).rejects.toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "4"');
+    } finally {
+      for (const [k, v] of [
+        ['VLA_SAMPLER', saved.s],
+        ['VLA_SAMPLER_THREADS', saved.t],
+      ] as const)
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      await chunks.dispose();
+      tf.dispose([...w.values()]);
     }
   });
 });
