@@ -12,7 +12,9 @@
  *   VlaAdamW        p, g, m, v                   → p', m', v' (one AdamW step; new tensors, see optimizer.ts)
  *   VlaEma          ema, p                       → ema'
  * and, called directly on tensor memory, sumOfSquares(t) (the global gradient norm) and softmaxGrad (the
- * attention kernel's backward).
+ * attention kernel's backward). The native sampler (model/native-sampler.ts) instantiates the same
+ * module against a shared memory of its own and calls rms_norm, x_sigmoid (GELU's and SiLU's forward),
+ * softmax_rows and add_to there, without TensorFlow.js.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
