@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
 import { loadRobot, resolveConfig, validate } from '../config/load.js';
@@ -16,10 +17,12 @@ interface ServeOpts {
   host?: string;
   port?: string;
   apiKey?: string;
+  apiKeyFile?: string;
   maxBatch?: string;
   maxWaitMs?: string;
   maxMessageMb?: string;
   maxConnections?: string;
+  maxConnectionsPerAddress?: string;
   horizon?: string;
   defaultPrompt?: string;
   seed?: string;
@@ -35,6 +38,38 @@ function int(name: string, value: string | undefined): number | undefined {
   return n;
 }
 
+/**
+ * The API key from --api-key, --api-key-file or VLA_API_KEY; null for none. A key in a file stays out
+ * of `ps`; an empty key would refuse every robot, so it is an error rather than a silent lockout.
+ */
+function apiKeyOption(opts: ServeOpts): string | null {
+  if (opts.apiKey !== undefined && opts.apiKeyFile !== undefined) {
+    throw new UserError('vla serve: give --api-key or --api-key-file, not both');
+  }
+  let key: string | undefined;
+  let source: string;
+  if (opts.apiKeyFile !== undefined) {
+    source = `--api-key-file ${opts.apiKeyFile}`;
+    try {
+      key = readFileSync(opts.apiKeyFile, 'utf8').trim();
+    } catch (e) {
+      throw new UserError(
+        `${source}: cannot read the key file (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`,
+      );
+    }
+  } else if (opts.apiKey !== undefined) {
+    source = '--api-key';
+    key = opts.apiKey;
+  } else {
+    source = 'VLA_API_KEY';
+    key = process.env.VLA_API_KEY;
+  }
+  if (key === undefined) return null;
+  if (key.length === 0) throw new UserError(`${source}: expected a non-empty key, got an empty one`);
+  if (/\s/.test(key)) throw new UserError(`${source}: expected a key without whitespace, got one with`);
+  return key;
+}
+
 export function register(program: Command): void {
   program
     .command('serve')
@@ -48,11 +83,13 @@ export function register(program: Command): void {
     .option('--policy <spec>', 'zeros | replay:DATASET[#EPISODE] | sleep:MS (load testing)')
     .option('--host <addr>', 'address to bind (default 127.0.0.1; 0.0.0.0 serves the network)')
     .option('--port <n>', 'port (default 8000, as openpi)')
-    .option('--api-key <key>', 'require "Authorization: Api-Key <key>" (env VLA_API_KEY)')
+    .option('--api-key <key>', 'require "Authorization: Api-Key <key>" (env VLA_API_KEY; visible in ps)')
+    .option('--api-key-file <path>', 'the same, the key read from a file (kept out of ps)')
     .option('--max-batch <n>', 'most requests per policy call')
     .option('--max-wait-ms <ms>', 'longest a request waits for others to join its batch')
     .option('--max-message-mb <mb>', 'largest request accepted')
     .option('--max-connections <n>', 'most robots connected at once')
+    .option('--max-connections-per-address <n>', 'most connections from one address')
     .option('--horizon <n>', 'action chunk length for zeros/sleep/replay policies (default 50)')
     .option('--default-prompt <text>', 'prompt for requests that carry none')
     .option('--seed <n>', 'seed the sampling noise, so the same observation gives the same chunk')
@@ -92,6 +129,9 @@ export function register(program: Command): void {
           ...(opts.maxConnections !== undefined && {
             max_connections: int('max-connections', opts.maxConnections),
           }),
+          ...(opts.maxConnectionsPerAddress !== undefined && {
+            max_connections_per_address: int('max-connections-per-address', opts.maxConnectionsPerAddress),
+          }),
         },
         () => '',
       );
@@ -107,7 +147,7 @@ export function register(program: Command): void {
         seed: int('seed', opts.seed) ?? null,
         noiseScale: noiseScaleOption(opts.noiseScale) ?? null,
       };
-      const apiKey = opts.apiKey ?? process.env.VLA_API_KEY ?? null;
+      const apiKey = apiKeyOption(opts);
       if (serve.host !== '127.0.0.1' && serve.host !== 'localhost' && serve.host !== '::1' && !apiKey) {
         console.error(
           `warning: serving on ${serve.host} without --api-key: anyone who can reach this port can drive the robot`,
@@ -124,6 +164,9 @@ export function register(program: Command): void {
         apiKey,
         maxMessageBytes: Math.round(serve.max_message_mb * 1024 * 1024),
         maxConnections: serve.max_connections,
+        maxConnectionsPerAddress: serve.max_connections_per_address,
+        idleTimeoutMs: serve.idle_timeout_s * 1000,
+        pingIntervalMs: serve.ping_interval_s * 1000,
         maxBatch: serve.max_batch,
         maxWaitMs: serve.max_wait_ms,
         defaultPrompt: ctx.defaultPrompt,

@@ -249,6 +249,15 @@ export const ServeConfig = z.strictObject({
   /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
   max_message_mb: z.number().positive().default(16),
   max_connections: posInt.default(64),
+  /** One address cannot hold every slot: loopback's robots (sim eval workers) stay well below it. */
+  max_connections_per_address: posInt.default(32),
+  /**
+   * With the server full, a newcomer takes the slot of the connection idle longest, once that one has
+   * sent nothing for this long; a robot that is asking for actions is never closed for a newcomer.
+   */
+  idle_timeout_s: z.number().positive().default(30),
+  /** Pings every so often; a connection that has not answered the last ping is closed. */
+  ping_interval_s: z.number().positive().default(20),
   /** Extra entries for the metadata frame sent on connect (the robot's `reset_pose` is added). */
   metadata: z.record(z.string(), z.unknown()).default({}),
 });

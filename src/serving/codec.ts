@@ -5,11 +5,10 @@
  * them into NdArrays and plain objects in one pass; array bytes stay views into the message.
  */
 import { Packr, Unpackr } from 'msgpackr';
+import { CodecError, checkMessage, DEFAULT_LIMITS, type DecodeLimits } from './msgpack-limits.js';
 import { DTYPE_BYTES, type DType, NdArray, type TypedArray } from './ndarray.js';
 
-export class CodecError extends Error {
-  override name = 'CodecError';
-}
+export { CodecError, DEFAULT_LIMITS, type DecodeLimits };
 
 const unpackr = new Unpackr({ mapsAsObjects: false, useRecords: false, int64AsType: 'number' });
 const packr = new Packr({ useRecords: false, variableMapSize: true });
@@ -91,21 +90,43 @@ function fromMap(map: Map<unknown, unknown>): unknown {
   }
   if (getBin(map, KEY.npgeneric) === true) {
     const dtype = canonicalDtype(getBin(map, KEY.dtype));
-    const value = getBin(map, KEY.data);
-    if (typeof value !== 'number' && typeof value !== 'boolean' && typeof value !== 'bigint') {
-      throw new CodecError(`numpy scalar data: expected a number, got ${typeof value}`);
-    }
     const arr = new CTORS[dtype](new ArrayBuffer(DTYPE_BYTES[dtype]), 0, 1);
-    arr[0] = (dtype === '<i8' || dtype === '<u8' ? BigInt(value) : Number(value)) as never;
+    arr[0] = scalarValue(getBin(map, KEY.data), dtype, arr) as never;
     return new NdArray(arr, [], dtype);
   }
   const out: Record<string, unknown> = {};
   for (const [k, v] of map) {
     const key =
       k instanceof Uint8Array ? Buffer.from(k.buffer, k.byteOffset, k.byteLength).toString() : String(k);
-    out[key] = revive(v);
+    // A key "__proto__" is data like any other, not the object's prototype.
+    if (key === '__proto__') {
+      Object.defineProperty(out, key, {
+        value: revive(v),
+        enumerable: true,
+        writable: true,
+        configurable: true,
+      });
+    } else out[key] = revive(v);
   }
   return out;
+}
+
+/** A numpy scalar's value, refused where its dtype cannot hold it exactly (1.5 as `<i8`, 300 as `|u1`). */
+function scalarValue(value: unknown, dtype: DType, probe: TypedArray): number | bigint {
+  const v = typeof value === 'boolean' ? Number(value) : value;
+  if (typeof v !== 'number' && typeof v !== 'bigint') {
+    throw new CodecError(`numpy scalar data: expected a number, got ${typeof value}`);
+  }
+  if (dtype === '<f4' || dtype === '<f8') return Number(v);
+  if (typeof v === 'number' && !Number.isInteger(v)) {
+    throw new CodecError(`numpy scalar data: expected an integer for dtype ${dtype}, got ${v}`);
+  }
+  const exact = dtype === '<i8' || dtype === '<u8' ? BigInt(v) : Number(v);
+  probe[0] = exact as never;
+  if (probe[0] !== exact || (dtype === '|b1' && exact !== 0 && exact !== 1)) {
+    throw new CodecError(`numpy scalar data: expected a value that fits dtype ${dtype}, got ${v}`);
+  }
+  return exact;
 }
 
 function revive(value: unknown): unknown {
@@ -114,13 +135,19 @@ function revive(value: unknown): unknown {
   return value;
 }
 
-/** Decode one message: maps become plain objects, numpy arrays `NdArray`s viewing the message bytes. */
-export function unpack(message: Uint8Array): unknown {
+/**
+ * Decode one message: maps become plain objects, numpy arrays `NdArray`s viewing the message bytes.
+ * The message's structure is checked against `limits` first, so that no message costs more than a
+ * bounded amount of decoding and every refusal is in our words.
+ */
+export function unpack(message: Uint8Array, limits: DecodeLimits = DEFAULT_LIMITS): unknown {
+  checkMessage(message, limits);
   let raw: unknown;
   try {
     raw = unpackr.unpack(message);
   } catch (e) {
-    throw new CodecError(`message is not valid msgpack: ${(e as Error).message}`);
+    // The check above leaves msgpackr nothing to refuse; should it still, say so without its internals.
+    throw new CodecError(`message: not decodable as msgpack (${(e as Error).name})`);
   }
   return revive(raw);
 }

@@ -33,7 +33,10 @@ class Histogram {
 
 export class ServerMetrics {
   requests = 0;
+  /** Client faults, each counted once per connection (the connection ends with it). */
   readonly errors = new Map<string, number>();
+  /** Connections the server closed that did nothing wrong (idle while the server was full, dead peers). */
+  readonly closes = new Map<string, number>();
   connected = 0;
   connectionsTotal = 0;
   readonly latency = new Histogram(
@@ -63,8 +66,15 @@ export class ServerMetrics {
     this.errors.set(kind, (this.errors.get(kind) ?? 0) + 1);
   }
 
+  closed(reason: string): void {
+    this.closes.set(reason, (this.closes.get(reason) ?? 0) + 1);
+  }
+
   render(): string {
     const errors = [...this.errors].map(([kind, n]) => `vla_errors_total{kind="${kind}"} ${n}`);
+    const closes = [...this.closes].map(
+      ([reason, n]) => `vla_closed_connections_total{reason="${reason}"} ${n}`,
+    );
     return `${[
       '# HELP vla_requests_total Inference requests answered.',
       '# TYPE vla_requests_total counter',
@@ -78,6 +88,9 @@ export class ServerMetrics {
       '# HELP vla_connections_total WebSocket connections accepted.',
       '# TYPE vla_connections_total counter',
       `vla_connections_total ${this.connectionsTotal}`,
+      '# HELP vla_closed_connections_total Connections the server closed without a client fault, by reason.',
+      '# TYPE vla_closed_connections_total counter',
+      ...closes,
       this.latency.render(),
       this.batchSize.render(),
     ].join('\n')}\n`;

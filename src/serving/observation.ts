@@ -69,22 +69,26 @@ function readState(spec: RobotSpec, obs: Record<string, unknown>): Float32Array 
     const field = keyName(part.key);
     const value = lookup(obs, part.key);
     const expected = `a float array of shape [${part.dim}]${part.scalar_ok ? ' (or a scalar)' : ''}`;
-    if (!(value instanceof NdArray) || !NUMERIC.has(value.dtype)) {
-      if (part.scalar_ok && part.dim === 1 && typeof value === 'number') {
-        state[offset++] = value;
-        continue;
-      }
-      throw new ObservationError(`${field}: expected ${expected}, got ${what(value)}`);
-    }
-    const scalarOk = part.scalar_ok && part.dim === 1 && value.shape.length === 0;
-    if (!scalarOk && (value.shape.length !== 1 || value.shape[0] !== part.dim)) {
-      throw new ObservationError(`${field}: expected ${expected}, got ${what(value)}`);
-    }
+    const scalarOk = part.scalar_ok && part.dim === 1;
+    let values: ArrayLike<number | bigint>;
+    if (scalarOk && typeof value === 'number') values = [value];
+    else if (
+      value instanceof NdArray &&
+      NUMERIC.has(value.dtype) &&
+      ((value.shape.length === 1 && value.shape[0] === part.dim) || (scalarOk && value.shape.length === 0))
+    ) {
+      values = value.data;
+    } else throw new ObservationError(`${field}: expected ${expected}, got ${what(value)}`);
     for (let i = 0; i < part.dim; i++) {
-      const v = Number(value.data[i]);
-      if (!Number.isFinite(v))
-        throw new ObservationError(`${field}[${i}]: expected a finite number, got ${v}`);
-      state[offset++] = v;
+      const v = Number(values[i]);
+      state[offset] = v;
+      // The model computes in float32: a float64 past its range (3.5e38) would enter as infinity.
+      if (!Number.isFinite(state[offset]!)) {
+        throw new ObservationError(
+          `${field}[${i}]: expected a finite number within float32's range (±3.4e38), got ${v}`,
+        );
+      }
+      offset++;
     }
   }
   return state;

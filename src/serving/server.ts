@@ -2,7 +2,14 @@
  * The policy server: openpi's wire protocol (DESIGN.md §4) over `ws`. On connect it sends the policy
  * metadata; then each binary request gets one binary reply. A bad request gets a text frame naming
  * the problem and that connection is closed with 1011; other robots keep being served.
+ *
+ * It is a network service beside a machine that moves, so nothing a client sends may stop it or starve
+ * other robots: sockets reset at any stage are ignored, messages over the limit are refused from their
+ * frame header before they are buffered, a message's structure is bounded before it is decoded,
+ * non-finite actions never leave, connections are limited per address, dead peers are found by ping,
+ * and with the server full an idle connection gives its slot to a newcomer.
  */
+import { createHash, timingSafeEqual } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
@@ -12,7 +19,8 @@ import { Batcher } from './batcher.js';
 import { CodecError, pack, unpack } from './codec.js';
 import { ServerMetrics } from './metrics.js';
 import { NdArray } from './ndarray.js';
-import { ObservationError, parseObservation } from './observation.js';
+import { type Observation, ObservationError, parseObservation } from './observation.js';
+import type { PolicyResult } from './policy.js';
 import type { PolicyRunner } from './runner.js';
 
 export interface ServerOptions {
@@ -24,13 +32,23 @@ export interface ServerOptions {
   maxBatch: number;
   maxWaitMs: number;
   defaultPrompt: string | null;
+  /** Defaults: serve config's (32 per address, 30 s idle before giving up a slot, pings every 20 s). */
+  maxConnectionsPerAddress?: number;
+  idleTimeoutMs?: number;
+  pingIntervalMs?: number;
   log?: (line: string) => void;
 }
 
-/** Close codes: RFC 6455's "going away" for shutdown, "message too big", and openpi's 1011 for errors. */
+/** Close codes: RFC 6455's "going away", "message too big", "try again later", and openpi's 1011 for errors. */
 const GOING_AWAY = 1001;
 const TOO_BIG = 1009;
 const INTERNAL_ERROR = 1011;
+const TRY_AGAIN_LATER = 1013;
+
+/** A client that stops reading its replies is cut off once this much waits in its send buffer. */
+const MAX_UNREAD_BYTES = 1 << 20;
+/** How long a refused connection may take to answer our close frame before its socket is destroyed. */
+const CLOSE_GRACE_MS = 1000;
 
 function refuseUpgrade(socket: Duplex, status: string, message: string): void {
   socket.end(
@@ -38,13 +56,44 @@ function refuseUpgrade(socket: Duplex, status: string, message: string): void {
   );
 }
 
+const sha256 = (text: string) => createHash('sha256').update(text).digest();
+
+/** Non-finite values in a chunk: a model fed an extreme state can produce them, a robot must never get them. */
+function countNonFinite(actions: Float32Array): number {
+  let n = 0;
+  for (let i = 0; i < actions.length; i++) if (!Number.isFinite(actions[i]!)) n++;
+  return n;
+}
+
+interface Connection {
+  readonly ws: WebSocket;
+  readonly session: number;
+  readonly address: string;
+  /** A request is being answered. */
+  busy: boolean;
+  /** An error was sent: the connection is closing and holds no slot; later frames are ignored. */
+  done: boolean;
+  /** When it last finished a reply (or connected): the longest idle gives way to a newcomer. */
+  idleSince: number;
+  /** It answered the last ping. */
+  alive: boolean;
+  cycleStart: number;
+  prevTotalMs: number | null;
+}
+
 export class PolicyServer {
   readonly metrics = new ServerMetrics();
   private readonly http: http.Server;
   private readonly wss: WebSocketServer;
   private readonly batcher: Batcher;
-  private readonly idle = new Set<WebSocket>();
-  private readonly sockets = new Set<WebSocket>();
+  /** Connections that hold a slot: open and not failed. */
+  private readonly connections = new Map<WebSocket, Connection>();
+  /** Connections that could send a request now (not waiting on one): the batcher's "nobody else can join". */
+  private readonly ready = new Set<WebSocket>();
+  private readonly keyDigest: Buffer | null;
+  private readonly perAddress: number;
+  private readonly idleTimeoutMs: number;
+  private readonly pinger: NodeJS.Timeout;
   private inFlight = 0;
   private closing = false;
   private nextSession = 0;
@@ -54,23 +103,32 @@ export class PolicyServer {
     private readonly robot: RobotSpec,
     private readonly opts: ServerOptions,
   ) {
+    if (opts.apiKey === '') throw new Error('PolicyServer: apiKey must be null or a non-empty string');
+    this.keyDigest = opts.apiKey === null ? null : sha256(`Api-Key ${opts.apiKey}`);
+    this.perAddress = opts.maxConnectionsPerAddress ?? 32;
+    this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
     this.batcher = new Batcher((requests) => runner.inferBatch(requests), {
       maxBatch: opts.maxBatch,
       // A policy on this thread costs next to nothing per call: waiting for company would only add latency.
       maxWaitMs: runner.transfers ? opts.maxWaitMs : 0,
-      idleSessions: () => this.idle.size,
+      idleSessions: () => this.ready.size,
       onBatch: (n) => this.metrics.batchSize.observe(n),
     });
-    // ws's own limit is a memory guard set above ours, so that an oversize message still gets our clear
-    // text frame; only messages past 4x the limit are cut off by ws itself (close 1009).
+    // ws refuses a message from its frame header once the message would pass the limit: nothing of an
+    // oversize message is buffered.
     this.wss = new WebSocketServer({
       noServer: true,
       perMessageDeflate: false,
-      maxPayload: opts.maxMessageBytes * 4,
+      maxPayload: opts.maxMessageBytes,
     });
-    this.http = http.createServer((req, res) => this.onHttp(req, res));
+    // A connection that never finishes its upgrade request holds a socket, not a slot; still, not for long.
+    this.http = http.createServer(
+      { headersTimeout: 10_000, requestTimeout: 10_000, connectionsCheckingInterval: 2_000 },
+      (req, res) => this.onHttp(req, res),
+    );
     this.http.on('upgrade', (req, socket, head) => this.onUpgrade(req, socket, head));
-    this.wss.on('connection', (ws) => this.onConnection(ws));
+    this.pinger = setInterval(() => this.ping(), opts.pingIntervalMs ?? 20_000);
+    this.pinger.unref();
   }
 
   static async start(runner: PolicyRunner, robot: RobotSpec, opts: ServerOptions): Promise<PolicyServer> {
@@ -109,12 +167,20 @@ export class PolicyServer {
     }
   }
 
+  /** Constant-time: how long the comparison takes says nothing about how much of the key was right. */
+  private keyMatches(header: string | undefined): boolean {
+    return this.keyDigest === null || timingSafeEqual(sha256(header ?? ''), this.keyDigest);
+  }
+
   private onUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
+    // A peer may reset the connection at any moment, before or after our answer: that ends its socket,
+    // never the server.
+    socket.on('error', () => socket.destroy());
     if (this.closing) {
       refuseUpgrade(socket, '503 Service Unavailable', 'server is shutting down\n');
       return;
     }
-    if (this.opts.apiKey !== null && req.headers.authorization !== `Api-Key ${this.opts.apiKey}`) {
+    if (!this.keyMatches(req.headers.authorization)) {
       this.metrics.error('unauthorized');
       refuseUpgrade(
         socket,
@@ -123,110 +189,238 @@ export class PolicyServer {
       );
       return;
     }
-    if (this.sockets.size >= this.opts.maxConnections) {
+    const address = req.socket.remoteAddress ?? 'unknown';
+    const refusal = this.makeRoom(address);
+    if (refusal !== null) {
       this.metrics.error('too_many_connections');
-      refuseUpgrade(
-        socket,
-        '503 Service Unavailable',
-        `too many connections: the server accepts ${this.opts.maxConnections} (--max-connections)\n`,
-      );
+      refuseUpgrade(socket, '503 Service Unavailable', `${refusal}\n`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.wss.emit('connection', ws, req));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, address));
   }
 
-  private onConnection(ws: WebSocket): void {
-    const session = this.nextSession++;
-    this.sockets.add(ws);
-    this.idle.add(ws);
+  /**
+   * Whether a newcomer from `address` gets a slot: null when it does (closing the longest-idle
+   * connection if that is what frees one), else the text of the refusal.
+   */
+  private makeRoom(address: string): string | null {
+    const fromAddress = [...this.connections.values()].filter((c) => c.address === address);
+    const idleFor = `none idle for ${(this.idleTimeoutMs / 1000).toFixed(0)} s (serve.idle_timeout_s)`;
+    if (fromAddress.length >= this.perAddress && !this.evictIdlest(fromAddress)) {
+      return `server full for ${address}: ${fromAddress.length} connections from this address (serve.max_connections_per_address), ${idleFor}; retry later`;
+    }
+    if (
+      this.connections.size >= this.opts.maxConnections &&
+      !this.evictIdlest([...this.connections.values()])
+    ) {
+      return `server full: ${this.connections.size} of ${this.opts.maxConnections} connections in use (serve.max_connections), ${idleFor}; retry later`;
+    }
+    return null;
+  }
+
+  private evictIdlest(candidates: Connection[]): boolean {
+    const now = performance.now();
+    let idlest: Connection | null = null;
+    for (const c of candidates) {
+      if (!c.busy && now - c.idleSince >= this.idleTimeoutMs && (!idlest || c.idleSince < idlest.idleSince)) {
+        idlest = c;
+      }
+    }
+    if (!idlest) return false;
+    this.metrics.closed('idle_evicted');
+    const seconds = ((now - idlest.idleSince) / 1000).toFixed(0);
+    this.end(
+      idlest,
+      `connection closed to make room for another robot: no request for ${seconds} s while the server was full`,
+      TRY_AGAIN_LATER,
+      'idle, server full',
+    );
+    return true;
+  }
+
+  /** Releases a connection's slot (once) and closes it, with a text frame first when there is one. */
+  private end(c: Connection, text: string | null, code: number, reason: string): void {
+    this.release(c);
+    c.done = true;
+    if (c.ws.readyState !== c.ws.OPEN) return;
+    if (text !== null) c.ws.send(text);
+    c.ws.close(code, reason);
+    setTimeout(() => c.ws.terminate(), CLOSE_GRACE_MS).unref();
+  }
+
+  private release(c: Connection): void {
+    if (!this.connections.delete(c.ws)) return;
+    this.ready.delete(c.ws);
+    this.metrics.connected--;
+    this.runner.endSession(c.session);
+  }
+
+  private ping(): void {
+    for (const c of this.connections.values()) {
+      if (!c.alive) {
+        this.metrics.closed('ping_timeout');
+        this.release(c);
+        c.ws.terminate();
+        continue;
+      }
+      c.alive = false;
+      c.ws.ping();
+    }
+  }
+
+  private onConnection(ws: WebSocket, address: string): void {
+    const now = performance.now();
+    const c: Connection = {
+      ws,
+      session: this.nextSession++,
+      address,
+      busy: false,
+      done: false,
+      idleSince: now,
+      alive: true,
+      cycleStart: now,
+      prevTotalMs: null,
+    };
+    this.connections.set(ws, c);
+    this.ready.add(ws);
     this.metrics.connected++;
     this.metrics.connectionsTotal++;
-    let busy = false;
-    let cycleStart = performance.now();
-    let prevTotalMs: number | null = null;
-
-    const fail = (message: string, kind: string, code = INTERNAL_ERROR) => {
-      this.metrics.error(kind);
-      this.idle.delete(ws);
-      if (ws.readyState !== ws.OPEN) return;
-      ws.send(message);
-      ws.close(code, kind.slice(0, 100));
-    };
-
-    ws.on('message', async (data: Buffer, isBinary: boolean) => {
-      if (!isBinary) return fail('request: expected a binary msgpack frame, got a text frame', 'protocol');
-      if (busy)
-        return fail('request: expected one request at a time (wait for the reply), got a second', 'protocol');
-      if (data.byteLength > this.opts.maxMessageBytes) {
-        return fail(
-          `request: expected at most ${this.opts.maxMessageBytes} bytes (--max-message-mb), got ${data.byteLength}`,
-          'too_big',
-          TOO_BIG,
-        );
-      }
-      busy = true;
-      this.idle.delete(ws);
-      this.inFlight++;
-      const t0 = performance.now();
-      try {
-        // A worker takes the request's buffers instead of copying them: they must belong to this message alone.
-        const owned =
-          this.runner.transfers && (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength)
-            ? Buffer.from(data)
-            : data;
-        const obs = parseObservation(this.robot, unpack(owned));
-        obs.prompt ??= this.opts.defaultPrompt;
-        if (obs.prompt === null && this.runner.requiresPrompt) {
-          throw new ObservationError(
-            'prompt: expected a string (this policy has no default prompt), got nothing (missing)',
-          );
-        }
-        const result = await this.batcher.submit({ obs, session });
-        if (ws.readyState !== ws.OPEN) return;
-        const serverTiming: Record<string, number> = { infer_ms: performance.now() - t0 };
-        if (prevTotalMs !== null) serverTiming.prev_total_ms = prevTotalMs;
+    // ws closes an oversize message with a bare 1009 before telling us; the robot gets our words first.
+    const close = ws.close.bind(ws);
+    ws.close = (code?: number, reason?: string | Buffer) => {
+      if (code === TOO_BIG && reason === undefined && ws.readyState === ws.OPEN) {
+        this.metrics.error('too_big');
+        this.release(c);
+        c.done = true;
         ws.send(
-          pack({
-            actions: new NdArray(result.actions, [result.horizon, result.actionDim]),
-            policy_timing: { infer_ms: result.inferMs },
-            server_timing: serverTiming,
-          }),
+          `request: expected at most ${this.opts.maxMessageBytes} bytes (serve.max_message_mb), got a larger message`,
         );
-        this.metrics.requests++;
-        const now = performance.now();
-        this.metrics.observeLatency(now - t0);
-        prevTotalMs = now - cycleStart;
-        cycleStart = now;
-        busy = false;
-        if (!this.closing) this.idle.add(ws);
-      } catch (e) {
-        const err = e as Error;
-        if (err instanceof ObservationError || err instanceof CodecError) fail(err.message, 'bad_request');
-        else {
-          this.opts.log?.(`inference failed: ${err.message}`);
-          fail(`inference failed: ${err.message}`, 'inference');
-        }
-      } finally {
-        this.inFlight--;
+        return close(TOO_BIG, 'message too big');
       }
+      return close(code, reason);
+    };
+    ws.on('message', (data: Buffer, isBinary: boolean) => void this.onMessage(c, data, isBinary));
+    ws.on('pong', () => {
+      c.alive = true;
     });
-    ws.on('close', () => {
-      this.sockets.delete(ws);
-      this.idle.delete(ws);
-      this.metrics.connected--;
-      this.runner.endSession(session);
+    ws.on('close', () => this.release(c));
+    ws.on('error', () => {
+      // Frames that break RFC 6455 (bad opcode, unmasked, invalid UTF-8 in a text frame): ws has
+      // already closed with the code that says which. Oversize messages were counted above.
+      if (c.done) return;
+      this.metrics.error('protocol');
+      this.release(c);
+      c.done = true;
     });
-    ws.on('error', (e) => this.opts.log?.(`connection ${session}: ${e.message}`));
     ws.send(pack(this.runner.metadata));
+  }
+
+  private fail(c: Connection, message: string, kind: string, code = INTERNAL_ERROR): void {
+    if (c.done) return;
+    this.metrics.error(kind);
+    this.end(c, message, code, kind);
+  }
+
+  /** The request's observation, or null after telling the robot what was wrong with it. */
+  private decode(c: Connection, data: Buffer): Observation | null {
+    try {
+      // A worker takes the request's buffers instead of copying them: they must belong to this message alone.
+      const owned =
+        this.runner.transfers && (data.byteOffset !== 0 || data.byteLength !== data.buffer.byteLength)
+          ? Buffer.from(data)
+          : data;
+      const obs = parseObservation(this.robot, unpack(owned));
+      obs.prompt ??= this.opts.defaultPrompt;
+      if (obs.prompt === null && this.runner.requiresPrompt) {
+        throw new ObservationError(
+          'prompt: expected a string (this policy has no default prompt), got nothing (missing)',
+        );
+      }
+      return obs;
+    } catch (e) {
+      const err = e as Error;
+      if (err instanceof ObservationError || err instanceof CodecError) {
+        this.fail(c, err.message, 'bad_request');
+      } else {
+        // Our bug, not the robot's: logged, and the robot told its request could not be read.
+        this.opts.log?.(`decoding a request failed: ${err.stack ?? err.message}`);
+        this.fail(c, `request: could not be decoded (${err.name})`, 'bad_request');
+      }
+      return null;
+    }
+  }
+
+  private async onMessage(c: Connection, data: Buffer, isBinary: boolean): Promise<void> {
+    if (c.done) return;
+    if (!isBinary)
+      return this.fail(c, 'request: expected a binary msgpack frame, got a text frame', 'protocol');
+    if (c.busy) {
+      return this.fail(
+        c,
+        'request: expected one request at a time (wait for the reply), got a second',
+        'protocol',
+      );
+    }
+    const t0 = performance.now();
+    const obs = this.decode(c, data);
+    if (obs === null) return;
+    c.busy = true;
+    this.ready.delete(c.ws);
+    this.inFlight++;
+    let result: PolicyResult;
+    try {
+      result = await this.batcher.submit({ obs, session: c.session });
+    } catch (e) {
+      const err = e as Error;
+      this.opts.log?.(`inference failed: ${err.message}`);
+      return this.fail(c, `inference failed: ${err.message}`, 'inference');
+    } finally {
+      this.inFlight--;
+    }
+    if (c.done || c.ws.readyState !== c.ws.OPEN) return;
+    const nonFinite = countNonFinite(result.actions);
+    if (nonFinite > 0) {
+      return this.fail(
+        c,
+        `actions: expected finite numbers, got ${nonFinite} NaN or infinite of ${result.actions.length} from the policy for this observation (nothing was sent to the robot; is the state within its usual range?)`,
+        'non_finite_actions',
+      );
+    }
+    if (c.ws.bufferedAmount > MAX_UNREAD_BYTES) {
+      // Replies pile up unread: no text frame would reach it either.
+      this.metrics.error('unread_replies');
+      this.release(c);
+      c.done = true;
+      c.ws.terminate();
+      return;
+    }
+    const serverTiming: Record<string, number> = { infer_ms: performance.now() - t0 };
+    if (c.prevTotalMs !== null) serverTiming.prev_total_ms = c.prevTotalMs;
+    c.ws.send(
+      pack({
+        actions: new NdArray(result.actions, [result.horizon, result.actionDim]),
+        policy_timing: { infer_ms: result.inferMs },
+        server_timing: serverTiming,
+      }),
+    );
+    this.metrics.requests++;
+    const now = performance.now();
+    this.metrics.observeLatency(now - t0);
+    c.prevTotalMs = now - c.cycleStart;
+    c.cycleStart = now;
+    c.idleSince = now;
+    c.busy = false;
+    if (!this.closing) this.ready.add(c.ws);
   }
 
   /** Graceful shutdown: refuse new connections, finish replies in flight, close the rest with 1001. */
   async close(): Promise<void> {
     this.closing = true;
-    this.idle.clear();
+    clearInterval(this.pinger);
+    this.ready.clear();
     this.http.close();
     while (this.inFlight > 0 || this.batcher.busy) await new Promise((r) => setTimeout(r, 5));
-    const closed = [...this.sockets].map(
+    const closed = [...this.wss.clients].map(
       (ws) =>
         new Promise<void>((resolve) => {
           const timer = setTimeout(() => {

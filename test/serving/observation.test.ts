@@ -58,7 +58,7 @@ describe('observations against robot specs', () => {
     expect(fails((o) => (o.prompt = 42))).toBe('prompt: expected a string, got number 42');
     expect(
       fails((o) => (o.state = new NdArray(Float64Array.of(Number.NaN, ...new Array(13).fill(0)), [14]))),
-    ).toBe('state[0]: expected a finite number, got NaN');
+    ).toBe("state[0]: expected a finite number within float32's range (±3.4e38), got NaN");
     expect(fails((o) => ((o.images as Record<string, unknown>).cam_low = 'not an image'))).toMatch(
       /^images\/cam_low: expected a uint8 image \[3, 224, 224\], got string/,
     );
