@@ -165,6 +165,7 @@ export function register(program: Command): void {
         maxMessageBytes: Math.round(serve.max_message_mb * 1024 * 1024),
         maxConnections: serve.max_connections,
         maxConnectionsPerAddress: serve.max_connections_per_address,
+        maxReceivingBytes: Math.round(serve.max_receiving_mb * 1024 * 1024),
         idleTimeoutMs: serve.idle_timeout_s * 1000,
         pingIntervalMs: serve.ping_interval_s * 1000,
         maxBatch: serve.max_batch,

@@ -249,6 +249,11 @@ export const ServeConfig = z.strictObject({
   /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
   max_message_mb: z.number().positive().default(16),
   max_connections: posInt.default(64),
+  /**
+   * Most bytes of incoming messages held at once across all connections; a message that would pass it
+   * is refused (1013, try again later). 256 MB holds 64 robots' 4-camera 640×480 observations.
+   */
+  max_receiving_mb: z.number().positive().default(256),
   /** One address cannot hold every slot: loopback's robots (sim eval workers) stay well below it. */
   max_connections_per_address: posInt.default(32),
   /**

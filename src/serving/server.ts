@@ -21,6 +21,7 @@ import { ServerMetrics } from './metrics.js';
 import { NdArray } from './ndarray.js';
 import { type Observation, ObservationError, parseObservation } from './observation.js';
 import type { PolicyResult } from './policy.js';
+import { ReceiveBudget } from './receive-budget.js';
 import type { PolicyRunner } from './runner.js';
 
 export interface ServerOptions {
@@ -34,6 +35,8 @@ export interface ServerOptions {
   defaultPrompt: string | null;
   /** Defaults: serve config's (32 per address, 30 s idle before giving up a slot, pings every 20 s). */
   maxConnectionsPerAddress?: number;
+  /** Most bytes of incoming messages held at once, all connections together (default 256 MB). */
+  maxReceivingBytes?: number;
   idleTimeoutMs?: number;
   pingIntervalMs?: number;
   log?: (line: string) => void;
@@ -79,6 +82,8 @@ interface Connection {
   alive: boolean;
   cycleStart: number;
   prevTotalMs: number | null;
+  /** Its share of the receive budget. */
+  receiving: { messageDone(): void; release(): void };
 }
 
 export class PolicyServer {
@@ -90,6 +95,7 @@ export class PolicyServer {
   private readonly connections = new Map<WebSocket, Connection>();
   /** Connections that could send a request now (not waiting on one): the batcher's "nobody else can join". */
   private readonly ready = new Set<WebSocket>();
+  private readonly receiving: ReceiveBudget;
   private readonly keyDigest: Buffer | null;
   private readonly perAddress: number;
   private readonly idleTimeoutMs: number;
@@ -107,6 +113,7 @@ export class PolicyServer {
     this.keyDigest = opts.apiKey === null ? null : sha256(`Api-Key ${opts.apiKey}`);
     this.perAddress = opts.maxConnectionsPerAddress ?? 32;
     this.idleTimeoutMs = opts.idleTimeoutMs ?? 30_000;
+    this.receiving = new ReceiveBudget(opts.maxReceivingBytes ?? 256 * 1024 * 1024);
     this.batcher = new Batcher((requests) => runner.inferBatch(requests), {
       maxBatch: opts.maxBatch,
       // A policy on this thread costs next to nothing per call: waiting for company would only add latency.
@@ -196,7 +203,7 @@ export class PolicyServer {
       refuseUpgrade(socket, '503 Service Unavailable', `${refusal}\n`);
       return;
     }
-    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, address));
+    this.wss.handleUpgrade(req, socket, head, (ws) => this.onConnection(ws, address, socket));
   }
 
   /**
@@ -251,6 +258,7 @@ export class PolicyServer {
   private release(c: Connection): void {
     if (!this.connections.delete(c.ws)) return;
     this.ready.delete(c.ws);
+    c.receiving.release();
     this.metrics.connected--;
     this.runner.endSession(c.session);
   }
@@ -268,8 +276,20 @@ export class PolicyServer {
     }
   }
 
-  private onConnection(ws: WebSocket, address: string): void {
+  private onConnection(ws: WebSocket, address: string, socket: Duplex): void {
     const now = performance.now();
+    const receiving = this.receiving.track(socket, () => {
+      this.metrics.closed('receive_budget');
+      const mb = (bytes: number) => (bytes / 1024 / 1024).toFixed(0);
+      this.end(
+        c,
+        `request: refused, the server is receiving ${mb(this.receiving.heldBytes)} MB of messages at once (serve.max_receiving_mb: ${mb(this.receiving.limitBytes)}); send it again`,
+        TRY_AGAIN_LATER,
+        'server busy receiving',
+      );
+      // Nothing more of this message is read: its bytes would only be thrown away.
+      socket.pause();
+    });
     const c: Connection = {
       ws,
       session: this.nextSession++,
@@ -280,6 +300,7 @@ export class PolicyServer {
       alive: true,
       cycleStart: now,
       prevTotalMs: null,
+      receiving,
     };
     this.connections.set(ws, c);
     this.ready.add(ws);
@@ -351,6 +372,7 @@ export class PolicyServer {
   }
 
   private async onMessage(c: Connection, data: Buffer, isBinary: boolean): Promise<void> {
+    c.receiving.messageDone();
     if (c.done) return;
     if (!isBinary)
       return this.fail(c, 'request: expected a binary msgpack frame, got a text frame', 'protocol');

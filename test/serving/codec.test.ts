@@ -127,3 +127,90 @@ describe('msgpack_numpy codec (openpi wire format)', () => {
     );
   });
 });
+
+describe('limits checked before decoding', () => {
+  const limits = { maxDepth: 3, maxValues: 10, maxStringBytes: 8 };
+
+  it('accepts what is within every limit, counting depth, values and string bytes exactly', () => {
+    // [[[1]]]: three deep; {"a": [1..8]}: 1 + 8 values; an 8-byte string.
+    expect(unpack(Buffer.from([0x91, 0x91, 0x91, 0x01]), limits)).toEqual([[[1]]]);
+    expect(unpack(Buffer.from([0x81, 0xa1, 0x61, 0x98, 1, 2, 3, 4, 5, 6, 7, 8]), limits)).toEqual({
+      a: [1, 2, 3, 4, 5, 6, 7, 8],
+    });
+    expect(unpack(Buffer.from([0xa8, ...Buffer.from('abcdefgh')]), limits)).toBe('abcdefgh');
+    // Bytes are not strings: a bin of 100 bytes is skipped, not limited.
+    expect((unpack(Buffer.from([0xc4, 100, ...Buffer.alloc(100)]), limits) as Buffer).length).toBe(100);
+  });
+
+  it('refuses one past each limit, naming the limit and where', () => {
+    expect(() => unpack(Buffer.from([0x91, 0x91, 0x91, 0x91, 0x01]), limits)).toThrow(
+      'message: expected maps and arrays nested at most 3 deep, got deeper at byte 4',
+    );
+    expect(() =>
+      unpack(Buffer.from([0x81, 0xa1, 0x61, 0x9a, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), limits),
+    ).toThrow('message: expected at most 10 values in all, got a list of 10 entries at byte 4 (11 so far)');
+    expect(() => unpack(Buffer.from([0xa9, ...Buffer.from('abcdefghi')]), limits)).toThrow(
+      'message: expected strings of at most 8 bytes, got one of 9 at byte 1',
+    );
+    // A map32 announcing a million entries is refused from its header, before any entry is read.
+    expect(() => unpack(Buffer.from([0xdf, 0x00, 0x0f, 0x42, 0x40]))).toThrow(
+      'message: expected at most 10000 values in all, got a map of 1000000 entries at byte 5 (1000000 so far)',
+    );
+  });
+
+  it('refuses extension types, 0xc1, truncation and trailing bytes in its own words', () => {
+    expect(() => unpack(Buffer.from([0xd4, 0x73, 0x00]))).toThrow(
+      'message: expected maps, lists, strings, bytes, numbers, booleans or nil, got a msgpack extension type (0xd4) at byte 0',
+    );
+    expect(() => unpack(Buffer.from([0xc1]))).toThrow('message: byte 0 is 0xc1, which msgpack never uses');
+    expect(() => unpack(Buffer.from([0xc5, 0x01]))).toThrow(
+      'message: truncated at byte 1: expected 2 more bytes for the length of bytes, got 1',
+    );
+    expect(() => unpack(Buffer.from([0xc4, 0x05, 1, 2]))).toThrow(
+      'message: truncated at byte 2: expected 5 more bytes for bytes, got 2',
+    );
+    expect(() => unpack(Buffer.from([0x01, 0x02]))).toThrow(
+      'message: expected one msgpack value, got 1 bytes after it (from byte 1)',
+    );
+  });
+
+  it('checks numpy scalars against their dtype', () => {
+    const scalar = (value: number[], dtype: string) =>
+      Buffer.from([
+        0x83,
+        ...bin('__npgeneric__'),
+        0xc3,
+        ...bin('data'),
+        ...value,
+        ...bin('dtype'),
+        ...str(dtype),
+      ]);
+    const f = Buffer.alloc(9);
+    f[0] = 0xcb;
+    f.writeDoubleBE(1.5, 1);
+    expect(() => unpack(scalar([...f], '<i8'))).toThrow(
+      'numpy scalar data: expected an integer for dtype <i8, got 1.5',
+    );
+    expect(() => unpack(scalar([0xcd, 0x01, 0x2c], '|u1'))).toThrow(
+      'numpy scalar data: expected a value that fits dtype |u1, got 300',
+    );
+    expect(() => unpack(scalar([0x02], '|b1'))).toThrow(
+      'numpy scalar data: expected a value that fits dtype |b1, got 2',
+    );
+    expect(() => unpack(scalar([0xff], '<u4'))).toThrow(
+      'numpy scalar data: expected a value that fits dtype <u4, got -1',
+    );
+    expect((unpack(scalar([0x07], '<i8')) as NdArray).data[0]).toBe(7n);
+    expect((unpack(scalar([0xc3], '|b1')) as NdArray).data[0]).toBe(1);
+  });
+
+  it('keeps a "__proto__" key as data, not as the prototype', () => {
+    const decoded = unpack(Buffer.from([0x81, ...str('__proto__'), 0x81, ...str('state'), 0x01])) as Record<
+      string,
+      unknown
+    >;
+    expect(Object.getPrototypeOf(decoded)).toBe(Object.prototype);
+    expect(decoded.state).toBeUndefined();
+    expect(Object.keys(decoded)).toEqual(['__proto__']);
+  });
+});

@@ -685,7 +685,8 @@ export function catalogue(): HostileCase[] {
   // Clients that break the rhythm.
   add(
     '100 requests without waiting for replies',
-    CLOSE_1011('request: expected one request at a time'),
+    // Replies to the first requests may go out before the rest arrive: how many depends on timing.
+    /^(\d+ replies; )?close 1011: request: expected one request at a time \(wait for the reply\), got a second$/,
     (t) => {
       const m = pack(smallObservation(t.robot));
       return exchange(t, new Array(100).fill(m));
