@@ -12,9 +12,8 @@ import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import { alohaActionsFromPi, alohaStateToPi } from '../transforms/aloha.js';
 import { type NormStats, normalize, unnormalize } from '../transforms/normalize.js';
-import type { PolicyContext } from './load-policy.js';
 import type { CameraImage } from './observation.js';
-import type { Policy, PolicyRequest, PolicyResult } from './policy.js';
+import type { Policy, PolicyContext, PolicyRequest, PolicyResult } from './policy.js';
 
 function toSquare(img: CameraImage, size: number, out: Uint8Array, offset: number): void {
   const hwc = img.layout === 'chw' ? chwToHwc(img.data, 3, img.height, img.width) : img.data;

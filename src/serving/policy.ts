@@ -37,6 +37,25 @@ export interface Policy {
   close?(): Promise<void>;
 }
 
+/** What a policy needs besides its spec; plain data, so it can be sent to a worker thread. */
+export interface PolicyContext {
+  robot: string;
+  horizon: number;
+  metadata: Record<string, unknown>;
+  defaultPrompt: string | null;
+  backend?: string;
+  /** Seeds the flow-matching noise, for reproducible chunks; fresh noise every call when left out. */
+  seed?: number | null;
+  /** The initial noise's standard deviation (a checkpoint's `model.noise_scale` when left out). */
+  noiseScale?: number | null;
+  /**
+   * Native sampler threads where the caller knows better than the default (one per core, up to two):
+   * a server that shares the machine with the simulation rolling out against it takes 1.
+   * VLA_SAMPLER_THREADS still wins.
+   */
+  samplerThreads?: number;
+}
+
 /** How a policy is named on the command line (`--policy zeros`, `sleep:50`, `replay:DIR`, a checkpoint). */
 export type PolicySpec =
   | { kind: 'zeros' }

@@ -8,8 +8,7 @@
 import { UserError } from '../config/errors.js';
 import type { RobotSpec } from '../config/robot.js';
 import { openDataset } from '../data/reader.js';
-import type { PolicyContext } from './load-policy.js';
-import type { Policy, PolicyRequest, PolicyResult } from './policy.js';
+import type { Policy, PolicyContext, PolicyRequest, PolicyResult } from './policy.js';
 
 interface Cursor {
   episode: number;

@@ -4,8 +4,8 @@
  * computes (openpi's server blocks its event loop during inference).
  */
 import { startWorker } from '../threads.js';
-import { loadPolicy, type PolicyContext } from './load-policy.js';
-import type { PolicyRequest, PolicyResult, PolicySpec } from './policy.js';
+import { loadPolicy } from './load-policy.js';
+import type { PolicyContext, PolicyRequest, PolicyResult, PolicySpec } from './policy.js';
 
 export interface PolicyRunner {
   readonly metadata: Record<string, unknown>;

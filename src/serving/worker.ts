@@ -1,7 +1,7 @@
 /** The inference worker thread: builds the policy from its spec and answers batches. */
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadPolicy, type PolicyContext } from './load-policy.js';
-import type { PolicyRequest, PolicySpec } from './policy.js';
+import { loadPolicy } from './load-policy.js';
+import type { PolicyContext, PolicyRequest, PolicySpec } from './policy.js';
 
 const { spec, ctx } = workerData as { spec: PolicySpec; ctx: PolicyContext };
 const port = parentPort!;

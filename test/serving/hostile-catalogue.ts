@@ -130,7 +130,7 @@ function frameHeader(length: number, opcode = 0x2, fin = true): Buffer {
 }
 
 /** A whole client frame: the header and the payload masked with its key (1, 2, 3, 4). */
-function maskedFrame(body: Buffer, opcode = 0x2): Buffer {
+export function maskedFrame(body: Buffer, opcode = 0x2): Buffer {
   const masked = Buffer.from(body);
   for (let i = 0; i < masked.length; i++) masked[i]! ^= (i & 3) + 1;
   return Buffer.concat([frameHeader(body.length, opcode), masked]);
@@ -161,7 +161,7 @@ async function rawTcp(
 }
 
 /** After a handshake the server's first frame is the metadata: read it, then go on raw. */
-async function upgraded(t: Target): Promise<net.Socket> {
+export async function upgraded(t: Target): Promise<net.Socket> {
   const socket = net.connect(t.port, '127.0.0.1');
   socket.on('error', () => {});
   await new Promise<void>((r) => socket.once('connect', () => r()));

@@ -9,6 +9,7 @@ import { NdArray } from '../../src/serving/ndarray.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner, workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer, type ServerOptions } from '../../src/serving/server.js';
+import { exchange, maskedFrame, upgraded } from './hostile-catalogue.js';
 
 const aloha = loadRobot('aloha');
 const droid = loadRobot('droid');
@@ -158,6 +159,33 @@ describe('policy server over real sockets', () => {
       'request: expected at most 300000 bytes (serve.max_message_mb), got a larger message',
     );
     expect((await sock.closed).code).toBe(1009);
+  });
+
+  it('past the receive budget, the connection whose bytes pass it gets 1013; the one half-way keeps its message', async () => {
+    const server = await serve({ kind: 'zeros' }, { maxReceivingBytes: 1 << 20, apiKey: 'k' });
+    const target = { port: server.port, apiKey: 'k', robot: aloha };
+    const frame = maskedFrame(pack(exampleObservation(aloha)));
+    expect(frame.length).toBeGreaterThan(600_000);
+    const first = await upgraded(target);
+    let reply = Buffer.alloc(0);
+    first.on('data', (d: Buffer) => {
+      reply = Buffer.concat([reply, d]);
+    });
+    await new Promise<void>((r) => first.write(frame.subarray(0, 500_000), () => r()));
+    await new Promise((r) => setTimeout(r, 50));
+    expect(await exchange(target, [pack(exampleObservation(aloha))])).toMatch(
+      /^close 1013: request: refused, the server is receiving 1 MB of messages at once \(serve\.max_receiving_mb: 1\); send it again$/,
+    );
+    first.write(frame.subarray(500_000));
+    // The reply: a binary frame (0x82) holding the actions.
+    while (!reply.includes(Buffer.from('actions'))) await new Promise((r) => setTimeout(r, 10));
+    expect(reply[0]).toBe(0x82);
+    first.destroy();
+    expect(server.metrics.render()).toMatch(/^vla_closed_connections_total\{reason="receive_budget"\} 1$/m);
+    // With the first message done, the budget is free again.
+    expect(await exchange(target, [pack(exampleObservation(aloha))], { timeoutMs: 1000 })).toBe(
+      'reply; timeout',
+    );
   });
 
   it('with an API key, refuses upgrades without the right Authorization header (401)', async () => {
