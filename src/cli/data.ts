@@ -181,6 +181,7 @@ export function register(program: Command): void {
       console.log(
         `${report.dir}: ${report.version}, ${report.episodes} episodes, ${report.frames} frames, ${report.videos} episode videos checked`,
       );
+      for (const w of report.warnings) console.log(`  warning: ${w}`);
       if (report.problems.length === 0) {
         console.log('ok: every invariant holds');
         return;

@@ -103,6 +103,23 @@ function printFrom(file: string, offset: number): number {
   return size;
 }
 
+/**
+ * How a followed job ended, for `logs -f` to exit with: nothing for a job that finished all its steps,
+ * or the registry's account of why it did not. A stopped job is no failure, but it did not finish
+ * either: `logs -f && next-step` must not go on to evaluate or serve a half-trained model.
+ */
+function unfinished(job: Job): string | null {
+  const at = `at step ${job.step} of ${job.totalSteps}`;
+  if (job.status === 'finished') return null;
+  if (job.status === 'stopped') {
+    return `job ${job.id} stopped ${at} before finishing: vla jobs resume ${job.id} goes on with it`;
+  }
+  // The first line says why; a dead process's error goes on with the end of its log, printed above.
+  const [first, ...rest] = job.error ? job.error.split('\n') : ['no error recorded'];
+  const more = rest.length > 0 ? ` (vla jobs show ${job.id} prints all of it)` : '';
+  return `job ${job.id} ${job.status} ${at}: ${first.replace(/:$/, '')}${more}`;
+}
+
 /** Wait until a job reaches a final status (or its process is found dead); null on timeout. */
 async function waitFinal(registry: JobRegistry, id: number, timeoutMs: number): Promise<Job | null> {
   const deadline = Date.now() + timeoutMs;
@@ -216,7 +233,9 @@ export function register(program: Command): void {
 
   jobs
     .command('logs')
-    .description("print a job's log; with -f, keep printing until the job ends")
+    .description(
+      "print a job's log; with -f, keep printing until the job ends, and exit 0 only if it finished (non-zero when it failed or was stopped)",
+    )
     .argument('<id>', 'job id')
     .option('-f, --follow', 'follow the log while the job runs')
     .option('-n, --lines <n>', 'print only the last N lines first')
@@ -246,6 +265,8 @@ export function register(program: Command): void {
           await sleep(200);
         }
         const end = registry.require(job.id);
+        const why = unfinished(end);
+        if (why !== null) throw new UserError(why);
         console.error(`(job ${end.id} ${end.status} at step ${end.step})`);
       }),
     );

@@ -156,7 +156,14 @@ export function register(program: Command): void {
     .description('record scripted-expert demonstrations as a LeRobot dataset (failed episodes are skipped)')
     .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
     .requiredOption('--episodes <n>', 'successful episodes to save')
-    .requiredOption('--out <dir>', 'dataset folder (new or empty)')
+    .requiredOption(
+      '--out <dir>',
+      'dataset folder (new or empty, or with --resume one a killed recording left)',
+    )
+    .option(
+      '--resume',
+      'go on with the recording in --out (same arguments): its complete episodes stay, the rest are recorded with the seeds an uninterrupted run would have used',
+    )
     .option('--format <v>', 'LeRobot format: v2.1 or v3.0', 'v2.1')
     .option('--seed <n>', 'seed of the first episode', '0')
     .option('--size <WxH>', 'camera frame size', '224x224')
@@ -178,6 +185,7 @@ export function register(program: Command): void {
         size: string;
         actionNoise?: string;
         noiseTau?: string;
+        resume?: boolean;
       }) => {
         getTask(opts.task);
         if (opts.noiseTau !== undefined && opts.actionNoise === undefined) {
@@ -197,6 +205,7 @@ export function register(program: Command): void {
           task: opts.task,
           episodes,
           out: opts.out,
+          resume: opts.resume === true,
           format: opts.format,
           seed: intOption('seed', opts.seed, 0)!,
           width: parseSize(opts.size)[0],
@@ -210,8 +219,21 @@ export function register(program: Command): void {
                 },
           onEpisode: (saved, failed) => bar(saved, failed > 0 ? `(${failed} failed, skipped)` : ''),
         });
+        const plural = (n: number) => `${n} episode${n === 1 ? '' : 's'}`;
+        if (report.removed.length > 0) {
+          console.error(
+            `removed what the interrupted recording left unfinished: ${report.removed.join(', ')}`,
+          );
+        }
+        if (report.kept === episodes) {
+          console.log(
+            `${report.dir} already holds ${plural(report.kept)} of ${opts.task}, as asked: nothing to record`,
+          );
+          return;
+        }
+        const kept = opts.resume ? `kept ${plural(report.kept)} recorded before, ` : '';
         console.log(
-          `recorded ${report.saved} episode${report.saved === 1 ? '' : 's'} (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
+          `${kept}recorded ${plural(report.saved - report.kept)} (${report.frames} frames) of ${opts.task} to ${report.dir} in ` +
             `${((performance.now() - t0) / 1000).toFixed(1)} s; ${report.failed} failed expert episodes skipped`,
         );
       },

@@ -39,6 +39,8 @@ export interface Episode {
   /** Per camera feature key. */
   videos: Record<string, EpisodeVideo>;
   stats: StatsMap | null;
+  /** The simulation seed `vla sim record` recorded it from (our key `seed`), null for other datasets. */
+  seed: number | null;
 }
 
 /** The frames of one episode, in frame order. Vectors are packed rows. */
@@ -431,7 +433,7 @@ function openV2(dir: string, info: DatasetInfo): LeRobotDataset {
     }
   }
   const parsed = rows.map((row, i) => {
-    const r = row as { episode_index?: unknown; length?: unknown; tasks?: unknown };
+    const r = row as { episode_index?: unknown; length?: unknown; tasks?: unknown; seed?: unknown };
     if (!Number.isInteger(r.episode_index) || !Number.isInteger(r.length) || (r.length as number) < 0) {
       throw new UserError(
         `${epFile}:${i + 1}: expected {"episode_index": int, "length": int, "tasks": [...]}, got ${describeValue(row)}`,
@@ -441,6 +443,7 @@ function openV2(dir: string, info: DatasetInfo): LeRobotDataset {
       index: r.episode_index as number,
       length: r.length as number,
       tasks: Array.isArray(r.tasks) ? r.tasks.map(String) : [],
+      seed: Number.isSafeInteger(r.seed) ? (r.seed as number) : null,
     };
   });
   parsed.sort((a, b) => a.index - b.index);
@@ -468,6 +471,7 @@ function openV2(dir: string, info: DatasetInfo): LeRobotDataset {
       fileRow: 0,
       videos,
       stats: episodeStats.get(p.index) ?? null,
+      seed: p.seed,
     };
     from += p.length;
     return ep;
@@ -554,6 +558,7 @@ async function openV3(dir: string, info: DatasetInfo): Promise<LeRobotDataset> {
         };
       }
       const tasks = cols.tasks?.[r];
+      const seed = cols.seed?.[r];
       episodes.push({
         index: num('episode_index'),
         length: num('length'),
@@ -570,6 +575,7 @@ async function openV3(dir: string, info: DatasetInfo): Promise<LeRobotDataset> {
         fileRow: 0,
         videos,
         stats: episodeStatsOf(cols, r),
+        seed: seed === null || seed === undefined ? null : toNumber(seed),
       });
     }
   }

@@ -1,5 +1,7 @@
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
+import { readInfo } from './info.js';
+import { describeLeftovers, findLeftovers } from './leftovers.js';
 import { type LeRobotDataset, openDataset, TIMESTAMP_TOLERANCE_S } from './reader.js';
 
 export interface ValidationReport {
@@ -10,6 +12,32 @@ export interface ValidationReport {
   videos: number;
   /** One line per violated invariant, naming the file or episode. */
   problems: string[];
+  /** What needs no fix for the dataset to be read as it is, such as a killed writer's temporary files. */
+  warnings: string[];
+}
+
+/** Whether `vla sim record` wrote the dataset, when its info.json can be read at all. */
+function recordedInSimulation(dir: string): boolean {
+  try {
+    return readInfo(dir).simulation !== null;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Temporary files are no part of the dataset (no reader opens them), so they are a warning: they tell
+ * that a writer was killed, or is still writing, and how to clean up.
+ */
+function leftoverWarnings(dir: string, recorded: boolean): string[] {
+  const leftovers = findLeftovers(dir);
+  if (leftovers.length === 0) return [];
+  const cleanup = recorded
+    ? `vla sim record --resume (with the arguments it was started with) goes on with the recording and removes them, or delete them`
+    : 'delete them once no writer runs';
+  return [
+    `temporary files a dataset writer left (killed mid-way, or still writing): ${describeLeftovers(leftovers)}; ${cleanup}`,
+  ];
 }
 
 const MAX_PER_KIND = 5;
@@ -25,7 +53,8 @@ export async function validateDataset(dir: string): Promise<ValidationReport> {
     ds = await openDataset(dir);
   } catch (e) {
     if (e instanceof UserError) {
-      return { dir, version: '?', episodes: 0, frames: 0, videos: 0, problems: [e.message] };
+      const warnings = leftoverWarnings(dir, recordedInSimulation(dir));
+      return { dir, version: '?', episodes: 0, frames: 0, videos: 0, problems: [e.message], warnings };
     }
     throw e;
   }
@@ -159,5 +188,6 @@ export async function validateDataset(dir: string): Promise<ValidationReport> {
     frames: ds.numFrames,
     videos,
     problems,
+    warnings: leftoverWarnings(ds.dir, ds.info.simulation !== null),
   };
 }

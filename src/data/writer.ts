@@ -5,6 +5,7 @@ import { encode as encodePng } from 'fast-png';
 import type { SchemaElement } from 'hyparquet';
 import { UserError } from '../config/errors.js';
 import { CAMERA_PREFIX, fillTemplate } from './info.js';
+import { SCRATCH_DIR } from './leftovers.js';
 import { imageSchema, listSchema, scalarSchema, writeParquet } from './parquet.js';
 import { aggregateStats, imageStats, type StatsEntry, type StatsMap, vectorStats } from './stats.js';
 import { probeVideo, type VideoCodec, VideoEncoder } from './video.js';
@@ -35,6 +36,12 @@ export interface CreateOptions {
   extraInfo?: Record<string, unknown>;
 }
 
+/** Where an episode came from, kept beside its length in the episodes metadata (LeRobot ignores keys it does not know). */
+export interface EpisodeMeta {
+  /** The simulation seed it was recorded from: an interrupted recording resumes with the seeds after it. */
+  seed?: number;
+}
+
 export interface FrameInput {
   state: Float32Array;
   action: Float32Array;
@@ -52,7 +59,7 @@ export interface DatasetWriter {
   addFrame(frame: FrameInput): void;
   /** Optional back-pressure for producers faster than video encoding (a converter, an importer). */
   drain(): Promise<void>;
-  saveEpisode(): Promise<void>;
+  saveEpisode(meta?: EpisodeMeta): Promise<void>;
   discardEpisode(): void;
   finalize(): Promise<void>;
 }
@@ -61,7 +68,7 @@ const V21_DATA = 'data/chunk-{episode_chunk:03d}/episode_{episode_index:06d}.par
 const V21_VIDEO = 'videos/chunk-{episode_chunk:03d}/{video_key}/episode_{episode_index:06d}.mp4';
 const V30_DATA = 'data/chunk-{chunk_index:03d}/file-{file_index:03d}.parquet';
 const V30_VIDEO = 'videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4';
-const CHUNKS_SIZE = 1000;
+export const CHUNKS_SIZE = 1000;
 /** Frames sampled for image stats: every Nth frame, about this many pixels of each. */
 const STATS_FRAME_STRIDE = 4;
 const STATS_PIXELS = 4096;
@@ -111,11 +118,12 @@ function writeAtomic(file: string, content: string | Uint8Array): void {
 
 const jsonl = (rows: unknown[]) => rows.map((r) => `${JSON.stringify(r)}\n`).join('');
 
-interface SavedEpisode {
+export interface SavedEpisode {
   index: number;
   length: number;
   tasks: string[];
   from: number;
+  seed: number | null;
   dataChunk: number;
   dataFile: number;
   videos: Record<string, { chunk: number; file: number; from: number; to: number }>;
@@ -123,7 +131,7 @@ interface SavedEpisode {
 }
 
 /** The columns of the v3.0 data file being filled (rewritten whole at each save). */
-interface OpenDataFile {
+export interface OpenDataFile {
   chunk: number;
   file: number;
   rowGroups: number[];
@@ -138,7 +146,31 @@ interface OpenDataFile {
   bytes: number;
 }
 
-class Writer implements DatasetWriter {
+/** The v3.0 video file a camera is filling, and how many frames it holds. */
+export interface OpenVideoFile {
+  chunk: number;
+  file: number;
+  frames: number;
+}
+
+/** What a writer holds between episodes: enough to go on with a dataset that another writer started. */
+export interface WriterState {
+  saved: SavedEpisode[];
+  /** Task strings, in task_index order. */
+  tasks: string[];
+  /** Each saved episode's state and action rows, packed (v3.0's global stats are exact over them). */
+  state: Float32Array[];
+  action: Float32Array[];
+  dataFile: OpenDataFile | null;
+  /** Per camera feature key. */
+  videoFiles: Record<string, OpenVideoFile>;
+}
+
+export interface ContinuedWriter extends DatasetWriter {
+  rewriteDataFile(): void;
+}
+
+class Writer implements ContinuedWriter {
   private saved: SavedEpisode[] = [];
   private readonly taskIndex = new Map<string, number>();
   private totalFrames = 0;
@@ -151,7 +183,7 @@ class Writer implements DatasetWriter {
   private readonly allAction: Float32Array[] = [];
   private dataFile: OpenDataFile | null = null;
   /** Per camera: the v3.0 video file being filled and how many frames it holds. */
-  private videoFiles: Record<string, { chunk: number; file: number; frames: number }> = {};
+  private videoFiles: Record<string, OpenVideoFile> = {};
   private finalized = false;
   private readonly video: boolean;
   private readonly stateDim: number;
@@ -160,10 +192,20 @@ class Writer implements DatasetWriter {
   constructor(
     readonly dir: string,
     private readonly opts: CreateOptions,
+    state?: WriterState,
   ) {
     this.video = opts.video ?? true;
     this.stateDim = opts.features.state.names.length;
     this.actionDim = opts.features.action.names.length;
+    if (state) {
+      this.saved = [...state.saved];
+      for (const [i, task] of state.tasks.entries()) this.taskIndex.set(task, i);
+      this.totalFrames = state.saved.reduce((n, e) => n + e.length, 0);
+      this.allState.push(...state.state);
+      this.allAction.push(...state.action);
+      this.dataFile = state.dataFile;
+      this.videoFiles = { ...state.videoFiles };
+    }
   }
 
   get episodes(): number {
@@ -179,7 +221,7 @@ class Writer implements DatasetWriter {
   }
 
   private segmentFile(cam: string): string {
-    return path.join(this.dir, '.tmp', `episode-${this.saved.length}-${cam}.mp4`);
+    return path.join(this.dir, SCRATCH_DIR, `episode-${this.saved.length}-${cam}.mp4`);
   }
 
   addFrame(frame: FrameInput): void {
@@ -224,7 +266,7 @@ class Writer implements DatasetWriter {
       const img = frame.images[cam.name]!;
       if (this.video) {
         if (!this.encoders[cam.name]) {
-          mkdirSync(path.join(this.dir, '.tmp'), { recursive: true });
+          mkdirSync(path.join(this.dir, SCRATCH_DIR), { recursive: true });
           this.encoders[cam.name] = new VideoEncoder(this.segmentFile(cam.name), {
             width: cam.width,
             height: cam.height,
@@ -309,7 +351,10 @@ class Writer implements DatasetWriter {
     return stats;
   }
 
-  async saveEpisode(): Promise<void> {
+  async saveEpisode(meta: EpisodeMeta = {}): Promise<void> {
+    if (meta.seed !== undefined && !Number.isSafeInteger(meta.seed)) {
+      throw new UserError(`${this.dir}: saveEpisode: seed: expected an integer, got ${meta.seed}`);
+    }
     const n = this.rows.length;
     if (n === 0) throw new UserError(`${this.dir}: saveEpisode: the episode has no frames`);
     const episode = this.saved.length;
@@ -336,6 +381,7 @@ class Writer implements DatasetWriter {
       length: n,
       tasks,
       from: first,
+      seed: meta.seed ?? null,
       dataChunk: 0,
       dataFile: 0,
       videos: {},
@@ -475,10 +521,22 @@ class Writer implements DatasetWriter {
     df.rowGroups.push(record.length);
     record.dataChunk = df.chunk;
     record.dataFile = df.file;
+    this.writeDataFile(df);
+  }
+
+  private writeDataFile(df: OpenDataFile): void {
     const file = path.join(this.dir, fillTemplate(V30_DATA, { chunk_index: df.chunk, file_index: df.file }));
     mkdirSync(path.dirname(file), { recursive: true });
     writeParquet(file, this.parquetColumns(df) as never, df.rowGroups, this.hfMetadata());
     df.bytes = statSync(file).size;
+  }
+
+  /**
+   * Writes the open v3.0 data file again from the rows the writer holds: a writer killed after writing
+   * an episode's rows but before its metadata left rows there that no episode lists.
+   */
+  rewriteDataFile(): void {
+    if (this.dataFile) this.writeDataFile(this.dataFile);
   }
 
   /**
@@ -567,8 +625,8 @@ class Writer implements DatasetWriter {
     return features;
   }
 
-  private writeMeta(): void {
-    const meta = path.join(this.dir, 'meta');
+  /** meta/info.json as it stands with the episodes saved so far. */
+  info(): Record<string, unknown> {
     const v21 = this.opts.format === 'v2.1';
     const videoCams = this.video ? this.cameras.length : 0;
     const info: Record<string, unknown> = {
@@ -594,12 +652,25 @@ class Writer implements DatasetWriter {
       video_path: videoCams > 0 ? (v21 ? V21_VIDEO : V30_VIDEO) : null,
       features: this.featuresJson(),
     };
-    Object.assign(info, this.opts.extraInfo);
+    return Object.assign(info, this.opts.extraInfo);
+  }
+
+  private writeMeta(): void {
+    const meta = path.join(this.dir, 'meta');
+    const v21 = this.opts.format === 'v2.1';
+    const info = this.info();
     // Data files are in place before the metadata that points at them, so a crash leaves a readable dataset.
     if (v21) {
       writeAtomic(
         path.join(meta, 'episodes.jsonl'),
-        jsonl(this.saved.map((e) => ({ episode_index: e.index, tasks: e.tasks, length: e.length }))),
+        jsonl(
+          this.saved.map((e) => ({
+            episode_index: e.index,
+            tasks: e.tasks,
+            length: e.length,
+            ...(e.seed !== null && { seed: e.seed }),
+          })),
+        ),
       );
       writeAtomic(
         path.join(meta, 'episodes_stats.jsonl'),
@@ -623,6 +694,7 @@ class Writer implements DatasetWriter {
       );
       writeAtomic(path.join(meta, 'stats.json'), `${JSON.stringify(this.globalStats(), null, 2)}\n`);
     }
+    // Last: the episodes info.json counts are complete, which resume.ts relies on after a crash.
     writeAtomic(path.join(meta, 'info.json'), `${JSON.stringify(info, null, 4)}\n`);
   }
 
@@ -656,11 +728,19 @@ class Writer implements DatasetWriter {
         data: eps.map((e) => e.tasks),
       },
       int('length', (e) => e.length),
+    ];
+    if (eps.some((e) => e.seed !== null)) {
+      cols.push({
+        schema: scalarSchema('seed', 'INT64'),
+        data: eps.map((e) => (e.seed === null ? null : BigInt(e.seed))),
+      });
+    }
+    cols.push(
       int('data/chunk_index', (e) => e.dataChunk),
       int('data/file_index', (e) => e.dataFile),
       int('dataset_from_index', (e) => e.from),
       int('dataset_to_index', (e) => e.from + e.length),
-    ];
+    );
     for (const cam of this.cameras.filter(() => this.video)) {
       const key = CAMERA_PREFIX + cam.name;
       cols.push(
@@ -708,7 +788,7 @@ class Writer implements DatasetWriter {
     }
     if (this.saved.length === 0) throw new UserError(`${this.dir}: finalize: no episode was saved`);
     this.writeMeta();
-    rmSync(path.join(this.dir, '.tmp'), { recursive: true, force: true });
+    rmSync(path.join(this.dir, SCRATCH_DIR), { recursive: true, force: true });
     this.finalized = true;
   }
 }
@@ -733,7 +813,7 @@ function nestedListSchema(name: string): SchemaElement[] {
   ];
 }
 
-function runFfmpeg(args: string[], what: string): Promise<void> {
+export function runFfmpeg(args: string[], what: string): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.env.VLA_FFMPEG ?? 'ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
@@ -768,11 +848,25 @@ const INFO_KEYS = new Set([
   'features',
 ]);
 
-/**
- * Starts a new LeRobot dataset in `dir` (which must be empty or absent). Each saved episode is on disk
- * with its metadata when `saveEpisode` resolves.
- */
-export async function createDataset(dir: string, opts: CreateOptions): Promise<DatasetWriter> {
+/** The keys of meta/info.json that grow with the episodes; the others follow from the options. */
+export const INFO_TOTALS = [
+  'total_episodes',
+  'total_frames',
+  'total_tasks',
+  'total_videos',
+  'total_chunks',
+  'splits',
+];
+
+/** meta/info.json as a writer with these options writes it, less its totals: what a dataset to go on with must hold. */
+export function infoSettings(opts: CreateOptions): Record<string, unknown> {
+  const info = new Writer('', opts).info();
+  for (const key of INFO_TOTALS) delete info[key];
+  return info;
+}
+
+/** Refuses options no dataset can be written with, before any file is touched. */
+export function checkCreateOptions(opts: CreateOptions): void {
   if (!(opts.fps > 0)) throw new UserError(`createDataset: fps: expected a positive number, got ${opts.fps}`);
   if (opts.format !== 'v2.1' && opts.format !== 'v3.0') {
     throw new UserError(`createDataset: format: expected v2.1 or v3.0, got ${JSON.stringify(opts.format)}`);
@@ -805,9 +899,26 @@ export async function createDataset(dir: string, opts: CreateOptions): Promise<D
     }
     names.add(cam.name);
   }
+}
+
+/**
+ * Starts a new LeRobot dataset in `dir` (which must be empty or absent). Each saved episode is on disk
+ * with its metadata when `saveEpisode` resolves.
+ */
+export async function createDataset(dir: string, opts: CreateOptions): Promise<DatasetWriter> {
+  checkCreateOptions(opts);
   if (existsSync(dir) && readdirSync(dir).length > 0) {
     throw new UserError(`${dir}: already exists and is not empty (choose a new folder)`);
   }
   mkdirSync(dir, { recursive: true });
   return new Writer(path.resolve(dir), opts);
+}
+
+/**
+ * A writer that goes on with the dataset in `dir` from `state`, the episodes already there (see
+ * resume.ts, which reads them back and checks that they were written with the same options).
+ */
+export function continueDataset(dir: string, opts: CreateOptions, state: WriterState): ContinuedWriter {
+  checkCreateOptions(opts);
+  return new Writer(path.resolve(dir), opts, state);
 }

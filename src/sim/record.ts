@@ -1,15 +1,18 @@
 /**
  * `vla sim record`: scripted-expert demonstrations written as a LeRobot dataset (state, action, camera
  * videos, the task prompt, fps). Episodes run their full length; one that never reached success is
- * discarded and counted, and the next seed is tried.
+ * discarded and counted, and the next seed is tried. Each episode keeps the seed it was recorded from,
+ * so a recording that was killed can be resumed with the seeds it would have gone on with.
  *
  * With `actionNoise`, the arm executes the expert's action plus a slowly drifting joint offset while the
  * dataset records the expert's own action (DART, Laskey et al. 2017): the states wander off the expert's
  * path and the labels lead back to it, so a policy sees how to recover from its own small errors.
  */
+import { existsSync, readdirSync } from 'node:fs';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
-import { createDataset, type WriteFormat } from '../data/writer.js';
+import { resumeDataset } from '../data/resume.js';
+import { type CreateOptions, createDataset, type DatasetWriter, type WriteFormat } from '../data/writer.js';
 import type { Agent } from './agent.js';
 import { SimEnv, type SimObservation } from './env.js';
 import { type Plan, WaypointExpert } from './expert.js';
@@ -34,6 +37,11 @@ export interface RecordOptions {
   actionNoise?: ActionNoise;
   /** Give up after this many failed episodes (default: as many as requested, plus 5). */
   maxFailures?: number;
+  /**
+   * Go on with the recording `out` holds (started with the same options, then killed): its complete
+   * episodes stay, the rest are recorded from the seeds an uninterrupted recording would have used.
+   */
+  resume?: boolean;
   onEpisode?(saved: number, failed: number, success: boolean): void;
 }
 
@@ -104,10 +112,55 @@ export class PerturbedExpert implements Agent {
 
 export interface RecordReport {
   dir: string;
+  /** Episodes in the dataset, those kept from before a resume included. */
   saved: number;
+  /** Failed expert episodes, those before a resume included. */
   failed: number;
+  /** Frames recorded by this call. */
   frames: number;
+  /** The seed of each episode in the dataset. */
   seeds: number[];
+  /** Episodes that were already there (resume). */
+  kept: number;
+  /** What a resume removed: the killed writer's temporary files and unfinished episode. */
+  removed: string[];
+}
+
+/**
+ * The writer for a recording: a new dataset, or with `resume` the one `out` holds, with the seeds of its
+ * complete episodes.
+ */
+async function openRecording(
+  opts: RecordOptions,
+  settings: CreateOptions,
+): Promise<{ writer: DatasetWriter; seeds: number[]; removed: string[] }> {
+  if (!opts.resume) {
+    if (existsSync(opts.out) && readdirSync(opts.out).length > 0) {
+      throw new UserError(
+        `${opts.out}: already exists and is not empty: choose a new folder, or pass --resume to go on with the recording in it`,
+      );
+    }
+    return { writer: await createDataset(opts.out, settings), seeds: [], removed: [] };
+  }
+  const resumed = await resumeDataset(opts.out, settings);
+  const seeds = resumed.kept.map((e, i) => {
+    if (e.seed === null) {
+      throw new UserError(
+        `${opts.out}: episode ${i}: its metadata keeps no seed (recorded by an older vla, or not by vla sim record): cannot tell which seeds come next`,
+      );
+    }
+    return e.seed;
+  });
+  // Seeds are tried in order from the first: any other sequence was not this recording's.
+  for (const [i, seed] of seeds.entries()) {
+    const floor = i === 0 ? opts.seed : seeds[i - 1]! + 1;
+    if (seed < floor) {
+      throw new UserError(
+        `${opts.out}: episode ${i}: seed: expected ${floor} or more (seeds rise from --seed ${opts.seed}), got ${seed}`,
+      );
+    }
+  }
+  return { writer: resumed.writer, seeds, removed: resumed.removed };
 }
 
 export async function recordDataset(opts: RecordOptions): Promise<RecordReport> {
@@ -117,30 +170,53 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
   const cameras = specCameraNames(spec).filter((c) => c in task.robot.cameras);
   const width = opts.width ?? 224;
   const height = opts.height ?? 224;
-  // The writer first: it refuses a folder that is not empty before any simulation starts.
-  const writer = await createDataset(opts.out, {
+  const settings: CreateOptions = {
     fps: task.robot.controlHz,
     robotType: task.robot.name,
     format: opts.format,
-    // Which scene (cameras, objects) the frames come from; checked again at training and evaluation.
     extraInfo: {
+      // Which scene (cameras, objects) the frames come from; checked again at training and evaluation.
       simulation: simProvenance(task),
-      ...(opts.actionNoise ? { recording: { action_noise: opts.actionNoise } } : {}),
+      // What decides the episodes beyond the scene: a resume checks them against its own.
+      recording: { seed: opts.seed, ...(opts.actionNoise ? { action_noise: opts.actionNoise } : {}) },
     },
     features: {
       state: { names: spec.state.names },
       action: { names: spec.action.names },
       cameras: cameras.map((name) => ({ name, height, width })),
     },
-  });
+  };
+  // The writer first: it refuses a folder it cannot write before any simulation starts.
+  const { writer, seeds, removed } = await openRecording(opts, settings);
+  const kept = seeds.length;
+  if (kept > opts.episodes) {
+    throw new UserError(
+      `--episodes ${opts.episodes}: expected ${kept} or more, as ${opts.out} already holds ${kept}`,
+    );
+  }
+  // Attempt k uses seed + k: the next one follows the last kept episode's, and those between failed.
+  const next = kept === 0 ? 0 : seeds[kept - 1]! - opts.seed + 1;
+  const report: RecordReport = {
+    dir: writer.dir,
+    saved: kept,
+    failed: next - kept,
+    frames: 0,
+    seeds: [...seeds],
+    kept,
+    removed,
+  };
+  if (kept === opts.episodes) {
+    // Nothing left to record; finishing writes the metadata whole and drops the scratch folder.
+    await writer.finalize();
+    return report;
+  }
   const env = await SimEnv.create(task, { cameras, width, height });
   const scripted = await WaypointExpert.create(env, plan);
   const perturbed = opts.actionNoise ? new PerturbedExpert(scripted, opts.actionNoise) : null;
   const agent: Agent = perturbed ?? scripted;
   const maxFailures = opts.maxFailures ?? opts.episodes + 5;
-  const report: RecordReport = { dir: writer.dir, saved: 0, failed: 0, frames: 0, seeds: [] };
   try {
-    for (let attempt = 0; report.saved < opts.episodes; attempt++) {
+    for (let attempt = next; report.saved < opts.episodes; attempt++) {
       const seed = opts.seed + attempt;
       perturbed?.seed(seed);
       const result = await runEpisode(env, agent, attempt, seed, {
@@ -155,7 +231,7 @@ export async function recordDataset(opts: RecordOptions): Promise<RecordReport> 
       });
       if (result.success) {
         report.frames += writer.pendingFrames;
-        await writer.saveEpisode();
+        await writer.saveEpisode({ seed });
         report.saved++;
         report.seeds.push(seed);
       } else {

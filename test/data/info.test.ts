@@ -5,7 +5,7 @@ import { fillTemplate, flattenNames, parseInfo } from '../../src/data/info.js';
 import { openDataset } from '../../src/data/reader.js';
 import { validateDataset } from '../../src/data/validate.js';
 import { createDataset } from '../../src/data/writer.js';
-import { actionOf, CAMERAS, LENGTHS, picture, stateOf, tmpDir, writeSynthetic } from './helpers.js';
+import { actionOf, CAMERAS, LENGTHS, picture, runData, stateOf, tmpDir, writeSynthetic } from './helpers.js';
 
 const baseInfo = (features: Record<string, unknown>, extra: Record<string, unknown> = {}) => ({
   codebase_version: 'v2.1',
@@ -127,6 +127,34 @@ describe('dataset versions and interrupted recordings', () => {
       await expect(w.finalize()).rejects.toThrow(/an episode of 3 frames is still open/);
     });
   }
+
+  it('vla data validate warns of the temporary files a killed recording left, and still exits 0', async () => {
+    const dir = tmpDir('leftovers');
+    const w = await createDataset(dir, {
+      fps: 10,
+      robotType: 'test_bot',
+      format: 'v2.1',
+      features: { state: { names: ['a', 'b', 'c'] }, action: { names: ['u', 'v'] }, cameras: CAMERAS },
+      extraInfo: { simulation: { task: 't', scene: 's.xml', scene_sha256: 'ab' } },
+    });
+    const frame = (e: number, f: number) => ({
+      state: stateOf(e, f),
+      action: actionOf(e, f),
+      images: Object.fromEntries(CAMERAS.map((c, ci) => [c.name, picture(c.height, c.width, e, f, ci)])),
+      task: 'pick up the cube',
+    });
+    for (let f = 0; f < 4; f++) w.addFrame(frame(0, f));
+    await w.saveEpisode();
+    // Killed while recording episode 1: its video segments are in .tmp/; and while renaming a file into place.
+    for (let f = 0; f < 3; f++) w.addFrame(frame(1, f));
+    await w.drain();
+    writeFileSync(path.join(dir, 'meta/episodes.jsonl.tmp-4242'), '{"episode_index"');
+    const out = await runData(['validate', dir]);
+    expect(out).toMatch(
+      /^ {2}warning: temporary files a dataset writer left \(killed mid-way, or still writing\): \.tmp\/ \(\d+ files?, [\d.]+ (B|KiB)\), meta\/episodes\.jsonl\.tmp-4242 \(16 B\); vla sim record --resume \(with the arguments it was started with\) goes on with the recording and removes them, or delete them\nok: every invariant holds$/m,
+    );
+    w.discardEpisode();
+  });
 
   it('v3.0: starts new data files past the size limit and reads episodes across them', async () => {
     const dir = tmpDir('roll');

@@ -1,13 +1,25 @@
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFile, spawn } from 'node:child_process';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
 import { Command } from 'commander';
 import { decode } from 'fast-png';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { register } from '../../src/cli/jobs.js';
+import { prepareLaunch, registerLaunch } from '../../src/jobs/launch.js';
 import { JobRegistry, thisHost } from '../../src/jobs/registry.js';
+import { tinyWorkspace } from './synthetic.js';
 
 const exec = promisify(execFile);
 const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
@@ -217,4 +229,68 @@ describe('vla jobs', () => {
     expect(purged.stdout.trim()).toBe(`removed job ${b.id} and deleted checkpoints/cfg/rm2`);
     expect(existsSync(b.runDir)).toBe(false);
   });
+});
+
+describe('vla jobs logs -f', () => {
+  const SCRIPTED = path.join(import.meta.dirname, 'scripted-job.ts');
+
+  /** A job launched as `vla train --detach` launches one, its process training by script (scripted-job.ts). */
+  function start(exp: string, ending: 'finish' | 'fail' | 'stop' | 'hang'): { id: number; pid: number } {
+    tinyWorkspace(ws, 4, 100);
+    const reg = JobRegistry.open(ws);
+    const req = { config: 'jobs_tiny', overrides: [], expName: exp, resume: false, overwrite: false };
+    const job = registerLaunch(reg, prepareLaunch(reg, req, ws));
+    reg.close();
+    mkdirSync(path.dirname(job.logPath), { recursive: true });
+    const out = openSync(job.logPath, 'a');
+    const child = spawn(process.execPath, ['--import', 'tsx', SCRIPTED, ws, String(job.id), ending], {
+      cwd: path.resolve(import.meta.dirname, '../..'),
+      stdio: ['ignore', out, out],
+    });
+    closeSync(out);
+    return { id: job.id, pid: child.pid! };
+  }
+
+  it(
+    'exits 0 when the job finishes, non-zero with the registry’s account when it fails, dies or is stopped',
+    async () => {
+      const finish = start('finish', 'finish');
+      const finished = await jobs('logs', String(finish.id), '-f');
+      expect(finished.code).toBe(0);
+      expect(finished.stdout).toMatch(/job \d+ finished at step 4\n/);
+      expect(finished.stderr).toBe(`(job ${finish.id} finished at step 4)\n`);
+
+      const fail = start('fail', 'fail');
+      const failed = await jobs('logs', String(fail.id), '-f');
+      expect(failed.code).toBe(1);
+      expect(failed.stdout).toContain(`job ${fail.id} failed: the loss is NaN at step 2\n`);
+      expect(failed.stderr).toBe(
+        `vla: error: job ${fail.id} failed at step 2 of 4: Error: the loss is NaN at step 2\n`,
+      );
+
+      // Killed (kill -9, out of memory): no final status of its own; the follower finds it dead.
+      const hang = start('hang', 'hang');
+      const following = jobs('logs', String(hang.id), '-f');
+      const reg = JobRegistry.open(ws);
+      while (reg.require(hang.id).status !== 'running') await sleep(50);
+      reg.close();
+      process.kill(hang.pid, 'SIGKILL');
+      const died = await following;
+      expect(died.code).toBe(1);
+      expect(died.stderr).toMatch(
+        new RegExp(
+          `^vla: error: job ${hang.id} failed at step \\d of 4: process ${hang.pid} died without a final status at step \\d; end of its log \\(vla jobs show ${hang.id} prints all of it\\)\\n$`,
+        ),
+      );
+
+      const stop = start('stop', 'stop');
+      const stopped = await jobs('logs', String(stop.id), '-f');
+      expect(stopped.code).toBe(1);
+      expect(stopped.stdout).toContain('SIGTERM: saving a checkpoint and stopping');
+      expect(stopped.stderr).toBe(
+        `vla: error: job ${stop.id} stopped at step 2 of 4 before finishing: vla jobs resume ${stop.id} goes on with it\n`,
+      );
+    },
+    SLOW_CLI,
+  );
 });

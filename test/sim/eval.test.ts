@@ -158,8 +158,8 @@ describe('recording and evaluation', () => {
     expect(Math.max(...drift)).toBeLessThan(0.2);
     // The same seed draws the same noise.
     expect(again.state).toEqual(noisy.state);
-    expect(noisy.info.recording).toEqual({ action_noise: { std: 0.02, tau: 10 } });
-    expect(clean.info.recording).toBeUndefined();
+    expect(noisy.info.recording).toEqual({ seed: 0, action_noise: { std: 0.02, tau: 10 } });
+    expect(clean.info.recording).toEqual({ seed: 0 });
     await expect(
       recordDataset({
         task: 'pick_place',
