@@ -5,6 +5,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -211,7 +212,17 @@ describe('connection limits, idle connections and dead peers', () => {
     expect(attempts.find((a) => a !== 'open')).toMatch(
       /^503: server full for 127\.0\.0\.1: 4 connections from this address \(serve\.max_connections_per_address\), none idle for 1 s \(serve\.idle_timeout_s\); retry later$/,
     );
-    await new Promise((r) => setTimeout(r, 1300));
+    // A client refused because the server is full that resets before reading its 503.
+    const reset = net.connect(served.port, '127.0.0.1');
+    reset.on('error', () => {});
+    await new Promise<void>((r) => reset.once('connect', () => r()));
+    reset.write(
+      `GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${Buffer.alloc(16).toString('base64')}\r\nSec-WebSocket-Version: 13\r\n\r\n`,
+    );
+    reset.resetAndDestroy();
+    await new Promise((r) => setTimeout(r, 100));
+    expect(served.child.exitCode, served.out()).toBeNull();
+    await new Promise((r) => setTimeout(r, 1200));
     const newcomer = await PolicyClient.connect(url);
     expect((await newcomer.infer(exampleObservation(aloha))).actionDim).toBe(14);
     await new Promise((r) => setTimeout(r, 100));
