@@ -13,7 +13,8 @@ import { table } from '../src/cli/output.js';
 import { percentile } from '../src/client/load-test.js';
 import { loadRobot } from '../src/config/load.js';
 import { catalogue, type Target } from '../test/serving/hostile-catalogue.js';
-import { memoryMb, Robots, startServer, stopServer } from './robots.js';
+import { startServe, stopServe } from '../test/serving/serve-process.js';
+import { memoryMb, Robots } from './robots.js';
 
 const KEY = 'bench-key';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -47,7 +48,7 @@ async function sendLarge(port: number, bytes: number): Promise<void> {
 }
 
 async function floodPeak(sizeMb: number, maxMessageMb: number, keyFile: string): Promise<string[]> {
-  const server = await startServer([
+  const server = await startServe([
     '--robot',
     'aloha',
     '--policy',
@@ -67,7 +68,7 @@ async function floodPeak(sizeMb: number, maxMessageMb: number, keyFile: string):
   const during = memoryMb(server.child.pid!);
   await sleep(5000);
   const after = memoryMb(server.child.pid!);
-  await stopServer(server);
+  await stopServe(server);
   return [
     `63 × ${sizeMb} MB messages (limit ${maxMessageMb} MB)`,
     `${idle.rss.toFixed(0)} MB`,
@@ -88,7 +89,7 @@ export async function run(): Promise<void> {
     table(['attempt', 'idle RSS', 'peak above idle', 'RSS above idle 5 s after', 'wall', 'target'], memRows),
   );
 
-  const server = await startServer(['--robot', 'aloha', '--policy', 'zeros', '--api-key-file', keyFile]);
+  const server = await startServe(['--robot', 'aloha', '--policy', 'zeros', '--api-key-file', keyFile]);
   const target: Target = { port: server.port, apiKey: KEY, robot: loadRobot('aloha') };
   const robots = new Robots({ url: server.url, robot: 'aloha', n: 1, pauseMs: 5, apiKey: KEY });
   await sleep(1000);
@@ -111,7 +112,7 @@ export async function run(): Promise<void> {
   const abuseS = (performance.now() - t0) / 1000;
   const abused = await robots.stop();
   const crashed = server.child.exitCode !== null;
-  await stopServer(server);
+  await stopServe(server);
   const row = (label: string, s: typeof quiet) => {
     const sorted = [...s.latencies].sort((a, b) => a - b);
     return [

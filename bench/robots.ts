@@ -1,7 +1,4 @@
-/** The main thread's handle on bench/robots-worker.ts, and the server-process helpers both benches use. */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { startWorker } from '../src/threads.js';
 
@@ -43,39 +40,6 @@ export class Robots {
     await this.worker.terminate();
     return last;
   }
-}
-
-const VLA = path.resolve(import.meta.dirname, '../bin/vla.js');
-
-export interface ServerProcess {
-  child: ChildProcess;
-  port: number;
-  url: string;
-}
-
-export async function startServer(args: string[]): Promise<ServerProcess> {
-  const child = spawn(process.execPath, [VLA, 'serve', ...args, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /on ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`vla serve exited with ${code}: ${out}`)));
-  });
-  return { child, port, url: `ws://127.0.0.1:${port}` };
-}
-
-export async function stopServer(s: ServerProcess): Promise<number | null> {
-  if (s.child.exitCode !== null) return s.child.exitCode;
-  const exited = new Promise<number | null>((r) => s.child.once('exit', r));
-  s.child.kill('SIGTERM');
-  return exited;
 }
 
 /** Resident and peak resident memory of a process, in MB, from /proc. */

@@ -11,7 +11,8 @@ import { table } from '../src/cli/output.js';
 import { percentile } from '../src/client/load-test.js';
 import { loadRobot } from '../src/config/load.js';
 import { catalogue, type Target } from '../test/serving/hostile-catalogue.js';
-import { memoryMb, Robots, startServer, stopServer } from './robots.js';
+import { startServe, stopServe } from '../test/serving/serve-process.js';
+import { memoryMb, Robots } from './robots.js';
 
 const KEY = 'soak-key';
 const ROBOTS = 16;
@@ -28,7 +29,7 @@ export async function run(): Promise<void> {
   const minutes = minutesOption();
   const dir = mkdtempSync(path.join(tmpdir(), 'vla-bench-soak-'));
   writeFileSync(path.join(dir, 'key'), KEY);
-  const server = await startServer(['--checkpoint', CHECKPOINT, '--api-key-file', path.join(dir, 'key')]);
+  const server = await startServe(['--checkpoint', CHECKPOINT, '--api-key-file', path.join(dir, 'key')]);
   const pid = server.child.pid!;
   const start = memoryMb(pid);
   const target: Target = { port: server.port, apiKey: KEY, robot: loadRobot('aloha_sim') };
@@ -81,7 +82,7 @@ export async function run(): Promise<void> {
   await abuse;
   const crashed = server.child.exitCode !== null;
   const end = memoryMb(pid);
-  await stopServer(server);
+  await stopServe(server);
   console.log(
     table(
       ['minute', 'replies/s', 'p50 ms', 'p99 ms', 'robot errors', 'hostile cases so far', 'server RSS'],

@@ -1,4 +1,12 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
@@ -138,4 +146,24 @@ export async function runData(args: string[], cwd?: string): Promise<string> {
     spy.mockRestore();
   }
   return lines.join('\n');
+}
+
+/** Every file under `dir`, hidden ones included, relative with `/`, in order. */
+export function filesUnder(dir: string, rel = ''): string[] {
+  return readdirSync(path.join(dir, rel), { withFileTypes: true })
+    .flatMap((e) =>
+      e.isDirectory()
+        ? filesUnder(dir, path.join(rel, e.name))
+        : [path.join(rel, e.name).split(path.sep).join('/')],
+    )
+    .sort();
+}
+
+/** The files of `a` and `b` that are not byte for byte the same, or are missing from either. */
+export function differingFiles(a: string, b: string): string[] {
+  const all = [...new Set([...filesUnder(a), ...filesUnder(b)])].sort();
+  return all.filter((f) => {
+    const [fa, fb] = [path.join(a, f), path.join(b, f)];
+    return !existsSync(fa) || !existsSync(fb) || !readFileSync(fa).equals(readFileSync(fb));
+  });
 }

@@ -13,12 +13,12 @@ import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { promisify } from 'node:util';
-import { Command } from 'commander';
 import { decode } from 'fast-png';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { register } from '../../src/cli/jobs.js';
 import { prepareLaunch, registerLaunch } from '../../src/jobs/launch.js';
 import { JobRegistry, thisHost } from '../../src/jobs/registry.js';
+import { runInProcess } from '../cli/in-process.js';
 import { tinyWorkspace } from './synthetic.js';
 
 const exec = promisify(execFile);
@@ -35,39 +35,8 @@ async function vla(...args: string[]): Promise<{ code: number; stdout: string; s
   }
 }
 
-/**
- * `vla jobs …` run in this process through the same commander wiring (`register` from src/cli/jobs.ts):
- * a real `vla` process loads every command group, seconds of CPU each on a loaded machine.
- */
-async function jobs(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const program = new Command('vla').exitOverride();
-  register(program);
-  let stdout = '';
-  let stderr = '';
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    stdout += `${a.join(' ')}\n`;
-  });
-  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    stderr += `${a.join(' ')}\n`;
-  });
-  const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk: string | Uint8Array) => {
-    stdout += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8');
-    return true;
-  });
-  const cwd = process.cwd();
-  process.chdir(ws);
-  try {
-    await program.parseAsync(['jobs', ...args], { from: 'user' });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    return { code: 1, stdout, stderr: `${stderr}vla: error: ${(e as Error).message}\n` };
-  } finally {
-    process.chdir(cwd);
-    log.mockRestore();
-    err.mockRestore();
-    write.mockRestore();
-  }
-}
+/** `vla jobs …` in this process, from the test's workspace. */
+const jobs = (...args: string[]) => runInProcess(register, ['jobs', ...args], ws);
 
 beforeAll(() => {
   ws = mkdtempSync(path.join(os.tmpdir(), 'vla-jobs-cli-'));

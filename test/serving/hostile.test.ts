@@ -1,8 +1,3 @@
-/**
- * The hostile catalogue against real `vla serve` processes: each case's client outcome, the process
- * alive after it, and a well-behaved robot connected throughout that got every reply.
- */
-import { type ChildProcess, spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
@@ -16,41 +11,10 @@ import { loadRobot } from '../../src/config/load.js';
 import { pack } from '../../src/serving/codec.js';
 import { NdArray } from '../../src/serving/ndarray.js';
 import { catalogue, exchange, smallObservation, type Target } from './hostile-catalogue.js';
+import { type ServeProcess, startServe, stopServe } from './serve-process.js';
 
-const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
 const aloha = loadRobot('aloha');
 const KEY = 'k3y-for-hostile-tests';
-
-interface Served {
-  child: ChildProcess;
-  port: number;
-  out: () => string;
-}
-
-async function startServe(args: string[]): Promise<Served> {
-  const child = spawn(process.execPath, [VLA, 'serve', ...args, '--port', '0'], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const port = await new Promise<number>((resolve, reject) => {
-    const onData = (d: Buffer) => {
-      out += d.toString();
-      const m = /on ws:\/\/127\.0\.0\.1:(\d+)/.exec(out);
-      if (m) resolve(Number(m[1]));
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`vla serve exited with ${code}: ${out}`)));
-  });
-  return { child, port, out: () => out };
-}
-
-async function stopServe(s: Served): Promise<number | null> {
-  if (s.child.exitCode !== null) return s.child.exitCode;
-  const exited = new Promise<number | null>((r) => s.child.once('exit', r));
-  s.child.kill('SIGTERM');
-  return exited;
-}
 
 function get(port: number, route: string): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
@@ -101,7 +65,7 @@ function steadyRobot(url: string, apiKey: string | null) {
 }
 
 describe('the hostile catalogue against vla serve --policy zeros --api-key-file', () => {
-  let served: Served;
+  let served: ServeProcess;
   let robot: ReturnType<typeof steadyRobot>;
   let target: Target;
 
@@ -156,7 +120,7 @@ describe('the hostile catalogue against vla serve --policy zeros --api-key-file'
 });
 
 describe('connection limits, idle connections and dead peers', () => {
-  let served: Served;
+  let served: ServeProcess;
   beforeAll(async () => {
     served = await startServe([
       'pi0_aloha',

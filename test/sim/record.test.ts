@@ -3,12 +3,13 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Command } from 'commander';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { register } from '../../src/cli/sim.js';
 import { openDataset } from '../../src/data/reader.js';
 import { type RecordOptions, recordDataset } from '../../src/sim/record.js';
 import { pickPlacePlan } from '../../src/sim/tasks/pick_place.js';
+import { runInProcess } from '../cli/in-process.js';
+import { differingFiles } from '../data/helpers.js';
 
 const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
 
@@ -20,51 +21,8 @@ function vla(...args: string[]): Promise<{ code: number; stdout: string; stderr:
   });
 }
 
-/**
- * `vla sim …` in this process, through the same commander wiring: for the commands that answer before
- * any simulation runs, where a real process would only add seconds of start-up.
- */
-async function sim(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const program = new Command('vla').exitOverride();
-  register(program);
-  let stdout = '';
-  let stderr = '';
-  const log = vi.spyOn(console, 'log').mockImplementation((...a: unknown[]) => {
-    stdout += `${a.join(' ')}\n`;
-  });
-  const err = vi.spyOn(console, 'error').mockImplementation((...a: unknown[]) => {
-    stderr += `${a.join(' ')}\n`;
-  });
-  try {
-    await program.parseAsync(['sim', ...args], { from: 'user' });
-    return { code: 0, stdout, stderr };
-  } catch (e) {
-    return { code: 1, stdout, stderr: `${stderr}vla: error: ${(e as Error).message}\n` };
-  } finally {
-    log.mockRestore();
-    err.mockRestore();
-  }
-}
-
-/** Every file under `dir`, hidden ones included, relative and in order. */
-function files(dir: string, rel = ''): string[] {
-  return readdirSync(path.join(dir, rel), { withFileTypes: true })
-    .flatMap((e) =>
-      e.isDirectory()
-        ? files(dir, path.join(rel, e.name))
-        : [path.join(rel, e.name).split(path.sep).join('/')],
-    )
-    .sort();
-}
-
-/** The files of `b` that are not byte for byte those of `a` (or are missing from either). */
-function differences(a: string, b: string): string[] {
-  const all = [...new Set([...files(a), ...files(b)])].sort();
-  return all.filter((f) => {
-    const [fa, fb] = [path.join(a, f), path.join(b, f)];
-    return !existsSync(fa) || !existsSync(fb) || !readFileSync(fa).equals(readFileSync(fb));
-  });
-}
+/** `vla sim …` in this process: for the commands that answer before any simulation runs. */
+const sim = (...args: string[]) => runInProcess(register, ['sim', ...args]);
 
 const savedEpisodes = (dir: string): number => {
   try {
@@ -135,7 +93,7 @@ describe('vla sim record --resume', () => {
     expect((await uninterrupted).code).toBe(0);
 
     // The same dataset: every file byte for byte (data, metadata and the h264 videos, which are deterministic).
-    expect(differences(full, part)).toEqual([]);
+    expect(differingFiles(full, part)).toEqual([]);
     const ds = await openDataset(part);
     expect(ds.episodes.map((e) => [e.length, e.seed])).toEqual([
       [100, 7],
@@ -144,7 +102,7 @@ describe('vla sim record --resume', () => {
 
     const done = await sim(...record, '--out', part, '--resume');
     expect(done.stdout).toBe(`${part} already holds 2 episodes of pick_place, as asked: nothing to record\n`);
-    expect(differences(full, part)).toEqual([]);
+    expect(differingFiles(full, part)).toEqual([]);
   }, 90_000);
 
   it('tries the same seeds after a resume as without one, skipping those the expert fails', async () => {
@@ -178,6 +136,6 @@ describe('vla sim record --resume', () => {
       whole.seeds,
       whole.failed,
     ]);
-    expect(differences(path.join(dir, 'red-full'), out)).toEqual([]);
+    expect(differingFiles(path.join(dir, 'red-full'), out)).toEqual([]);
   }, 90_000);
 });
