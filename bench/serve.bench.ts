@@ -8,9 +8,9 @@ import { table } from '../src/cli/output.js';
 import { exampleObservation } from '../src/client/examples.js';
 import { loadTest, percentile } from '../src/client/load-test.js';
 import { loadRobot } from '../src/config/load.js';
-import { pack, unpack } from '../src/serving/codec.js';
-import { NdArray } from '../src/serving/ndarray.js';
-import { parseObservation } from '../src/serving/observation.js';
+import { pack, unpack } from '../src/protocol/codec.js';
+import { NdArray } from '../src/protocol/ndarray.js';
+import { parseObservation } from '../src/protocol/observation.js';
 
 const VLA = path.resolve(import.meta.dirname, '../bin/vla.js');
 

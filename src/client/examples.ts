@@ -3,8 +3,8 @@
  * and what tests use to talk to a server as a real robot would.
  */
 import type { RobotSpec } from '../config/robot.js';
-import { NdArray } from '../serving/ndarray.js';
-import { setObsValue } from '../serving/observation.js';
+import { NdArray } from '../protocol/ndarray.js';
+import { setObsValue } from '../protocol/observation.js';
 
 /** A small xorshift so examples are reproducible from a seed. */
 function rng(seed: number): () => number {

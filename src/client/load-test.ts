@@ -1,6 +1,6 @@
 /** Round-trip latency and throughput of a policy server, as robots see them. */
 import type { RobotSpec } from '../config/robot.js';
-import { pack } from '../serving/codec.js';
+import { pack } from '../protocol/codec.js';
 import { exampleObservation } from './examples.js';
 import { PolicyClient } from './policy-client.js';
 

@@ -5,8 +5,8 @@
  */
 import WebSocket from 'ws';
 import { UserError } from '../config/errors.js';
-import { pack, unpack } from '../serving/codec.js';
-import { NdArray } from '../serving/ndarray.js';
+import { pack, unpack } from '../protocol/codec.js';
+import { NdArray } from '../protocol/ndarray.js';
 
 /** The server answered with an error text frame (openpi's error path) or refused the connection. */
 export class ServerError extends UserError {

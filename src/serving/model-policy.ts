@@ -10,9 +10,9 @@ import type { RobotSpec } from '../config/robot.js';
 import { chwToHwc, resizeWithPad } from '../data/image.js';
 import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
+import type { CameraImage } from '../protocol/observation.js';
 import { alohaActionsFromPi, alohaStateToPi } from '../transforms/aloha.js';
 import { type NormStats, normalize, unnormalize } from '../transforms/normalize.js';
-import type { CameraImage } from './observation.js';
 import type { Policy, PolicyContext, PolicyRequest, PolicyResult } from './policy.js';
 
 function toSquare(img: CameraImage, size: number, out: Uint8Array, offset: number): void {

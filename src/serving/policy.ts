@@ -6,7 +6,7 @@
 
 import { UserError } from '../config/errors.js';
 import type { RobotSpec } from '../config/robot.js';
-import type { Observation } from './observation.js';
+import type { Observation } from '../protocol/observation.js';
 
 export interface PolicyRequest {
   obs: Observation;

@@ -12,8 +12,8 @@ import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
 import { exampleObservation } from '../../src/client/examples.js';
 import type { RobotSpec } from '../../src/config/robot.js';
-import { pack } from '../../src/serving/codec.js';
-import { NdArray } from '../../src/serving/ndarray.js';
+import { pack } from '../../src/protocol/codec.js';
+import { NdArray } from '../../src/protocol/ndarray.js';
 
 export interface Target {
   port: number;

@@ -8,8 +8,8 @@ import WebSocket from 'ws';
 import { exampleObservation } from '../../src/client/examples.js';
 import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
-import { pack } from '../../src/serving/codec.js';
-import { NdArray } from '../../src/serving/ndarray.js';
+import { pack } from '../../src/protocol/codec.js';
+import { NdArray } from '../../src/protocol/ndarray.js';
 import { catalogue, exchange, smallObservation, type Target } from './hostile-catalogue.js';
 import { type ServeProcess, startServe, stopServe } from './serve-process.js';
 

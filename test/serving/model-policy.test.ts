@@ -12,7 +12,7 @@ import { modelDims } from '../../src/model/config.js';
 import { initParams } from '../../src/model/pi0.js';
 import { loadPolicyModel, type PolicyModel } from '../../src/model/policy.js';
 import { Rng } from '../../src/model/rng.js';
-import type { NdArray } from '../../src/serving/ndarray.js';
+import type { NdArray } from '../../src/protocol/ndarray.js';
 import { workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';

@@ -8,7 +8,7 @@ import YAML from 'yaml';
 import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js';
 import { openParquet, readColumns } from '../../src/data/parquet.js';
 import { validateDataset } from '../../src/data/validate.js';
-import { pack } from '../../src/serving/codec.js';
+import { pack } from '../../src/protocol/codec.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';

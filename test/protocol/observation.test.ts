@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { loadRobot } from '../../src/config/load.js';
-import { NdArray } from '../../src/serving/ndarray.js';
-import { ObservationError, parseObservation } from '../../src/serving/observation.js';
+import { NdArray } from '../../src/protocol/ndarray.js';
+import { ObservationError, parseObservation } from '../../src/protocol/observation.js';
 
 const droid = loadRobot('droid');
 const libero = loadRobot('libero');
