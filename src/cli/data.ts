@@ -11,8 +11,8 @@ import { contactSheet } from '../data/show.js';
 import { validateDataset } from '../data/validate.js';
 import type { VideoCodec } from '../data/video.js';
 import type { WriteFormat } from '../data/writer.js';
-import { niceTicks, PALETTE, type Prim } from '../jobs/plot.js';
-import { renderPng } from '../jobs/render-png.js';
+import { niceTicks, PALETTE, type Prim } from '../plot/plot.js';
+import { renderPng } from '../plot/render-png.js';
 import { writeNormStats } from '../transforms/normalize.js';
 import { collect, table } from './output.js';
 

@@ -384,12 +384,12 @@ export function register(program: Command): void {
             throw new UserError(`job ${j.id} has no metrics yet (${rel(metricsPath(j.runDir))})`);
           return { label: `job ${j.id}: ${j.configName}/${j.expName}`, rows };
         });
-        const { drawFigure } = await import('../jobs/plot.js');
+        const { drawFigure } = await import('../plot/plot.js');
         const fig = drawFigure(runs, { width });
         const bytes =
           ext === '.png'
-            ? (await import('../jobs/render-png.js')).renderPng(fig)
-            : Buffer.from((await import('../jobs/render-svg.js')).renderSvg(fig));
+            ? (await import('../plot/render-png.js')).renderPng(fig)
+            : Buffer.from((await import('../plot/render-svg.js')).renderSvg(fig));
         mkdirSync(path.dirname(out), { recursive: true });
         const tmp = `${out}.${process.pid}.tmp`;
         writeFileSync(tmp, bytes);

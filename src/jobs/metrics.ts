@@ -1,14 +1,12 @@
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
-
-/** One line of metrics.jsonl: `step`, `loss`, `grad_norm`, `lr`, `samples_per_s`, `time`, eval fields. */
-export type MetricsRow = { step: number } & Record<string, number>;
+import type { MetricsRow } from '../plot/plot.js';
 
 export const metricsPath = (runDir: string): string => path.join(runDir, 'metrics.jsonl');
 
 /**
- * Read a run's metrics.jsonl. Non-numeric fields are dropped. A torn last line (the trainer is
+ * Read a run's metrics.jsonl (`step`, `loss`, `grad_norm`, `lr`, `samples_per_s`, `time`, eval fields). Non-numeric fields are dropped. A torn last line (the trainer is
  * writing it right now, or died mid-write) is skipped; a bad line elsewhere is an error naming it.
  */
 export function readMetrics(file: string): MetricsRow[] {

@@ -8,8 +8,8 @@ import { PolicyClient } from '../client/policy-client.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
-import { NdArray } from '../serving/ndarray.js';
-import { setObsValue } from '../serving/observation.js';
+import { NdArray } from '../protocol/ndarray.js';
+import { setObsValue } from '../protocol/observation.js';
 import type { Agent } from './agent.js';
 import type { SimEnv, SimObservation } from './env.js';
 

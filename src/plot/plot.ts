@@ -1,10 +1,13 @@
 import { textWidth } from './font.js';
-import type { MetricsRow } from './metrics.js';
 
 /*
  * Training curves as a list of drawing primitives in pixel coordinates, which the SVG and PNG writers
- * both render, so the two formats always show the same figure.
+ * both render, so the two formats always show the same figure. Plotting is its own module: job curves
+ * and dataset views (`vla data show`) both draw with it.
  */
+
+/** One logged step: `step` and whatever numbers were logged with it (a run's metrics.jsonl line). */
+export type MetricsRow = { step: number } & Record<string, number>;
 
 export type Prim =
   | { kind: 'rect'; x: number; y: number; w: number; h: number; fill: string }
