@@ -333,9 +333,9 @@ export function register(program: Command): void {
           );
         }
         const { runEval } = await import('../sim/eval.js');
-        const { serveCheckpoint } = await import('../sim/checkpoint-server.js');
+        const { serveCheckpointForSim } = await import('../jobs/evaluation.js');
         const local = opts.checkpoint
-          ? await serveCheckpoint(opts.checkpoint, tasks[0]!.robot, {
+          ? await serveCheckpointForSim(opts.checkpoint, tasks[0]!.robot, {
               backend: program.opts<{ backend?: string }>().backend,
               noiseScale,
             })

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { validate } from '../config/load.js';
 import { TrainConfig } from '../config/schema.js';
 import { listCheckpoints } from '../train/checkpoint.js';
+import { recordedSceneWarning, simEvaluation } from './evaluation.js';
 import { processStartTime } from './liveness.js';
 import type { Job, JobRegistry } from './registry.js';
 import { thisHost } from './registry.js';
@@ -71,12 +72,15 @@ export async function runJob(registry: JobRegistry, id: number, opts: RunJobOpti
 
   let result: RunTrainingResult;
   try {
+    const drift = await recordedSceneWarning(config);
+    if (drift) opts.log?.(`warning: ${drift}`);
     result = await opts.train({
       config,
       runDir: job.runDir,
       resume: job.resume,
       signal: opts.signal,
       onProgress,
+      evaluate: simEvaluation(config),
       log: opts.log,
     });
   } catch (e) {

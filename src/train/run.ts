@@ -32,9 +32,6 @@ import { Trainer, type TrainingDataSource } from './trainer.js';
 
 export type { TrainingDataSource } from './trainer.js';
 
-/** Periodic evals use seeds from here on: scenes the recipes never record demonstrations on. */
-const EVAL_SEED = 100_000;
-
 export interface TrainProgress {
   step: number;
   totalSteps: number;
@@ -43,6 +40,15 @@ export interface TrainProgress {
   lr: number;
   samplesPerSec: number;
 }
+
+/**
+ * Evaluates a saved checkpoint (the job layer builds it, from simulation or anything else): the
+ * metrics go into metrics.jsonl beside the loss, the summary into the log.
+ */
+export type Evaluate = (
+  checkpoint: string,
+  step: number,
+) => Promise<{ metrics: Record<string, number>; summary: string }>;
 
 export interface RunTrainingOptions {
   /** The resolved config. */
@@ -59,6 +65,8 @@ export interface RunTrainingOptions {
   signal?: AbortSignal;
   /** Called every step. */
   onProgress?: (p: TrainProgress) => void;
+  /** Run every `train.eval_interval` steps and at the end, on the checkpoint saved there. */
+  evaluate?: Evaluate;
   log?: (line: string) => void;
 }
 
@@ -152,19 +160,6 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     `asset ${config.data.asset_id ?? config.robot}`,
   );
   if (horizonNote) log(`warning: ${horizonNote}`);
-  if (!opts.data) {
-    // Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
-    // scene that no longer exists; say so before an hour of training, not after the evaluation.
-    const { resolveDatasetPath } = await import('../data/pipeline.js');
-    const { readInfo } = await import('../data/info.js');
-    const { recordedSceneDrift } = await import('../sim/provenance.js');
-    const dir = resolveDatasetPath(config);
-    const drift = recordedSceneDrift(
-      readInfo(dir).simulation,
-      `dataset ${path.relative(process.cwd(), dir)}`,
-    );
-    if (drift) log(`warning: ${drift}`);
-  }
   let opened: OpenedData | null = null;
   if (!opts.data) {
     const { CacheBuildAborted } = await import('../data/cache.js');
@@ -232,36 +227,14 @@ async function train(
       pruneCheckpoints(runDir, t.keep_period);
       log(`saved ${checkpoint}`);
     };
-    // Periodic simulated evaluation of the checkpoint just saved, through the policy server as a robot
-    // would reach it; its success rate goes into metrics.jsonl beside the loss.
-    const evaluate = async () => {
+    const evaluate = async (run: Evaluate) => {
       if (lastSaved !== trainer.step) await save();
-      const { serveCheckpointLocally } = await import('../serving/local.js');
-      const { runEval } = await import('../sim/eval.js');
-      const { server } = await serveCheckpointLocally(checkpoint!, { seed: t.seed });
-      try {
-        const { summary: s } = await runEval({
-          task: t.eval_task!,
-          url: server.url,
-          episodes: t.eval_episodes,
-          workers: 1,
-          seed: EVAL_SEED,
-          videos: 0,
-        });
-        const line = {
-          step: trainer.step,
-          eval_pc_success: s.pc_success,
-          eval_avg_sum_reward: s.avg_sum_reward,
-          eval_avg_max_reward: s.avg_max_reward,
-          time: new Date().toISOString(),
-        };
-        appendFileSync(metrics, `${JSON.stringify(line)}\n`);
-        log(
-          `eval at step ${trainer.step}: ${s.pc_success.toFixed(0)}% success on ${t.eval_task} over ${s.episodes} episodes`,
-        );
-      } finally {
-        await server.close();
-      }
+      const { metrics: m, summary } = await run(checkpoint!, trainer.step);
+      appendFileSync(
+        metrics,
+        `${JSON.stringify({ step: trainer.step, ...m, time: new Date().toISOString() })}\n`,
+      );
+      log(`eval at step ${trainer.step}: ${summary}`);
     };
     while (trainer.step < t.steps) {
       if (opts.signal?.aborted) break;
@@ -283,8 +256,12 @@ async function train(
         appendFileSync(metrics, `${JSON.stringify(line)}\n`);
       }
       if (trainer.step % t.save_interval === 0 || trainer.step === t.steps) await save();
-      if (t.eval_interval !== null && (trainer.step % t.eval_interval === 0 || trainer.step === t.steps)) {
-        await evaluate();
+      if (
+        opts.evaluate &&
+        t.eval_interval !== null &&
+        (trainer.step % t.eval_interval === 0 || trainer.step === t.steps)
+      ) {
+        await evaluate(opts.evaluate);
       }
       await tick();
     }

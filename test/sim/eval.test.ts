@@ -8,11 +8,11 @@ import YAML from 'yaml';
 import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js';
 import { openParquet, readColumns } from '../../src/data/parquet.js';
 import { validateDataset } from '../../src/data/validate.js';
+import { serveCheckpointForSim } from '../../src/jobs/evaluation.js';
 import { pack } from '../../src/protocol/codec.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
-import { serveCheckpoint } from '../../src/sim/checkpoint-server.js';
 import { runEval } from '../../src/sim/eval.js';
 import { simProvenance } from '../../src/sim/provenance.js';
 import { recordDataset } from '../../src/sim/record.js';
@@ -246,7 +246,7 @@ describe('recording and evaluation', () => {
     const { config } = resolveConfig('pi0_droid');
     mkdirSync(ckpt, { recursive: true });
     writeFileSync(path.join(ckpt, 'config.yaml'), configToYaml(config));
-    await expect(serveCheckpoint(ckpt, ALOHA_SIM)).rejects.toThrow(
+    await expect(serveCheckpointForSim(ckpt, ALOHA_SIM)).rejects.toThrow(
       /trained for robot droid \(8-dim actions\), but this task runs aloha_sim \(14-dim actions/,
     );
   });

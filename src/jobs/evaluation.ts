@@ -1,0 +1,96 @@
+/**
+ * Simulation seen from the job layer: the trainer's periodic evaluation and the check of a dataset's
+ * recorded scene are built here and handed to the trainer, which knows nothing of simulation; and a
+ * checkpoint served locally for `vla sim eval --checkpoint`, checked against the simulated robot.
+ */
+import path from 'node:path';
+import { UserError } from '../config/errors.js';
+import { loadRobot } from '../config/load.js';
+import type { TrainConfig } from '../config/schema.js';
+import type { SimRobot } from '../sim/robots.js';
+import type { Evaluate } from '../train/run.js';
+
+/** Periodic evals use seeds from here on: scenes the recipes never record demonstrations on. */
+const EVAL_SEED = 100_000;
+
+/**
+ * Serve a checkpoint in this process on a free local port, refusing one whose state and action layout
+ * are not the simulated robot's (whatever its name), so a rollout is exactly what a remote server gives.
+ */
+export async function serveCheckpointForSim(
+  dir: string,
+  robot: SimRobot,
+  opts: { backend?: string; noiseScale?: number; seed?: number } = {},
+): Promise<{ url: string; noiseScale: number; close(): Promise<void> }> {
+  const { readCheckpointConfig, serveCheckpointLocally } = await import('../serving/local.js');
+  const config = readCheckpointConfig(dir);
+  const trained = loadRobot(config.robot);
+  const simSpec = loadRobot(robot.name);
+  const same = (a: string[], b: string[]) => a.length === b.length && a.every((n, i) => n === b[i]);
+  if (!same(trained.action.names, simSpec.action.names) || !same(trained.state.names, simSpec.state.names)) {
+    throw new UserError(
+      `--checkpoint ${dir}: trained for robot ${config.robot} (${trained.action.names.length}-dim actions), ` +
+        `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
+    );
+  }
+  const { server, noiseScale } = await serveCheckpointLocally(dir, opts);
+  // The server closes its runner.
+  return { url: server.url, noiseScale, close: () => server.close() };
+}
+
+/** The evaluation a config asks for (`train.eval_task`), or undefined when it asks for none. */
+export function simEvaluation(config: TrainConfig): Evaluate | undefined {
+  const t = config.train;
+  if (t.eval_task === null || t.eval_task === undefined) return undefined;
+  const task = t.eval_task;
+  return async (checkpoint) => {
+    const [{ runEval }, { getTask }] = await Promise.all([
+      import('../sim/eval.js'),
+      import('../sim/tasks/index.js'),
+    ]);
+    const served = await serveCheckpointForSim(checkpoint, getTask(task).task.robot, { seed: t.seed });
+    try {
+      const { summary: s } = await runEval({
+        task,
+        url: served.url,
+        episodes: t.eval_episodes,
+        workers: 1,
+        seed: EVAL_SEED,
+        videos: 0,
+      });
+      return {
+        metrics: {
+          eval_pc_success: s.pc_success,
+          eval_avg_sum_reward: s.avg_sum_reward,
+          eval_avg_max_reward: s.avg_max_reward,
+        },
+        summary: `${s.pc_success.toFixed(0)}% success on ${task} over ${s.episodes} episodes`,
+      };
+    } finally {
+      await served.close();
+    }
+  };
+}
+
+/**
+ * Demonstrations recorded in a scene that has changed since (a moved camera) train a policy for a
+ * scene that no longer exists: a warning to give before an hour of training, not after the evaluation.
+ * Null when the scene is unchanged, or the dataset is not one `vla sim record` wrote.
+ */
+export async function recordedSceneWarning(config: TrainConfig): Promise<string | null> {
+  const [{ resolveDatasetPath }, { readInfo }, { recordedSceneDrift }] = await Promise.all([
+    import('../data/pipeline.js'),
+    import('../data/info.js'),
+    import('../sim/provenance.js'),
+  ]);
+  let dir: string;
+  let simulation: ReturnType<typeof readInfo>['simulation'];
+  try {
+    dir = resolveDatasetPath(config);
+    simulation = readInfo(dir).simulation;
+  } catch {
+    // A dataset that cannot be read is the loader's error to report, with its own words.
+    return null;
+  }
+  return recordedSceneDrift(simulation, `dataset ${path.relative(process.cwd(), dir)}`);
+}
