@@ -6,9 +6,10 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../backend/index.js';
+import type { ModelInputs } from './inputs.js';
 import { NativeSampler, NativeSamplerFailure, samplerThreads } from './native-sampler.js';
 import type { Params } from './params.js';
-import type { ModelInputs, Pi0 } from './pi0.js';
+import type { Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
 export interface ChunkSamplerOptions {

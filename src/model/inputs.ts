@@ -6,8 +6,30 @@
 import type * as tf from '@tensorflow/tfjs-core';
 import { filledTensor } from '../backend/index.js';
 import type { ModelDims } from './config.js';
-import type { ModelInputs } from './pi0.js';
 import { VOCAB_SIZE } from './tokenizer.js';
+
+/** A batch as the model reads it, built by prepareInputs from an Observation. */
+export interface ModelInputs {
+  batch: number;
+  cameras: number;
+  /**
+   * [B, cams, S, S, 3] camera bytes (patchTensor makes the model's patches of them): the observation's
+   * own, not a copy, so they must not change until the model call that reads them returns.
+   */
+  images: Uint8Array;
+  imageSize: number;
+  patchSize: number;
+  /** [B, cams] */
+  imageMask: Uint8Array;
+  /** L: prompt tokens kept (the longest prompt of the batch). */
+  promptLen: number;
+  /** [B·L] prompt token ids; promptOneHot makes them one-hot (their embedding is then a plain matmul: gather's gradient needs a kernel WASM lacks). */
+  promptTokens: Int32Array;
+  /** [B, L] */
+  promptMask: Uint8Array;
+  /** [B, actionDim] state padded with zeros. */
+  state: Float32Array;
+}
 
 /** A pixel byte as the model reads it, v / 127.5 − 1, looked up (a division per byte cost ~1% of a step). */
 const PIXEL = Float32Array.from({ length: 256 }, (_, v) => v / 127.5 - 1);

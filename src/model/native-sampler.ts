@@ -25,9 +25,8 @@ import { type Blas, loadBlas, NO_TRANS, TRANS } from '../backend/native/blas.js'
 import { type FusedExports, loadFused, RMS_EPS } from '../backend/native/fused.js';
 import { startWorker } from '../threads.js';
 import type { ModelDims } from './config.js';
-import { checkModelInputs, patchifyInto } from './inputs.js';
+import { checkModelInputs, type ModelInputs, patchifyInto } from './inputs.js';
 import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
-import type { ModelInputs } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
 /** The parts of the WebAssembly API used here (this project's TypeScript lib has no DOM types). */

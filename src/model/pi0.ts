@@ -11,7 +11,7 @@ import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../data/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
-import { patchTensor, promptOneHot } from './inputs.js';
+import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
 import {
   applyFilm,
   attention,
@@ -185,28 +185,6 @@ export function mergeLora(w: Params, d: ModelDims): Params {
 // ---------------------------------------------------------------- inputs
 
 /** What the model reads from a batch, prepared in plain arrays (no per-element tensor walks). */
-export interface ModelInputs {
-  batch: number;
-  cameras: number;
-  /**
-   * [B, cams, S, S, 3] camera bytes (patchTensor makes the model's patches of them): the observation's
-   * own, not a copy, so they must not change until the model call that reads them returns.
-   */
-  images: Uint8Array;
-  imageSize: number;
-  patchSize: number;
-  /** [B, cams] */
-  imageMask: Uint8Array;
-  /** L: prompt tokens kept (the longest prompt of the batch). */
-  promptLen: number;
-  /** [B·L] prompt token ids; promptOneHot makes them one-hot (their embedding is then a plain matmul: gather's gradient needs a kernel WASM lacks). */
-  promptTokens: Int32Array;
-  /** [B, L] */
-  promptMask: Uint8Array;
-  /** [B, actionDim] state padded with zeros. */
-  state: Float32Array;
-}
-
 export interface Observation {
   batchSize: number;
   cameras: number;

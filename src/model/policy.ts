@@ -18,8 +18,9 @@ import {
 } from '../transforms/normalize.js';
 import { ChunkSampler } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
+import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
-import { type ModelInputs, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import { mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 

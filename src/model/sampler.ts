@@ -19,12 +19,19 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { cachedAttention } from '../backend/native/attention.js';
 import { fusedActive, RMS_NORM } from '../backend/native/fused.js';
+import type { ModelDims } from './config.js';
 import { MAX_CAMERAS } from './config.js';
-import { patchTensor, promptOneHot } from './inputs.js';
+import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
 import { applyFilm, gelu, silu } from './layers.js';
 import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
-import type { ModelInputs, Pi0 } from './pi0.js';
+
+/** What the sampler needs of the model (Pi0 provides it): its dims, the patches per image, the flow time's embedding. */
+export interface SamplerModel {
+  readonly dims: ModelDims;
+  readonly patchesPerImage: number;
+  timeEmbedding(t: Float32Array): Float32Array;
+}
 
 /** Weights laid out for `sampleCached`; owns its tensors (dispose them with `tf.dispose([...sw.values()])`). */
 export type SamplingWeights = Map<string, tf.Tensor>;
@@ -34,7 +41,7 @@ function scaleRows(kernel: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
   return tf.mul(kernel, tf.reshape(tf.add(scale, 1), [-1, 1]));
 }
 
-export function samplingWeights(model: Pi0, w: Params): SamplingWeights {
+export function samplingWeights(model: SamplerModel, w: Params): SamplingWeights {
   const d = model.dims;
   const out: SamplingWeights = new Map();
   const params = new Set(w.values());
@@ -131,7 +138,7 @@ class Sampler {
   private readonly empty: tf.Tensor2D;
 
   constructor(
-    private readonly model: Pi0,
+    private readonly model: SamplerModel,
     private readonly sw: SamplingWeights,
   ) {
     this.heads = model.dims.heads;
@@ -292,7 +299,7 @@ function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): 
  * the state token computed once. Call inside a tidy (Pi0.sample does).
  */
 export function sampleCached(
-  model: Pi0,
+  model: SamplerModel,
   sw: SamplingWeights,
   inp: ModelInputs,
   noise: Float32Array,
