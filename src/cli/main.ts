@@ -1,60 +1,6 @@
-import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { Command, CommanderError } from 'commander';
-import { BACKENDS } from '../backend/index.js';
+import { CommanderError } from 'commander';
 import { UserError } from '../config/errors.js';
-import { PACKAGE_ROOT } from '../config/load.js';
-import { registerConfig } from './config.js';
-import { registerDoctor } from './doctor.js';
-
-const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { version: string };
-
-/**
- * The command groups, in --help order, each in `src/cli/<name>.ts` exporting `register(program)`.
- * Only the group a command names is loaded (data and sim pull in parquet, video and MuJoCo code);
- * --help and anything unrecognised load them all.
- */
-const GROUPS = ['data', 'train', 'infer', 'jobs', 'serve', 'client', 'sim', 'demo', 'worker'];
-
-/** Global options that take a value, to skip when looking for the command's name. */
-const VALUE_OPTIONS = new Set(['--backend', '--blas-threads', '--wasm-threads']);
-
-function requestedCommand(args: string[]): string | undefined {
-  for (let i = 0; i < args.length; i++) {
-    const a = args[i]!;
-    if (VALUE_OPTIONS.has(a)) i++;
-    else if (!a.startsWith('-')) return a;
-  }
-  return undefined;
-}
-
-export async function buildProgram(argv: string[] = process.argv): Promise<Command> {
-  const program = new Command('vla')
-    .description('vla-orchestrator: fine-tune and serve π0-style vision-language-action policies')
-    .version(pkg.version)
-    .option('--verbose', 'print stack traces with errors')
-    .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
-    .option('--no-native', "keep matmuls on the backend's own kernels, not OpenBLAS (env VLA_NATIVE=0)")
-    .option(
-      '--blas-threads <n>',
-      'OpenBLAS threads for the native kernels (env OPENBLAS_NUM_THREADS; default 1)',
-    )
-    .option(
-      '--wasm-threads <n>',
-      'WASM backend threads, through a shim for tfjs-backend-wasm 4.22.0 (env VLA_WASM_THREADS)',
-    )
-    .showHelpAfterError('(run with --help for usage)');
-  registerConfig(program);
-  const wanted = requestedCommand(argv.slice(2));
-  const always = ['config', 'doctor'];
-  const load = always.includes(wanted ?? '') ? [] : GROUPS.includes(wanted ?? '') ? [wanted!] : GROUPS;
-  for (const name of load) {
-    const mod = (await import(`./${name}.js`)) as { register: (p: Command) => void };
-    mod.register(program);
-  }
-  registerDoctor(program);
-  return program;
-}
+import { buildProgram } from './program.js';
 
 async function main(): Promise<void> {
   const program = await buildProgram();
