@@ -3,6 +3,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
 import { BACKEND_PACKAGES, BACKENDS, type BackendInfo } from '../backend/index.js';
 import { listNamed } from '../config/load.js';
+import { type Tool, toolPath } from '../data/ffmpeg.js';
 import { computeBackend } from './context.js';
 import { table } from './output.js';
 
@@ -24,9 +25,12 @@ async function matmulGflops(n: number, reps: number): Promise<number> {
   return (2 * n ** 3) / (times[Math.floor(times.length / 2)]! * 1e6);
 }
 
-function toolVersion(cmd: string, args: string[]): string {
+function toolVersion(tool: Tool, args: string[]): string {
   try {
-    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n')[0]!;
+    return execFileSync(toolPath(tool), args, {
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'ignore'],
+    }).split('\n')[0]!;
   } catch {
     return 'not found';
   }

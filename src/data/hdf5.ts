@@ -3,11 +3,11 @@
  * `/observations/qvel`, `/observations/images/<cam>` [T, H, W, 3] uint8, `/action` [T, 14]) into a
  * LeRobot dataset, as LeRobot's and openpi's ALOHA conversion scripts do.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import h5wasm from 'h5wasm/node';
 import { UserError } from '../config/errors.js';
+import { runTool } from './ffmpeg.js';
 import type { VideoCodec } from './video.js';
 import { createDataset, type WriteFormat } from './writer.js';
 
@@ -68,49 +68,17 @@ function matrix(f: H5File, name: string, file: string): { data: Float32Array; ro
 }
 
 /** Decodes JPEG images (ALOHA's `compress` mode) through ffmpeg, one process per camera and episode. */
-function decodeJpegs(jpegs: Uint8Array[], what: string): Promise<Uint8Array[]> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.env.VLA_FFMPEG ?? 'ffmpeg',
-      [
-        '-v',
-        'error',
-        '-f',
-        'image2pipe',
-        '-c:v',
-        'mjpeg',
-        '-i',
-        'pipe:0',
-        '-f',
-        'rawvideo',
-        '-pix_fmt',
-        'rgb24',
-        'pipe:1',
-      ],
-      { stdio: ['pipe', 'pipe', 'pipe'] },
+async function decodeJpegs(jpegs: Uint8Array[], what: string): Promise<Uint8Array[]> {
+  const args = ['-v', 'error', '-f', 'image2pipe', '-c:v', 'mjpeg', '-i', 'pipe:0'];
+  args.push('-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
+  const all = await runTool('ffmpeg', args, `${what}: cannot decode the JPEG images`, jpegs);
+  const size = all.length / jpegs.length;
+  if (!Number.isInteger(size)) {
+    throw new UserError(
+      `${what}: ffmpeg decoded ${all.length} bytes for ${jpegs.length} JPEG images, expected a multiple of ${jpegs.length}`,
     );
-    const chunks: Buffer[] = [];
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => chunks.push(d));
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('error', (e) => reject(new UserError(`${what}: cannot run ffmpeg (${e.message})`)));
-    child.on('close', (code) => {
-      if (code !== 0)
-        return reject(
-          new UserError(`${what}: ffmpeg could not decode the JPEG images (${err.trim().split('\n').pop()})`),
-        );
-      const all = Buffer.concat(chunks);
-      const size = all.length / jpegs.length;
-      if (!Number.isInteger(size))
-        return reject(new UserError(`${what}: decoded ${all.length} bytes for ${jpegs.length} images`));
-      resolve(jpegs.map((_, i) => all.subarray(i * size, (i + 1) * size)));
-    });
-    child.stdin.on('error', () => {});
-    for (const j of jpegs) child.stdin.write(j);
-    child.stdin.end();
-  });
+  }
+  return jpegs.map((_, i) => all.subarray(i * size, (i + 1) * size));
 }
 
 interface Camera {

@@ -9,6 +9,7 @@
 import { existsSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
+import { runTool } from './ffmpeg.js';
 import { CAMERA_PREFIX, readJson } from './info.js';
 import { findLeftovers, removeLeftovers, SCRATCH_DIR } from './leftovers.js';
 import { openParquet, readColumns, toNumber } from './parquet.js';
@@ -25,7 +26,6 @@ import {
   infoSettings,
   type OpenDataFile,
   type OpenVideoFile,
-  runFfmpeg,
   type SavedEpisode,
   type WriterState,
 } from './writer.js';
@@ -362,9 +362,10 @@ async function trimVideos(
       );
     }
     const tmp = `${file}.tmp-${process.pid}.mp4`;
-    await runFfmpeg(
+    await runTool(
+      'ffmpeg',
       ['-v', 'error', '-y', '-i', file, '-map', '0', '-c', 'copy', '-frames:v', String(open.frames), tmp],
-      file,
+      `${file}: cannot cut it back to its listed episodes`,
     );
     const kept = (await probeVideo(tmp)).pts.length;
     if (kept !== open.frames) {

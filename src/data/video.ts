@@ -1,64 +1,14 @@
-import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, renameSync, rmSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import type { Writable } from 'node:stream';
 import { UserError } from '../config/errors.js';
-
-const require = createRequire(import.meta.url);
-
-/**
- * The tool to run: the variable when set, else the system's (Debian's has x264 and SVT-AV1), else the
- * static build shipped in an optional npm package (x264, no AV1), else the bare name, which fails with
- * needTool's install hint.
- */
-function findTool(name: 'ffmpeg' | 'ffprobe', envVar: string, pkg: string): string {
-  const fromEnv = process.env[envVar];
-  if (fromEnv) return fromEnv;
-  if (!spawnSync(name, ['-version'], { stdio: 'ignore' }).error) return name;
-  try {
-    return (require(pkg) as { path: string }).path;
-  } catch {
-    return name;
-  }
-}
-
-const FFMPEG = findTool('ffmpeg', 'VLA_FFMPEG', '@ffmpeg-installer/ffmpeg');
-const FFPROBE = findTool('ffprobe', 'VLA_FFPROBE', '@ffprobe-installer/ffprobe');
-
+import { runTool, startTool, type ToolProcess } from './ffmpeg.js';
 export interface VideoProbe {
   width: number;
   height: number;
   codec: string;
   /** Presentation times of every frame, ascending, in seconds. */
   pts: number[];
-}
-
-function needTool(tool: string): void {
-  const r = spawnSync(tool, ['-version'], { stdio: 'ignore' });
-  if (r.error) {
-    throw new UserError(
-      `${tool} not found: install ffmpeg (apt-get install ffmpeg) or set VLA_FFMPEG/VLA_FFPROBE`,
-    );
-  }
-}
-
-/** Runs a tool to completion without blocking the event loop (frames of other decodes keep flowing). */
-function run(tool: string, args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(tool, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const out: Buffer[] = [];
-    const err: Buffer[] = [];
-    child.stdout.on('data', (d: Buffer) => out.push(d));
-    child.stderr.on('data', (d: Buffer) => err.push(d));
-    child.on('error', reject);
-    child.on('close', (code) =>
-      resolve({
-        status: code ?? 1,
-        stdout: Buffer.concat(out).toString(),
-        stderr: Buffer.concat(err).toString(),
-      }),
-    );
-  });
 }
 
 /** Stream facts and frame times read from the container (no decoding). */
@@ -72,19 +22,8 @@ export async function probeVideo(file: string): Promise<VideoProbe> {
     '-show_entries',
     'stream=width,height,codec_name:packet=pts_time',
   ];
-  let r: { status: number; stdout: string; stderr: string };
-  try {
-    r = await run(FFPROBE, [...args, '-of', 'json', file]);
-  } catch {
-    needTool(FFPROBE);
-    throw new UserError(`${file}: ffprobe could not start`);
-  }
-  if (r.status !== 0) {
-    throw new UserError(
-      `${file}: unreadable video (${r.stderr.trim().split('\n').pop() ?? `ffprobe exit ${r.status}`})`,
-    );
-  }
-  const json = JSON.parse(r.stdout) as {
+  const out = await runTool('ffprobe', [...args, '-of', 'json', file], `${file}: unreadable video`);
+  const json = JSON.parse(out.toString()) as {
     streams?: Array<{ width: number; height: number; codec_name: string }>;
     packets?: Array<{ pts_time?: string }>;
   };
@@ -122,21 +61,13 @@ export async function decodeFrames(
   if (start > 0) args.push('-ss', start.toFixed(6));
   args.push('-i', file, '-map', '0:v:0', '-frames:v', String(range.count));
   args.push('-fps_mode', 'passthrough', '-f', 'rawvideo', '-pix_fmt', 'rgb24', 'pipe:1');
-  const child = spawn(FFMPEG, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const run = startTool('ffmpeg', args, `${file}: cannot decode frames`, { stdout: true });
   const frameBytes = probe.width * probe.height * 3;
   const frame = new Uint8Array(frameBytes);
   let filled = 0;
   let count = 0;
-  let stderr = '';
-  child.stderr.on('data', (d: Buffer) => {
-    stderr += d.toString();
-  });
-  const exited = new Promise<number>((resolve, reject) => {
-    child.on('error', (e) => reject(e));
-    child.on('close', (code) => resolve(code ?? 1));
-  });
   try {
-    for await (const chunk of child.stdout as AsyncIterable<Buffer>) {
+    for await (const chunk of run.child.stdout as AsyncIterable<Buffer>) {
       let off = 0;
       while (off < chunk.length) {
         const n = Math.min(frameBytes - filled, chunk.length - off);
@@ -150,18 +81,10 @@ export async function decodeFrames(
       }
     }
   } catch (e) {
-    child.kill();
+    run.child.kill();
     throw e;
   }
-  let code: number;
-  try {
-    code = await exited;
-  } catch {
-    needTool(FFMPEG);
-    throw new UserError(`${file}: ffmpeg could not start`);
-  }
-  if (code !== 0)
-    throw new UserError(`${file}: ffmpeg failed to decode (${stderr.trim().split('\n').pop()})`);
+  await run.succeeded();
   return count;
 }
 
@@ -188,11 +111,12 @@ function codecArgs(codec: VideoCodec, crf: number | undefined): string[] {
  * and renames it into place, so a crash leaves no half-written mp4 under the final name.
  */
 export class VideoEncoder {
-  private readonly child;
+  private readonly run: ToolProcess;
+  /** ffmpeg's stdin (startTool made it a pipe). */
+  private readonly stdin: Writable;
   private readonly tmp: string;
   /** ffmpeg's exit code once it has exited (-1 when it could not start). */
   readonly exited: Promise<number>;
-  private stderr = '';
   frames = 0;
 
   constructor(
@@ -217,15 +141,9 @@ export class VideoEncoder {
       ...codecArgs(codec, opts.crf),
       ...['-pix_fmt', 'yuv420p', '-an', this.tmp],
     ];
-    this.child = spawn(FFMPEG, args, { stdio: ['pipe', 'ignore', 'pipe'] });
-    this.child.stderr.on('data', (d: Buffer) => {
-      this.stderr += d.toString();
-    });
-    this.exited = new Promise((resolve) => {
-      this.child.on('error', () => resolve(-1));
-      this.child.on('close', (code) => resolve(code ?? 1));
-    });
-    this.child.stdin.on('error', () => {});
+    this.run = startTool('ffmpeg', args, `${file}: cannot encode video`, { stdin: true });
+    this.stdin = this.run.child.stdin as Writable;
+    this.exited = this.run.exited;
   }
 
   /**
@@ -241,22 +159,21 @@ export class VideoEncoder {
     }
     this.frames++;
     // The pipe may hold on to the bytes until ffmpeg reads them: callers may reuse their buffer.
-    this.child.stdin.write(Buffer.from(rgb));
+    this.stdin.write(Buffer.from(rgb));
   }
 
   /** Resolves once the queued frames have been handed to ffmpeg (or ffmpeg has exited). */
   async drain(): Promise<void> {
-    if (this.child.stdin.writableNeedDrain)
-      await Promise.race([once(this.child.stdin, 'drain'), this.exited]);
+    if (this.stdin.writableNeedDrain) await Promise.race([once(this.stdin, 'drain'), this.exited]);
   }
 
   async close(): Promise<void> {
-    this.child.stdin.end();
-    const code = await this.exited;
-    if (code === -1) needTool(FFMPEG);
-    if (code !== 0) {
+    this.stdin.end();
+    try {
+      await this.run.succeeded();
+    } catch (e) {
       rmSync(this.tmp, { force: true });
-      throw new UserError(`${this.file}: ffmpeg failed to encode (${this.stderr.trim().split('\n').pop()})`);
+      throw e;
     }
     renameSync(this.tmp, this.file);
   }
@@ -267,8 +184,8 @@ export class VideoEncoder {
    * the pipe is closed and the process killed outright.
    */
   abort(): void {
-    this.child.stdin.destroy();
-    this.child.kill('SIGKILL');
+    this.stdin.destroy();
+    this.run.child.kill('SIGKILL');
     rmSync(this.tmp, { force: true });
   }
 }

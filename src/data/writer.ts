@@ -1,9 +1,9 @@
-import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { encode as encodePng } from 'fast-png';
 import type { SchemaElement } from 'hyparquet';
 import { UserError } from '../config/errors.js';
+import { runTool } from './ffmpeg.js';
 import { CAMERA_PREFIX, fillTemplate } from './info.js';
 import { SCRATCH_DIR } from './leftovers.js';
 import { imageSchema, listSchema, scalarSchema, writeParquet } from './parquet.js';
@@ -571,9 +571,10 @@ class Writer implements ContinuedWriter {
     const quote = (f: string) => `file '${f.replace(/'/g, "'\\''")}'\n`;
     writeFileSync(list, quote(target) + quote(segment));
     const tmp = `${target}.tmp-${process.pid}.mp4`;
-    await runFfmpeg(
+    await runTool(
+      'ffmpeg',
       ['-v', 'error', '-y', '-f', 'concat', '-safe', '0', '-i', list, '-c', 'copy', tmp],
-      target,
+      `${target}: cannot append an episode's video`,
     );
     const pts = (await probeVideo(tmp)).pts;
     if (pts.length !== before + length) {
@@ -811,22 +812,6 @@ function nestedListSchema(name: string): SchemaElement[] {
     ...level('element'),
     { name: 'element', type: 'DOUBLE', repetition_type: 'OPTIONAL' },
   ];
-}
-
-export function runFfmpeg(args: string[], what: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.env.VLA_FFMPEG ?? 'ffmpeg', args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => {
-      err += d.toString();
-    });
-    child.on('error', (e) => reject(new UserError(`${what}: cannot run ffmpeg (${e.message})`)));
-    child.on('close', (code) =>
-      code === 0
-        ? resolve()
-        : reject(new UserError(`${what}: ffmpeg failed (${err.trim().split('\n').pop()})`)),
-    );
-  });
 }
 
 /** The keys writeMeta fills in meta/info.json (either format): extraInfo may not replace them. */

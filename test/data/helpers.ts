@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import {
   existsSync,
   mkdirSync,
@@ -10,10 +11,12 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { Command } from 'commander';
+import h5wasm from 'h5wasm/node';
 import { afterAll, vi } from 'vitest';
 import YAML from 'yaml';
 import { register } from '../../src/cli/data.js';
 import { TrainConfig } from '../../src/config/schema.js';
+import { toolPath } from '../../src/data/ffmpeg.js';
 import { createDataset, type WriteFormat } from '../../src/data/writer.js';
 
 const made: string[] = [];
@@ -93,6 +96,65 @@ export async function writeSynthetic(
     await w.saveEpisode();
   }
   await w.finalize();
+}
+
+/**
+ * An ALOHA recording: qpos/qvel/action [T, 14] and one camera, raw [T, H, W, 3] or, `compressed`, as
+ * ALOHA's recorder stores JPEGs (padded rows [T, max] and their lengths in /compress_len). Call after
+ * `await h5wasm.ready`.
+ */
+export function writeAlohaEpisode(file: string, T: number, seed: number, compressed = false) {
+  const f = new h5wasm.File(file, 'w');
+  const obs = f.create_group('observations');
+  const rows = (k: number) => Float64Array.from({ length: T * 14 }, (_, i) => Math.sin(seed + k + i * 0.01));
+  obs.create_dataset({ name: 'qpos', data: rows(0), shape: [T, 14] });
+  obs.create_dataset({ name: 'qvel', data: rows(1), shape: [T, 14] });
+  f.create_dataset({ name: 'action', data: rows(2), shape: [T, 14] });
+  const images = obs.create_group('images');
+  const frames = Array.from({ length: T }, (_, t) => picture(24, 32, seed, t, 0));
+  if (!compressed) {
+    const all = new Uint8Array(T * 24 * 32 * 3);
+    frames.forEach((fr, t) => all.set(fr, t * fr.length));
+    images.create_dataset({ name: 'cam_high', data: all, shape: [T, 24, 32, 3], dtype: '<B' });
+  } else {
+    const jpegs = frames.map(
+      (fr) =>
+        spawnSync(
+          toolPath('ffmpeg'),
+          [
+            '-v',
+            'error',
+            '-f',
+            'rawvideo',
+            '-pix_fmt',
+            'rgb24',
+            '-s',
+            '32x24',
+            '-i',
+            '-',
+            '-q:v',
+            '2',
+            '-f',
+            'mjpeg',
+            '-',
+          ],
+          {
+            input: fr,
+          },
+        ).stdout,
+    );
+    const max = Math.max(...jpegs.map((j) => j.length));
+    const padded = new Uint8Array(T * max);
+    jpegs.forEach((j, t) => padded.set(j, t * max));
+    images.create_dataset({ name: 'cam_high', data: padded, shape: [T, max], dtype: '<B' });
+    f.create_dataset({
+      name: 'compress_len',
+      data: Float64Array.from(jpegs.map((j) => j.length)),
+      shape: [1, T],
+    });
+  }
+  f.close();
+  return { frames, qpos: rows(0), action: rows(2) };
 }
 
 /** A workspace with a 3-state/2-action robot whose cameras are cam_high, cam_low (absent from the data) and cam_left_wrist. */

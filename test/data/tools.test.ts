@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { decode as decodePng } from 'fast-png';
@@ -8,7 +7,7 @@ import { convertDataset } from '../../src/data/convert.js';
 import { importAloha } from '../../src/data/hdf5.js';
 import { openDataset } from '../../src/data/reader.js';
 import { validateDataset } from '../../src/data/validate.js';
-import { CAMERAS, picture, runData, tmpDir, writeSynthetic } from './helpers.js';
+import { CAMERAS, picture, runData, tmpDir, writeAlohaEpisode, writeSynthetic } from './helpers.js';
 
 async function expectSameContent(a: string, b: string) {
   const x = await openDataset(a);
@@ -29,61 +28,6 @@ async function expectSameContent(a: string, b: string) {
       expect(Buffer.from(fy.data).equals(Buffer.from(fx.data))).toBe(true);
     }
   }
-}
-
-/** A raw ALOHA recording: qpos/qvel/action [T, 14] and one camera [T, H, W, 3]. */
-function writeAlohaEpisode(file: string, T: number, seed: number, compressed = false) {
-  const f = new h5wasm.File(file, 'w');
-  const obs = f.create_group('observations');
-  const rows = (k: number) => Float64Array.from({ length: T * 14 }, (_, i) => Math.sin(seed + k + i * 0.01));
-  obs.create_dataset({ name: 'qpos', data: rows(0), shape: [T, 14] });
-  obs.create_dataset({ name: 'qvel', data: rows(1), shape: [T, 14] });
-  f.create_dataset({ name: 'action', data: rows(2), shape: [T, 14] });
-  const images = obs.create_group('images');
-  const frames = Array.from({ length: T }, (_, t) => picture(24, 32, seed, t, 0));
-  if (!compressed) {
-    const all = new Uint8Array(T * 24 * 32 * 3);
-    frames.forEach((fr, t) => all.set(fr, t * fr.length));
-    images.create_dataset({ name: 'cam_high', data: all, shape: [T, 24, 32, 3], dtype: '<B' });
-  } else {
-    const jpegs = frames.map(
-      (fr) =>
-        spawnSync(
-          'ffmpeg',
-          [
-            '-v',
-            'error',
-            '-f',
-            'rawvideo',
-            '-pix_fmt',
-            'rgb24',
-            '-s',
-            '32x24',
-            '-i',
-            '-',
-            '-q:v',
-            '2',
-            '-f',
-            'mjpeg',
-            '-',
-          ],
-          {
-            input: fr,
-          },
-        ).stdout,
-    );
-    const max = Math.max(...jpegs.map((j) => j.length));
-    const padded = new Uint8Array(T * max);
-    jpegs.forEach((j, t) => padded.set(j, t * max));
-    images.create_dataset({ name: 'cam_high', data: padded, shape: [T, max], dtype: '<B' });
-    f.create_dataset({
-      name: 'compress_len',
-      data: Float64Array.from(jpegs.map((j) => j.length)),
-      shape: [1, T],
-    });
-  }
-  f.close();
-  return { frames, qpos: rows(0), action: rows(2) };
 }
 
 describe('dataset tools', () => {
