@@ -4,7 +4,14 @@ import os from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import { UserError } from '../config/errors.js';
 import { registerGradients } from './gradients.js';
-import { BLAS_PACKAGE, loadBlas } from './native/blas.js';
+import {
+  BLAS_PACKAGE,
+  type Blas,
+  describeProducts,
+  loadBlas,
+  type Precision,
+  useProducts,
+} from './native/blas.js';
 import { installFused } from './native/fused.js';
 import { cpuHost, wasmHost } from './native/matmul.js';
 import { installPack, PACK_HOSTS, type PackHost, removePack } from './native/pack.js';
@@ -39,6 +46,10 @@ export interface BackendInfo {
     core: string | null;
     coreNote: string | null;
     fused: true | string;
+    /** What runs the products: `fp32 products on openblas`, `bf16 products on oneDNN 2.6.3, …`. */
+    products: string;
+    /** Why bf16 products were asked for and are not running. */
+    productsOff?: string;
   } | null;
   /** Why the native kernel pack is off, when the backend could host it. */
   nativeOff?: string;
@@ -63,6 +74,8 @@ export interface BackendOptions {
    * build through a shim (see native/wasm-threads.ts); it only takes effect before WASM first starts.
    */
   wasmThreads?: number;
+  /** The products' precision (default fp32); setProductPrecision changes it later. */
+  precision?: Precision;
 }
 
 const require = createRequire(import.meta.url);
@@ -92,6 +105,27 @@ async function tryBackend(name: BackendName, load: (pkg: string) => unknown): Pr
 }
 
 let active: BackendInfo | null = null;
+/** The kernel pack's products, while the pack is installed. */
+let activeBlas: Blas | null = null;
+
+/**
+ * Runs the kernel pack's products at `precision` from now on (a config's `train.precision`, a
+ * server's `serve.precision`). Returns null, or why bf16 cannot run here: the products then stay
+ * float32 and the backend line says why.
+ */
+export function setProductPrecision(precision: Precision): string | null {
+  if (activeBlas === null) {
+    if (precision === 'fp32') return null;
+    return `bf16 products off: they run on the native kernel pack, which is off (${active?.nativeOff ?? 'no backend set up'})`;
+  }
+  const off = useProducts(activeBlas, precision);
+  if (active?.native) {
+    active.native.products = describeProducts(activeBlas);
+    if (off) active.native.productsOff = off;
+    else delete active.native.productsOff;
+  }
+  return off;
+}
 
 /**
  * What the last setupBackend() set up, or null before it ran. Model code can read `native` to shape its
@@ -209,6 +243,7 @@ async function configurePack(
 ): Promise<Pick<BackendInfo, 'native' | 'nativeOff'>> {
   const host = PACK_HOSTS.find((h) => h === name) as PackHost | undefined;
   for (const other of PACK_HOSTS) if (other !== host) removePack(other);
+  activeBlas = null;
   if (host === undefined) return { native: null };
   if (!wanted) {
     removePack(host);
@@ -220,9 +255,14 @@ async function configurePack(
     return { native: null, nativeOff: loaded.error };
   }
   installPack(loaded, host);
+  activeBlas = loaded;
+  const productsOff = useProducts(loaded, opts.precision ?? 'fp32');
   const fused = host === 'wasm' ? ((await installFused()) ?? true) : 'the cpu backend has no WASM heap';
   const { library, threads, core, coreNote } = loaded;
-  return { native: { library, threads, core, coreNote, fused } };
+  const products = describeProducts(loaded);
+  return {
+    native: { library, threads, core, coreNote, fused, products, ...(productsOff ? { productsOff } : {}) },
+  };
 }
 
 function isInstalled(name: BackendName, load: (pkg: string) => unknown): boolean {
@@ -257,12 +297,14 @@ export function describeBackend(info: BackendInfo): string {
     info.threadsOff ? `WASM threads off: ${info.threadsOff}` : null,
     info.skipped.length > 0 ? `passed over: ${info.skipped.join('; ')}` : null,
     info.native?.coreNote ?? null,
+    info.native?.productsOff ?? null,
   ].filter(Boolean);
   let kernels = '';
   if (info.native) {
     const fused = info.native.fused === true ? ' + fused norm/gelu' : '';
     const lib = info.native.core ? `${info.native.library} ${info.native.core}` : info.native.library;
-    kernels = ` · kernels ${info.name}+blas (${lib}, ${plural(info.native.threads, 'thread')})${fused}`;
+    const bf16 = info.native.products.startsWith('bf16') ? ` · ${info.native.products}` : '';
+    kernels = ` · kernels ${info.name}+blas (${lib}, ${plural(info.native.threads, 'thread')})${fused}${bf16}`;
   } else if (info.nativeOff) kernels = ` · kernels ${info.name} (blas off: ${info.nativeOff})`;
   return `backend: ${info.name} (${detail})${kernels} · tfjs ${tf.version_core}${notes.length > 0 ? ` (${notes.join('; ')})` : ''}`;
 }

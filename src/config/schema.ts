@@ -213,6 +213,13 @@ export const TrainSection = z
      * so the result is the whole batch's step. For the wasm and cpu backends; see train/data-parallel.ts.
      */
     data_parallel: posInt.max(16).default(1),
+    /**
+     * The products' precision: `bf16` runs every matmul on bfloat16 operands with float32 accumulation
+     * (oneDNN, on CPUs with AVX512-BF16 or AMX), the master weights, optimizer state, norms, softmax and
+     * loss staying float32, as openpi trains π0; `fp32` throughout otherwise. Where bf16 cannot run, the
+     * training log says why and the products stay float32.
+     */
+    precision: z.enum(['fp32', 'bf16']).default('fp32'),
     /** Parameter-name patterns whose weights are not trained (openpi's `freeze_filter`). */
     freeze: z.array(z.string().min(1)).default([]),
     /** A checkpoint folder whose params initialise the model (the base, for fine-tuning). */
@@ -249,6 +256,8 @@ export const ServeConfig = z.strictObject({
   /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
   max_message_mb: z.number().positive().default(16),
   max_connections: posInt.default(64),
+  /** The chunk sampler's products: `bf16` as train.precision describes, or `fp32`. */
+  precision: z.enum(['fp32', 'bf16']).default('fp32'),
   /**
    * Most bytes of incoming messages held at once across all connections; a message that would pass it
    * is refused (1013, try again later). 256 MB holds 64 robots' 4-camera 640×480 observations.

@@ -63,7 +63,10 @@ export class ChunkSampler {
       preferred: this.preferred,
       blasThreads: activeBackend()?.native?.threads,
     });
-    const wanted = (n: NativeSampler | null) => n?.fits(inp, steps) && n.threads === threads;
+    // The native sampler runs its products as the process's kernel pack does (setProductPrecision).
+    const precision = activeBackend()?.native?.products.startsWith('bf16') ? 'bf16' : 'fp32';
+    const wanted = (n: NativeSampler | null) =>
+      n?.fits(inp, steps) && n.threads === threads && n.precision === precision;
     if (wanted(this.native)) return this.native;
     if (this.creating) await this.creating;
     if (wanted(this.native)) return this.native;
@@ -80,6 +83,7 @@ export class ChunkSampler {
           promptLen: Math.max(inp.promptLen, d.maxTokenLen),
           steps: Math.max(steps, d.numSteps),
           stallMs: this.opts.stallMs,
+          precision,
         });
       } catch (e) {
         this.off = (e as Error).message.split('\n')[0]!;

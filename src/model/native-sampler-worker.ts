@@ -1,14 +1,17 @@
 // A native sampler's second thread (rank 1): the same engine over the same shared arena (native-sampler.ts).
 import { parentPort, workerData } from 'node:worker_threads';
-import { loadBlas } from '../backend/native/blas.js';
+import { loadBlas, useProducts } from '../backend/native/blas.js';
 import { loadFused } from '../backend/native/fused.js';
 import { Engine, type WorkerSetup } from './native-sampler.js';
 
 const setup = workerData as WorkerSetup;
 const blas = loadBlas();
 const fused = await loadFused(setup.memory);
-if ('error' in blas || 'error' in fused) {
-  parentPort!.postMessage({ error: 'error' in blas ? blas.error : (fused as { error: string }).error });
+const productsOff = 'error' in blas ? null : useProducts(blas, setup.precision);
+if ('error' in blas || 'error' in fused || productsOff) {
+  parentPort!.postMessage({
+    error: 'error' in blas ? blas.error : (productsOff ?? (fused as { error: string }).error),
+  });
 } else {
   const engine = new Engine(setup.memory, setup.layout, setup.rank, blas, fused);
   parentPort!.postMessage({ ready: true });

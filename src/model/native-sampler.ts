@@ -21,7 +21,7 @@
  */
 import os from 'node:os';
 import type { Worker } from 'node:worker_threads';
-import { type Blas, loadBlas, NO_TRANS, TRANS } from '../backend/native/blas.js';
+import { type Blas, loadBlas, NO_TRANS, type Precision, TRANS, useProducts } from '../backend/native/blas.js';
 import { type FusedExports, loadFused, RMS_EPS } from '../backend/native/fused.js';
 import { startWorker } from '../threads.js';
 import type { ModelDims } from './config.js';
@@ -682,6 +682,7 @@ export interface WorkerSetup {
   memory: SharedMemory;
   layout: Layout;
   rank: number;
+  precision: Precision;
 }
 
 /** Why the native sampler cannot run here (a one-line reason), or null when it can. */
@@ -725,6 +726,7 @@ export class NativeSampler {
   private constructor(
     readonly dims: ModelDims,
     readonly threads: number,
+    readonly precision: Precision,
     private readonly layout: Layout,
     private readonly engine: Engine,
     private readonly workers: Worker[],
@@ -749,6 +751,8 @@ export class NativeSampler {
       steps?: number;
       /** How long a thread waits for the other before the chunk fails (default 10 s). */
       stallMs?: number;
+      /** The products' precision (default fp32), on every thread. */
+      precision?: Precision;
     },
   ): Promise<NativeSampler> {
     const threads = samplerThreads(dims, { explicit: opts.threads });
@@ -756,6 +760,9 @@ export class NativeSampler {
     if (why) throw new Error(`native sampler: ${why}`);
     const blas = loadBlas();
     if ('error' in blas) throw new Error(`native sampler: ${blas.error}`);
+    const precision = opts.precision ?? 'fp32';
+    const productsOff = useProducts(blas, precision);
+    if (productsOff) throw new Error(`native sampler: ${productsOff}`);
     const layout = planLayout(
       dims,
       sw,
@@ -774,7 +781,7 @@ export class NativeSampler {
     const workers: Worker[] = [];
     try {
       for (let rank = 1; rank < threads; rank++) {
-        const setup: WorkerSetup = { memory, layout, rank };
+        const setup: WorkerSetup = { memory, layout, rank, precision };
         const worker = startWorker(new URL('./native-sampler-worker.ts', import.meta.url), {
           workerData: setup as unknown as Record<string, unknown>,
         });
@@ -797,6 +804,7 @@ export class NativeSampler {
     return new NativeSampler(
       dims,
       threads,
+      precision,
       layout,
       new Engine(memory, layout, 0, blas, fused),
       workers,

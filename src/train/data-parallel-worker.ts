@@ -22,7 +22,11 @@ const grads = new Float32Array(setup.grads);
 const word = index * 4;
 
 try {
-  await setupBackend({ backend: setup.backend.name as BackendName, native: setup.backend.native });
+  await setupBackend({
+    backend: setup.backend.name as BackendName,
+    native: setup.backend.native,
+    precision: setup.config.train.precision,
+  });
   const dims = modelDims(setup.config.model);
   const model = new Pi0(dims);
   const params = new Map<string, tf.Variable>();

@@ -7,6 +7,7 @@
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { setProductPrecision } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { actionDim, stateDim } from '../config/robot.js';
@@ -189,6 +190,8 @@ async function train(
 ): Promise<RunTrainingResult> {
   const { config, runDir } = opts;
   const t = config.train;
+  const productsOff = setProductPrecision(t.precision);
+  log(`products: ${productsOff ? `fp32 (${t.precision} asked; ${productsOff})` : t.precision}`);
   const init = initParams(modelDims(config.model), t.seed);
   const latest = opts.resume ? existing.at(-1) : undefined;
   if (!latest && t.init_from) {

@@ -3,30 +3,23 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { isMainThread, threadId } from 'node:worker_threads';
+import { NO_TRANS, type Sgemm, TRANS } from './gemm.js';
+import { loadOneDnn, type OneDnn } from './onednn.js';
 
-/** CBLAS transpose flags (row-major calls). */
-export const NO_TRANS = 111;
-export const TRANS = 112;
+export { NO_TRANS, type Sgemm, TRANS } from './gemm.js';
 
-/** `cblas_sgemm(RowMajor, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)`. */
-export type Sgemm = (
-  transA: number,
-  transB: number,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  lda: number,
-  b: Float32Array,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  ldc: number,
-) => void;
+/** The products' precision: float32 throughout, or bfloat16 operands with float32 accumulation. */
+export type Precision = 'fp32' | 'bf16';
 
 export interface Blas {
+  /** The products as they run now: every kernel of the pack calls this (useProducts switches it). */
   sgemm: Sgemm;
+  /** The precision `sgemm` runs at. */
+  precision: Precision;
+  /** OpenBLAS's float32 sgemm, kept while `sgemm` points at oneDNN's bf16 one. */
+  fp32: Sgemm;
+  /** oneDNN's bf16 products once asked for (loaded then), or why they cannot run here. */
+  bf16: OneDnn | { error: string } | null;
   /** The shared library the binding resolved to: `openblas`, `mkl`, `blis`, or `unknown` off Linux. */
   library: string;
   /** Threads the library runs a large GEMM on. */
@@ -264,5 +257,38 @@ export function loadBlas(opts: BlasOptions = {}): Blas | { error: string } {
   }
   const core = process.env.OPENBLAS_CORETYPE || null;
   const coreNote = core && process.arch === 'x64' ? blasCoreNote(cpuinfo(), core) : null;
-  return { sgemm, library, threads: threadsAtLoad, core, coreNote };
+  return {
+    sgemm,
+    precision: 'fp32',
+    fp32: sgemm,
+    bf16: null,
+    library,
+    threads: threadsAtLoad,
+    core,
+    coreNote,
+  };
+}
+
+/**
+ * Runs every product of the pack at `precision` from now on (the kernels call `blas.sgemm`). Returns
+ * null, or the one-line reason bf16 was asked for and cannot run here: the products then stay float32.
+ */
+export function useProducts(blas: Blas, precision: Precision): string | null {
+  if (precision === 'fp32') {
+    blas.sgemm = blas.fp32;
+    blas.precision = 'fp32';
+    return null;
+  }
+  blas.bf16 ??= loadOneDnn(blas.threads);
+  if ('error' in blas.bf16) return `bf16 products off: ${blas.bf16.error}`;
+  blas.sgemm = blas.bf16.sgemmBf16;
+  blas.precision = 'bf16';
+  return null;
+}
+
+/** What runs the products now, for the backend line: `fp32 on openblas` or `bf16 on oneDNN 2.6.3, …`. */
+export function describeProducts(blas: Blas): string {
+  return blas.precision === 'bf16' && blas.bf16 && !('error' in blas.bf16)
+    ? `bf16 products on ${blas.bf16.describe}`
+    : `fp32 products on ${blas.library}`;
 }

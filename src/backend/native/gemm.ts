@@ -1,0 +1,22 @@
+/** The one signature every product of the kernel pack goes through, whichever library runs it. */
+
+/** CBLAS transpose flags (row-major calls). */
+export const NO_TRANS = 111;
+export const TRANS = 112;
+
+/** `cblas_sgemm(RowMajor, transA, transB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)`. */
+export type Sgemm = (
+  transA: number,
+  transB: number,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Float32Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+) => void;
