@@ -13,7 +13,8 @@
  * Rows: `wasm` is the WASM backend's own kernels, `wasm+blas` the pack (OpenBLAS on 1 thread),
  * `wasm+blas 2 threads` the pack with OpenBLAS on both cores, `wasm+blas 2 replicas` the pack with `train.data_parallel: 2` (each
  * batch cut in two, one half on a worker thread: training only), `cpu+blas` the pack under the cpu
- * backend (to choose the host: its element-wise kernels are plain JS). WASM takes VLA_WASM_THREADS
+ * backend (to choose the host: its element-wise kernels are plain JS), `… bf16` the same with bfloat16
+ * products on oneDNN (`train.precision: bf16`; the row fails, saying why, where they cannot run). WASM takes VLA_WASM_THREADS
  * (default 1). Each row runs in a child process of its own (see measureInChild). BENCH_STEPS sets the
  * timed training steps (default 4), BENCH_WARMUP the untimed ones before them (default 2);
  * BENCH_KERNELS (say `wasm+blas`) runs only the rows of those kernels.
@@ -28,13 +29,13 @@ import { type BackendName, describeBackend, setupBackend } from '../src/backend/
 import { packStats } from '../src/backend/native/pack.js';
 import { table } from '../src/cli/output.js';
 import { TrainConfig } from '../src/config/schema.js';
-import type { Batch } from '../src/data/batch.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
 import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 import { Trainer } from '../src/train/trainer.js';
+import type { Batch } from '../src/transforms/batch.js';
 
 interface Reference {
   name: string;
@@ -105,6 +106,8 @@ interface Mode {
   replicas?: number;
   /** OpenBLAS threads (default 1, whatever OPENBLAS_NUM_THREADS says to the bench). */
   blasThreads?: number;
+  /** The products' precision (default fp32): bf16 runs them on oneDNN (train.precision). */
+  precision?: 'fp32' | 'bf16';
 }
 
 /** A count from the environment, at least `min`; anything else is refused, naming the variable. */
@@ -125,6 +128,8 @@ const MODES: Mode[] = [
   { label: 'wasm+blas 2 threads', backend: 'wasm', native: true, blasThreads: 2 },
   { label: 'wasm+blas 2 replicas', backend: 'wasm', native: true, replicas: 2 },
   { label: 'cpu+blas', backend: 'cpu', native: true },
+  { label: 'wasm+blas bf16', backend: 'wasm', native: true, precision: 'bf16' },
+  { label: 'wasm+blas 2 replicas bf16', backend: 'wasm', native: true, replicas: 2, precision: 'bf16' },
 ];
 
 /** BENCH_KERNELS=wasm+blas,cpu+blas runs only those rows. */
@@ -247,9 +252,10 @@ async function measure(ref: Reference, mode: Mode): Promise<Measured> {
     robot: 'aloha',
     model: ref.model,
     data: { augment: null },
-    train: { batch_size: ref.batch, data_parallel: mode.replicas ?? 1 },
+    train: { batch_size: ref.batch, data_parallel: mode.replicas ?? 1, precision: mode.precision ?? 'fp32' },
   });
-  const info = await setupBackend({ backend: mode.backend, native: mode.native });
+  const info = await setupBackend({ backend: mode.backend, native: mode.native, precision: mode.precision });
+  if (mode.precision === 'bf16' && info.native?.productsOff) throw new Error(info.native.productsOff);
   const line = describeBackend(info).replace(/ \(passed over.*$/, '');
   const before = packStats();
   const train = await timeTraining(ref, config);
@@ -263,12 +269,12 @@ async function measure(ref: Reference, mode: Mode): Promise<Measured> {
       };
   // The pack's own row also compares the samplers, each in this same process, one after another.
   const samplers: string[][] = [];
-  if (mode.label === 'wasm+blas') {
+  if (mode.label === 'wasm+blas' || mode.label === 'wasm+blas bf16') {
     for (const choice of ['tfjs', 'native 1 thread', 'native 2 threads'] as const) {
       const c = await timeChunk(ref, config, true, ref.name === 'A' ? 31 : 21, choice);
       samplers.push([
         ref.name,
-        c.line,
+        `${c.line}${mode.precision === 'bf16' ? ' (bf16)' : ''}`,
         c.p50.toFixed(1),
         c.p90.toFixed(1),
         String(ref.torch.chunkCached),

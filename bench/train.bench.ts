@@ -9,12 +9,12 @@ import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, setupBackend } from '../src/backend/index.js';
 import { table } from '../src/cli/output.js';
 import { TrainConfig } from '../src/config/schema.js';
-import type { Batch } from '../src/data/batch.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
 import { initParams } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 import { Trainer } from '../src/train/trainer.js';
+import type { Batch } from '../src/transforms/batch.js';
 
 const BATCH = Number(process.env.VLA_BENCH_BATCH ?? 32);
 const STEPS = Number(process.env.VLA_BENCH_STEPS ?? 5);

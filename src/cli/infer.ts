@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import type { Batch } from '../data/batch.js';
 import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
+import type { Batch } from '../transforms/batch.js';
 import { unnormalize } from '../transforms/normalize.js';
 import { computeBackend } from './context.js';
 import { NOISE_SCALE_HELP, noiseScaleOption, table } from './output.js';

@@ -20,7 +20,7 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
-import { resizeWithPad } from './image.js';
+import { resizeWithPad } from '../transforms/image.js';
 import type { LeRobotDataset } from './reader.js';
 
 const FORMAT = 1;

@@ -5,18 +5,13 @@
  */
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
-import { type NormMode, type NormStats, normalize } from '../transforms/normalize.js';
-import type { Batch } from './batch.js';
+import type { Batch } from '../transforms/batch.js';
+import { frames, type Transform } from '../transforms/frames.js';
+import { applyInputs, transformGroup } from '../transforms/group.js';
+import type { NormStats } from '../transforms/normalize.js';
 import { type FrameCache, openFrameCache } from './cache.js';
 import { CAMERA_PREFIX } from './info.js';
-import {
-  type Affine,
-  actionChunk,
-  type EpisodeRows,
-  episodeRows,
-  openPipeline,
-  type Pipeline,
-} from './pipeline.js';
+import { type EpisodeRows, episodeRows, gatherChunk, openPipeline, type Pipeline } from './pipeline.js';
 
 export interface TrainingDataOptions {
   imageSize: number;
@@ -49,29 +44,6 @@ export interface TrainingData {
   /** The batch of these dataset rows (numbered episode after episode, frame by frame), in order. */
   batchOfRows(rows: ArrayLike<number>): Batch;
   close(): void;
-}
-
-const EPS = 1e-6;
-
-/**
- * The config's action normalization as one multiply-add per value (the same formulas as
- * transforms/normalize.ts, which also checks that the stats cover every dim).
- */
-function actionAffine(stats: NormStats, mode: NormMode, dim: number): Affine {
-  normalize(new Float32Array(dim), stats, 'actions', mode, dim);
-  const e = stats.actions;
-  const mul = new Float64Array(dim);
-  const add = new Float64Array(dim);
-  for (let d = 0; d < dim; d++) {
-    if (mode === 'zscore') {
-      mul[d] = 1 / (e.std[d]! + EPS);
-      add[d] = -e.mean[d]! * mul[d]!;
-    } else {
-      mul[d] = 2 / (e.q99![d]! - e.q01![d]! + EPS);
-      add[d] = -e.q01![d]! * mul[d]! - 1;
-    }
-  }
-  return { mul, add };
 }
 
 /** splitmix32: a small, well-mixed PRNG; the permutation must not depend on Math.random. */
@@ -133,11 +105,12 @@ class Loader implements TrainingData {
   private readonly sampleFrame: Int32Array;
   /** Per epoch position: the dataset row it draws (each row once, early ones `factor` times when oversampled). */
   private readonly drawRow: Uint32Array;
-  /** Normalized state per row. */
-  private readonly stateNorm: Float32Array;
   private readonly prompts: string[];
   private readonly samplePrompt: Int32Array;
-  private readonly affine: Affine;
+  /** The transforms after the per-frame ones (those ran on the episodes' rows): per chunk, then the model side. */
+  private readonly transforms: Transform[];
+  /** The batch's chunks before normalisation, reused from batch to batch (every value is written each time). */
+  private chunks = new Float64Array(0);
 
   constructor(
     private readonly p: Pipeline,
@@ -152,7 +125,6 @@ class Loader implements TrainingData {
     this.actionDim = p.actionDim;
     this.sampleEpisode = new Int32Array(total);
     this.sampleFrame = new Int32Array(total);
-    this.stateNorm = new Float32Array(total * p.stateDim);
     this.samplePrompt = new Int32Array(total);
     const promptIds = new Map<string, number>();
     this.prompts = [];
@@ -177,12 +149,15 @@ class Loader implements TrainingData {
         }
         this.samplePrompt[row] = id;
       }
-      this.stateNorm.set(r.state, (row - r.length) * p.stateDim);
     }
     this.drawRow = drawOrder(this.sampleFrame, data.oversample_start);
     this.numSamples = this.drawRow.length;
-    normalize(this.stateNorm, opts.normStats, 'state', data.norm, p.stateDim);
-    this.affine = actionAffine(opts.normStats, data.norm, p.actionDim);
+    const g = transformGroup(p.config, p, {
+      normStats: opts.normStats,
+      cameras: this.cameras.length,
+      imageSize: opts.imageSize,
+    });
+    this.transforms = [...g.perChunk, ...g.model];
   }
 
   get imageSize() {
@@ -234,39 +209,47 @@ class Loader implements TrainingData {
     }
     const { imageSize: S, horizon: H } = this.opts;
     const B = rows.length;
-    const C = this.cameras.length;
     const sd = this.stateDim;
     const ad = this.actionDim;
-    const frameBytes = S * S * 3;
-    const images = new Uint8Array(B * C * frameBytes);
-    const imageMask = new Uint8Array(B * C);
     const state = new Float32Array(B * sd);
-    const actions = new Float32Array(B * H * ad);
+    if (this.chunks.length < B * H * ad) this.chunks = new Float64Array(B * H * ad);
+    const actions = this.chunks.subarray(0, B * H * ad);
     const actionPad = new Uint8Array(B * H);
     const prompts: string[] = [];
     for (let b = 0; b < B; b++) {
       const sample = rows[b]!;
-      const e = this.sampleEpisode[sample]!;
+      const episode = this.rows[this.sampleEpisode[sample]!]!;
       const t = this.sampleFrame[sample]!;
-      state.set(this.stateNorm.subarray(sample * sd, (sample + 1) * sd), b * sd);
-      actionChunk(this.p, this.rows[e]!, t, H, actions, b * H * ad, actionPad, b * H, this.affine);
-      for (let c = 0; c < C; c++) {
-        const cache = this.caches[c];
-        if (!cache) continue;
-        cache.read(sample, images, (b * C + c) * frameBytes);
-        imageMask[b * C + c] = 1;
-      }
+      state.set(episode.state.subarray(t * sd, (t + 1) * sd), b * sd);
+      gatherChunk(this.p, episode, t, H, actions, b * H * ad, actionPad, b * H);
       prompts.push(this.prompts[this.samplePrompt[sample]!]!);
     }
+    const f = frames({
+      size: B,
+      stateDim: sd,
+      actionDim: ad,
+      horizon: H,
+      state,
+      actions,
+      prompts,
+      // The frame caches hold every frame letterboxed already.
+      cameraSource: (b, c, out, offset) => {
+        const cache = this.caches[c];
+        if (!cache) return false;
+        cache.read(rows[b]!, out, offset);
+        return true;
+      },
+    });
+    applyInputs(this.transforms, f);
     return {
       size: B,
       imageSize: S,
       cameras: this.cameras,
-      images,
-      imageMask,
-      state,
+      images: f.images!,
+      imageMask: f.imageMask!,
+      state: f.modelState!,
       stateDim: sd,
-      actions,
+      actions: f.modelActions!,
       actionDim: ad,
       horizon: H,
       actionPad,

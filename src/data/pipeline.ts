@@ -1,8 +1,9 @@
 /**
- * The config's data transforms on raw dataset rows, shared by the norm stats and the training loader
- * so both see the same numbers: robot adapter (ALOHA's `adapt_to_pi`), then action chunks from frame t
- * padded with the episode's last action (LeRobot's clamped `delta_timestamps`), then openpi's
- * DeltaActions (masked dims minus the state at t). Normalization comes after, with the stats.
+ * The config's dataset as the transforms see it, shared by the norm stats and the training loader so
+ * both see the same numbers: episode rows through the per-frame transforms (the robot adapter), then
+ * action chunks from frame t padded with the episode's last action (LeRobot's clamped
+ * `delta_timestamps`), then the per-chunk transforms (delta actions). The transforms themselves are
+ * composed in transforms/group.ts; normalisation and images come after, with the stats.
  */
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -10,7 +11,8 @@ import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { actionDim, type RobotSpec, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
-import { alohaActionsToPi, alohaStateToPi } from '../transforms/aloha.js';
+import { type Floats, frames } from '../transforms/frames.js';
+import { applyInputs, type TransformGroup, transformGroup } from '../transforms/group.js';
 import { type LeRobotDataset, openDataset } from './reader.js';
 
 /** `data.dataset` as a folder: a path relative to the workspace, else a name under `datasets/`. */
@@ -28,7 +30,7 @@ export function resolveDatasetPath(config: TrainConfig, cwd = process.cwd()): st
   throw new UserError(`config ${config.name}: data.dataset: no dataset at ${direct} or ${named}`);
 }
 
-/** Rows of one episode after the robot adapter, ready for chunking. */
+/** Rows of one episode after the per-frame transforms, ready for chunking. */
 export interface EpisodeRows {
   episode: number;
   length: number;
@@ -43,8 +45,8 @@ export interface Pipeline {
   dataset: LeRobotDataset;
   stateDim: number;
   actionDim: number;
-  /** Per action dim: subtract the state's value at t (openpi's DeltaActions). */
-  deltaMask: boolean[];
+  /** The config's transforms without the model side (no stats yet when computing them). */
+  transforms: TransformGroup;
 }
 
 export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Promise<Pipeline> {
@@ -65,42 +67,48 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
       `${dataset.dir}: action has ${dsAction ?? 'no'} dims, robot ${robot.name} expects ${ad} (config ${config.name})`,
     );
   }
-  const mask = config.data.delta_action_mask ?? [];
-  if (mask.length > ad) {
-    throw new UserError(
-      `config ${config.name}: data.delta_action_mask: expected at most ${ad} entries (action dims), got ${mask.length}`,
-    );
-  }
-  if (mask.some((m, d) => m && d >= sd)) {
-    throw new UserError(
-      `config ${config.name}: data.delta_action_mask: delta dims must exist in the state (${sd} dims)`,
-    );
-  }
-  const deltaMask = Array.from({ length: ad }, (_, d) => mask[d] ?? false);
-  return { config, robot, dataset, stateDim: sd, actionDim: ad, deltaMask };
+  const transforms = transformGroup(config, { stateDim: sd, actionDim: ad });
+  return { config, robot, dataset, stateDim: sd, actionDim: ad, transforms };
 }
 
 export async function episodeRows(p: Pipeline, episode: number): Promise<EpisodeRows> {
   const d = await p.dataset.readEpisode(episode);
   const state = d.state!;
   const action = d.action!;
-  if (p.config.data.adapt_to_pi) {
-    alohaStateToPi(state, p.stateDim);
-    alohaActionsToPi(action, p.actionDim);
-  }
+  const { stateDim, actionDim } = p;
+  const rows = frames({ size: d.length, stateDim, actionDim, horizon: 1, state, actions: action });
+  applyInputs(p.transforms.perFrame, rows);
   return { episode, length: d.length, state, action, taskIndex: d.taskIndex };
 }
 
-/** `x * mul + add` per dim: a normalization folded into one multiply-add. */
-export interface Affine {
-  mul: Float64Array;
-  add: Float64Array;
+/**
+ * Writes the chunk of `horizon` actions from frame t into `out` at `offset`, the episode's last action
+ * repeated past its end; pad flags go to `pad` at `padOffset`.
+ */
+export function gatherChunk(
+  p: Pipeline,
+  rows: EpisodeRows,
+  t: number,
+  horizon: number,
+  out: Floats,
+  offset: number,
+  pad?: Uint8Array,
+  padOffset = 0,
+): void {
+  const ad = p.actionDim;
+  const inside = Math.max(0, Math.min(horizon, rows.length - t));
+  out.set(rows.action.subarray(t * ad, (t + inside) * ad), offset);
+  if (inside < horizon) {
+    const last = rows.action.subarray((rows.length - 1) * ad, rows.length * ad);
+    for (let k = inside; k < horizon; k++) out.set(last, offset + k * ad);
+  }
+  if (pad) {
+    pad.fill(0, padOffset, padOffset + inside);
+    pad.fill(1, padOffset + inside, padOffset + horizon);
+  }
 }
 
-/**
- * Writes the chunk of `horizon` actions from frame t into `out` at `offset`, delta-converted against
- * the state at t and, when `affine` is given, normalized; pad flags go to `pad` at `padOffset`.
- */
+/** The chunk from frame t through the per-chunk transforms (delta actions against the state at t). */
 export function actionChunk(
   p: Pipeline,
   rows: EpisodeRows,
@@ -108,23 +116,16 @@ export function actionChunk(
   horizon: number,
   out: Float32Array,
   offset: number,
-  pad?: Uint8Array,
-  padOffset = 0,
-  affine?: Affine,
 ): void {
-  const ad = p.actionDim;
-  const base = t * p.stateDim;
-  const mask = p.deltaMask;
-  const last = rows.length - 1;
-  for (let k = 0; k < horizon; k++) {
-    const src = Math.min(t + k, last);
-    if (pad) pad[padOffset + k] = t + k > last ? 1 : 0;
-    const o = offset + k * ad;
-    const a0 = src * ad;
-    for (let d = 0; d < ad; d++) {
-      let a = rows.action[a0 + d]!;
-      if (mask[d]) a -= rows.state[base + d]!;
-      out[o + d] = affine ? a * affine.mul[d]! + affine.add[d]! : a;
-    }
-  }
+  gatherChunk(p, rows, t, horizon, out, offset);
+  const { stateDim, actionDim } = p;
+  const chunk = frames({
+    size: 1,
+    stateDim,
+    actionDim,
+    horizon,
+    state: rows.state.subarray(t * stateDim, (t + 1) * stateDim),
+    actions: out.subarray(offset, offset + horizon * actionDim),
+  });
+  applyInputs(p.transforms.perChunk, chunk);
 }

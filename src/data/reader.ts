@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { decode as decodePng } from 'fast-png';
 import { describeValue, UserError } from '../config/errors.js';
-import { resizeWithPad } from './image.js';
+import { resizeWithPad } from '../transforms/image.js';
 import {
   CAMERA_PREFIX,
   type CameraFeature,

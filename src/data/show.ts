@@ -1,6 +1,6 @@
 import { encode as encodePng } from 'fast-png';
 import { UserError } from '../config/errors.js';
-import { resizeInto } from './image.js';
+import { resizeInto } from '../transforms/image.js';
 import type { LeRobotDataset } from './reader.js';
 
 const GAP = 4;

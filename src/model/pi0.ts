@@ -9,7 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
-import type { Batch } from '../data/batch.js';
+import type { Batch } from '../transforms/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
 import {

@@ -1,43 +1,43 @@
 /**
- * A trained checkpoint as a served policy: openpi's input transforms (robot adapter → resize with pad →
- * normalize), the model's batched `sampleActions`, then the output transforms (unnormalize → absolute
- * actions from deltas → robot adapter), exactly the numbers the training loader produced.
+ * A trained checkpoint as a served policy: the config's input transforms (robot adapter → normalize →
+ * camera images, letterboxed), the model's batched `sampleActions`, then the output transforms
+ * (unnormalize → absolute actions from deltas → robot adapter back), composed by transforms/group.ts as
+ * for the training loader, so the model sees the numbers it was trained on.
  */
-import { describeBackend, setupBackend } from '../backend/index.js';
+import { describeBackend, setProductPrecision, setupBackend } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
-import { chwToHwc, resizeWithPad } from '../data/image.js';
 import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
-import type { CameraImage } from '../protocol/observation.js';
-import { alohaActionsFromPi, alohaStateToPi } from '../transforms/aloha.js';
-import { type NormStats, normalize, unnormalize } from '../transforms/normalize.js';
+import { frames, type Transform } from '../transforms/frames.js';
+import {
+  applyInputs,
+  applyOutputs,
+  inputTransforms,
+  type TransformGroup,
+  transformGroup,
+} from '../transforms/group.js';
+import { squareImage } from '../transforms/image.js';
 import type { Policy, PolicyContext, PolicyRequest, PolicyResult } from './policy.js';
-
-function toSquare(img: CameraImage, size: number, out: Uint8Array, offset: number): void {
-  const hwc = img.layout === 'chw' ? chwToHwc(img.data, 3, img.height, img.width) : img.data;
-  resizeWithPad(hwc, img.width, img.height, size, out, offset);
-}
 
 export class ModelPolicy implements Policy {
   readonly requiresPrompt = true;
-  private readonly deltaMask: boolean[];
+  private readonly inputs: Transform[];
   private readonly noise: Rng | null;
   /** The flow's initial noise scale: the serve option, else the checkpoint's `model.noise_scale`. */
   private readonly noiseScale: number;
 
   private constructor(
     private readonly model: PolicyModel,
-    private readonly stats: NormStats,
+    private readonly transforms: TransformGroup,
     readonly robot: RobotSpec,
     readonly metadata: Record<string, unknown>,
     seed: number | null,
     noiseScale: number,
   ) {
     this.noiseScale = noiseScale;
-    const mask = model.config.data.delta_action_mask ?? [];
-    this.deltaMask = Array.from({ length: model.actionDim }, (_, d) => mask[d] ?? false);
+    this.inputs = inputTransforms(transforms);
     this.noise = seed === null ? null : new Rng(seed, 11);
   }
 
@@ -52,7 +52,15 @@ export class ModelPolicy implements Policy {
         `checkpoint ${dir}: no assets/<asset_id>/norm_stats.json: cannot normalize observations`,
       );
     }
+    const productsOff = setProductPrecision(model.config.serve.precision);
+    if (productsOff)
+      console.error(`${model.config.serve.precision} products asked (serve.precision); ${productsOff}`);
     const robot = loadRobot(model.config.robot);
+    const transforms = transformGroup(model.config, model, {
+      normStats: model.normStats,
+      cameras: model.cameras.length,
+      imageSize: model.imageSize,
+    });
     const noiseScale = ctx.noiseScale ?? model.dims.noiseScale;
     if (ctx.samplerThreads !== undefined) model.chunks.preferThreads(ctx.samplerThreads);
     // The sampler's worker and its arena, sized for the server's largest batch, start now rather
@@ -70,7 +78,7 @@ export class ModelPolicy implements Policy {
     console.error(
       `${describeBackend(backend)}; model ${model.paramCount.toLocaleString('en')} params from ${dir}, noise scale ${noiseScale}; ${model.chunks.describe()}`,
     );
-    return new ModelPolicy(model, model.normStats, robot, ctx.metadata, ctx.seed ?? null, noiseScale);
+    return new ModelPolicy(model, transforms, robot, ctx.metadata, ctx.seed ?? null, noiseScale);
   }
 
   get horizon(): number {
@@ -81,46 +89,38 @@ export class ModelPolicy implements Policy {
     const t0 = performance.now();
     const m = this.model;
     const b = requests.length;
-    const size = m.imageSize;
-    const cams = m.cameras;
-    const mode = m.config.data.norm;
-    const adapt = m.config.data.adapt_to_pi;
-    const images = new Uint8Array(b * cams.length * size * size * 3);
-    const imageMask = new Uint8Array(b * cams.length);
-    const modelState = new Float32Array(b * m.stateDim);
-    requests.forEach(({ obs }, i) => {
-      modelState.set(obs.state, i * m.stateDim);
-      cams.forEach((cam, c) => {
-        const img = obs.images[cam];
-        if (!img) return;
-        imageMask[i * cams.length + c] = 1;
-        toSquare(img, size, images, (i * cams.length + c) * size * size * 3);
-      });
+    const state = new Float32Array(b * m.stateDim);
+    requests.forEach(({ obs }, i) => state.set(obs.state, i * m.stateDim));
+    const f = frames({
+      size: b,
+      stateDim: m.stateDim,
+      actionDim: m.actionDim,
+      horizon: m.horizon,
+      state,
+      prompts: requests.map((r) => r.obs.prompt ?? ''),
+      cameraSource: (i, c, out, offset) => {
+        const img = requests[i]!.obs.images[m.cameras[c]!];
+        if (!img) return false;
+        squareImage(img.data, img.width, img.height, img.layout, m.imageSize, out, offset);
+        return true;
+      },
     });
-    if (adapt) alohaStateToPi(modelState, m.stateDim);
-    const state = normalize(modelState.slice(), this.stats, 'state', mode, m.stateDim);
+    applyInputs(this.inputs, f);
     const noise = this.noise?.normals(b * m.horizon * m.dims.actionDim, this.noiseScale);
-    const actions = await m.sampleActions(
+    f.modelActions = await m.sampleActions(
       {
-        images,
-        imageMask,
-        state,
-        prompts: requests.map((r) => r.obs.prompt ?? ''),
+        images: f.images!,
+        imageMask: f.imageMask!,
+        state: f.modelState!,
+        prompts: f.prompts,
         batchSize: b,
         noise,
       },
       { noiseScale: this.noiseScale },
     );
-    unnormalize(actions, this.stats, 'actions', mode, m.actionDim);
+    // The model's float32 chunks, turned into the robot's in place.
+    const actions = applyOutputs(this.transforms, f).actions as Float32Array;
     const per = m.horizon * m.actionDim;
-    for (let i = 0; i < b; i++) {
-      for (let h = 0; h < m.horizon; h++) {
-        for (let d = 0; d < m.actionDim; d++) {
-          if (this.deltaMask[d]) actions[i * per + h * m.actionDim + d]! += modelState[i * m.stateDim + d]!;
-        }
-      }
-    }
-    if (adapt) alohaActionsFromPi(actions, m.actionDim);
     const inferMs = (performance.now() - t0) / b;
     return requests.map((_, i) => ({
       actions: actions.subarray(i * per, (i + 1) * per),

@@ -8,11 +8,11 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
-import type { Batch } from '../data/batch.js';
 import { checkRobotFits, type ModelDims, modelDims } from '../model/config.js';
 import { isLoraParam, matchesAny, type Params } from '../model/params.js';
 import { batchObservation, Pi0, sampleFlowTimes } from '../model/pi0.js';
 import { Rng } from '../model/rng.js';
+import type { Batch } from '../transforms/batch.js';
 import { augmentImages } from './augment.js';
 import type { CheckpointState } from './checkpoint.js';
 import {

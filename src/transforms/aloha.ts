@@ -3,6 +3,7 @@
  * two joints per arm have flipped signs, and the gripper travels as a linear position on the robot but
  * as an angle in π0's data. Pure functions over [.., 14] rows, in place.
  */
+import type { Floats, Transform } from './frames.js';
 
 /** Per arm: waist, shoulder, elbow, forearm roll, wrist angle, wrist rotate, gripper. */
 export const JOINT_FLIP_MASK = [1, -1, -1, 1, 1, 1, 1, 1, -1, -1, 1, 1, 1, 1] as const;
@@ -33,7 +34,7 @@ export function gripperFromAngularInv(value: number): number {
   return unnormalize(value, -0.6213, 1.491) - 0.5476;
 }
 
-function eachRow(x: Float32Array, dim: number, fn: (row: number) => void): Float32Array {
+function eachRow<T extends Floats>(x: T, dim: number, fn: (row: number) => void): T {
   if (dim < 14 || x.length % dim !== 0) {
     throw new Error(
       `ALOHA adapter: expected rows of at least 14 values, got ${x.length} values in rows of ${dim}`,
@@ -44,7 +45,7 @@ function eachRow(x: Float32Array, dim: number, fn: (row: number) => void): Float
 }
 
 /** Robot state → π0 space (openpi `_decode_state`). */
-export function alohaStateToPi(state: Float32Array, dim = 14): Float32Array {
+export function alohaStateToPi<T extends Floats>(state: T, dim = 14): T {
   return eachRow(state, dim, (r) => {
     for (let j = 0; j < 14; j++) state[r + j]! *= JOINT_FLIP_MASK[j]!;
     for (const g of GRIPPERS) state[r + g] = gripperToAngular(state[r + g]!);
@@ -52,7 +53,7 @@ export function alohaStateToPi(state: Float32Array, dim = 14): Float32Array {
 }
 
 /** π0-space actions → robot commands (openpi `_encode_actions`). */
-export function alohaActionsFromPi(actions: Float32Array, dim = 14): Float32Array {
+export function alohaActionsFromPi<T extends Floats>(actions: T, dim = 14): T {
   return eachRow(actions, dim, (r) => {
     for (let j = 0; j < 14; j++) actions[r + j]! *= JOINT_FLIP_MASK[j]!;
     for (const g of GRIPPERS) actions[r + g] = gripperFromAngular(actions[r + g]!);
@@ -60,9 +61,24 @@ export function alohaActionsFromPi(actions: Float32Array, dim = 14): Float32Arra
 }
 
 /** Recorded robot actions → π0 space, for training (openpi `_encode_actions_inv`). */
-export function alohaActionsToPi(actions: Float32Array, dim = 14): Float32Array {
+export function alohaActionsToPi<T extends Floats>(actions: T, dim = 14): T {
   return eachRow(actions, dim, (r) => {
     for (let j = 0; j < 14; j++) actions[r + j]! *= JOINT_FLIP_MASK[j]!;
     for (const g of GRIPPERS) actions[r + g] = gripperFromAngularInv(actions[r + g]!);
   });
 }
+
+/**
+ * The adapter as a transform: state (and recorded actions) into π0's conventions on the way in, the
+ * model's actions back into robot commands on the way out. Row by row, so it needs no chunk.
+ */
+export const alohaAdapter: Transform = {
+  name: 'ALOHA adapter',
+  input: (f) => {
+    alohaStateToPi(f.state, f.stateDim);
+    if (f.actions) alohaActionsToPi(f.actions, f.actionDim);
+  },
+  output: (f) => {
+    alohaActionsFromPi(f.actions!, f.actionDim);
+  },
+};

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFile
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
-import type { SimProvenance } from '../data/info.js';
+import type { Floats, Transform } from './frames.js';
 
 /** openpi's per-key statistics: arrays of the feature's dim. */
 export interface NormStatsEntry {
@@ -22,8 +22,12 @@ export interface NormStatsProvenance {
   action_horizon: number;
   delta_action_mask: boolean[] | null;
   adapt_to_pi: boolean;
-  /** For demonstrations recorded in simulation: the scene they came from (`vla sim eval` compares it). */
-  simulation?: SimProvenance;
+  /**
+   * For demonstrations recorded in simulation: the scene they came from (`vla sim eval` compares it).
+   * Carried as the dataset wrote it (data/info.ts's SimProvenance) and read back unchecked, so its
+   * readers parse it (sim/provenance.ts).
+   */
+  simulation?: unknown;
 }
 
 /**
@@ -63,6 +67,60 @@ function entryOf(
   return entry;
 }
 
+/** One key's statistics, checked against its dims once, as per-dim constants. */
+interface KeyNorm {
+  mode: NormMode;
+  dim: number;
+  /** mean, or q01 */
+  center: Float64Array;
+  /** std + 1e-6, or q99 - q01 + 1e-6 */
+  spread: Float64Array;
+}
+
+function keyNorm(stats: NormStats, key: 'state' | 'actions', mode: NormMode, dim: number): KeyNorm {
+  const e = entryOf(stats, key, mode, dim);
+  const center = new Float64Array(dim);
+  const spread = new Float64Array(dim);
+  for (let d = 0; d < dim; d++) {
+    center[d] = mode === 'zscore' ? e.mean[d]! : e.q01![d]!;
+    spread[d] = mode === 'zscore' ? e.std[d]! + EPS : e.q99![d]! - e.q01![d]! + EPS;
+  }
+  return { mode, dim, center, spread };
+}
+
+/** `dst = normalize(src)` over rows of `n.dim` values (`dst` may be `src`). */
+function normalizeRows<T extends Floats>(src: Floats, dst: T, n: KeyNorm): T {
+  const { dim, center: c, spread: s } = n;
+  const quantile = n.mode === 'quantile';
+  for (let i = 0, d = 0; i < src.length; i++) {
+    const z = (src[i]! - c[d]!) / s[d]!;
+    dst[i] = quantile ? z * 2 - 1 : z;
+    if (++d === dim) d = 0;
+  }
+  return dst;
+}
+
+/** The inverse of normalizeRows, in place. */
+function unnormalizeRows<T extends Floats>(x: T, n: KeyNorm): T {
+  const { dim, center: c, spread: s } = n;
+  const quantile = n.mode === 'quantile';
+  for (let i = 0, d = 0; i < x.length; i++) {
+    x[i] = (quantile ? (x[i]! + 1) / 2 : x[i]!) * s[d]! + c[d]!;
+    if (++d === dim) d = 0;
+  }
+  return x;
+}
+
+/** `x · mul + add` per dim, over rows of `mul.length` values, rounded to float32 once. */
+function affineRows(x: Floats, mul: Float64Array, add: Float64Array): Float32Array {
+  const dim = mul.length;
+  const out = new Float32Array(x.length);
+  for (let i = 0; i < x.length; i += dim) {
+    for (let d = 0; d < dim; d++) out[i + d] = x[i + d]! * mul[d]! + add[d]!;
+  }
+  return out;
+}
+
 /**
  * Normalize rows of `dim` values in place: z-score `(x-mean)/(std+1e-6)` or quantile
  * `(x-q01)/(q99-q01+1e-6)*2-1`, as openpi does. Works on any number of rows (a state, a chunk, a batch).
@@ -74,15 +132,7 @@ export function normalize(
   mode: NormMode,
   dim: number,
 ) {
-  const e = entryOf(stats, key, mode, dim);
-  for (let i = 0; i < x.length; i++) {
-    const d = i % dim;
-    x[i] =
-      mode === 'zscore'
-        ? (x[i]! - e.mean[d]!) / (e.std[d]! + EPS)
-        : ((x[i]! - e.q01![d]!) / (e.q99![d]! - e.q01![d]! + EPS)) * 2 - 1;
-  }
-  return x;
+  return normalizeRows(x, x, keyNorm(stats, key, mode, dim));
 }
 
 /** The inverse of `normalize`, in place. */
@@ -93,15 +143,38 @@ export function unnormalize(
   mode: NormMode,
   dim: number,
 ) {
-  const e = entryOf(stats, key, mode, dim);
-  for (let i = 0; i < x.length; i++) {
-    const d = i % dim;
-    x[i] =
-      mode === 'zscore'
-        ? x[i]! * (e.std[d]! + EPS) + e.mean[d]!
-        : ((x[i]! + 1) / 2) * (e.q99![d]! - e.q01![d]! + EPS) + e.q01![d]!;
+  return unnormalizeRows(x, keyNorm(stats, key, mode, dim));
+}
+
+/**
+ * The config's normalisation as a transform, its stats checked once: the state into `modelState` and
+ * recorded chunks into `modelActions` on the way in; the model's actions back in place on the way out.
+ * Chunks take one multiply-add per value (training's hot loop), so a float64 chunk rounds to float32 once.
+ */
+export function normalization(
+  stats: NormStats,
+  mode: NormMode,
+  stateDim: number,
+  actionDim: number,
+): Transform {
+  const state = keyNorm(stats, 'state', mode, stateDim);
+  const actions = keyNorm(stats, 'actions', mode, actionDim);
+  const mul = new Float64Array(actionDim);
+  const add = new Float64Array(actionDim);
+  for (let d = 0; d < actionDim; d++) {
+    mul[d] = (mode === 'zscore' ? 1 : 2) / actions.spread[d]!;
+    add[d] = -actions.center[d]! * mul[d]! - (mode === 'zscore' ? 0 : 1);
   }
-  return x;
+  return {
+    name: 'normalize',
+    input: (f) => {
+      f.modelState = normalizeRows(f.state, new Float32Array(f.state.length), state);
+      if (f.actions) f.modelActions = affineRows(f.actions, mul, add);
+    },
+    output: (f) => {
+      f.actions = unnormalizeRows(f.modelActions!, actions);
+    },
+  };
 }
 
 /** A checkpoint's `assets/<asset_id>/norm_stats.json` (the first asset id in name order), or null. */

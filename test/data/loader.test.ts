@@ -1,9 +1,9 @@
 import { readdirSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CacheBuildAborted } from '../../src/data/cache.js';
-import { resizeWithPad } from '../../src/data/image.js';
 import { drawOrder, epochPermutation, openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats } from '../../src/data/normstats.js';
+import { resizeWithPad } from '../../src/transforms/image.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
 import {
   actionOf,

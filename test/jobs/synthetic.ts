@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Batch } from '../../src/data/batch.js';
 import type { TrainingDataSource } from '../../src/train/run.js';
+import type { Batch } from '../../src/transforms/batch.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
 
 /**

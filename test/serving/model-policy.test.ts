@@ -7,7 +7,6 @@ import { exampleObservation } from '../../src/client/examples.js';
 import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 import { TrainConfig } from '../../src/config/schema.js';
-import { resizeWithPad } from '../../src/data/image.js';
 import { modelDims } from '../../src/model/config.js';
 import { initParams } from '../../src/model/pi0.js';
 import { loadPolicyModel, type PolicyModel } from '../../src/model/policy.js';
@@ -16,6 +15,7 @@ import type { NdArray } from '../../src/protocol/ndarray.js';
 import { workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
+import { resizeWithPad } from '../../src/transforms/image.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
 
 const libero = loadRobot('libero');

@@ -3,8 +3,8 @@
  * images show where the arm is (a bright square that moves with the first joint), with the same
  * `batchAt` shape as the real loader.
  */
-import type { Batch } from '../../src/data/batch.js';
 import type { TrainingDataSource } from '../../src/train/run.js';
+import type { Batch } from '../../src/transforms/batch.js';
 
 export interface SyntheticOptions {
   episodes?: number;

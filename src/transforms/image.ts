@@ -155,3 +155,17 @@ export function chwToHwc(src: Uint8Array, c: number, h: number, w: number): Uint
   for (let i = 0; i < plane; i++) for (let k = 0; k < c; k++) out[i * c + k] = src[k * plane + i]!;
   return out;
 }
+
+/** A camera image in either layout, letterboxed into the size×size HWC square at `out[offset]`. */
+export function squareImage(
+  data: Uint8Array,
+  width: number,
+  height: number,
+  layout: 'hwc' | 'chw',
+  size: number,
+  out: Uint8Array,
+  offset: number,
+): void {
+  const hwc = layout === 'chw' ? chwToHwc(data, 3, height, width) : data;
+  resizeWithPad(hwc, width, height, size, out, offset);
+}

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { padGeometry, resizeInto, resizeWithPad } from '../../src/data/image.js';
+import { padGeometry, resizeInto, resizeWithPad } from '../../src/transforms/image.js';
 
 const solid = (w: number, h: number, rgb: [number, number, number]) => {
   const img = new Uint8Array(w * h * 3);
