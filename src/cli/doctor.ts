@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
 import { BACKEND_PACKAGES, BACKENDS, type BackendInfo } from '../backend/index.js';
+import { loadOneDnn } from '../backend/native/onednn.js';
 import { listNamed } from '../config/load.js';
 import { type Tool, toolPath } from '../data/ffmpeg.js';
 import { computeBackend } from './context.js';
@@ -58,6 +59,10 @@ export function registerDoctor(program: Command): void {
       });
       console.log(table(['backend', 'package', 'status'], rows));
       console.log(`\nnative kernel pack: ${packLine(info)}`);
+      const bf16 = info.native ? loadOneDnn(info.native.threads) : { error: 'the native kernel pack is off' };
+      console.log(
+        `products: fp32 on ${info.native?.library ?? info.name}; bf16 (train.precision, serve.precision) ${'error' in bf16 ? `off: ${bf16.error}` : `on ${bf16.describe}`}`,
+      );
       const n = Number(opts.size);
       const gflops = await matmulGflops(n, 5);
       console.log(`\nmatmul ${n}x${n} float32 on ${info.name}: ${gflops.toFixed(1)} GFLOP/s (median of 5)`);
