@@ -7,16 +7,14 @@ import { exampleObservation } from '../../src/client/examples.js';
 import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 import { TrainConfig } from '../../src/config/schema.js';
-import { modelDims } from '../../src/model/config.js';
-import { initParams } from '../../src/model/pi0.js';
 import { loadPolicyModel, type PolicyModel } from '../../src/model/policy.js';
 import { Rng } from '../../src/model/rng.js';
 import type { NdArray } from '../../src/protocol/ndarray.js';
 import { workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
-import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { resizeWithPad } from '../../src/transforms/image.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
+import { untrainedCheckpoint } from '../model/trained.js';
 
 const libero = loadRobot('libero');
 const stats: NormStats = {
@@ -36,25 +34,17 @@ beforeAll(async () => {
     model: { preset: 'tiny', action_horizon: 4 },
     data: { delta_action_mask: DELTA, norm: 'zscore', asset_id: 'libero' },
   });
-  const dims = modelDims(config.model);
-  const params = initParams(dims, 5);
-  const values = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  for (const [name, t] of params) {
-    values.set(name, t.dataSync() as Float32Array);
-    shapes.set(name, t.shape);
-    t.dispose();
-  }
-  ckpt = saveCheckpoint(path.join(mkdtempSync(path.join(os.tmpdir(), 'vla-mp-')), 'run'), config, stats, {
-    step: 0,
-    seed: 0,
-    params: values,
-    raw: null,
-    adamM: new Map(),
-    adamV: new Map(),
-    shapes,
-    data: { cameras: ['image', 'wrist_image'], stateDim: 8, actionDim: 7 },
-  });
+  ckpt = untrainedCheckpoint(
+    path.join(mkdtempSync(path.join(os.tmpdir(), 'vla-mp-')), 'run'),
+    config,
+    stats,
+    5,
+    {
+      cameras: ['image', 'wrist_image'],
+      stateDim: 8,
+      actionDim: 7,
+    },
+  );
   server = await serveCheckpoint({ seed: 3 });
 }, 60_000);
 

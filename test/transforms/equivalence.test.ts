@@ -12,14 +12,17 @@ import { openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats } from '../../src/data/normstats.js';
 import { createDataset } from '../../src/data/writer.js';
 import { modelDims } from '../../src/model/config.js';
-import { batchObservation, initParams, prepareInputs } from '../../src/model/pi0.js';
+import { batchObservation, prepareInputs } from '../../src/model/pi0.js';
 import { PolicyModel } from '../../src/model/policy.js';
 import { pack, unpack } from '../../src/protocol/codec.js';
 import { parseObservation } from '../../src/protocol/observation.js';
 import { ModelPolicy } from '../../src/serving/model-policy.js';
 import { toOpenpiObservation } from '../../src/sim/policy-agent.js';
-import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import { picture, tmpDir } from '../data/helpers.js';
+import { untrainedCheckpoint } from '../model/trained.js';
+
+/** ALOHA's openpi delta mask: the six joints of each arm as deltas, the grippers absolute. */
+const ALOHA_JOINTS_DELTA = [...Array(6).fill(true), false, ...Array(6).fill(true), false];
 
 const H = 6;
 const LENGTHS = [7, 5];
@@ -52,22 +55,7 @@ const CASES: Record<string, Case> = {
     cameras: ['cam_high', 'cam_left_wrist'],
     data: {
       adapt_to_pi: true,
-      delta_action_mask: [
-        true,
-        true,
-        true,
-        true,
-        true,
-        true,
-        false,
-        true,
-        true,
-        true,
-        true,
-        true,
-        true,
-        false,
-      ],
+      delta_action_mask: ALOHA_JOINTS_DELTA,
       norm: 'zscore',
     },
     state: aloha(0),
@@ -161,24 +149,11 @@ describe('one transform pipeline for training and serving', () => {
 
       // Serving: the same frames as a robot sends them (openpi's observation map over msgpack),
       // through a checkpoint of this config served by ModelPolicy.
-      const params = initParams(dims, 1);
-      const values = new Map<string, Float32Array>();
-      const shapes = new Map<string, number[]>();
-      for (const [name, t] of params) {
-        values.set(name, t.dataSync() as Float32Array);
-        shapes.set(name, t.shape);
-        t.dispose();
-      }
       const spec = loadRobot(c.robot);
-      const ckpt = saveCheckpoint(path.join(root, 'run'), config, stats, {
-        step: 0,
-        seed: 0,
-        params: values,
-        raw: null,
-        adamM: new Map(),
-        adamV: new Map(),
-        shapes,
-        data: { cameras: batch.cameras, stateDim: batch.stateDim, actionDim: batch.actionDim },
+      const ckpt = untrainedCheckpoint(path.join(root, 'run'), config, stats, 1, {
+        cameras: batch.cameras,
+        stateDim: batch.stateDim,
+        actionDim: batch.actionDim,
       });
       const policy = await ModelPolicy.open(ckpt, {
         robot: c.robot,
