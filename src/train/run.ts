@@ -190,8 +190,6 @@ async function train(
 ): Promise<RunTrainingResult> {
   const { config, runDir } = opts;
   const t = config.train;
-  const productsOff = setProductPrecision(t.precision);
-  log(`products: ${productsOff ? `fp32 (${t.precision} asked; ${productsOff})` : t.precision}`);
   const init = initParams(modelDims(config.model), t.seed);
   const latest = opts.resume ? existing.at(-1) : undefined;
   if (!latest && t.init_from) {
@@ -218,6 +216,8 @@ async function train(
     log(
       `model ${config.model.preset}: ${paramCount(trainer.params).toLocaleString('en-US')} params, ${trainableCount.toLocaleString('en-US')} trained; data: ${data.numSamples} samples, cameras ${data.cameras.join(', ')}`,
     );
+    const productsOff = setProductPrecision(t.precision);
+    log(`products: ${productsOff ? `fp32 (${t.precision} asked; ${productsOff})` : t.precision}`);
     mkdirSync(runDir, { recursive: true });
     removeStaleTemps(runDir);
     const metrics = path.join(runDir, 'metrics.jsonl');
