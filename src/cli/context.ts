@@ -6,6 +6,8 @@ import {
   parseThreads,
   setupBackend,
 } from '../backend/index.js';
+import { UserError } from '../config/errors.js';
+import type { SamplerChoice } from '../model/chunk-sampler.js';
 
 /** Every command that computes calls this first: it sets up TensorFlow.js and prints the backend line. */
 export async function computeBackend(program: Command): Promise<BackendInfo> {
@@ -26,4 +28,25 @@ export async function computeBackend(program: Command): Promise<BackendInfo> {
   });
   console.error(describeBackend(info));
   return info;
+}
+
+/**
+ * The user's choice of chunk sampler from the environment, read here at the command's edge and passed
+ * down: VLA_SAMPLER (`native`, the default, or `tfjs`) and VLA_SAMPLER_THREADS (1 or 2); anything else
+ * is an error naming the variable.
+ */
+export function samplerChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): SamplerChoice {
+  const choice: SamplerChoice = {};
+  const sampler = env.VLA_SAMPLER;
+  if (sampler === 'tfjs') choice.sampler = 'tfjs';
+  else if (sampler !== undefined && sampler !== '' && sampler !== 'native') {
+    throw new UserError(`VLA_SAMPLER: expected native or tfjs, got "${sampler}"`);
+  }
+  const threads = env.VLA_SAMPLER_THREADS;
+  if (threads !== undefined && threads !== '') {
+    const n = Number(threads);
+    if (n !== 1 && n !== 2) throw new UserError(`VLA_SAMPLER_THREADS: expected 1 or 2, got "${threads}"`);
+    choice.threads = n;
+  }
+  return choice;
 }

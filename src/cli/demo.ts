@@ -7,7 +7,7 @@ import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.j
 import { runEval } from '../sim/eval.js';
 import { checkpointSceneDrift } from '../sim/provenance.js';
 import { TASKS } from '../sim/tasks/index.js';
-import { computeBackend } from './context.js';
+import { computeBackend, samplerChoiceFromEnv } from './context.js';
 import { intOption, NOISE_SCALE_HELP, noiseScaleOption, progressBar, table } from './output.js';
 
 /** A checkpoint folder, or a folder of them (the shipped `checkpoints/base/` holds one per task). */
@@ -70,6 +70,7 @@ export function register(program: Command): void {
         const t0 = performance.now();
         const noiseScaleOpt = noiseScaleOption(opts.noiseScale);
         const backend = program.opts<{ backend?: string }>().backend;
+        const sampler = samplerChoiceFromEnv();
         await computeBackend(program);
         const episodes = intOption('episodes', opts.episodes, 1)!;
         const rows: string[][] = [];
@@ -85,6 +86,7 @@ export function register(program: Command): void {
           const { server, config, noiseScale } = await serveCheckpointLocally(dir, {
             backend,
             noiseScale: noiseScaleOpt,
+            sampler,
           });
           try {
             // A language-conditioned task runs twice: as drawn, and asked for another object in the same

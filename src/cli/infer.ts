@@ -4,7 +4,7 @@ import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import type { Batch } from '../transforms/batch.js';
 import { unnormalize } from '../transforms/normalize.js';
-import { computeBackend } from './context.js';
+import { computeBackend, samplerChoiceFromEnv } from './context.js';
 import { NOISE_SCALE_HELP, noiseScaleOption, table } from './output.js';
 
 interface InferOptions {
@@ -54,7 +54,7 @@ export function register(program: Command): void {
       const seed = intOption(opts.seed, '--seed', 0);
       const showSteps = intOption(opts.show, '--show', 0);
       const noiseScaleOpt = noiseScaleOption(opts.noiseScale);
-      const policy = await loadPolicyModel(opts.checkpoint);
+      const policy = await loadPolicyModel(opts.checkpoint, undefined, samplerChoiceFromEnv());
       const sampling = {
         numSteps: opts.numSteps ? intOption(opts.numSteps, '--num-steps', 1) : undefined,
         cache: opts.cache,

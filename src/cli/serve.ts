@@ -8,6 +8,7 @@ import type { PolicyContext } from '../serving/policy.js';
 import { type PolicySpec, parsePolicySpec } from '../serving/policy.js';
 import { inlineRunner, workerRunner } from '../serving/runner.js';
 import { PolicyServer } from '../serving/server.js';
+import { samplerChoiceFromEnv } from './context.js';
 import { collect, NOISE_SCALE_HELP, noiseScaleOption } from './output.js';
 
 interface ServeOpts {
@@ -146,6 +147,7 @@ export function register(program: Command): void {
         backend: program.opts<{ backend?: string }>().backend,
         seed: int('seed', opts.seed) ?? null,
         noiseScale: noiseScaleOption(opts.noiseScale) ?? null,
+        sampler: samplerChoiceFromEnv(),
       };
       const apiKey = apiKeyOption(opts);
       if (serve.host !== '127.0.0.1' && serve.host !== 'localhost' && serve.host !== '::1' && !apiKey) {

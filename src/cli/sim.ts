@@ -9,6 +9,7 @@ import { writePng } from '../sim/png.js';
 import { checkpointSceneDrift } from '../sim/provenance.js';
 import { runEpisode, type TaskSummary } from '../sim/rollout.js';
 import { getTask, TASKS } from '../sim/tasks/index.js';
+import { samplerChoiceFromEnv } from './context.js';
 import { intOption, NOISE_SCALE_HELP, noiseScaleOption, numberOption, progressBar, table } from './output.js';
 
 /** One task's part of eval_info.json, named as LeRobot's eval names them. */
@@ -338,6 +339,7 @@ export function register(program: Command): void {
           ? await serveCheckpointForSim(opts.checkpoint, tasks[0]!.robot, {
               backend: program.opts<{ backend?: string }>().backend,
               noiseScale,
+              sampler: samplerChoiceFromEnv(),
             })
           : null;
         const warnings: string[] = [];

@@ -3,10 +3,12 @@
  * recorded scene are built here and handed to the trainer, which knows nothing of simulation; and a
  * checkpoint served locally for `vla sim eval --checkpoint`, checked against the simulated robot.
  */
+
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { TrainConfig } from '../config/schema.js';
+import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { SimRobot } from '../sim/robots.js';
 import type { Evaluate } from '../train/run.js';
 
@@ -20,7 +22,7 @@ const EVAL_SEED = 100_000;
 export async function serveCheckpointForSim(
   dir: string,
   robot: SimRobot,
-  opts: { backend?: string; noiseScale?: number; seed?: number } = {},
+  opts: { backend?: string; noiseScale?: number; seed?: number; sampler?: SamplerChoice } = {},
 ): Promise<{ url: string; noiseScale: number; close(): Promise<void> }> {
   const { readCheckpointConfig, serveCheckpointLocally } = await import('../serving/local.js');
   const config = readCheckpointConfig(dir);

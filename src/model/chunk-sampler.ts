@@ -12,10 +12,13 @@ import type { Params } from './params.js';
 import type { Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
+/** The user's choice of sampler, made at the command's edge (VLA_SAMPLER, VLA_SAMPLER_THREADS) and passed in. */
+export type SamplerChoice = Pick<ChunkSamplerOptions, 'sampler' | 'threads'>;
+
 export interface ChunkSamplerOptions {
-  /** 'native' (the default where it can run), or 'tfjs' (VLA_SAMPLER=tfjs). */
+  /** 'native' (the default where it can run), or 'tfjs'. */
   sampler?: 'native' | 'tfjs';
-  /** Native sampler threads, whatever VLA_SAMPLER_THREADS says (default: see samplerThreads). */
+  /** Native sampler threads, 1 or 2 (default: see samplerThreads). */
   threads?: number;
   /** Where a one-line note goes when the native sampler cannot start (default: stderr). */
   log?: (line: string) => void;
@@ -40,13 +43,12 @@ export class ChunkSampler {
     (this.opts.log ?? ((l: string) => console.error(l)))(line);
   }
 
-  /** A thread count VLA_SAMPLER_THREADS may override (preferThreads). */
+  /** A thread count an explicit one overrides (preferThreads). */
   private preferred: number | undefined;
 
   /** Why the native sampler cannot be used now, or null. */
   private unwanted(): string | null {
-    if (this.opts.sampler === 'tfjs' || (!this.opts.sampler && samplerFromEnv() === 'tfjs'))
-      return 'tfjs sampler asked for';
+    if (this.opts.sampler === 'tfjs') return 'tfjs sampler asked for';
     const backend = tf.getBackend();
     if (backend !== 'wasm' && backend !== 'cpu') return `the ${backend} backend runs its own kernels`;
     if (!activeBackend()?.native) return 'the native kernel pack is off';
@@ -57,7 +59,6 @@ export class ChunkSampler {
   private async nativeFor(inp: ModelInputs, steps: number): Promise<NativeSampler | null> {
     if (this.unwanted() !== null) return null;
     const d = this.model.dims;
-    // Outside the fallback below: a bad VLA_SAMPLER_THREADS is the user's error to see, not a reason.
     const threads = samplerThreads(d, {
       explicit: this.opts.threads,
       preferred: this.preferred,
@@ -100,7 +101,7 @@ export class ChunkSampler {
   }
 
   /**
-   * The native sampler's threads for the chunks to come where VLA_SAMPLER_THREADS says nothing (a
+   * The native sampler's threads for the chunks to come where the user chose none (a
    * sampler made with another count is replaced on the next chunk).
    */
   preferThreads(threads: number): void {
@@ -167,12 +168,4 @@ export class ChunkSampler {
       await (await creating)?.dispose();
     })();
   }
-}
-
-/** VLA_SAMPLER: 'native' (the default) or 'tfjs'; anything else is an error naming it. */
-function samplerFromEnv(): 'native' | 'tfjs' {
-  const v = process.env.VLA_SAMPLER;
-  if (v === undefined || v === '' || v === 'native') return 'native';
-  if (v === 'tfjs') return 'tfjs';
-  throw new Error(`VLA_SAMPLER: expected native or tfjs, got "${v}"`);
 }

@@ -694,23 +694,16 @@ export function nativeSamplerUnavailable(dims: ModelDims, parts: number): string
 }
 
 /**
- * The threads a chunk runs on. `explicit` (an API caller's) wins; then VLA_SAMPLER_THREADS (1 or 2,
- * anything else an error naming it); then one under OpenBLAS threads of its own (`--blas-threads 2`:
- * they would contend for the same cores) or where the model's heads or MLPs do not split in two; then
- * the caller's preference (a server beside a simulation prefers 1); else one per core, up to two.
+ * The threads a chunk runs on. `explicit` (the user's, from the command's edge, or an API caller's)
+ * wins; then one under OpenBLAS threads of its own (`--blas-threads 2`: they would contend for the
+ * same cores) or where the model's heads or MLPs do not split in two; then the caller's preference (a
+ * server beside a simulation prefers 1); else one per core, up to two.
  */
 export function samplerThreads(
   dims: ModelDims,
   opts: { explicit?: number; preferred?: number; blasThreads?: number } = {},
 ): number {
   if (opts.explicit !== undefined) return opts.explicit;
-  const env = process.env.VLA_SAMPLER_THREADS;
-  if (env !== undefined && env !== '') {
-    const n = Number(env);
-    if (!Number.isInteger(n) || n < 1 || n > 2)
-      throw new Error(`VLA_SAMPLER_THREADS: expected 1 or 2, got "${env}"`);
-    return n;
-  }
   if ((opts.blasThreads ?? 1) > 1 || nativeSamplerUnavailable(dims, 2) !== null) return 1;
   return opts.preferred ?? Math.min(2, os.availableParallelism());
 }

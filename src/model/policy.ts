@@ -16,7 +16,7 @@ import {
   type NormStats,
   readNormStats,
 } from '../transforms/normalize.js';
-import { ChunkSampler } from './chunk-sampler.js';
+import { ChunkSampler, type SamplerChoice } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
 import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
@@ -58,10 +58,12 @@ export class PolicyModel {
     readonly actionDim: number,
     /** Whether `dispose` frees `params` too (false where they are borrowed, e.g. a trainer's). */
     private readonly ownsParams = true,
+    /** Which sampler and how many of its threads, as the command's edge decided (default: see ChunkSampler). */
+    sampler: SamplerChoice = {},
   ) {
     this.dims = modelDims(config.model);
     this.model = new Pi0(this.dims);
-    this.chunks = new ChunkSampler(this.model, params);
+    this.chunks = new ChunkSampler(this.model, params, sampler);
   }
 
   get imageSize(): number {
@@ -127,7 +129,11 @@ export interface RobotShape {
  * Loads `<dir>/config.yaml`, `<dir>/params.safetensors` and `<dir>/assets/<asset_id>/norm_stats.json`.
  * `robot` gives the camera order and dims; by default it is read from the robot spec the config names.
  */
-export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape): Promise<PolicyModel> {
+export async function loadPolicyModel(
+  checkpointDir: string,
+  robot?: RobotShape,
+  sampler: SamplerChoice = {},
+): Promise<PolicyModel> {
   const configFile = path.join(checkpointDir, 'config.yaml');
   if (!existsSync(configFile)) {
     throw new UserError(
@@ -156,6 +162,8 @@ export async function loadPolicyModel(checkpointDir: string, robot?: RobotShape)
     shape.cameras,
     shape.stateDim,
     shape.actionDim,
+    true,
+    sampler,
   );
 }
 

@@ -2,12 +2,14 @@
  * A checkpoint served on a free loopback port in this process (inference in its worker thread), for
  * tools that evaluate a policy exactly as a robot would reach it: same wire format, same transforms.
  */
+
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
 import { TrainConfig } from '../config/schema.js';
+import type { SamplerChoice } from '../model/chunk-sampler.js';
 import { workerRunner } from './runner.js';
 import { PolicyServer } from './server.js';
 
@@ -24,7 +26,7 @@ export function readCheckpointConfig(dir: string): TrainConfig {
 
 export async function serveCheckpointLocally(
   dir: string,
-  opts: { backend?: string; seed?: number | null; noiseScale?: number | null } = {},
+  opts: { backend?: string; seed?: number | null; noiseScale?: number | null; sampler?: SamplerChoice } = {},
 ): Promise<{ server: PolicyServer; config: TrainConfig; noiseScale: number }> {
   const config = readCheckpointConfig(dir);
   const noiseScale = opts.noiseScale ?? config.model.noise_scale;
@@ -42,6 +44,7 @@ export async function serveCheckpointLocally(
       // on its other half whenever a simulation worker holds the second core (`vla demo` here: server
       // p50 20–34 ms with two threads against 7–16 ms with one; 48 s against 39 s in all).
       samplerThreads: 1,
+      sampler: opts.sampler,
     },
   );
   const server = await PolicyServer.start(runner, loadRobot(config.robot), {

@@ -43,7 +43,7 @@ export class ModelPolicy implements Policy {
 
   static async open(dir: string, ctx: PolicyContext): Promise<ModelPolicy> {
     const backend = await setupBackend({ backend: ctx.backend as never });
-    const model = await loadPolicyModel(dir);
+    const model = await loadPolicyModel(dir, undefined, ctx.sampler);
     if (model.config.robot !== ctx.robot) {
       throw new UserError(`checkpoint ${dir} was trained for robot ${model.config.robot}, not ${ctx.robot}`);
     }

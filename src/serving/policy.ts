@@ -6,6 +6,7 @@
 
 import { UserError } from '../config/errors.js';
 import type { RobotSpec } from '../config/robot.js';
+import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { Observation } from '../protocol/observation.js';
 
 export interface PolicyRequest {
@@ -50,10 +51,12 @@ export interface PolicyContext {
   noiseScale?: number | null;
   /**
    * Native sampler threads where the caller knows better than the default (one per core, up to two):
-   * a server that shares the machine with the simulation rolling out against it takes 1.
-   * VLA_SAMPLER_THREADS still wins.
+   * a server that shares the machine with the simulation rolling out against it takes 1. The user's
+   * choice (`sampler.threads`) wins.
    */
   samplerThreads?: number;
+  /** The user's choice of sampler and its threads, read at the command's edge (samplerChoiceFromEnv). */
+  sampler?: SamplerChoice;
 }
 
 /** How a policy is named on the command line (`--policy zeros`, `sleep:50`, `replay:DIR`, a checkpoint). */

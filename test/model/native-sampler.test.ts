@@ -263,52 +263,13 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   });
 
-  it('threads: an explicit count, else VLA_SAMPLER_THREADS (1 or 2), else 1 where two cannot help, else the preference', () => {
-    const saved = process.env.VLA_SAMPLER_THREADS;
+  it('threads: an explicit count (the user choice, from the command edge), else 1 where two cannot help, else the preference', () => {
     const dims = modelDims(ModelConfig.parse({ preset: 'tiny' }));
     const threeHeads = modelDims(ModelConfig.parse({ preset: 'tiny', width: 48, heads: 3 }));
-    try {
-      delete process.env.VLA_SAMPLER_THREADS;
-      expect(samplerThreads(dims, { preferred: 1 })).toBe(1);
-      expect(samplerThreads(dims, { blasThreads: 2 })).toBe(1);
-      expect(samplerThreads(threeHeads)).toBe(1);
-      expect(samplerThreads(dims, { explicit: 2, blasThreads: 2 })).toBe(2);
-      process.env.VLA_SAMPLER_THREADS = '2';
-      expect(samplerThreads(dims, { preferred: 1 })).toBe(2);
-      expect(samplerThreads(dims, { explicit: 1 })).toBe(1);
-      process.env.VLA_SAMPLER_THREADS = 'three';
-      expect(() => samplerThreads(dims)).toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "three"');
-    } finally {
-      if (saved === undefined) delete process.env.VLA_SAMPLER_THREADS;
-      else process.env.VLA_SAMPLER_THREADS = saved;
-    }
-  });
-
-  it('a bad VLA_SAMPLER or VLA_SAMPLER_THREADS is an error at the first chunk, not a silent fallback', async () => {
-    const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
-    const model = new Pi0(dims);
-    const w = params(dims, 9);
-    const saved = { s: process.env.VLA_SAMPLER, t: process.env.VLA_SAMPLER_THREADS };
-    const chunks = new ChunkSampler(model, w, { log: () => expect.unreachable('no fallback note') });
-    const inp = inputs(dims, 1, 2, 5);
-    const noise = new Rng(6).normals(dims.horizon * dims.actionDim);
-    try {
-      process.env.VLA_SAMPLER = 'tfsj';
-      await expect(chunks.sample(inp, noise)).rejects.toThrow(
-        'VLA_SAMPLER: expected native or tfjs, got "tfsj"',
-      );
-      delete process.env.VLA_SAMPLER;
-      process.env.VLA_SAMPLER_THREADS = '4';
-      await expect(chunks.prepare(inp)).rejects.toThrow('VLA_SAMPLER_THREADS: expected 1 or 2, got "4"');
-    } finally {
-      for (const [k, v] of [
-        ['VLA_SAMPLER', saved.s],
-        ['VLA_SAMPLER_THREADS', saved.t],
-      ] as const)
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      await chunks.dispose();
-      tf.dispose([...w.values()]);
-    }
+    expect(samplerThreads(dims, { preferred: 1 })).toBe(1);
+    expect(samplerThreads(dims, { blasThreads: 2 })).toBe(1);
+    expect(samplerThreads(threeHeads)).toBe(1);
+    expect(samplerThreads(dims, { explicit: 2, blasThreads: 2 })).toBe(2);
+    expect(samplerThreads(dims, { explicit: 2, preferred: 1 })).toBe(2);
   });
 });
