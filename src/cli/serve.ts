@@ -22,6 +22,7 @@ interface ServeOpts {
   maxBatch?: string;
   maxWaitMs?: string;
   maxMessageMb?: string;
+  maxReceivingMb?: string;
   maxConnections?: string;
   maxConnectionsPerAddress?: string;
   horizon?: string;
@@ -89,6 +90,7 @@ export function register(program: Command): void {
     .option('--max-batch <n>', 'most requests per policy call')
     .option('--max-wait-ms <ms>', 'longest a request waits for others to join its batch')
     .option('--max-message-mb <mb>', 'largest request accepted')
+    .option('--max-receiving-mb <mb>', 'most bytes of requests being received at once, all robots together')
     .option('--max-connections <n>', 'most robots connected at once')
     .option('--max-connections-per-address <n>', 'most connections from one address')
     .option('--horizon <n>', 'action chunk length for zeros/sleep/replay policies (default 50)')
@@ -126,6 +128,9 @@ export function register(program: Command): void {
           ...(opts.maxWaitMs !== undefined && { max_wait_ms: int('max-wait-ms', opts.maxWaitMs) }),
           ...(opts.maxMessageMb !== undefined && {
             max_message_mb: int('max-message-mb', opts.maxMessageMb),
+          }),
+          ...(opts.maxReceivingMb !== undefined && {
+            max_receiving_mb: int('max-receiving-mb', opts.maxReceivingMb),
           }),
           ...(opts.maxConnections !== undefined && {
             max_connections: int('max-connections', opts.maxConnections),

@@ -248,33 +248,44 @@ export const TrainSection = z
   });
 export type TrainSection = z.infer<typeof TrainSection>;
 
-export const ServeConfig = z.strictObject({
-  host: z.string().min(1).default('127.0.0.1'),
-  port: z.int().min(0).max(65535).default(8000),
-  max_batch: posInt.default(8),
-  max_wait_ms: z.number().min(0).default(2),
-  /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
-  max_message_mb: z.number().positive().default(16),
-  max_connections: posInt.default(64),
-  /** The chunk sampler's products: `bf16` as train.precision describes, or `fp32`. */
-  precision: z.enum(['fp32', 'bf16']).default('fp32'),
-  /**
-   * Most bytes of incoming messages held at once across all connections; a message that would pass it
-   * is refused (1013, try again later). 256 MB holds 64 robots' 4-camera 640×480 observations.
-   */
-  max_receiving_mb: z.number().positive().default(256),
-  /** One address cannot hold every slot: loopback's robots (sim eval workers) stay well below it. */
-  max_connections_per_address: posInt.default(32),
-  /**
-   * With the server full, a newcomer takes the slot of the connection idle longest, once that one has
-   * sent nothing for this long; a robot that is asking for actions is never closed for a newcomer.
-   */
-  idle_timeout_s: z.number().positive().default(30),
-  /** Pings every so often; a connection that has not answered the last ping is closed. */
-  ping_interval_s: z.number().positive().default(20),
-  /** Extra entries for the metadata frame sent on connect (the robot's `reset_pose` is added). */
-  metadata: z.record(z.string(), z.unknown()).default({}),
-});
+export const ServeConfig = z
+  .strictObject({
+    host: z.string().min(1).default('127.0.0.1'),
+    port: z.int().min(0).max(65535).default(8000),
+    max_batch: posInt.default(8),
+    max_wait_ms: z.number().min(0).default(2),
+    /** 4 cameras at 480×640×3 are 3.7 MB; the default leaves room for that and more. */
+    max_message_mb: z.number().positive().default(16),
+    max_connections: posInt.default(64),
+    /** The chunk sampler's products: `bf16` as train.precision describes, or `fp32`. */
+    precision: z.enum(['fp32', 'bf16']).default('fp32'),
+    /**
+     * Most bytes of incoming messages held at once across all connections; a message that would pass it
+     * is refused (1013, try again later). 256 MB holds 64 robots' 4-camera 640×480 observations.
+     */
+    max_receiving_mb: z.number().positive().default(256),
+    /** One address cannot hold every slot: loopback's robots (sim eval workers) stay well below it. */
+    max_connections_per_address: posInt.default(32),
+    /**
+     * With the server full, a newcomer takes the slot of the connection idle longest, once that one has
+     * sent nothing for this long; a robot that is asking for actions is never closed for a newcomer.
+     */
+    idle_timeout_s: z.number().positive().default(30),
+    /** Pings every so often; a connection that has not answered the last ping is closed. */
+    ping_interval_s: z.number().positive().default(20),
+    /** Extra entries for the metadata frame sent on connect (the robot's `reset_pose` is added). */
+    metadata: z.record(z.string(), z.unknown()).default({}),
+  })
+  .superRefine((s, ctx) => {
+    // Below the message limit, one robot's largest observation would always be refused.
+    if (s.max_receiving_mb < s.max_message_mb) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['max_receiving_mb'],
+        message: `expected at least max_message_mb (${s.max_message_mb}), got ${s.max_receiving_mb}`,
+      });
+    }
+  });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
 export const TrainConfig = z.strictObject({

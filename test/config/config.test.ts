@@ -4,6 +4,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../../src/config/errors.js';
 import { deepMerge, listNamed, parseOverride, resolveConfig } from '../../src/config/load.js';
+import { ServeConfig } from '../../src/config/schema.js';
 
 /** A workspace with its own configs/ folder, as a user's project has. */
 function workspace(files: Record<string, string>): string {
@@ -135,5 +136,17 @@ describe('named configs', () => {
       b: 1,
       c: 2,
     });
+  });
+});
+
+describe('serve limits', () => {
+  it('refuses a receive budget below the message limit, naming both', () => {
+    const r = ServeConfig.safeParse({ max_message_mb: 16, max_receiving_mb: 4 });
+    expect(r.success).toBe(false);
+    expect(r.error?.issues[0]).toMatchObject({
+      path: ['max_receiving_mb'],
+      message: 'expected at least max_message_mb (16), got 4',
+    });
+    expect(ServeConfig.parse({}).max_receiving_mb).toBe(256);
   });
 });
