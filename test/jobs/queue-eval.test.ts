@@ -11,9 +11,7 @@ import {
   startWorker,
   submitEval,
 } from '../../src/jobs/queue.js';
-import { modelDims } from '../../src/model/config.js';
-import { initParams } from '../../src/model/pi0.js';
-import { saveCheckpoint } from '../../src/train/checkpoint.js';
+import { untrainedCheckpoint } from '../model/trained.js';
 import { hasRedis, startRedis, waitFor } from './redis.js';
 
 /** A freshly initialised tiny single-arm checkpoint: enough to serve and roll out. */
@@ -25,28 +23,14 @@ async function tinyCheckpoint(ws: string): Promise<string> {
     model: { preset: 'tiny', action_horizon: 8 },
     data: { asset_id: 'pp' },
   });
-  const values = new Map<string, Float32Array>();
-  const shapes = new Map<string, number[]>();
-  for (const [name, t] of initParams(modelDims(config.model), 1)) {
-    values.set(name, t.dataSync() as Float32Array);
-    shapes.set(name, t.shape);
-    t.dispose();
-  }
   const zeros = { mean: new Array(8).fill(0), std: new Array(8).fill(1) };
-  saveCheckpoint(
+  untrainedCheckpoint(
     path.join(ws, 'checkpoints', 'tiny_pp', 'x'),
     config,
     { state: zeros, actions: zeros },
-    {
-      step: 1,
-      seed: 0,
-      params: values,
-      raw: null,
-      adamM: new Map(),
-      adamV: new Map(),
-      shapes,
-      data: { cameras: ['exterior_image_1_left', 'wrist_image_left'], stateDim: 8, actionDim: 8 },
-    },
+    1,
+    { cameras: ['exterior_image_1_left', 'wrist_image_left'], stateDim: 8, actionDim: 8 },
+    1,
   );
   return 'checkpoints/tiny_pp/x/1';
 }

@@ -29,6 +29,7 @@ export function untrainedCheckpoint(
   stats: NormStats,
   seed: number,
   data: { cameras: string[]; stateDim: number; actionDim: number },
+  step = 0,
 ): string {
   const params = initParams(modelDims(config.model), seed);
   const values = new Map<string, Float32Array>();
@@ -39,7 +40,7 @@ export function untrainedCheckpoint(
     t.dispose();
   }
   return saveCheckpoint(runDir, config, stats, {
-    step: 0,
+    step,
     seed: 0,
     params: values,
     raw: null,
