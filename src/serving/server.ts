@@ -310,13 +310,13 @@ export class PolicyServer {
     const close = ws.close.bind(ws);
     ws.close = (code?: number, reason?: string | Buffer) => {
       if (code === TOO_BIG && reason === undefined && ws.readyState === ws.OPEN) {
-        this.metrics.error('too_big');
-        this.release(c);
-        c.done = true;
-        ws.send(
+        // fail() closes again, with a reason: that call goes straight through.
+        return this.fail(
+          c,
           `request: expected at most ${this.opts.maxMessageBytes} bytes (serve.max_message_mb), got a larger message`,
+          'too_big',
+          TOO_BIG,
         );
-        return close(TOO_BIG, 'message too big');
       }
       return close(code, reason);
     };
