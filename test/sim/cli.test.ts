@@ -1,9 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
+import { type ServeProcess, startServe, stopServe } from '../serving/serve-process.js';
 
 const run = promisify(execFile);
 const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
@@ -14,7 +15,7 @@ describe.runIf(process.env.VLA_SLOW)('vla sim end to end (slow, real processes)'
     const dir = mkdtempSync(path.join(tmpdir(), 'vla-sim-cli-'));
     const ds = path.join(dir, 'ds');
     const out = path.join(dir, 'eval');
-    let server: ReturnType<typeof spawn> | null = null;
+    let server: ServeProcess | null = null;
     try {
       const rec = await vla(
         'sim',
@@ -32,21 +33,14 @@ describe.runIf(process.env.VLA_SLOW)('vla sim end to end (slow, real processes)'
       const valid = await vla('data', 'validate', ds);
       expect(valid.stdout).toMatch(/2 episodes, 200 frames/);
 
-      const port = String(20000 + (process.pid % 10000));
-      server = spawn(
-        process.execPath,
-        [VLA, 'serve', '--robot', 'single_arm_sim', '--policy', `replay:${ds}`, '--port', port],
-        {
-          stdio: 'ignore',
-        },
-      );
+      server = await startServe(['--robot', 'single_arm_sim', '--policy', `replay:${ds}`]);
       const ev = await vla(
         'sim',
         'eval',
         '--task',
         'pick_place',
         '--url',
-        `ws://127.0.0.1:${port}`,
+        server.url,
         '--episodes',
         '2',
         '--seed',
@@ -67,7 +61,7 @@ describe.runIf(process.env.VLA_SLOW)('vla sim end to end (slow, real processes)'
       await vla('sim', 'frame', '--task', 'aloha_insertion', '--out', png, '--size', '64x48');
       expect(readFileSync(png).subarray(1, 4).toString()).toBe('PNG');
     } finally {
-      server?.kill();
+      if (server) await stopServe(server);
       rmSync(dir, { recursive: true, force: true });
     }
   }, 300_000);
