@@ -137,4 +137,37 @@ describe('bf16 where it cannot run', () => {
     }));
     expect(noBf16).toEqual({ error: 'this CPU has no AVX512-BF16 or AMX-BF16 (oneDNN 2.6.3, avx2)' });
   });
+
+  it('bf16 products measured slower than fp32 ones are said so on the products line, and still run as asked', () => {
+    // The 2×2 self-check computes; the 384³ rate probe costs 0 ms in fp32 and ≥ 1 ms in bf16.
+    const busy = (ms: number) => {
+      const t = performance.now();
+      while (performance.now() - t < ms);
+    };
+    const selfCheck = (m: number, c: Float32Array) => {
+      if (m === 2) c.set([5, 11, 11, 25]);
+    };
+    const fake = (bf16Ms: number) =>
+      loadOneDnn(1, () => ({
+        sgemm: (_ta: number, _tb: number, m: number, ..._r: unknown[]) => selfCheck(m, _r[8] as Float32Array),
+        sgemmBf16: (_ta: number, _tb: number, m: number, ...r: unknown[]) => {
+          selfCheck(m, r[8] as Float32Array);
+          if (m !== 2) busy(bf16Ms);
+        },
+        setNumThreads: () => {},
+        info: () => ({ version: '2.6.3', bf16Hardware: true, isa: 'avx512_core_bf16' }),
+      }));
+    const slow = fake(1);
+    if ('error' in slow) throw new Error(slow.error);
+    expect(slow.rate).toBeLessThan(0.95);
+    expect(slow.describe).toMatch(
+      /^oneDNN 2\.6\.3, avx512_core_bf16; bf16 products measured at 0\.\d\d× float32's rate on this CPU .*slower, not faster$/,
+    );
+    expect(typeof slow.sgemmBf16).toBe('function');
+    if (!('error' in onednn)) {
+      // The real binding's probe: a rate, and the warning exactly where it is below 0.95.
+      expect(onednn.rate).toBeGreaterThan(0);
+      expect(onednn.describe.includes('slower, not faster')).toBe(onednn.rate < 0.95);
+    }
+  });
 });
