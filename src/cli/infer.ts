@@ -62,9 +62,11 @@ export function register(program: Command): void {
       };
       if (!policy.normStats)
         throw new UserError(`${opts.checkpoint}: no assets/<asset_id>/norm_stats.json in the checkpoint`);
+      // A mixture's checkpoint reads its first dataset unless --dataset names one.
+      const { dataSources } = await import('../config/mixture.js');
       const config = opts.dataset
-        ? { ...policy.config, data: { ...policy.config.data, dataset: opts.dataset } }
-        : policy.config;
+        ? { ...policy.config, data: { ...policy.config.data, dataset: opts.dataset, mixture: null } }
+        : dataSources(policy.config)[0]!.config;
       const { openTrainingData } = await import('../data/loader.js');
       const { openPipeline } = await import('../data/pipeline.js');
       const pipeline = await openPipeline(config);

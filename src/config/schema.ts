@@ -112,52 +112,78 @@ export const ModelConfig = z
   });
 export type ModelConfig = z.infer<typeof ModelConfig>;
 
-export const DataConfig = z.strictObject({
+/** One dataset of a training mixture (`data.mixture`). */
+export const MixtureEntry = z.strictObject({
   /** A LeRobot dataset folder (relative to the workspace) or a name under `datasets/`. */
-  dataset: z.string().min(1).nullable().default(null),
-  /** Norm stats live at `assets/<asset_id>/norm_stats.json`, beside the checkpoint as in openpi. */
-  asset_id: z.string().min(1).nullable().default(null),
-  /**
-   * Read the norm stats from `<assets_dir>/<asset_id>/norm_stats.json` instead (openpi's
-   * `AssetsConfig.assets_dir`): a fine-tune that points it at its base checkpoint's `assets` normalizes
-   * exactly as the base learned to, where stats of a few dozen new demonstrations would shift every input
-   * and target the base knows. `vla data stats` leaves such a config alone.
-   */
-  assets_dir: z.string().min(1).nullable().default(null),
-  default_prompt: z.string().nullable().default(null),
-  /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
-  prompt_from_task: z.boolean().default(true),
-  norm: z.enum(['zscore', 'quantile']).default('zscore'),
-  /** Dims turned into deltas from the current state (openpi's `make_bool_mask(6, -1, 6, -1)` for ALOHA). */
-  delta_action_mask: z.array(z.boolean()).nullable().default(null),
-  /**
-   * ALOHA only: convert between ALOHA's joint signs and linear gripper and π0's conventions, as openpi's
-   * `adapt_to_pi` (for data recorded on real ALOHA robots; our simulated ALOHA already uses one space).
-   */
-  adapt_to_pi: z.boolean().default(false),
-  /**
-   * The dataset's feature key for a robot camera where it is not `observation.images.<camera>`
-   * (openpi's repack transform), e.g. `{cam_high: observation.images.top}` for LeRobot's ALOHA sims.
-   */
-  camera_keys: z.record(z.string().min(1), z.string().min(1)).default({}),
-  /**
-   * Draw each episode's first `frames` frames `factor` times as often as the rest. The chunks there start
-   * from the robot's rest pose, where only the cameras and the prompt say where to go (the state says
-   * nothing): a few percent of the samples, and the ones a language-conditioned task fails on.
-   */
-  oversample_start: z
-    .strictObject({ frames: posInt, factor: z.int().min(2).max(100) })
-    .nullable()
-    .default(null),
-  augment: z
-    .strictObject({
-      crop_scale: z.number().gt(0).max(1).default(0.95),
-      rotate_deg: z.number().min(0).max(45).default(5),
-      color_jitter: unit.default(0.1),
-    })
-    .nullable()
-    .default({ crop_scale: 0.95, rotate_deg: 5, color_jitter: 0.1 }),
+  dataset: z.string().min(1),
+  /** Its share of each batch, relative to the other entries' (drawn with replacement, per sample). */
+  weight: z.number().positive().finite().default(1),
+  /** The prompt of every frame of this dataset, instead of its episodes' tasks. */
+  prompt: z.string().min(1).nullable().default(null),
 });
+export type MixtureEntry = z.infer<typeof MixtureEntry>;
+
+export const DataConfig = z
+  .strictObject({
+    /** A LeRobot dataset folder (relative to the workspace) or a name under `datasets/`. */
+    dataset: z.string().min(1).nullable().default(null),
+    /**
+     * Several datasets of the config's robot in one run, each with a weight and an optional prompt (in
+     * place of `dataset`): every batch draws its samples from them by weight. Norm stats cover them all.
+     */
+    mixture: z.array(MixtureEntry).min(1).nullable().default(null),
+    /** Norm stats live at `assets/<asset_id>/norm_stats.json`, beside the checkpoint as in openpi. */
+    asset_id: z.string().min(1).nullable().default(null),
+    /**
+     * Read the norm stats from `<assets_dir>/<asset_id>/norm_stats.json` instead (openpi's
+     * `AssetsConfig.assets_dir`): a fine-tune that points it at its base checkpoint's `assets` normalizes
+     * exactly as the base learned to, where stats of a few dozen new demonstrations would shift every input
+     * and target the base knows. `vla data stats` leaves such a config alone.
+     */
+    assets_dir: z.string().min(1).nullable().default(null),
+    default_prompt: z.string().nullable().default(null),
+    /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
+    prompt_from_task: z.boolean().default(true),
+    norm: z.enum(['zscore', 'quantile']).default('zscore'),
+    /** Dims turned into deltas from the current state (openpi's `make_bool_mask(6, -1, 6, -1)` for ALOHA). */
+    delta_action_mask: z.array(z.boolean()).nullable().default(null),
+    /**
+     * ALOHA only: convert between ALOHA's joint signs and linear gripper and π0's conventions, as openpi's
+     * `adapt_to_pi` (for data recorded on real ALOHA robots; our simulated ALOHA already uses one space).
+     */
+    adapt_to_pi: z.boolean().default(false),
+    /**
+     * The dataset's feature key for a robot camera where it is not `observation.images.<camera>`
+     * (openpi's repack transform), e.g. `{cam_high: observation.images.top}` for LeRobot's ALOHA sims.
+     */
+    camera_keys: z.record(z.string().min(1), z.string().min(1)).default({}),
+    /**
+     * Draw each episode's first `frames` frames `factor` times as often as the rest. The chunks there start
+     * from the robot's rest pose, where only the cameras and the prompt say where to go (the state says
+     * nothing): a few percent of the samples, and the ones a language-conditioned task fails on.
+     */
+    oversample_start: z
+      .strictObject({ frames: posInt, factor: z.int().min(2).max(100) })
+      .nullable()
+      .default(null),
+    augment: z
+      .strictObject({
+        crop_scale: z.number().gt(0).max(1).default(0.95),
+        rotate_deg: z.number().min(0).max(45).default(5),
+        color_jitter: unit.default(0.1),
+      })
+      .nullable()
+      .default({ crop_scale: 0.95, rotate_deg: 5, color_jitter: 0.1 }),
+  })
+  .superRefine((d, ctx) => {
+    if (d.mixture !== null && d.dataset !== null) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['mixture'],
+        message: `expected data.dataset or data.mixture, got both (dataset ${d.dataset}); set data.dataset=null to train on the mixture`,
+      });
+    }
+  });
 export type DataConfig = z.infer<typeof DataConfig>;
 
 export const OptimizerConfig = z.strictObject({

@@ -5,13 +5,14 @@
  */
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
-import type { Batch } from '../transforms/batch.js';
+import { type Batch, checkBatchRequest } from '../transforms/batch.js';
 import { frames, type Transform } from '../transforms/frames.js';
 import { applyInputs, transformGroup } from '../transforms/group.js';
 import type { NormStats } from '../transforms/normalize.js';
 import { type FrameCache, openFrameCache } from './cache.js';
 import { CAMERA_PREFIX } from './info.js';
-import { type EpisodeRows, episodeRows, gatherChunk, openPipeline, type Pipeline } from './pipeline.js';
+import { MixtureData } from './mixture.js';
+import { type EpisodeRows, episodeRows, gatherChunk, openPipelines, type Pipeline } from './pipeline.js';
 
 export interface TrainingDataOptions {
   imageSize: number;
@@ -93,7 +94,8 @@ export function drawOrder(
   return out;
 }
 
-class Loader implements TrainingData {
+/** One dataset's samples (the whole of a one-dataset config's data, or one source of a mixture). */
+export class Loader implements TrainingData {
   readonly numSamples: number;
   readonly numFrames: number;
   readonly cameras: string[];
@@ -184,12 +186,13 @@ class Loader implements TrainingData {
     return perm;
   }
 
+  /** The row an epoch position at fraction `u` ∈ [0, 1) of the epoch draws (oversampling counted). */
+  drawnRow(u: number): number {
+    return this.drawRow[Math.min(this.drawRow.length - 1, Math.floor(u * this.drawRow.length))]!;
+  }
+
   batchAt(step: number, batchSize: number, seed: number): Batch {
-    if (!Number.isInteger(step) || step < 0)
-      throw new UserError(`batchAt: step: expected an integer >= 0, got ${step}`);
-    if (!Number.isInteger(batchSize) || batchSize <= 0) {
-      throw new UserError(`batchAt: batchSize: expected a positive integer, got ${batchSize}`);
-    }
+    checkBatchRequest(step, batchSize);
     const N = this.numSamples;
     const rows = new Uint32Array(batchSize);
     for (let b = 0; b < batchSize; b++) {
@@ -263,8 +266,9 @@ class Loader implements TrainingData {
 }
 
 /**
- * Opens the config's dataset for training: reads every episode's state and actions, builds (or
- * reuses) the frame cache of each robot camera the dataset has, and returns the batch source.
+ * Opens the config's dataset (or each dataset of its mixture) for training: reads every episode's state
+ * and actions, builds (or reuses) the frame cache of each robot camera the dataset has, and returns the
+ * batch source.
  */
 export async function openTrainingData(
   config: TrainConfig,
@@ -276,9 +280,35 @@ export async function openTrainingData(
   if (!Number.isInteger(opts.horizon) || opts.horizon <= 0) {
     throw new UserError(`openTrainingData: horizon: expected a positive integer, got ${opts.horizon}`);
   }
-  const p = await openPipeline(config, opts.cwd);
+  const sources = await openPipelines(config, opts.cwd);
+  // Progress over every source's frames and cameras together.
+  const work = sources.map(
+    ({ pipeline: p }) => p.dataset.numFrames * presentCameras(p).filter(Boolean).length,
+  );
+  const total = work.reduce((a, b) => a + b, 0);
+  const loaders: Loader[] = [];
+  let base = 0;
+  for (const [i, { pipeline }] of sources.entries()) {
+    const from = base;
+    loaders.push(
+      await openSource(pipeline, {
+        ...opts,
+        onProgress: opts.onProgress && ((done) => opts.onProgress!(from + done, total)),
+      }),
+    );
+    base += work[i]!;
+  }
+  if (loaders.length === 1) return loaders[0]!;
+  return new MixtureData(
+    loaders,
+    sources.map((s) => s.source.weight),
+  );
+}
+
+/** Per robot camera: the dataset's feature holding it, or null where the dataset lacks it. */
+function presentCameras(p: Pipeline): Array<string | null> {
+  const config = p.config;
   const ds = p.dataset;
-  if (ds.numFrames === 0) throw new UserError(`${ds.dir}: the dataset has no frames`);
   const dsCams = new Set(ds.cameras.map((c) => c.key));
   const mapped = config.data.camera_keys;
   for (const [cam, key] of Object.entries(mapped)) {
@@ -302,6 +332,14 @@ export async function openTrainingData(
       `${ds.dir}: none of robot ${p.robot.name}'s cameras (${p.robot.cameras.map((c) => CAMERA_PREFIX + c.name).join(', ')}) is in the dataset (${[...dsCams].join(', ') || 'no cameras'})`,
     );
   }
+  return keys;
+}
+
+/** One dataset's loader: its episodes' rows read, and a frame cache per robot camera it has. */
+async function openSource(p: Pipeline, opts: TrainingDataOptions): Promise<Loader> {
+  const ds = p.dataset;
+  if (ds.numFrames === 0) throw new UserError(`${ds.dir}: the dataset has no frames`);
+  const keys = presentCameras(p);
   const rows: EpisodeRows[] = [];
   for (const ep of ds.episodes) rows.push(await episodeRows(p, ep.index));
   const present = keys.filter((k) => k !== null).length;

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { TrainConfig } from '../config/schema.js';
 import { type NormStats, type NormStatsEntry, normStatsProvenance } from '../transforms/normalize.js';
-import { actionChunk, episodeRows, openPipeline } from './pipeline.js';
+import { actionChunk, episodeRows, openPipelines } from './pipeline.js';
 import { quantileSorted } from './stats.js';
 
 /** Where `vla data stats` writes and training reads: `assets/<asset_id>/norm_stats.json` (asset_id defaults to the robot). */
@@ -46,45 +46,58 @@ export interface NormStatsResult {
 /**
  * openpi's compute_norm_stats: over (a subsample of) the dataset's frames, the state at t and the
  * action chunk t..t+H-1 after the config's transforms (adapter, delta actions), every chunk row counted.
+ * A mixture's datasets are counted together (one robot, one set of stats), each frame once, a
+ * subsample taken from each in proportion to its frames.
  */
 export async function computeNormStats(
   config: TrainConfig,
   opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<NormStatsResult> {
-  const p = await openPipeline(config, opts.cwd);
+  const pipelines = (await openPipelines(config, opts.cwd)).map((s) => s.pipeline);
   const horizon = config.model.action_horizon;
-  const total = p.dataset.numFrames;
-  const take = Math.min(total, opts.maxFrames ?? total);
-  // Evenly spaced frames across the whole dataset, so a subsample still covers every episode.
-  const picked = new Uint8Array(total);
-  for (let i = 0; i < take; i++) picked[Math.floor((i * total) / take)] = 1;
-  const state = new Float32Array(take * p.stateDim);
-  const actions = new Float32Array(take * horizon * p.actionDim);
+  const { stateDim, actionDim } = pipelines[0]!;
+  const total = pipelines.reduce((n, p) => n + p.dataset.numFrames, 0);
+  const want = Math.min(total, opts.maxFrames ?? total);
+  const takes = pipelines.map((p) =>
+    Math.min(p.dataset.numFrames, Math.ceil((want * p.dataset.numFrames) / total)),
+  );
+  const rowsTaken = takes.reduce((a, b) => a + b, 0);
+  const state = new Float32Array(rowsTaken * stateDim);
+  const actions = new Float32Array(rowsTaken * horizon * actionDim);
   let n = 0;
   let done = 0;
-  for (const ep of p.dataset.episodes) {
-    const wanted: number[] = [];
-    for (let t = 0; t < ep.length; t++) if (picked[done + t]) wanted.push(t);
-    if (wanted.length > 0) {
-      const rows = await episodeRows(p, ep.index);
-      for (const t of wanted) {
-        state.set(rows.state.subarray(t * p.stateDim, (t + 1) * p.stateDim), n * p.stateDim);
-        actionChunk(p, rows, t, horizon, actions, n * horizon * p.actionDim);
-        n++;
+  for (const [i, p] of pipelines.entries()) {
+    const frames = p.dataset.numFrames;
+    const take = takes[i]!;
+    // Evenly spaced frames across the whole dataset, so a subsample still covers every episode.
+    const picked = new Uint8Array(frames);
+    for (let k = 0; k < take; k++) picked[Math.floor((k * frames) / take)] = 1;
+    let seen = 0;
+    for (const ep of p.dataset.episodes) {
+      const wanted: number[] = [];
+      for (let t = 0; t < ep.length; t++) if (picked[seen + t]) wanted.push(t);
+      if (wanted.length > 0) {
+        const rows = await episodeRows(p, ep.index);
+        for (const t of wanted) {
+          state.set(rows.state.subarray(t * stateDim, (t + 1) * stateDim), n * stateDim);
+          actionChunk(p, rows, t, horizon, actions, n * horizon * actionDim);
+          n++;
+        }
       }
+      seen += ep.length;
+      done += ep.length;
+      opts.onProgress?.(done, total);
     }
-    done += ep.length;
-    opts.onProgress?.(done, total);
   }
+  // The simulated scene the frames came from, so a checkpoint can tell when it has changed since: kept
+  // where every dataset names the same one.
+  const scenes = new Set(pipelines.map((p) => JSON.stringify(p.dataset.info.simulation ?? null)));
+  const simulation = scenes.size === 1 ? pipelines[0]!.dataset.info.simulation : undefined;
   return {
     stats: {
-      state: entryStats(state, p.stateDim),
-      actions: entryStats(actions, p.actionDim),
-      computedWith: {
-        ...normStatsProvenance(config),
-        // The simulated scene the frames came from, so a checkpoint can tell when it has changed since.
-        ...(p.dataset.info.simulation && { simulation: p.dataset.info.simulation }),
-      },
+      state: entryStats(state.subarray(0, n * stateDim), stateDim),
+      actions: entryStats(actions.subarray(0, n * horizon * actionDim), actionDim),
+      computedWith: { ...normStatsProvenance(config), ...(simulation && { simulation }) },
     },
     frames: n,
     actionRows: n * horizon,

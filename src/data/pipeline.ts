@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
+import { type DataSource, dataSources } from '../config/mixture.js';
 import { actionDim, type RobotSpec, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type Floats, frames } from '../transforms/frames.js';
@@ -18,6 +19,11 @@ import { type LeRobotDataset, openDataset } from './reader.js';
 /** `data.dataset` as a folder: a path relative to the workspace, else a name under `datasets/`. */
 export function resolveDatasetPath(config: TrainConfig, cwd = process.cwd()): string {
   const name = config.data.dataset;
+  if (config.data.mixture !== null) {
+    throw new UserError(
+      `config ${config.name}: expected one dataset here, got a data.mixture of ${config.data.mixture.length} (read each through dataSources)`,
+    );
+  }
   if (!name) {
     throw new UserError(
       `config ${config.name}: data.dataset: expected a dataset folder, got null (set it with --set data.dataset=PATH)`,
@@ -69,6 +75,36 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
   }
   const transforms = transformGroup(config, { stateDim: sd, actionDim: ad });
   return { config, robot, dataset, stateDim: sd, actionDim: ad, transforms };
+}
+
+/**
+ * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
+ * a mixture's datasets must share fps and the state and action shapes, or their chunks would mean
+ * different things; the error names the entry, its dataset and the field.
+ */
+export async function openPipelines(
+  config: TrainConfig,
+  cwd = process.cwd(),
+): Promise<Array<{ source: DataSource; pipeline: Pipeline }>> {
+  const out: Array<{ source: DataSource; pipeline: Pipeline }> = [];
+  for (const source of dataSources(config)) {
+    const pipeline = await openPipeline(source.config, cwd);
+    const first = out[0];
+    if (first) {
+      const [a, b] = [first.pipeline.dataset.info, pipeline.dataset.info];
+      const disagree = (field: string, got: unknown, want: unknown) =>
+        new UserError(
+          `config ${config.name}: ${source.field} (${source.dataset}): ${field} ${JSON.stringify(got)}, expected ${JSON.stringify(want)} as ${first.source.field} (${first.source.dataset})`,
+        );
+      if (b.fps !== a.fps) throw disagree('fps', b.fps, a.fps);
+      for (const key of ['observation.state', 'action']) {
+        const [want, got] = [a.features[key]?.shape, b.features[key]?.shape];
+        if (JSON.stringify(got) !== JSON.stringify(want)) throw disagree(`features.${key}.shape`, got, want);
+      }
+    }
+    out.push({ source, pipeline });
+  }
+  return out;
 }
 
 export async function episodeRows(p: Pipeline, episode: number): Promise<EpisodeRows> {

@@ -80,19 +80,31 @@ export function simEvaluation(config: TrainConfig): Evaluate | undefined {
  * Null when the scene is unchanged, or the dataset is not one `vla sim record` wrote.
  */
 export async function recordedSceneWarning(config: TrainConfig): Promise<string | null> {
-  const [{ resolveDatasetPath }, { readInfo }, { recordedSceneDrift }] = await Promise.all([
+  const [{ resolveDatasetPath }, { readInfo }, { recordedSceneDrift }, { dataSources }] = await Promise.all([
     import('../data/pipeline.js'),
     import('../data/info.js'),
     import('../sim/provenance.js'),
+    import('../config/mixture.js'),
   ]);
-  let dir: string;
-  let simulation: ReturnType<typeof readInfo>['simulation'];
+  const warnings: string[] = [];
+  let sources: ReturnType<typeof dataSources>;
   try {
-    dir = resolveDatasetPath(config);
-    simulation = readInfo(dir).simulation;
+    sources = dataSources(config);
   } catch {
-    // A dataset that cannot be read is the loader's error to report, with its own words.
-    return null;
+    return null; // No dataset named: the loader's error to report.
   }
-  return recordedSceneDrift(simulation, `dataset ${path.relative(process.cwd(), dir)}`);
+  for (const source of sources) {
+    let dir: string;
+    let simulation: ReturnType<typeof readInfo>['simulation'];
+    try {
+      dir = resolveDatasetPath(source.config);
+      simulation = readInfo(dir).simulation;
+    } catch {
+      // A dataset that cannot be read is the loader's error to report, with its own words.
+      continue;
+    }
+    const drift = recordedSceneDrift(simulation, `dataset ${path.relative(process.cwd(), dir)}`);
+    if (drift) warnings.push(drift);
+  }
+  return warnings.length > 0 ? warnings.join('\n') : null;
 }

@@ -3,6 +3,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readdirSync, rmSync, statSy
 import path from 'node:path';
 import { describeValue, UserError } from '../config/errors.js';
 import { loadRobot, PACKAGE_ROOT, resolveConfig, validate } from '../config/load.js';
+import { dataSources } from '../config/mixture.js';
 import { TrainConfig } from '../config/schema.js';
 import { jobAlive, processStartTime, reapDeadJobs } from './liveness.js';
 import { isFinal, type Job, type JobRegistry, thisHost } from './registry.js';
@@ -37,31 +38,30 @@ export function runDirFor(workspace: string, configName: string, expName: string
 }
 
 /**
- * The dataset folder a config names: a path relative to the workspace, or a name under `datasets/`.
- * Throws a clear error when neither holds a LeRobot dataset.
+ * The dataset folders a config names (its `data.dataset`, or each of its `data.mixture`'s): a path
+ * relative to the workspace, or a name under `datasets/`. Throws a clear error, naming the field, when
+ * one does not hold a LeRobot dataset. Returns the first (the only one but for a mixture).
  */
 export function resolveDataset(workspace: string, config: TrainConfig): string {
   const relTo = (p: string) => path.relative(workspace, p) || p;
-  const name = config.data.dataset;
-  if (name === null) {
-    throw new UserError(
-      `config ${config.name}: data.dataset is null: expected a LeRobot dataset folder; pass --set data.dataset=PATH`,
-    );
+  const found: string[] = [];
+  for (const { field, dataset: name } of dataSources(config)) {
+    const candidates = [path.resolve(workspace, name), path.join(workspace, 'datasets', name)];
+    const dir = candidates.find((c) => existsSync(c));
+    if (!dir) {
+      throw new UserError(
+        `${field}: "${name}" does not exist (looked for ${candidates.map(relTo).join(' and ')})`,
+      );
+    }
+    if (!statSync(dir).isDirectory()) {
+      throw new UserError(`${field}: expected a dataset folder, got the file ${relTo(dir)}`);
+    }
+    if (!existsSync(path.join(dir, 'meta', 'info.json'))) {
+      throw new UserError(`${field}: ${relTo(dir)} is not a LeRobot dataset (it has no meta/info.json)`);
+    }
+    found.push(dir);
   }
-  const candidates = [path.resolve(workspace, name), path.join(workspace, 'datasets', name)];
-  const found = candidates.find((c) => existsSync(c));
-  if (!found) {
-    throw new UserError(
-      `data.dataset: "${name}" does not exist (looked for ${candidates.map(relTo).join(' and ')})`,
-    );
-  }
-  if (!statSync(found).isDirectory()) {
-    throw new UserError(`data.dataset: expected a dataset folder, got the file ${relTo(found)}`);
-  }
-  if (!existsSync(path.join(found, 'meta', 'info.json'))) {
-    throw new UserError(`data.dataset: ${relTo(found)} is not a LeRobot dataset (it has no meta/info.json)`);
-  }
-  return found;
+  return found[0]!;
 }
 
 const EXP_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
@@ -204,6 +204,24 @@ export function assertLocal(job: Job): number {
   }
   if (!jobAlive(job)) throw new UserError(`job ${job.id}: process ${job.pid} is not running`);
   return job.pid;
+}
+
+/**
+ * Ask a job's process to save a checkpoint and exit (SIGTERM), as `vla jobs stop` and the dashboard's
+ * stop button do. A job whose process has not claimed it yet never starts: it finds itself stopped.
+ * Returns the pid signalled; the job reaches its final status when the process has saved.
+ */
+export function requestStop(registry: JobRegistry, id: number): number {
+  reapDeadJobs(registry);
+  const job = registry.require(id);
+  if (isFinal(job.status))
+    throw new UserError(`job ${job.id} is already ${job.status} (at step ${job.step})`);
+  const pid = assertLocal(job);
+  if (!registry.transition(job.id, 'stopped', 'stopped before it started', {}, { status: ['queued'] })) {
+    registry.transition(job.id, 'stopping', 'stop requested', {}, { status: ['running'] });
+  }
+  process.kill(pid, 'SIGTERM');
+  return pid;
 }
 
 /** Queue a stopped, failed or unfinished job again, to continue from its newest checkpoint. */

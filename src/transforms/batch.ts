@@ -1,3 +1,5 @@
+import { UserError } from '../config/errors.js';
+
 /**
  * A training batch as the loader produces it and the model consumes it: flat typed arrays in C order,
  * so the model turns each into a tensor without a per-element walk.
@@ -29,4 +31,12 @@ export interface Batch {
   actionPad: Uint8Array;
   /** The language prompt of each sample (the episode's task, or the config's default prompt). */
   prompts: string[];
+}
+
+/** batchAt's arguments, refused with the argument, what it expects and what it got. */
+export function checkBatchRequest(step: number, batchSize: number): void {
+  if (!Number.isInteger(step) || step < 0)
+    throw new UserError(`batchAt: step: expected an integer >= 0, got ${step}`);
+  if (!Number.isInteger(batchSize) || batchSize <= 0)
+    throw new UserError(`batchAt: batchSize: expected a positive integer, got ${batchSize}`);
 }

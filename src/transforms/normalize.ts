@@ -1,6 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
+import { datasetLabel } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { Floats, Transform } from './frames.js';
 
@@ -231,7 +232,7 @@ export function writeNormStats(file: string, stats: NormStats): void {
 /** What `vla data stats` records of a config's transforms beside its stats. */
 export function normStatsProvenance(config: TrainConfig): NormStatsProvenance {
   return {
-    dataset: config.data.dataset,
+    dataset: datasetLabel(config),
     action_horizon: config.model.action_horizon,
     delta_action_mask: config.data.delta_action_mask,
     adapt_to_pi: config.data.adapt_to_pi,

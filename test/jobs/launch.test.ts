@@ -44,7 +44,7 @@ describe('launch checks: a clear error before anything starts', () => {
     [{ set: ['data.dataset=ds', 'robot=hexapod'] }, 'unknown robot "hexapod"'],
     [
       { set: [] },
-      'config pi0_aloha: data.dataset is null: expected a LeRobot dataset folder; pass --set data.dataset=PATH',
+      'config pi0_aloha: data.dataset: expected a dataset folder (or a data.mixture), got null (set it with --set data.dataset=PATH)',
     ],
     [
       { set: ['data.dataset=nowhere'] },
