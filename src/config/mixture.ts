@@ -1,11 +1,14 @@
 /**
  * A config's training data as a list of sources: its one `data.dataset`, or each entry of
  * `data.mixture` with its weight. Each source is seen through a config of its own (the entry's dataset,
- * and its prompt in place of the episodes' tasks), so everything that reads one dataset (the pipeline,
- * the loader, the norm stats) reads a mixture source unchanged.
+ * robot, transforms and norm-stats asset, and its prompt in place of the episodes' tasks), so everything
+ * that reads one dataset (the pipeline, the loader, the norm stats) reads a mixture source unchanged.
+ *
+ * Norm stats are kept per robot, as openpi keeps them per asset: the config's own robot under
+ * `data.asset_id` (else its name), every other robot under its name.
  */
 import { UserError } from './errors.js';
-import type { TrainConfig } from './schema.js';
+import type { MixtureEntry, TrainConfig } from './schema.js';
 
 export interface DataSource {
   /** The config field that names it, for errors: `data.dataset` or `data.mixture[2].dataset`. */
@@ -14,8 +17,37 @@ export interface DataSource {
   dataset: string;
   /** Its share of each batch, relative to the other sources' (1 for a lone dataset). */
   weight: number;
+  /** The robot that recorded it. */
+  robot: string;
+  /** The asset its norm stats are kept under (its robot's). */
+  assetId: string;
   /** The config this source is read through: `data.dataset` is this source's, `data.mixture` null. */
   config: TrainConfig;
+}
+
+/** The norm-stats asset of `robot` in `config`: `data.asset_id` for the config's robot, else the robot's name. */
+export function assetIdFor(config: TrainConfig, robot: string): string {
+  return robot === config.robot ? (config.data.asset_id ?? robot) : robot;
+}
+
+/** The robots a config trains on: its own, then each other robot of its mixture, in order. */
+export function robotsOf(config: TrainConfig): string[] {
+  const robots = [config.robot];
+  for (const e of config.data.mixture ?? []) if (e.robot && !robots.includes(e.robot)) robots.push(e.robot);
+  return robots;
+}
+
+/** Whether the config mixes robots (its prompts then name each sample's robot). */
+export function mixesRobots(config: TrainConfig): boolean {
+  return robotsOf(config).length > 1;
+}
+
+/**
+ * The prompt a model trained on several robots reads: the robot named before the task, so one set of
+ * weights knows whose cameras and joints it is looking at. Training and serving both call this.
+ */
+export function robotPrompt(robot: string, prompt: string): string {
+  return `${robot}: ${prompt}`;
 }
 
 /** The config's data sources, in order; an error naming the field when it has none. */
@@ -27,22 +59,84 @@ export function dataSources(config: TrainConfig): DataSource[] {
         `config ${config.name}: data.dataset: expected a dataset folder (or a data.mixture), got null (set it with --set data.dataset=PATH)`,
       );
     }
-    return [{ field: 'data.dataset', dataset, weight: 1, config }];
-  }
-  return mixture.map((entry, i) => ({
-    field: `data.mixture[${i}].dataset`,
-    dataset: entry.dataset,
-    weight: entry.weight,
-    config: {
-      ...config,
-      data: {
-        ...config.data,
-        dataset: entry.dataset,
-        mixture: null,
-        ...(entry.prompt !== null && { default_prompt: entry.prompt, prompt_from_task: false }),
+    return [
+      {
+        field: 'data.dataset',
+        dataset,
+        weight: 1,
+        robot: config.robot,
+        assetId: assetIdFor(config, config.robot),
+        config,
       },
+    ];
+  }
+  return mixture.map((entry, i) => {
+    const robot = entry.robot ?? config.robot;
+    const own = robot === config.robot;
+    const assetId = assetIdFor(config, robot);
+    return {
+      field: `data.mixture[${i}].dataset`,
+      dataset: entry.dataset,
+      weight: entry.weight,
+      robot,
+      assetId,
+      config: {
+        ...config,
+        robot,
+        data: {
+          ...config.data,
+          dataset: entry.dataset,
+          mixture: null,
+          asset_id: assetId,
+          // The config's robot-specific settings reach only its own robot's datasets.
+          delta_action_mask:
+            entry.delta_action_mask !== undefined
+              ? entry.delta_action_mask
+              : own
+                ? config.data.delta_action_mask
+                : null,
+          adapt_to_pi: own && config.data.adapt_to_pi,
+          camera_keys: own ? config.data.camera_keys : {},
+          ...(entry.prompt !== null && { default_prompt: entry.prompt, prompt_from_task: false }),
+        },
+      },
+    };
+  });
+}
+
+/**
+ * The config narrowed to one robot's datasets (what its norm stats are computed over): that robot as
+ * the config's, its entries only, each entry's settings resolved as `dataSources` resolves them.
+ */
+export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
+  const all = dataSources(config);
+  const first = all.find((s) => s.robot === robot);
+  if (!first) {
+    throw new UserError(
+      `config ${config.name}: no dataset of robot ${robot} (it trains on ${robotsOf(config).join(', ')})`,
+    );
+  }
+  if (config.data.mixture === null) return config;
+  const entries: MixtureEntry[] = config.data.mixture.flatMap((e, i) =>
+    all[i]!.robot === robot
+      ? [{ ...e, robot, delta_action_mask: all[i]!.config.data.delta_action_mask }]
+      : [],
+  );
+  // The robot's own settings (as its sources see them), not the first entry's prompt.
+  const { asset_id, adapt_to_pi, camera_keys, delta_action_mask } = first.config.data;
+  return {
+    ...config,
+    robot,
+    data: {
+      ...config.data,
+      dataset: null,
+      mixture: entries,
+      asset_id,
+      adapt_to_pi,
+      camera_keys,
+      delta_action_mask,
     },
-  }));
+  };
 }
 
 /** The datasets a config trains on, as named in it (one, or a mixture's, joined by ` + `). */

@@ -120,6 +120,13 @@ export const MixtureEntry = z.strictObject({
   weight: z.number().positive().finite().default(1),
   /** The prompt of every frame of this dataset, instead of its episodes' tasks. */
   prompt: z.string().min(1).nullable().default(null),
+  /** The robot that recorded it, where not the config's `robot`: its norm stats are kept apart (asset = robot name). */
+  robot: z.string().min(1).nullable().default(null),
+  /**
+   * Its delta-action dims, where they differ from `data.delta_action_mask` (which another robot's
+   * dims may not fit): left out, an entry of the config's robot takes the config's, another robot none.
+   */
+  delta_action_mask: z.array(z.boolean()).nullable().optional(),
 });
 export type MixtureEntry = z.infer<typeof MixtureEntry>;
 

@@ -4,11 +4,12 @@
  * (seed, step, batch size) alone and a resumed run sees exactly the data an uninterrupted one would.
  */
 import { UserError } from '../config/errors.js';
+import { type DataSource, mixesRobots, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type Batch, checkBatchRequest } from '../transforms/batch.js';
 import { frames, type Transform } from '../transforms/frames.js';
 import { applyInputs, transformGroup } from '../transforms/group.js';
-import type { NormStats } from '../transforms/normalize.js';
+import type { AssetNormStats, NormStats } from '../transforms/normalize.js';
 import { type FrameCache, openFrameCache } from './cache.js';
 import { CAMERA_PREFIX } from './info.js';
 import { MixtureData } from './mixture.js';
@@ -17,7 +18,8 @@ import { type EpisodeRows, episodeRows, gatherChunk, openPipelines, type Pipelin
 export interface TrainingDataOptions {
   imageSize: number;
   horizon: number;
-  normStats: NormStats;
+  /** The stats to normalize with: one set, or one per asset (each robot's, for a mixture of robots). */
+  normStats: NormStats | AssetNormStats;
   /** Where decoded frames are cached (default: $VLA_CACHE_DIR or ~/.cache/vla-orchestrator/frames). */
   cacheDir?: string;
   /** Progress of the frame cache build, in frames over all cameras. */
@@ -118,7 +120,7 @@ export class Loader implements TrainingData {
     private readonly p: Pipeline,
     private readonly rows: EpisodeRows[],
     private readonly caches: Array<FrameCache | null>,
-    private readonly opts: TrainingDataOptions,
+    private readonly opts: SourceOptions,
   ) {
     const total = rows.reduce((n, r) => n + r.length, 0);
     this.numFrames = total;
@@ -288,21 +290,41 @@ export async function openTrainingData(
   const total = work.reduce((a, b) => a + b, 0);
   const loaders: Loader[] = [];
   let base = 0;
-  for (const [i, { pipeline }] of sources.entries()) {
+  for (const [i, { source, pipeline }] of sources.entries()) {
     const from = base;
     loaders.push(
       await openSource(pipeline, {
         ...opts,
+        normStats: statsOf(config, opts.normStats, source),
         onProgress: opts.onProgress && ((done) => opts.onProgress!(from + done, total)),
       }),
     );
     base += work[i]!;
   }
   if (loaders.length === 1) return loaders[0]!;
+  const robots = sources.map((s) => s.source.robot);
   return new MixtureData(
     loaders,
     sources.map((s) => s.source.weight),
+    mixesRobots(config) ? robots : null,
   );
+}
+
+/** The stats a source normalizes with: its asset's, where they are given per asset. */
+function statsOf(config: TrainConfig, stats: NormStats | AssetNormStats, source: DataSource): NormStats {
+  if (!(stats instanceof Map)) {
+    if (mixesRobots(config))
+      throw new UserError(
+        `config ${config.name}: trains on robots ${robotsOf(config).join(', ')}: expected norm stats per asset, got one set`,
+      );
+    return stats;
+  }
+  const found = stats.get(source.assetId);
+  if (!found)
+    throw new UserError(
+      `config ${config.name}: ${source.field}: no norm stats for asset ${source.assetId} (robot ${source.robot}); have ${[...stats.keys()].join(', ') || 'none'} (run vla data stats ${config.name})`,
+    );
+  return found;
 }
 
 /** Per robot camera: the dataset's feature holding it, or null where the dataset lacks it. */
@@ -335,8 +357,11 @@ function presentCameras(p: Pipeline): Array<string | null> {
   return keys;
 }
 
+/** A source's options: its own stats. */
+type SourceOptions = Omit<TrainingDataOptions, 'normStats'> & { normStats: NormStats };
+
 /** One dataset's loader: its episodes' rows read, and a frame cache per robot camera it has. */
-async function openSource(p: Pipeline, opts: TrainingDataOptions): Promise<Loader> {
+async function openSource(p: Pipeline, opts: SourceOptions): Promise<Loader> {
   const ds = p.dataset;
   if (ds.numFrames === 0) throw new UserError(`${ds.dir}: the dataset has no frames`);
   const keys = presentCameras(p);

@@ -4,7 +4,13 @@
  * depends on (seed, step, batch size) alone, as a one-dataset loader's does, and a resumed run draws
  * exactly what an uninterrupted one would. Rows are drawn with replacement (a weight is a share of the
  * batch, not a number of passes over a dataset); each source keeps its own oversampling of early frames.
+ *
+ * Sources of different robots share one layout, as π0 feeds every robot to one model: camera slots by
+ * position (each robot's first camera in slot 0, …, as many slots as the robot with the most; a robot's
+ * missing slots are masked), state and actions zero-padded to the widest robot's dims (the batch says
+ * each sample's own action dims, which the loss keeps to), and each prompt names its robot.
  */
+import { robotPrompt } from '../config/mixture.js';
 import { type Batch, checkBatchRequest } from '../transforms/batch.js';
 
 /** What the mixture needs of each source (data/loader.ts's Loader). */
@@ -50,18 +56,14 @@ export class MixtureData {
   constructor(
     private readonly sources: MixtureSource[],
     weights: number[],
+    /** Each source's robot, for a mixture of robots (prompts name them); null for one robot. */
+    private readonly robots: string[] | null = null,
   ) {
     const s0 = sources[0]!;
     for (const [i, s] of sources.entries()) {
-      const same =
-        s.cameras.join() === s0.cameras.join() &&
-        s.stateDim === s0.stateDim &&
-        s.actionDim === s0.actionDim &&
-        s.imageSize === s0.imageSize &&
-        s.horizon === s0.horizon;
-      if (!same)
+      if (s.imageSize !== s0.imageSize || s.horizon !== s0.horizon)
         throw new Error(
-          `mixture source ${i}: expected the layout of source 0 (cameras ${s0.cameras.join(',')}, state ${s0.stateDim}, action ${s0.actionDim}), got cameras ${s.cameras.join(',')}, state ${s.stateDim}, action ${s.actionDim}`,
+          `mixture source ${i}: expected images ${s0.imageSize} and horizon ${s0.horizon} as source 0, got ${s.imageSize} and ${s.horizon}`,
         );
     }
     const total = weights.reduce((a, b) => a + b, 0);
@@ -76,16 +78,20 @@ export class MixtureData {
     this.cumulative[this.cumulative.length - 1] = 1;
     this.numFrames = rows;
     this.numSamples = sources.reduce((n, s) => n + s.numSamples, 0);
-    this.cameras = s0.cameras;
-    this.stateDim = s0.stateDim;
-    this.actionDim = s0.actionDim;
+    // Slot i is every source's camera i: named by the distinct names it holds (`cam_high|exterior`).
+    const slots = Math.max(...sources.map((s) => s.cameras.length));
+    this.cameras = Array.from({ length: slots }, (_, i) =>
+      [...new Set(sources.flatMap((s) => (i < s.cameras.length ? [s.cameras[i]!] : [])))].join('|'),
+    );
+    this.stateDim = Math.max(...sources.map((s) => s.stateDim));
+    this.actionDim = Math.max(...sources.map((s) => s.actionDim));
     this.imageSize = s0.imageSize;
     this.horizon = s0.horizon;
   }
 
   /** A camera counts as present where any source has it (a source without it feeds masked images). */
   get present(): boolean[] {
-    return this.cameras.map((_, c) => this.sources.some((s) => s.present[c]));
+    return this.cameras.map((_, c) => this.sources.some((s) => s.present[c] ?? false));
   }
 
   /** Which source, by weight, position `b` of step `step`'s batch draws from. */
@@ -122,13 +128,15 @@ export class MixtureData {
       bySource[s]!.at.push(b);
     }
     const { cameras, imageSize: S, horizon: H, stateDim: sd, actionDim: ad } = this;
-    const img = cameras.length * S * S * 3;
+    const img = S * S * 3;
+    const slots = cameras.length;
+    const widths = new Set(this.sources.map((s) => s.actionDim));
     const out: Batch = {
       size: B,
       imageSize: S,
       cameras,
-      images: new Uint8Array(B * img),
-      imageMask: new Uint8Array(B * cameras.length),
+      images: new Uint8Array(B * slots * img),
+      imageMask: new Uint8Array(B * slots),
       state: new Float32Array(B * sd),
       stateDim: sd,
       actions: new Float32Array(B * H * ad),
@@ -136,20 +144,25 @@ export class MixtureData {
       horizon: H,
       actionPad: new Uint8Array(B * H),
       prompts: new Array<string>(B),
+      ...(widths.size > 1 && { actionDims: new Int32Array(B) }),
     };
-    // Each sample's slice of every array, copied from its source's batch to its position.
-    const copy = <T extends Uint8Array | Float32Array>(to: T, from: T, per: number, i: number, b: number) =>
-      to.set(from.subarray(i * per, (i + 1) * per), b * per);
+    // Each sample's slices, copied from its source's batch to its position, padded to the mixture's layout.
     for (const [s, { rows: sub, at }] of bySource.entries()) {
       if (sub.length === 0) continue;
-      const part = this.sources[s]!.batchOfRows(sub);
+      const src = this.sources[s]!;
+      const part = src.batchOfRows(sub);
+      const [c, psd, pad] = [src.cameras.length, src.stateDim, src.actionDim];
       at.forEach((b, i) => {
-        copy(out.images, part.images, img, i, b);
-        copy(out.imageMask, part.imageMask, cameras.length, i, b);
-        copy(out.state, part.state, sd, i, b);
-        copy(out.actions, part.actions, H * ad, i, b);
-        copy(out.actionPad, part.actionPad, H, i, b);
-        out.prompts[b] = part.prompts[i]!;
+        out.images.set(part.images.subarray(i * c * img, (i + 1) * c * img), b * slots * img);
+        out.imageMask.set(part.imageMask.subarray(i * c, (i + 1) * c), b * slots);
+        out.state.set(part.state.subarray(i * psd, (i + 1) * psd), b * sd);
+        for (let h = 0; h < H; h++) {
+          const from = (i * H + h) * pad;
+          out.actions.set(part.actions.subarray(from, from + pad), (b * H + h) * ad);
+        }
+        out.actionPad.set(part.actionPad.subarray(i * H, (i + 1) * H), b * H);
+        out.prompts[b] = this.robots ? robotPrompt(this.robots[s]!, part.prompts[i]!) : part.prompts[i]!;
+        if (out.actionDims) out.actionDims[b] = pad;
       });
     }
     return out;

@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { UserError } from '../config/errors.js';
+import { assetIdFor, robotConfig, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type NormStats, type NormStatsEntry, normStatsProvenance } from '../transforms/normalize.js';
 import { actionChunk, episodeRows, openPipelines } from './pipeline.js';
@@ -6,7 +8,29 @@ import { quantileSorted } from './stats.js';
 
 /** Where `vla data stats` writes and training reads: `assets/<asset_id>/norm_stats.json` (asset_id defaults to the robot). */
 export function normStatsFile(config: TrainConfig, cwd = process.cwd()): string {
-  return path.join(cwd, 'assets', config.data.asset_id ?? config.robot, 'norm_stats.json');
+  return path.join(cwd, 'assets', assetIdFor(config, config.robot), 'norm_stats.json');
+}
+
+/** Each robot's norm stats of the config (one robot but for a mixture of robots), with its asset and file. */
+export async function computeRobotNormStats(
+  config: TrainConfig,
+  opts: {
+    maxFrames?: number;
+    cwd?: string;
+    onProgress?: (robot: string, done: number, total: number) => void;
+  } = {},
+): Promise<Array<{ robot: string; assetId: string; file: string; result: NormStatsResult }>> {
+  const out = [];
+  for (const robot of robotsOf(config)) {
+    const rc = robotConfig(config, robot);
+    const result = await computeNormStats(rc, {
+      maxFrames: opts.maxFrames,
+      cwd: opts.cwd,
+      onProgress: (done, total) => opts.onProgress?.(robot, done, total),
+    });
+    out.push({ robot, assetId: assetIdFor(rc, robot), file: normStatsFile(rc, opts.cwd), result });
+  }
+  return out;
 }
 
 /** mean, std (population), q01 and q99 per dim of `rows` packed `dim` wide. */
@@ -53,6 +77,12 @@ export async function computeNormStats(
   config: TrainConfig,
   opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<NormStatsResult> {
+  const robots = robotsOf(config);
+  if (robots.length > 1) {
+    throw new UserError(
+      `config ${config.name}: its mixture holds robots ${robots.join(', ')}, whose norm stats are kept apart: compute them per robot (computeRobotNormStats)`,
+    );
+  }
   const pipelines = (await openPipelines(config, opts.cwd)).map((s) => s.pipeline);
   const horizon = config.model.action_horizon;
   const { stateDim, actionDim } = pipelines[0]!;

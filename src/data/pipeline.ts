@@ -79,8 +79,8 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
 
 /**
  * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
- * a mixture's datasets must share fps and the state and action shapes, or their chunks would mean
- * different things; the error names the entry, its dataset and the field.
+ * a mixture's datasets must share fps, and one robot's datasets the state and action shapes, or their
+ * chunks would mean different things; the error names the entry, its dataset and the field.
  */
 export async function openPipelines(
   config: TrainConfig,
@@ -89,17 +89,20 @@ export async function openPipelines(
   const out: Array<{ source: DataSource; pipeline: Pipeline }> = [];
   for (const source of dataSources(config)) {
     const pipeline = await openPipeline(source.config, cwd);
+    const disagree = (other: DataSource, field: string, got: unknown, want: unknown) =>
+      new UserError(
+        `config ${config.name}: ${source.field} (${source.dataset}): ${field} ${JSON.stringify(got)}, expected ${JSON.stringify(want)} as ${other.field} (${other.dataset})`,
+      );
+    const info = pipeline.dataset.info;
     const first = out[0];
-    if (first) {
-      const [a, b] = [first.pipeline.dataset.info, pipeline.dataset.info];
-      const disagree = (field: string, got: unknown, want: unknown) =>
-        new UserError(
-          `config ${config.name}: ${source.field} (${source.dataset}): ${field} ${JSON.stringify(got)}, expected ${JSON.stringify(want)} as ${first.source.field} (${first.source.dataset})`,
-        );
-      if (b.fps !== a.fps) throw disagree('fps', b.fps, a.fps);
+    if (first && info.fps !== first.pipeline.dataset.info.fps)
+      throw disagree(first.source, 'fps', info.fps, first.pipeline.dataset.info.fps);
+    const same = out.find((o) => o.source.robot === source.robot);
+    if (same) {
       for (const key of ['observation.state', 'action']) {
-        const [want, got] = [a.features[key]?.shape, b.features[key]?.shape];
-        if (JSON.stringify(got) !== JSON.stringify(want)) throw disagree(`features.${key}.shape`, got, want);
+        const [want, got] = [same.pipeline.dataset.info.features[key]?.shape, info.features[key]?.shape];
+        if (JSON.stringify(got) !== JSON.stringify(want))
+          throw disagree(same.source, `features.${key}.shape`, got, want);
       }
     }
     out.push({ source, pipeline });

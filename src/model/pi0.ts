@@ -581,7 +581,7 @@ export class Pi0 {
       v,
       tf.tensor3d(target, v.shape),
       k === 1 ? actionPad : repeatRows(actionPad, k),
-      opts.lossDims,
+      typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
     );
   }
 
@@ -689,42 +689,64 @@ export function flowTargets(
   return { xt, target };
 }
 
-/** Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1). */
+/**
+ * Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1)
+ * and the action dims past `lossDims` (one count for the batch, or each sample's: a mixture of robots).
+ */
 export function maskedMse(
   v: tf.Tensor3D,
   target: tf.Tensor3D,
   pad: Uint8Array,
-  lossDims?: number,
+  lossDims?: number | Int32Array,
 ): tf.Scalar {
   const [b, h, a] = v.shape;
-  const dims = Math.min(a, lossDims ?? a);
-  const weight = new Float32Array(b * h);
-  let kept = 0;
-  for (let i = 0; i < weight.length; i++) {
-    weight[i] = pad[i] ? 0 : 1;
-    kept += weight[i]!;
-  }
+  const dimsOf = (i: number) =>
+    Math.min(a, lossDims === undefined ? a : typeof lossDims === 'number' ? lossDims : lossDims[i]!);
   const err = tf.sub(v, target);
-  let sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
-  if (dims < a) {
-    const dimWeight = new Float32Array(a).fill(1, 0, dims);
-    sq = tf.mul(sq, tf.tensor3d(dimWeight, [1, 1, a]));
+  if (typeof lossDims !== 'object') {
+    const dims = dimsOf(0);
+    const weight = new Float32Array(b * h);
+    let kept = 0;
+    for (let i = 0; i < weight.length; i++) {
+      weight[i] = pad[i] ? 0 : 1;
+      kept += weight[i]!;
+    }
+    let sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
+    if (dims < a) {
+      const dimWeight = new Float32Array(a).fill(1, 0, dims);
+      sq = tf.mul(sq, tf.tensor3d(dimWeight, [1, 1, a]));
+    }
+    return tf.div(tf.sum(sq), Math.max(1, kept) * dims) as tf.Scalar;
   }
-  return tf.div(tf.sum(sq), Math.max(1, kept) * dims) as tf.Scalar;
+  // Per sample: the weight of (sample, step, dim) is 1 inside both its episode and its robot's dims.
+  const weight = new Float32Array(b * h * a);
+  let kept = 0;
+  for (let i = 0; i < b; i++) {
+    const dims = dimsOf(i);
+    for (let t = 0; t < h; t++) {
+      if (pad[i * h + t]) continue;
+      weight.fill(1, (i * h + t) * a, (i * h + t) * a + dims);
+      kept += dims;
+    }
+  }
+  return tf.div(
+    tf.sum(tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, a]))),
+    Math.max(1, kept),
+  ) as tf.Scalar;
 }
 
 export interface FlowLossOptions {
   /**
    * The robot's action dims (the leading ones): padding dims beyond them carry no information, so the
-   * loss leaves them out (openpi averages over all of action_dim).
+   * loss leaves them out (openpi averages over all of action_dim). Per sample for a mixture of robots.
    */
-  lossDims?: number;
+  lossDims?: number | Int32Array;
   /** Draws of (noise, time) per observation, sharing one prefix pass; noise and times hold them all. */
   samples?: number;
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */
-function repeatRows<T extends Float32Array | Uint8Array>(x: T, k: number): T {
+function repeatRows<T extends Float32Array | Uint8Array | Int32Array>(x: T, k: number): T {
   const out = new (x.constructor as new (n: number) => T)(x.length * k);
   for (let j = 0; j < k; j++) out.set(x, j * x.length);
   return out;

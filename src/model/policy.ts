@@ -8,6 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
+import { assetIdFor, robotConfig, robotPrompt, robotsOf } from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import { TrainConfig } from '../config/schema.js';
 import {
@@ -60,6 +61,8 @@ export class PolicyModel {
     private readonly ownsParams = true,
     /** Which sampler and how many of its threads, as the command's edge decided (default: see ChunkSampler). */
     sampler: SamplerChoice = {},
+    /** The robot every prompt names, for a checkpoint trained on several robots (config/mixture.ts robotPrompt). */
+    readonly promptRobot: string | null = null,
   ) {
     this.dims = modelDims(config.model);
     this.model = new Pi0(this.dims);
@@ -87,7 +90,7 @@ export class PolicyModel {
       imageMask: input.imageMask,
       state: input.state,
       stateDim: this.stateDim,
-      prompts: input.prompts,
+      prompts: this.promptRobot ? input.prompts.map((p) => robotPrompt(this.promptRobot!, p)) : input.prompts,
     });
   }
 
@@ -128,11 +131,14 @@ export interface RobotShape {
 /**
  * Loads `<dir>/config.yaml`, `<dir>/params.safetensors` and `<dir>/assets/<asset_id>/norm_stats.json`.
  * `robot` gives the camera order and dims; by default it is read from the robot spec the config names.
+ * `forRobot` picks the robot a checkpoint trained on several robots runs for: the config narrowed to
+ * it (its transforms), its norm stats, its cameras and dims, its name in each prompt.
  */
 export async function loadPolicyModel(
   checkpointDir: string,
   robot?: RobotShape,
   sampler: SamplerChoice = {},
+  forRobot?: string,
 ): Promise<PolicyModel> {
   const configFile = path.join(checkpointDir, 'config.yaml');
   if (!existsSync(configFile)) {
@@ -140,10 +146,24 @@ export async function loadPolicyModel(
       `${checkpointDir}: not a checkpoint (no config.yaml; expected checkpoints/<config>/<exp>/<step>)`,
     );
   }
-  const config = validate(TrainConfig, YAML.parse(readFileSync(configFile, 'utf8')), () => `${configFile}: `);
+  const trained = validate(
+    TrainConfig,
+    YAML.parse(readFileSync(configFile, 'utf8')),
+    () => `${configFile}: `,
+  );
+  const robots = robotsOf(trained);
+  const runFor = forRobot ?? trained.robot;
+  if (!robots.includes(runFor)) {
+    throw new UserError(
+      `checkpoint ${checkpointDir} was trained for robot${robots.length > 1 ? 's' : ''} ${robots.join(', ')}, not ${runFor}`,
+    );
+  }
+  const mixed = robots.length > 1;
+  const config = mixed ? robotConfig(trained, runFor) : trained;
   const dims = modelDims(config.model);
   const { tensors, metadata } = readSafetensors(path.join(checkpointDir, 'params.safetensors'));
-  const shape = robot ?? trainedShape(metadata) ?? robotShape(config.robot);
+  // A mixture of robots was trained on padded slots and dims: each robot runs on its own.
+  const shape = robot ?? (mixed ? null : trainedShape(metadata)) ?? robotShape(runFor);
   const params: Params = new Map();
   for (const [name, spec] of paramSpecs(dims)) {
     const t = tensors.get(name);
@@ -164,11 +184,14 @@ export async function loadPolicyModel(
     shape.actionDim,
     true,
     sampler,
+    mixed ? runFor : null,
   );
 }
 
+/** The checkpoint's norm stats for the config's robot: `assets/<its asset_id>/`, else the only ones there. */
 function findCheckpointNormStats(dir: string, config: TrainConfig): NormStats | null {
-  const file = checkpointNormStatsFile(dir);
+  const own = path.join(dir, 'assets', assetIdFor(config, config.robot), 'norm_stats.json');
+  const file = existsSync(own) ? own : checkpointNormStatsFile(dir);
   if (!file) return null;
   const stats = readNormStats(file);
   checkNormStatsProvenance(config, stats, file);

@@ -43,10 +43,8 @@ export class ModelPolicy implements Policy {
 
   static async open(dir: string, ctx: PolicyContext): Promise<ModelPolicy> {
     const backend = await setupBackend({ backend: ctx.backend as never });
-    const model = await loadPolicyModel(dir, undefined, ctx.sampler);
-    if (model.config.robot !== ctx.robot) {
-      throw new UserError(`checkpoint ${dir} was trained for robot ${model.config.robot}, not ${ctx.robot}`);
-    }
+    // A checkpoint trained on several robots runs for the one served, with that robot's norm stats.
+    const model = await loadPolicyModel(dir, undefined, ctx.sampler, ctx.robot);
     if (!model.normStats) {
       throw new UserError(
         `checkpoint ${dir}: no assets/<asset_id>/norm_stats.json: cannot normalize observations`,

@@ -8,9 +8,10 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { configToYaml } from '../config/load.js';
+import { assetIdFor } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { readSafetensors, type SafeTensor, writeSafetensors } from '../model/safetensors.js';
-import { type NormStats, writeNormStats } from '../transforms/normalize.js';
+import { type AssetNormStats, type NormStats, writeNormStats } from '../transforms/normalize.js';
 
 export interface CheckpointState {
   step: number;
@@ -26,14 +27,10 @@ export interface CheckpointState {
   data: { cameras: string[]; stateDim: number; actionDim: number };
 }
 
-export function assetId(config: TrainConfig): string {
-  return config.data.asset_id ?? config.robot;
-}
-
 export function saveCheckpoint(
   runDir: string,
   config: TrainConfig,
-  normStats: NormStats | null,
+  normStats: NormStats | AssetNormStats | null,
   state: CheckpointState,
   dtype: 'float32' | 'float16' = 'float32',
 ): string {
@@ -70,7 +67,13 @@ export function saveCheckpoint(
   if (dtype === 'float16') pack(state.params, state.raw ? 'ema/' : 'raw/', 'F32', train);
   writeSafetensors(path.join(tmp, 'train_state.safetensors'), train, { format: 'vla-train-state/1' });
   writeFileSync(path.join(tmp, 'config.yaml'), configToYaml(config));
-  if (normStats) writeNormStats(path.join(tmp, 'assets', assetId(config), 'norm_stats.json'), normStats);
+  // assets/<asset_id>/norm_stats.json: one per robot for a mixture of robots.
+  const assets =
+    normStats instanceof Map
+      ? normStats
+      : normStats && new Map([[assetIdFor(config, config.robot), normStats]]);
+  for (const [id, stats] of assets ?? [])
+    writeNormStats(path.join(tmp, 'assets', id, 'norm_stats.json'), stats);
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   return final;

@@ -31,6 +31,8 @@ export interface StepInputs {
   noise: Float32Array;
   /** `samples` draws of [B] flow times, draw after draw. */
   times: Float32Array;
+  /** [B]: each sample's robot's action dims, for the loss (a mixture of robots); else LossOptions' count. */
+  lossDims?: Int32Array;
 }
 
 export interface LossOptions {
@@ -42,7 +44,7 @@ export interface LossOptions {
 export function sliceInputs(x: StepInputs, from: number, to: number, samples: number): StepInputs {
   const o = x.obs;
   const b = o.batchSize;
-  const rows = <T extends Uint8Array | Float32Array>(a: T, per: number): T =>
+  const rows = <T extends Uint8Array | Float32Array | Int32Array>(a: T, per: number): T =>
     a.slice(from * per, to * per) as T;
   const perDraw = <T extends Float32Array>(a: T, per: number): T => {
     const out = new (a.constructor as new (n: number) => T)((to - from) * per * samples);
@@ -64,6 +66,7 @@ export function sliceInputs(x: StepInputs, from: number, to: number, samples: nu
     actionPad: rows(x.actionPad, h),
     noise: perDraw(x.noise, x.noise.length / (samples * b)),
     times: perDraw(x.times, 1),
+    ...(x.lossDims && { lossDims: rows(x.lossDims, 1) }),
   };
 }
 
@@ -85,7 +88,11 @@ export function flowGradients(
 ): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
   const inp = prepareInputs(dims, x.obs);
   const { value, grads } = tf.variableGrads(
-    () => model.flowLoss(params, inp, x.actions, x.actionPad, x.noise, x.times, opts),
+    () =>
+      model.flowLoss(params, inp, x.actions, x.actionPad, x.noise, x.times, {
+        ...opts,
+        lossDims: x.lossDims ?? opts.lossDims,
+      }),
     [...trainable.values()],
   );
   return { loss: value, grads: new Map([...trainable].map(([n, v]) => [n, grads[v.name]!])) };

@@ -10,12 +10,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import { setProductPrecision } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
+import { assetIdFor, mixesRobots, robotConfig, robotsOf } from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
 import {
+  type AssetNormStats,
   checkNormStatsProvenance,
   type NormStats,
   normStatsHorizonNote,
@@ -61,7 +63,7 @@ export interface RunTrainingOptions {
   /** Defaults to openTrainingData(config, …) from src/data/loader.ts. */
   data?: TrainingDataSource;
   /** The norm stats saved with checkpoints; defaults to the config's assets (see findNormStats). */
-  normStats?: NormStats;
+  normStats?: NormStats | AssetNormStats;
   /** On abort: save a checkpoint at the current step and return stopped: true. */
   signal?: AbortSignal;
   /** Called every step. */
@@ -83,7 +85,7 @@ export interface RunTrainingResult {
  * With `data.assets_dir` (say a base checkpoint's assets), only `<assets_dir>/<asset_id>/`.
  */
 export function normStatsCandidates(config: TrainConfig, cwd = process.cwd()): string[] {
-  const id = config.data.asset_id ?? config.robot;
+  const id = assetIdFor(config, config.robot);
   if (config.data.assets_dir) return [path.resolve(cwd, config.data.assets_dir, id, 'norm_stats.json')];
   return [
     path.join(cwd, 'assets', config.name, id, 'norm_stats.json'),
@@ -91,7 +93,18 @@ export function normStatsCandidates(config: TrainConfig, cwd = process.cwd()): s
   ];
 }
 
-export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormStats {
+/** The config's norm stats: one set, or for a mixture of robots one per robot's asset. */
+export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormStats | AssetNormStats {
+  if (!mixesRobots(config)) return findAssetNormStats(config, cwd);
+  return new Map(
+    robotsOf(config).map((robot) => {
+      const rc = robotConfig(config, robot);
+      return [assetIdFor(rc, robot), findAssetNormStats(rc, cwd)];
+    }),
+  );
+}
+
+function findAssetNormStats(config: TrainConfig, cwd: string): NormStats {
   const candidates = normStatsCandidates(config, cwd);
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
@@ -112,7 +125,7 @@ interface OpenedData extends TrainingDataSource {
 
 async function openDefaultData(
   config: TrainConfig,
-  normStats: NormStats,
+  normStats: NormStats | AssetNormStats,
   log: (l: string) => void,
   signal?: AbortSignal,
 ): Promise<OpenedData> {
@@ -147,20 +160,22 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
   }
   if (!opts.data) {
     // Before the dataset is opened (a frame cache can take minutes): a robot the model cannot take fails now.
-    const robot = loadRobot(config.robot);
-    checkRobotFits(modelDims(config.model), {
-      stateDim: stateDim(robot),
-      actionDim: actionDim(robot),
-      cameras: robot.cameras.length,
-    });
+    for (const name of robotsOf(config)) {
+      const robot = loadRobot(name);
+      checkRobotFits(modelDims(config.model), {
+        stateDim: stateDim(robot),
+        actionDim: actionDim(robot),
+        cameras: robot.cameras.length,
+      });
+    }
   }
   const normStats = opts.normStats ?? findNormStats(config);
-  const horizonNote = normStatsHorizonNote(
-    config,
-    normStats,
-    `asset ${config.data.asset_id ?? config.robot}`,
-  );
-  if (horizonNote) log(`warning: ${horizonNote}`);
+  for (const [asset, stats] of normStats instanceof Map
+    ? normStats
+    : [[assetIdFor(config, config.robot), normStats] as const]) {
+    const horizonNote = normStatsHorizonNote(config, stats, `asset ${asset}`);
+    if (horizonNote) log(`warning: ${horizonNote}`);
+  }
   let opened: OpenedData | null = null;
   if (!opts.data) {
     const { CacheBuildAborted } = await import('../data/cache.js');
@@ -184,7 +199,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
 async function train(
   opts: RunTrainingOptions,
   data: TrainingDataSource,
-  normStats: NormStats,
+  normStats: NormStats | AssetNormStats,
   existing: Array<{ step: number; dir: string }>,
   log: (line: string) => void,
 ): Promise<RunTrainingResult> {

@@ -138,11 +138,16 @@ export class Trainer {
       }
     }
     const lr = learningRate(t, this.step);
-    const inputs: StepInputs = { obs, actions, actionPad: batch.actionPad, noise, times };
-    const opts: LossOptions = {
-      samples: k,
-      lossDims: t.loss_action_dims === 'robot' ? batch.actionDim : undefined,
+    const robotDims = t.loss_action_dims === 'robot';
+    const inputs: StepInputs = {
+      obs,
+      actions,
+      actionPad: batch.actionPad,
+      noise,
+      times,
+      ...(robotDims && batch.actionDims && { lossDims: batch.actionDims }),
     };
+    const opts: LossOptions = { samples: k, lossDims: robotDims ? batch.actionDim : undefined };
     const { loss: value, grads, sumSquares } = this.gradients(inputs, opts);
     const named: tf.NamedTensorMap = Object.fromEntries(grads);
     const gradNorm = sumSquares === undefined ? globalNorm(named) : Math.sqrt(sumSquares);

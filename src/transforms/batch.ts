@@ -31,6 +31,11 @@ export interface Batch {
   actionPad: Uint8Array;
   /** The language prompt of each sample (the episode's task, or the config's default prompt). */
   prompts: string[];
+  /**
+   * [B]: each sample's own robot's action dims, where a mixture of robots pads them to `actionDim`
+   * (the flow loss leaves each sample's padding out); absent where every sample has `actionDim`.
+   */
+  actionDims?: Int32Array;
 }
 
 /** batchAt's arguments, refused with the argument, what it expects and what it got. */

@@ -31,6 +31,9 @@ export interface NormStatsProvenance {
   simulation?: unknown;
 }
 
+/** Norm stats by asset id (one per robot of a mixture of robots), as a checkpoint's `assets/` holds them. */
+export type AssetNormStats = Map<string, NormStats>;
+
 /**
  * openpi's norm_stats.json: `{"norm_stats": {"state": {...}, "actions": {...}}}`. We add a top-level
  * `computed_with` beside `norm_stats` (openpi's reader ignores other keys); files without it still load.

@@ -63,9 +63,9 @@ describe('normalization (openpi formulas)', () => {
     writeNormStats(path.join(dir, 'assets', 'sim_pick_place1000', 'norm_stats.json'), mine);
     writeNormStats(path.join(dir, 'base', 'assets', 'sim_pick_place1000', 'norm_stats.json'), stats);
     const { config: own } = resolveConfig('pi0_sim_pick_place');
-    expect(findNormStats(own, dir).state.mean).toEqual([5, 5]);
+    expect((findNormStats(own, dir) as NormStats).state.mean).toEqual([5, 5]);
     const { config: fromBase } = resolveConfig('pi0_sim_pick_place', ['data.assets_dir=base/assets']);
-    expect(findNormStats(fromBase, dir).state.mean).toEqual([1, -2]);
+    expect((findNormStats(fromBase, dir) as NormStats).state.mean).toEqual([1, -2]);
     const { config: missing } = resolveConfig('pi0_sim_pick_place', ['data.assets_dir=nowhere']);
     expect(() => findNormStats(missing, dir)).toThrow(
       "no norm stats for pi0_sim_pick_place: data.assets_dir nowhere has no nowhere/sim_pick_place1000/norm_stats.json; expected the base checkpoint's assets folder",

@@ -1,0 +1,156 @@
+/**
+ * A mixture of two robots (simulated ALOHA and the single arm) trains in one model and serves either
+ * robot from one checkpoint, each with its own norm stats, cameras and dims, its name in the prompt.
+ */
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setupBackend } from '../../src/backend/index.js';
+import { loadRobot } from '../../src/config/load.js';
+import { robotConfig } from '../../src/config/mixture.js';
+import { actionDim, stateDim } from '../../src/config/robot.js';
+import { TrainConfig } from '../../src/config/schema.js';
+import { openTrainingData } from '../../src/data/loader.js';
+import { computeNormStats, computeRobotNormStats } from '../../src/data/normstats.js';
+import { createDataset } from '../../src/data/writer.js';
+import { loadPolicyModel } from '../../src/model/policy.js';
+import { runTraining } from '../../src/train/run.js';
+import type { AssetNormStats } from '../../src/transforms/normalize.js';
+
+const tmp = mkdtempSync(path.join(os.tmpdir(), 'vla-mixture-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** A small dataset of `robot`'s features (two episodes, 24×32 images), values offset by `bias`. */
+async function robotDataset(robot: string, task: string, bias: number): Promise<string> {
+  const spec = loadRobot(robot);
+  const [sd, ad] = [stateDim(spec), actionDim(spec)];
+  const dir = path.join(tmp, robot);
+  const cameras = spec.cameras.map((c) => ({ name: c.name, height: 24, width: 32 }));
+  const w = await createDataset(dir, {
+    fps: 50,
+    robotType: robot,
+    format: 'v2.1',
+    video: false,
+    features: {
+      state: { names: Array.from({ length: sd }, (_, i) => `s${i}`) },
+      action: { names: Array.from({ length: ad }, (_, i) => `a${i}`) },
+      cameras,
+    },
+  });
+  for (let e = 0; e < 2; e++) {
+    for (let f = 0; f < 10; f++) {
+      w.addFrame({
+        state: Float32Array.from({ length: sd }, (_, k) => bias + Math.sin(e + f * 0.2 + k)),
+        action: Float32Array.from({ length: ad }, (_, k) => bias + Math.cos(e + f * 0.2 + k)),
+        images: Object.fromEntries(
+          cameras.map((c, i) => [c.name, new Uint8Array(24 * 32 * 3).fill(40 * i + f)]),
+        ),
+        task,
+      });
+    }
+    await w.saveEpisode();
+  }
+  await w.finalize();
+  return dir;
+}
+
+describe('a mixture of robots', () => {
+  let config: TrainConfig;
+  beforeAll(async () => {
+    await setupBackend({ backend: 'wasm' });
+    const aloha = await robotDataset('aloha_sim', 'transfer the cube', 5);
+    const arm = await robotDataset('single_arm_sim', 'pick up the cube', -3);
+    config = TrainConfig.parse({
+      name: 'mix_test',
+      robot: 'aloha_sim',
+      model: { preset: 'tiny', image_size: 32, action_horizon: 4, action_dim: 16, num_steps: 2 },
+      data: {
+        asset_id: 'aloha_mix',
+        augment: null,
+        mixture: [
+          { dataset: aloha, weight: 1 },
+          { dataset: arm, weight: 1, robot: 'single_arm_sim', delta_action_mask: null },
+        ],
+      },
+      train: { steps: 2, batch_size: 8, log_interval: 1, save_interval: 2, keep_period: null },
+    });
+  }, 60_000);
+
+  it('keeps norm stats per robot, pads each robot into one layout, names the robot in the prompt', async () => {
+    await expect(computeNormStats(config)).rejects.toThrow(
+      'config mix_test: its mixture holds robots aloha_sim, single_arm_sim, whose norm stats are kept apart',
+    );
+    const per = await computeRobotNormStats(config, { cwd: tmp });
+    expect(per.map((p) => [p.robot, p.assetId, path.relative(tmp, p.file)])).toEqual([
+      ['aloha_sim', 'aloha_mix', 'assets/aloha_mix/norm_stats.json'],
+      ['single_arm_sim', 'single_arm_sim', 'assets/single_arm_sim/norm_stats.json'],
+    ]);
+    expect(per.map((p) => p.result.stats.state.mean.length)).toEqual([14, 8]);
+    // Each robot's own numbers: ALOHA's states sit near +5, the arm's near -3.
+    expect(per[0]!.result.stats.state.mean[0]).toBeGreaterThan(4);
+    expect(per[1]!.result.stats.state.mean[0]).toBeLessThan(-2);
+    expect(robotConfig(config, 'single_arm_sim').data.mixture).toHaveLength(1);
+
+    const stats: AssetNormStats = new Map(per.map((p) => [p.assetId, p.result.stats]));
+    const opts = { imageSize: 32, horizon: 4, normStats: stats, cacheDir: path.join(tmp, 'cache') };
+    await expect(openTrainingData(config, { ...opts, normStats: per[0]!.result.stats })).rejects.toThrow(
+      'config mix_test: trains on robots aloha_sim, single_arm_sim: expected norm stats per asset, got one set',
+    );
+    const data = await openTrainingData(config, opts);
+    expect(data.cameras).toEqual([
+      'cam_high|exterior_image_1_left',
+      'cam_left_wrist|wrist_image_left',
+      'cam_right_wrist',
+    ]);
+    expect([data.stateDim, data.actionDim]).toEqual([14, 14]);
+    // Row 20 is the arm's first frame: slots past its two cameras masked, state and actions zero-padded.
+    const b = data.batchOfRows([0, 20]);
+    expect(b.prompts).toEqual(['aloha_sim: transfer the cube', 'single_arm_sim: pick up the cube']);
+    expect([...b.actionDims!]).toEqual([14, 8]);
+    expect([...b.imageMask]).toEqual([1, 1, 1, 1, 1, 0]);
+    expect([...b.state.subarray(14 + 8, 28)]).toEqual(new Array(6).fill(0));
+    expect([...b.actions.subarray(4 * 14 + 8, 4 * 14 + 14)]).toEqual(new Array(6).fill(0));
+    data.close();
+  });
+
+  it('trains a few steps and serves either robot from the one checkpoint, with its own stats', async () => {
+    const stats: AssetNormStats = new Map(
+      (await computeRobotNormStats(config, { cwd: tmp })).map((p) => [p.assetId, p.result.stats]),
+    );
+    const runDir = path.join(tmp, 'run');
+    const result = await runTraining({ config, runDir, resume: false, normStats: stats });
+    expect(result.step).toBe(2);
+    const ckpt = path.join(runDir, '2');
+    for (const id of ['aloha_mix', 'single_arm_sim'])
+      expect(existsSync(path.join(ckpt, 'assets', id, 'norm_stats.json'))).toBe(true);
+    expect(readFileSync(path.join(ckpt, 'config.yaml'), 'utf8')).toMatch(/robot: single_arm_sim/);
+
+    for (const [robot, cams, ad] of [
+      ['aloha_sim', 3, 14],
+      ['single_arm_sim', 2, 8],
+    ] as const) {
+      const policy = await loadPolicyModel(ckpt, undefined, { sampler: 'tfjs' }, robot);
+      expect([policy.config.robot, policy.cameras.length, policy.actionDim, policy.promptRobot]).toEqual([
+        robot,
+        cams,
+        ad,
+        robot,
+      ]);
+      expect(policy.normStats).toEqual(stats.get(robot === 'aloha_sim' ? 'aloha_mix' : robot));
+      const actions = await policy.sampleActions({
+        images: new Uint8Array(cams * 32 * 32 * 3).fill(90),
+        imageMask: new Uint8Array(cams).fill(1),
+        state: new Float32Array(policy.stateDim),
+        prompts: ['do it'],
+        batchSize: 1,
+      });
+      expect(actions.length).toBe(4 * ad);
+      expect(actions.every(Number.isFinite)).toBe(true);
+      policy.dispose();
+    }
+    await expect(loadPolicyModel(ckpt, undefined, {}, 'droid')).rejects.toThrow(
+      `checkpoint ${ckpt} was trained for robots aloha_sim, single_arm_sim, not droid`,
+    );
+  }, 120_000);
+});
