@@ -7,7 +7,8 @@ import { createDataset, type WriteFormat } from './writer.js';
 /** Frames decoded per camera at a time, so a long episode never sits whole in memory. */
 const BATCH = 64;
 
-const namesOr = (names: string[] | null, dim: number, prefix: string) =>
+/** A feature's names, or generated ones (`prefix_i`) where the dataset gives none or not one per value. */
+export const namesOr = (names: string[] | null, dim: number, prefix: string) =>
   names && names.length === dim ? names : Array.from({ length: dim }, (_, i) => `${prefix}_${i}`);
 
 /**
