@@ -245,6 +245,21 @@ export function batchObservation(batch: Batch): Observation {
 
 // ---------------------------------------------------------------- the network
 
+/** Keys and values of a run of tokens, token-major [B·T, W] each. */
+type Segment = [tf.Tensor2D, tf.Tensor2D];
+
+/** Tokens of one part of a sequence through one block's weights (see Pi0.layer). */
+interface Stream {
+  /** [B·len, width of block g] */
+  x: tf.Tensor2D;
+  /** The block's parameter group, e.g. `prefix/block_0`. */
+  g: string;
+  /** Tokens per sample. */
+  len: number;
+  /** Keys and values only (no queries, no output). */
+  kvOnly?: boolean;
+}
+
 /** Every layer's prefix keys and values: what the KV cache holds. */
 export interface PrefixKV {
   /** Per layer, token-major [B·Tp, W], as the projections make them (attention reads heads in place). */
@@ -302,21 +317,57 @@ export class Pi0 {
   }
 
   /** One block's keys and values, token-major [B·T, W]: the layout the KV cache keeps. */
-  private projectKV(w: Params, h: tf.Tensor2D, g: string): [tf.Tensor2D, tf.Tensor2D] {
+  private projectKV(w: Params, h: tf.Tensor2D, g: string): Segment {
     return [this.linear(w, h, `${g}/attn/k`), this.linear(w, h, `${g}/attn/v`)];
   }
 
-  /** Block `g`'s attention of the tokens h over `segments` of keys and values (see layers.attention). */
-  private attentionOf(
+  /**
+   * One transformer layer, π0's block, written once for every pass (vision, prefix, the action expert
+   * with or without the cache): each stream of tokens (a part of the sequence with weights of its own,
+   * `g`) normalised and projected through its own weights; one attention of every stream's queries
+   * (joined per sample in sequence order) over the `cached` keys and values, then every stream's;
+   * each stream's output through its own projection and MLP. A `kvOnly` stream (the prefix's last
+   * layer, which nothing reads after) gives its keys and values only. `bias` is the queries' rows of
+   * π0's mask. Returns each stream's new tokens (null where kvOnly) and keys and values.
+   */
+  private layer(
     w: Params,
-    h: tf.Tensor2D,
-    g: string,
-    segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
+    streams: Stream[],
+    cached: Segment[],
     bias: tf.Tensor | null,
     b: number,
-  ): tf.Tensor2D {
+  ): { x: Array<tf.Tensor2D | null>; kv: Segment[] } {
     const d = this.dims;
-    return attention(this.linear(w, h, `${g}/attn/q`), segments, bias, d.heads, b, 1 / Math.sqrt(d.headDim));
+    const hs = streams.map((s) => rmsNorm(s.x, get(w, `${s.g}/ln1/scale`)));
+    const kv = streams.map((s, i) => this.projectKV(w, hs[i]!, s.g));
+    const active = streams.flatMap((s, i) => (s.kvOnly ? [] : [i]));
+    const x: Array<tf.Tensor2D | null> = streams.map(() => null);
+    if (active.length === 0) return { x, kv };
+    const qs = active.map((i) => this.linear(w, hs[i]!, `${streams[i]!.g}/attn/q`));
+    const lens = active.map((i) => streams[i]!.len);
+    const total = lens.reduce((a, n) => a + n, 0);
+    const q =
+      qs.length === 1
+        ? qs[0]!
+        : (tf.reshape(concatAxis1(qs.map((t, k) => tf.reshape(t, [b, lens[k]!, d.width]) as tf.Tensor3D)), [
+            b * total,
+            d.width,
+          ]) as tf.Tensor2D);
+    const out = attention(q, [...cached, ...kv], bias, d.heads, b, 1 / Math.sqrt(d.headDim));
+    let at = 0;
+    for (const [k, i] of active.entries()) {
+      const own =
+        active.length === 1
+          ? out
+          : (tf.reshape(sliceAxis1(tf.reshape(out, [b, total, d.width]) as tf.Tensor3D, at, lens[k]!), [
+              b * lens[k]!,
+              d.width,
+            ]) as tf.Tensor2D);
+      at += lens[k]!;
+      const g = streams[i]!.g;
+      x[i] = this.mlp(w, tf.add(streams[i]!.x, this.linear(w, own, `${g}/attn/o`)), g);
+    }
+    return { x, kv };
   }
 
   /**
@@ -340,11 +391,8 @@ export class Pi0 {
     }
     x = tf.reshape(x3, [images * n, d.width]);
     for (let i = 0; i < d.visionDepth; i++) {
-      const g = `vision/block_${i}`;
-      const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
-      const own = this.projectKV(w, h, g);
-      x = tf.add(x, this.linear(w, this.attentionOf(w, h, g, [own], null, images), `${g}/attn/o`));
-      x = this.mlp(w, x, g);
+      // Attention within each image: the images are the batch.
+      x = this.layer(w, [{ x, g: `vision/block_${i}`, len: n }], [], null, images).x[0]!;
     }
     return rmsNorm(x, get(w, 'vision/final_norm/scale'));
   }
@@ -387,14 +435,11 @@ export class Pi0 {
     const values: tf.Tensor2D[] = [];
     let x = x0;
     for (let i = 0; i < d.depth; i++) {
-      const g = `prefix/block_${i}`;
-      const h = rmsNorm(x, get(w, `${g}/ln1/scale`));
-      const [k, v] = this.projectKV(w, h, g);
-      keys.push(k);
-      values.push(v);
-      if (i === d.depth - 1) break;
-      x = tf.add(x, this.linear(w, this.attentionOf(w, h, g, [[k, v]], bias, b), `${g}/attn/o`));
-      x = this.mlp(w, x, g);
+      const stream = { x, g: `prefix/block_${i}`, len: t, kvOnly: i === d.depth - 1 };
+      const out = this.layer(w, [stream], [], bias, b);
+      keys.push(out.kv[0]![0]);
+      values.push(out.kv[0]![1]);
+      x = out.x[0] ?? x;
     }
     return { keys, values, valid, length: t };
   }
@@ -463,14 +508,8 @@ export class Pi0 {
     const b = state.shape[0];
     let y = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
-      const g = `expert/block_${i}`;
-      const h = rmsNorm(y, get(w, `${g}/ln1/scale`));
-      const segments: Array<[tf.Tensor2D, tf.Tensor2D]> = [
-        [kv.keys[i]!, kv.values[i]!],
-        this.projectKV(w, h, g),
-      ];
-      y = tf.add(y, this.linear(w, this.attentionOf(w, h, g, segments, bias, b), `${g}/attn/o`));
-      y = this.mlp(w, y, g);
+      const stream = { x: y, g: `expert/block_${i}`, len: this.suffixLen };
+      y = this.layer(w, [stream], [[kv.keys[i]!, kv.values[i]!]], bias, b).x[0]!;
     }
     return this.actionsOut(w, y, b);
   }
@@ -509,34 +548,16 @@ export class Pi0 {
     let x = x0;
     let y = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
-      const gp = `prefix/block_${i}`;
-      const ge = `expert/block_${i}`;
-      const hp = rmsNorm(x, get(w, `${gp}/ln1/scale`));
-      const he = rmsNorm(y, get(w, `${ge}/ln1/scale`));
-      // The prefix's keys then the expert's: every token attends over both (π0's mask says which).
-      const segments = [this.projectKV(w, hp, gp), this.projectKV(w, he, ge)];
-      if (i === d.depth - 1) {
-        y = tf.add(y, this.linear(w, this.attentionOf(w, he, ge, segments, suffixRows, b), `${ge}/attn/o`));
-      } else {
-        // Queries of both parts, each through its own weights, joined per sample in sequence order.
-        const q = tf.reshape(
-          concatAxis1([
-            tf.reshape(this.linear(w, hp, `${gp}/attn/q`), [b, p, d.width]),
-            tf.reshape(this.linear(w, he, `${ge}/attn/q`), [b, s, d.width]),
-          ]),
-          [b * total, d.width],
-        ) as tf.Tensor2D;
-        const out = tf.reshape(attention(q, segments, full, d.heads, b, 1 / Math.sqrt(d.headDim)), [
-          b,
-          total,
-          d.width,
-        ]);
-        const outP = tf.reshape(sliceAxis1(out, 0, p), [b * p, d.width]);
-        const outE = tf.reshape(sliceAxis1(out, p, s), [b * s, d.width]);
-        x = this.mlp(w, tf.add(x, this.linear(w, outP, `${gp}/attn/o`)), gp);
-        y = tf.add(y, this.linear(w, outE, `${ge}/attn/o`));
-      }
-      y = this.mlp(w, y, ge);
+      // The prefix's keys then the expert's: every token attends over both (π0's mask says which). The
+      // prefix's last layer gives keys and values only: nothing reads its output.
+      const last = i === d.depth - 1;
+      const streams = [
+        { x, g: `prefix/block_${i}`, len: p, kvOnly: last },
+        { x: y, g: `expert/block_${i}`, len: s },
+      ];
+      const out = this.layer(w, streams, [], last ? suffixRows : full, b);
+      x = out.x[0] ?? x;
+      y = out.x[1]!;
     }
     return this.actionsOut(w, y, b);
   }
