@@ -56,6 +56,13 @@ export const MAX_NOISE_SCALE = 4;
 export const ModelConfig = z
   .strictObject({
     preset: z.enum(['tiny', 'small', 'base']).default('small'),
+    /**
+     * The model family member (docs/model-family.md): `pi0` (the flow time mixed into each action token
+     * by an MLP, the state as one suffix token), or `pi05` (π0.5: the flow time enters the action expert
+     * through adaptive RMSNorm, the state enters the prefix as 256-bin tokens, the suffix holds action
+     * tokens only). A checkpoint records it; loading it as another variant is an error naming both.
+     */
+    variant: z.enum(['pi0', 'pi05']).default('pi0'),
     width: posInt.optional(),
     depth: posInt.optional(),
     heads: posInt.optional(),

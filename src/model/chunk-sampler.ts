@@ -7,7 +7,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../backend/index.js';
 import type { ModelInputs } from './inputs.js';
-import { NativeSampler, NativeSamplerFailure, samplerThreads } from './native-sampler.js';
+import {
+  NativeSampler,
+  NativeSamplerFailure,
+  nativeSamplerUnavailable,
+  samplerThreads,
+} from './native-sampler.js';
 import type { Params } from './params.js';
 import type { Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
@@ -52,7 +57,8 @@ export class ChunkSampler {
     const backend = tf.getBackend();
     if (backend !== 'wasm' && backend !== 'cpu') return `the ${backend} backend runs its own kernels`;
     if (!activeBackend()?.native) return 'the native kernel pack is off';
-    return this.off;
+    // What no thread count changes (the model's variant, the platform).
+    return nativeSamplerUnavailable(this.model.dims, 1) ?? this.off;
   }
 
   /** The native sampler for these inputs: made (or made larger) when needed; null where it cannot run. */

@@ -6,6 +6,8 @@ export const MAX_CAMERAS = 4;
 
 /** Every size the model needs, the preset merged with the config's own fields. */
 export interface ModelDims {
+  /** `model.variant`: π0, or π0.5 (adaptive RMSNorm time conditioning, state tokens in the prefix). */
+  variant: 'pi0' | 'pi05';
   width: number;
   depth: number;
   heads: number;
@@ -48,6 +50,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     );
   }
   return {
+    variant: m.variant,
     width,
     depth: m.depth ?? p.depth,
     heads,

@@ -89,6 +89,24 @@ export function promptOneHot(inp: ModelInputs): tf.Tensor2D {
   }) as tf.Tensor2D;
 }
 
+/** Bins of π0.5's discretised state: the normalised state's [-1, 1] cut into 256 (openpi's pi05 state tokens). */
+export const STATE_BINS = 256;
+
+/** Each state value's bin in [0, STATE_BINS): values outside [-1, 1] go to the end bins. */
+export function stateBin(v: number): number {
+  const bin = Math.floor(((v + 1) / 2) * STATE_BINS);
+  return Number.isNaN(bin) ? STATE_BINS >> 1 : Math.min(STATE_BINS - 1, Math.max(0, bin));
+}
+
+/** π0.5's state tokens one-hot [B·A, STATE_BINS]: every dim of the padded state, binned. */
+export function stateOneHot(inp: ModelInputs): tf.Tensor2D {
+  const { state } = inp;
+  return filledTensor([state.length, STATE_BINS], (out) => {
+    out.fill(0);
+    for (let i = 0; i < state.length; i++) out[i * STATE_BINS + stateBin(state[i]!)] = 1;
+  }) as tf.Tensor2D;
+}
+
 /** Throws, naming `where`, when the camera bytes do not fill the inputs' images, or the patches do not tile them. */
 export function checkImages(inp: ModelInputs, where: string): void {
   const images = inp.batch * inp.cameras;

@@ -38,6 +38,16 @@ export function pi0BlockStarts(prefixLen: number, horizon: number): Uint8Array {
   return starts;
 }
 
+/**
+ * Block starts for a π0.5 sequence: `prefixLen` prefix tokens (image patches, prompt, state tokens) in
+ * one block, then the `horizon` action tokens in a second (they see the prefix and each other).
+ */
+export function pi05BlockStarts(prefixLen: number, horizon: number): Uint8Array {
+  const starts = new Uint8Array(prefixLen + horizon);
+  starts[prefixLen] = 1;
+  return starts;
+}
+
 export const MASKED = -1e9;
 
 /**

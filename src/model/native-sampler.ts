@@ -687,6 +687,7 @@ export interface WorkerSetup {
 
 /** Why the native sampler cannot run here (a one-line reason), or null when it can. */
 export function nativeSamplerUnavailable(dims: ModelDims, parts: number): string | null {
+  if (dims.variant !== 'pi0') return `the native sampler runs π0 only (model.variant ${dims.variant})`;
   if (typeof SharedArrayBuffer === 'undefined') return 'no SharedArrayBuffer';
   if (dims.heads % parts !== 0 || dims.mlpDim % parts !== 0 || dims.expertMlpDim % parts !== 0)
     return `${dims.heads} heads or the MLPs do not split over ${parts} threads`;

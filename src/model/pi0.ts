@@ -11,7 +11,7 @@ import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
 import type { Batch } from '../transforms/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
-import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
+import { type ModelInputs, patchTensor, promptOneHot, STATE_BINS, stateOneHot } from './inputs.js';
 import {
   applyFilm,
   attention,
@@ -24,7 +24,13 @@ import {
   silu,
   sliceAxis1,
 } from './layers.js';
-import { attentionBiasInto, pi0BlockStarts, prefixValidity, promptPooling } from './masks.js';
+import {
+  attentionBiasInto,
+  pi0BlockStarts,
+  pi05BlockStarts,
+  prefixValidity,
+  promptPooling,
+} from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
 import { type SamplingWeights, sampleCached, samplingWeights } from './sampler.js';
@@ -76,20 +82,39 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   specs.set('prefix/camera_embedding', { shape: [MAX_CAMERAS, d.width], init: 'small' });
   specs.set('prefix/token_embedding', { shape: [VOCAB_SIZE, d.width], init: 'embed' });
   specs.set('prefix/prompt_pos_embedding', { shape: [d.maxTokenLen, d.width], init: 'sincos1d' });
+  const pi05 = d.variant === 'pi05';
+  if (pi05) {
+    // π0.5: each dim of the normalised state a token of its own, from 256 bins.
+    specs.set('prefix/state_embedding', { shape: [STATE_BINS, d.width], init: 'embed' });
+    specs.set('prefix/state_pos_embedding', { shape: [d.actionDim, d.width], init: 'sincos1d' });
+  }
   for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, d.width, d.mlpDim, i === d.depth - 1);
 
   const e = d.expertWidth;
-  kernel('expert/state_proj', d.actionDim, e);
-  bias('expert/state_proj', e);
+  if (!pi05) {
+    kernel('expert/state_proj', d.actionDim, e);
+    bias('expert/state_proj', e);
+  }
   kernel('expert/action_in', d.actionDim, e);
   bias('expert/action_in', e);
   specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'sincos1d' });
-  kernel('expert/time_mlp_in', 2 * e, e);
+  // π0 mixes [action, time] in the MLP; π0.5 turns the time alone into the norms' condition.
+  kernel('expert/time_mlp_in', pi05 ? e : 2 * e, e);
   bias('expert/time_mlp_in', e);
   kernel('expert/time_mlp_out', e, e);
   bias('expert/time_mlp_out', e);
-  for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, e, d.expertMlpDim, false);
+  // Adaptive RMSNorm (π0.5): scale, shift and gate per sample from the time; zeros, so each block starts
+  // as the identity (DiT's adaLN-Zero, openpi's adaRMS).
+  const modulation = (name: string, parts: number) => {
+    specs.set(`${name}/mod/kernel`, { shape: [e, parts * e], init: 'zeros' });
+    bias(`${name}/mod`, parts * e);
+  };
+  for (let i = 0; i < d.depth; i++) {
+    block(`expert/block_${i}`, e, d.expertMlpDim, false);
+    if (pi05) for (const ln of ['ln1', 'ln2']) modulation(`expert/block_${i}/${ln}`, 3);
+  }
   norm('expert/final_norm', e);
+  if (pi05) modulation('expert/final_norm', 2);
   kernel('expert/action_out', e, d.actionDim);
   bias('expert/action_out', d.actionDim);
 
@@ -258,6 +283,8 @@ interface Stream {
   len: number;
   /** Keys and values only (no queries, no output). */
   kvOnly?: boolean;
+  /** π0.5's condition [B, E] (from the flow time): its norms are adaptive, its residuals gated. */
+  cond?: tf.Tensor2D | null;
 }
 
 /** Every layer's prefix keys and values: what the KV cache holds. */
@@ -282,8 +309,16 @@ export class Pi0 {
     return (this.dims.imageSize / this.dims.patchSize) ** 2;
   }
 
+  /** π0: the state token and H action tokens; π0.5: the H action tokens (its state is in the prefix). */
   get suffixLen(): number {
-    return 1 + this.dims.horizon;
+    return this.dims.variant === 'pi05' ? this.dims.horizon : 1 + this.dims.horizon;
+  }
+
+  /** Block starts of the whole sequence (π0's or π0.5's mask) for a prefix of `prefixLen` tokens. */
+  private blockStarts(prefixLen: number): Uint8Array {
+    return this.dims.variant === 'pi05'
+      ? pi05BlockStarts(prefixLen, this.dims.horizon)
+      : pi0BlockStarts(prefixLen, this.dims.horizon);
   }
 
   /**
@@ -311,9 +346,36 @@ export class Pi0 {
     return b ? tf.add(y, b) : y;
   }
 
-  private mlp(w: Params, x: tf.Tensor2D, g: string): tf.Tensor2D {
-    const h = rmsNorm(x, get(w, `${g}/ln2/scale`));
-    return tf.add(x, this.linear(w, gelu(this.linear(w, h, `${g}/mlp/up`)), `${g}/mlp/down`));
+  private mlp(w: Params, x: tf.Tensor2D, g: string, cond: tf.Tensor2D | null = null): tf.Tensor2D {
+    const { h, gate } = this.norm(w, x, `${g}/ln2`, cond);
+    return this.residual(x, this.linear(w, gelu(this.linear(w, h, `${g}/mlp/up`)), `${g}/mlp/down`), gate);
+  }
+
+  /**
+   * RMSNorm `name` of x [B·T, E]. With a condition (π0.5's adaptive RMSNorm) the normalised tokens of
+   * each sample are scaled by 1 + scale and shifted, and the gate for the residual comes back too, all
+   * three from `name/mod` applied to the sample's condition [B, E].
+   */
+  private norm(
+    w: Params,
+    x: tf.Tensor2D,
+    name: string,
+    cond: tf.Tensor2D | null,
+  ): { h: tf.Tensor2D; gate: tf.Tensor3D | null } {
+    const h = rmsNorm(x, get(w, `${name}/scale`));
+    if (!cond) return { h, gate: null };
+    const [b, e] = cond.shape;
+    const mod = tf.reshape(this.linear(w, cond, `${name}/mod`), [b, 1, -1]) as tf.Tensor3D;
+    const part = (k: number) => tf.slice(mod, [0, 0, k * e], [b, 1, e]) as tf.Tensor3D;
+    const h3 = tf.add(tf.mul(tf.reshape(h, [b, -1, e]), tf.add(part(0), 1)), part(1));
+    return { h: tf.reshape(h3, [-1, e]) as tf.Tensor2D, gate: mod.shape[2] > 2 * e ? part(2) : null };
+  }
+
+  /** x + y, or x + gate·y per sample where the norm before y was adaptive. */
+  private residual(x: tf.Tensor2D, y: tf.Tensor2D, gate: tf.Tensor3D | null): tf.Tensor2D {
+    if (!gate) return tf.add(x, y);
+    const [b, , e] = gate.shape;
+    return tf.add(x, tf.reshape(tf.mul(tf.reshape(y, [b, -1, e]), gate), [-1, e])) as tf.Tensor2D;
   }
 
   /** One block's keys and values, token-major [B·T, W]: the layout the KV cache keeps. */
@@ -338,7 +400,8 @@ export class Pi0 {
     b: number,
   ): { x: Array<tf.Tensor2D | null>; kv: Segment[] } {
     const d = this.dims;
-    const hs = streams.map((s) => rmsNorm(s.x, get(w, `${s.g}/ln1/scale`)));
+    const normed = streams.map((s) => this.norm(w, s.x, `${s.g}/ln1`, s.cond ?? null));
+    const hs = normed.map((n) => n.h);
     const kv = streams.map((s, i) => this.projectKV(w, hs[i]!, s.g));
     const active = streams.flatMap((s, i) => (s.kvOnly ? [] : [i]));
     const x: Array<tf.Tensor2D | null> = streams.map(() => null);
@@ -364,8 +427,9 @@ export class Pi0 {
               d.width,
             ]) as tf.Tensor2D);
       at += lens[k]!;
-      const g = streams[i]!.g;
-      x[i] = this.mlp(w, tf.add(streams[i]!.x, this.linear(w, own, `${g}/attn/o`)), g);
+      const { g, cond } = streams[i]!;
+      const attended = this.residual(streams[i]!.x, this.linear(w, own, `${g}/attn/o`), normed[i]!.gate);
+      x[i] = this.mlp(w, attended, g, cond ?? null);
     }
     return { x, kv };
   }
@@ -416,12 +480,22 @@ export class Pi0 {
       tf.reshape(this.encodeImages(w, inp, tf.reshape(tokens, [b * l, d.width])), [b, c, n, d.width]),
       tf.reshape(cam, [1, c, 1, d.width]),
     );
-    const length = c * n + l;
-    const x: tf.Tensor2D = tf.reshape(concatAxis1([tf.reshape(img, [b, c * n, d.width]), tokens]), [
-      b * length,
-      d.width,
-    ]) as tf.Tensor2D;
-    const valid = prefixValidity(inp, n);
+    const parts: tf.Tensor3D[] = [tf.reshape(img, [b, c * n, d.width]), tokens as tf.Tensor3D];
+    let valid = prefixValidity(inp, n);
+    if (d.variant === 'pi05') {
+      // π0.5: the state's dims as tokens after the prompt, every one real.
+      const a = d.actionDim;
+      const state = (this.sampling ? plainMatmul : matmul2dInputA)(
+        stateOneHot(inp),
+        get(w, 'prefix/state_embedding'),
+      );
+      parts.push(
+        tf.add(tf.reshape(state, [b, a, d.width]), get(w, 'prefix/state_pos_embedding')) as tf.Tensor3D,
+      );
+      valid = sequenceValid(valid, c * n + l, a, b);
+    }
+    const length = c * n + l + (d.variant === 'pi05' ? d.actionDim : 0);
+    const x: tf.Tensor2D = tf.reshape(concatAxis1(parts), [b * length, d.width]) as tf.Tensor2D;
     return { x, valid, length };
   }
 
@@ -460,13 +534,29 @@ export class Pi0 {
     return out;
   }
 
-  /** The suffix tokens [B·(1+H), E]: the state token, then action tokens mixing x_t with the flow time. */
-  embedSuffix(w: Params, state: tf.Tensor2D, xt: tf.Tensor3D, t: Float32Array): tf.Tensor2D {
+  /**
+   * The suffix tokens and their condition. π0: [B·(1+H), E], the state token, then action tokens mixing
+   * x_t with the flow time; no condition. π0.5: [B·H, E] action tokens of x_t alone, and the flow
+   * time's embedding through the time MLP as the condition [B, E] of the expert's adaptive norms.
+   */
+  embedSuffix(
+    w: Params,
+    state: tf.Tensor2D,
+    xt: tf.Tensor3D,
+    t: Float32Array,
+  ): { y: tf.Tensor2D; cond: tf.Tensor2D | null } {
     const d = this.dims;
     const e = d.expertWidth;
     const b = state.shape[0];
-    const stateTok = tf.reshape(this.linear(w, state, 'expert/state_proj', true), [b, 1, e]);
     const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in', true);
+    if (d.variant === 'pi05') {
+      const time = tf.tensor2d(this.timeEmbedding(t), [b, e]);
+      const hidden = silu(this.linear(w, time, 'expert/time_mlp_in', true)) as tf.Tensor2D;
+      const cond = silu(this.linear(w, hidden, 'expert/time_mlp_out')) as tf.Tensor2D;
+      const y = tf.add(tf.reshape(act, [b, d.horizon, e]), get(w, 'expert/action_pos_embedding'));
+      return { y: tf.reshape(y, [b * d.horizon, e]) as tf.Tensor2D, cond };
+    }
+    const stateTok = tf.reshape(this.linear(w, state, 'expert/state_proj', true), [b, 1, e]);
     // π0 concatenates [action, time] before the MLP; splitting the kernel instead adds the time part once per sample.
     const kIn = get(w, 'expert/time_mlp_in/kernel');
     const timePart = (this.sampling ? plainMatmul : matmul2dInputA)(
@@ -484,7 +574,10 @@ export class Pi0 {
     h = silu(tf.add(h, get(w, 'expert/time_mlp_in/bias')));
     h = this.linear(w, tf.reshape(h, [b * d.horizon, e]), 'expert/time_mlp_out');
     const actTok = tf.add(tf.reshape(h, [b, d.horizon, e]), get(w, 'expert/action_pos_embedding'));
-    return tf.reshape(concatAxis1([stateTok, actTok]), [b * this.suffixLen, e]);
+    return {
+      y: tf.reshape(concatAxis1([stateTok, actTok]), [b * this.suffixLen, e]) as tf.Tensor2D,
+      cond: null,
+    };
   }
 
   /** The suffix's attention bias [B,1,1+H,Tp+1+H] from π0's mask over the whole sequence. */
@@ -492,7 +585,7 @@ export class Pi0 {
     const s = this.suffixLen;
     const t = prefixLen + s;
     const valid = sequenceValid(prefixValid, prefixLen, s, b);
-    return attentionBias(valid, pi0BlockStarts(prefixLen, this.dims.horizon), b, prefixLen, t);
+    return attentionBias(valid, this.blockStarts(prefixLen), b, prefixLen, t);
   }
 
   /** The predicted velocity [B,H,A] for x_t at times t, reading the prefix through its keys and values. */
@@ -506,22 +599,23 @@ export class Pi0 {
   ): tf.Tensor3D {
     const d = this.dims;
     const b = state.shape[0];
-    let y = this.embedSuffix(w, state, xt, t);
+    let { y, cond } = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
-      const stream = { x: y, g: `expert/block_${i}`, len: this.suffixLen };
+      const stream = { x: y, g: `expert/block_${i}`, len: this.suffixLen, cond };
       y = this.layer(w, [stream], [[kv.keys[i]!, kv.values[i]!]], bias, b).x[0]!;
     }
-    return this.actionsOut(w, y, b);
+    return this.actionsOut(w, y, b, cond);
   }
 
-  private actionsOut(w: Params, y: tf.Tensor2D, b: number): tf.Tensor3D {
+  private actionsOut(w: Params, y: tf.Tensor2D, b: number, cond: tf.Tensor2D | null): tf.Tensor3D {
     const d = this.dims;
     const e = d.expertWidth;
-    const h = rmsNorm(y, get(w, 'expert/final_norm/scale'));
-    const act = tf.reshape(sliceAxis1(tf.reshape(h, [b, this.suffixLen, e]), 1, d.horizon), [
-      b * d.horizon,
-      e,
-    ]);
+    const { h } = this.norm(w, y, 'expert/final_norm', cond);
+    // π0's state token gives no action: the H tokens after it do.
+    const act =
+      this.suffixLen === d.horizon
+        ? h
+        : tf.reshape(sliceAxis1(tf.reshape(h, [b, this.suffixLen, e]), 1, d.horizon), [b * d.horizon, e]);
     return tf.reshape(this.linear(w, act, 'expert/action_out'), [b, d.horizon, d.actionDim]);
   }
 
@@ -542,24 +636,24 @@ export class Pi0 {
     const { x: x0, valid, length: p } = this.embedPrefix(w, inp);
     const total = p + s;
     const seqValid = sequenceValid(valid, p, s, b);
-    const starts = pi0BlockStarts(p, d.horizon);
+    const starts = this.blockStarts(p);
     const full = attentionBias(seqValid, starts, b, 0, total);
     const suffixRows = attentionBias(seqValid, starts, b, p, total);
     let x = x0;
-    let y = this.embedSuffix(w, state, xt, t);
+    let { y, cond } = this.embedSuffix(w, state, xt, t);
     for (let i = 0; i < d.depth; i++) {
       // The prefix's keys then the expert's: every token attends over both (π0's mask says which). The
       // prefix's last layer gives keys and values only: nothing reads its output.
       const last = i === d.depth - 1;
       const streams = [
         { x, g: `prefix/block_${i}`, len: p, kvOnly: last },
-        { x: y, g: `expert/block_${i}`, len: s },
+        { x: y, g: `expert/block_${i}`, len: s, cond },
       ];
       const out = this.layer(w, streams, [], last ? suffixRows : full, b);
       x = out.x[0] ?? x;
       y = out.x[1]!;
     }
-    return this.actionsOut(w, y, b);
+    return this.actionsOut(w, y, b, cond);
   }
 
   // ------------------------------------------------------------ flow matching
@@ -639,7 +733,8 @@ export class Pi0 {
    * needs its attention op fast there; else the training path's KV-cached velocity.
    */
   fastSampling(): boolean {
-    return cachedAttentionFast();
+    // sampler.ts is written for π0's suffix; π0.5 samples through the cached velocity.
+    return this.dims.variant === 'pi0' && cachedAttentionFast();
   }
 
   /** The weights rearranged for `sample` (see sampler.ts); the caller owns and disposes them. */
@@ -803,7 +898,7 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   return t;
 }
 
-/** [B, Tp + S] validity: the prefix's, then every suffix token. */
+/** [B, Tp + S] validity: the prefix's, then S real tokens (the suffix's, or π0.5's state tokens). */
 function sequenceValid(prefixValid: Uint8Array, p: number, s: number, b: number): Uint8Array {
   const out = new Uint8Array(b * (p + s));
   for (let i = 0; i < b; i++) {

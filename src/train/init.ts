@@ -11,9 +11,10 @@
  *   patch size and scaled by the ratio of patch areas, so a patch shows the model what the base's patch
  *   of the same region showed it (FlexiViT's patch-size resizing, in its simplest form).
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { isFilmParam, type Params, startsAsIdentity } from '../model/params.js';
 import { readSafetensors } from '../model/safetensors.js';
@@ -113,6 +114,16 @@ export interface LoadOptions {
   /** Parameters that may be missing from the checkpoint (default: those that start as the identity, `startsAsIdentity`). */
   allowMissing?: (name: string) => boolean;
   allowUnexpected?: boolean;
+  /** The model's `model.variant`: a checkpoint of another variant (its config.yaml says) is refused. */
+  variant?: string;
+}
+
+/** The variant a checkpoint's config.yaml names (`pi0` where it names none), or null without a config. */
+function checkpointVariant(params: string): string | null {
+  const file = path.join(path.dirname(params), 'config.yaml');
+  if (!existsSync(file)) return null;
+  const doc = YAML.parse(readFileSync(file, 'utf8')) as { model?: { variant?: unknown } } | null;
+  return String(doc?.model?.variant ?? 'pi0');
 }
 
 export function paramsFile(checkpoint: string): string {
@@ -130,6 +141,11 @@ export function paramsFile(checkpoint: string): string {
 /** Replaces `params`' values with the checkpoint's where names and shapes agree (disposing the old tensors). */
 export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOptions = {}): LoadReport {
   const file = paramsFile(checkpoint);
+  const variant = opts.variant && checkpointVariant(file);
+  if (variant && variant !== opts.variant)
+    throw new UserError(
+      `${checkpoint}: a model.variant ${variant} checkpoint; the config's model is ${opts.variant}: expected a ${opts.variant} checkpoint to initialise from`,
+    );
   const { tensors } = readSafetensors(file);
   const allowMissing = opts.allowMissing ?? startsAsIdentity;
   const report: LoadReport = { loaded: [], missing: [], unexpected: [], mismatched: [], resized: [] };

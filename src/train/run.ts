@@ -209,7 +209,7 @@ async function train(
   const latest = opts.resume ? existing.at(-1) : undefined;
   if (!latest && t.init_from) {
     try {
-      const r = loadWeightsInto(init, t.init_from);
+      const r = loadWeightsInto(init, t.init_from, { variant: config.model.variant });
       log(
         `init from ${t.init_from}: ${r.loaded.length} params loaded, ${r.missing.length} new${r.missing.length > 0 ? ` (${r.missing.slice(0, 4).join(', ')}${r.missing.length > 4 ? ', …' : ''})` : ''}, ${r.unexpected.length} unused${r.resized.map((x) => `; ${x.name} resized from [${x.checkpoint}] to [${x.model}]`).join('')}`,
       );
