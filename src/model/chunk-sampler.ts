@@ -14,7 +14,7 @@ import {
   samplerThreads,
 } from './native-sampler.js';
 import type { Params } from './params.js';
-import type { Pi0 } from './pi0.js';
+import type { Guidance, Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
 /** The user's choice of sampler, made at the command's edge (VLA_SAMPLER, VLA_SAMPLER_THREADS) and passed in. */
@@ -123,10 +123,19 @@ export class ChunkSampler {
   async sample(
     inp: ModelInputs,
     noise: Float32Array,
-    opts: { numSteps?: number; cache?: boolean } = {},
+    opts: { numSteps?: number; cache?: boolean; guidance?: Guidance } = {},
   ): Promise<Float32Array> {
     const steps = opts.numSteps ?? this.model.dims.numSteps;
     const cache = opts.cache !== false;
+    if (opts.guidance) {
+      // Guidance differentiates through the model: TensorFlow.js's gradients, whatever runs plain chunks.
+      const out = this.model.sample(this.params, inp, noise, { numSteps: steps, guidance: opts.guidance });
+      try {
+        return (await out.data()) as Float32Array;
+      } finally {
+        out.dispose();
+      }
+    }
     if (cache) {
       const native = await this.nativeFor(inp, steps);
       try {

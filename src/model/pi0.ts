@@ -302,6 +302,8 @@ export class Pi0 {
   frozen = new Set<string>();
   /** While sampling no gradient is taken: matmuls skip the custom-gradient wrapper (its bookkeeping per op). */
   private sampling = false;
+  /** Guided sampling differentiates the actions through the model: gradients reach its inputs too. */
+  private inputGrads = false;
 
   constructor(readonly dims: ModelDims) {}
 
@@ -329,7 +331,7 @@ export class Pi0 {
     const kernel = `${name}/kernel`;
     const mm = this.sampling
       ? plainMatmul
-      : input
+      : input && !this.inputGrads
         ? matmul2dInputA
         : this.frozen.has(kernel)
           ? matmul2dFrozenB
@@ -708,9 +710,17 @@ export class Pi0 {
     w: Params,
     inp: ModelInputs,
     noise: Float32Array,
-    opts: { numSteps?: number; cache?: boolean; weights?: SamplingWeights } = {},
+    opts: { numSteps?: number; cache?: boolean; weights?: SamplingWeights; guidance?: Guidance } = {},
   ): tf.Tensor3D {
     const numSteps = opts.numSteps ?? this.dims.numSteps;
+    if (opts.guidance) {
+      this.inputGrads = true;
+      try {
+        return this.sampleGuided(w, inp, noise, numSteps, opts.guidance);
+      } finally {
+        this.inputGrads = false;
+      }
+    }
     if (opts.cache !== false && this.fastSampling()) {
       // Rearranged weights are worth keeping across calls (PolicyModel does); made here, they last one chunk.
       const sw = opts.weights ?? samplingWeights(this, w);
@@ -740,6 +750,46 @@ export class Pi0 {
   /** The weights rearranged for `sample` (see sampler.ts); the caller owns and disposes them. */
   samplingWeights(w: Params): SamplingWeights {
     return samplingWeights(this, w);
+  }
+
+  /**
+   * Real-time chunking's guided sampling (Black, Galliker and Levine 2025, "ΠGDM" guidance): each Euler
+   * step predicts the finished chunk Â = x − t·v, and pulls the velocity towards actions whose chunk
+   * agrees with the committed prefix Y where the weights W say (1 over the delay, decaying over the
+   * rest of the overlap, 0 after): v ← v − c·(∂Â/∂x)ᵀ W(Y − Â), c = min(β, ((1−t)² + t²)/((1−t)·t)), the
+   * vector-Jacobian product taken by TensorFlow.js's gradients through the cached velocity.
+   */
+  private sampleGuided(
+    w: Params,
+    inp: ModelInputs,
+    noise: Float32Array,
+    numSteps: number,
+    g: Guidance,
+  ): tf.Tensor3D {
+    const d = this.dims;
+    const b = inp.batch;
+    const per = d.horizon * d.actionDim;
+    if (g.prefix.length !== b * per || g.weights.length !== b * d.horizon)
+      throw new Error(
+        `guidance: expected a prefix of ${b}×${d.horizon}×${d.actionDim} and weights of ${b}×${d.horizon}, got ${g.prefix.length} and ${g.weights.length}`,
+      );
+    return tf.tidy(() => {
+      const state = tf.tensor2d(inp.state, [b, d.actionDim]);
+      const kv = this.prefixKV(w, inp);
+      const bias = this.suffixBias(kv.valid, kv.length, b);
+      const target = tf.tensor3d(g.prefix, [b, d.horizon, d.actionDim]);
+      const weights = tf.tensor3d(g.weights, [b, d.horizon, 1]);
+      return eulerIntegrate(tf.tensor3d(noise, [b, d.horizon, d.actionDim]), numSteps, (x, t) => {
+        const times = new Float32Array(b).fill(t);
+        const finished = (xx: tf.Tensor) =>
+          tf.sub(xx, tf.mul(this.velocity(w, kv, bias, state, xx as tf.Tensor3D, times), t));
+        const ahat = finished(x);
+        const v = tf.div(tf.sub(x, ahat), t) as tf.Tensor3D;
+        const pull = tf.grad(finished)(x, tf.mul(weights, tf.sub(target, ahat)));
+        const c = Math.min(g.maxGuidance, ((1 - t) ** 2 + t ** 2) / Math.max(1e-9, (1 - t) * t));
+        return tf.sub(v, tf.mul(pull, c)) as tf.Tensor3D;
+      });
+    });
   }
 
   private sampleTidy(
@@ -786,6 +836,34 @@ export function eulerIntegrate(
     if (prev !== x1) prev.dispose();
   }
   return x;
+}
+
+/** What a guided chunk must agree with (real-time chunking; see Pi0.sampleGuided). */
+export interface Guidance {
+  /** [B, H, A] the committed actions in the model's numbers (normalised, padded), step i of this chunk at i. */
+  prefix: Float32Array;
+  /** [B, H] how strongly each step is held to the prefix (rtcWeights: 1, decaying, 0). */
+  weights: Float32Array;
+  /** β: the largest guidance weight (the paper's 5). */
+  maxGuidance: number;
+}
+
+/**
+ * Real-time chunking's soft mask over a chunk of `horizon` steps: 1 for the `delay` steps the robot
+ * executes before the new chunk arrives (frozen), then exponentially decaying over the rest of the
+ * `overlap` steps the committed prefix covers, 0 after (the paper's schedule).
+ */
+export function rtcWeights(horizon: number, delay: number, overlap: number): Float32Array {
+  const w = new Float32Array(horizon);
+  const end = Math.min(horizon, overlap);
+  for (let i = 0; i < end; i++) {
+    if (i < delay) w[i] = 1;
+    else {
+      const c = (end - i) / (end - delay + 1);
+      w[i] = (c * Math.expm1(c)) / Math.expm1(1);
+    }
+  }
+  return w;
 }
 
 /** x_t = t·noise + (1−t)·actions and the velocity that carries it, noise − actions ([B,H,A] each). */

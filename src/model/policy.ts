@@ -21,7 +21,7 @@ import { ChunkSampler, type SamplerChoice } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
 import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
-import { mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import { type Guidance, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 
@@ -97,7 +97,7 @@ export class PolicyModel {
   /** Action chunks float32 [B, H, actionDim] (normalized, the robot's dims only). */
   async sampleActions(
     input: SampleInput,
-    opts: { numSteps?: number; cache?: boolean; noiseScale?: number } = {},
+    opts: { numSteps?: number; cache?: boolean; noiseScale?: number; guidance?: Guidance } = {},
   ): Promise<Float32Array> {
     const d = this.dims;
     const b = input.batchSize;
@@ -105,13 +105,29 @@ export class PolicyModel {
     const noise = input.noise ?? this.noiseRng.normals(full, opts.noiseScale ?? d.noiseScale);
     if (noise.length !== full)
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
-    const all = await this.chunks.sample(this.prepare(input), noise, opts);
+    // Guidance comes in the robot's (normalised) action dims, as the chunks go out.
+    const guidance = opts.guidance && { ...opts.guidance, prefix: this.padActions(opts.guidance.prefix, b) };
+    const all = await this.chunks.sample(this.prepare(input), noise, { ...opts, guidance });
     if (this.actionDim === d.actionDim) return all;
     const actions = new Float32Array(b * d.horizon * this.actionDim);
     for (let i = 0; i < b * d.horizon; i++) {
       actions.set(all.subarray(i * d.actionDim, i * d.actionDim + this.actionDim), i * this.actionDim);
     }
     return actions;
+  }
+
+  /** [B, H, robot action dims] → [B, H, the model's action_dim], zero-padded. */
+  private padActions(actions: Float32Array, b: number): Float32Array {
+    const d = this.dims;
+    if (actions.length !== b * d.horizon * this.actionDim)
+      throw new Error(
+        `guidance prefix: expected ${b}×${d.horizon}×${this.actionDim} values, got ${actions.length}`,
+      );
+    if (this.actionDim === d.actionDim) return actions;
+    const out = new Float32Array(b * d.horizon * d.actionDim);
+    for (let i = 0; i < b * d.horizon; i++)
+      out.set(actions.subarray(i * this.actionDim, (i + 1) * this.actionDim), i * d.actionDim);
+    return out;
   }
 
   /** Frees what the policy holds: its sampling weights, and its params if it owns them. */
