@@ -248,6 +248,13 @@ export const TrainSection = z
      */
     state_dropout: unit.default(0),
     /**
+     * Training-time real-time chunking (Black et al., December 2025): each sample draws a delay d in
+     * 0..max_delay and is given its first d ground-truth actions as clean tokens (flow time 0, no loss
+     * on them), so the model learns to continue a committed prefix; at inference the robot's committed
+     * actions enter the same way, with no guidance cost. Null: off.
+     */
+    rtc: z.strictObject({ max_delay: posInt }).nullable().default(null),
+    /**
      * Replicas that share each batch, one per core (the main thread and N − 1 worker threads, each
      * with its own copy of the weights): the gradients are averaged and one optimizer step is taken,
      * so the result is the whole batch's step. For the wasm and cpu backends; see train/data-parallel.ts.

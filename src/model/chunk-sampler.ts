@@ -14,7 +14,7 @@ import {
   samplerThreads,
 } from './native-sampler.js';
 import type { Params } from './params.js';
-import type { Guidance, Pi0 } from './pi0.js';
+import type { Committed, Guidance, Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
 /** The user's choice of sampler, made at the command's edge (VLA_SAMPLER, VLA_SAMPLER_THREADS) and passed in. */
@@ -123,13 +123,19 @@ export class ChunkSampler {
   async sample(
     inp: ModelInputs,
     noise: Float32Array,
-    opts: { numSteps?: number; cache?: boolean; guidance?: Guidance } = {},
+    opts: { numSteps?: number; cache?: boolean; guidance?: Guidance; committed?: Committed } = {},
   ): Promise<Float32Array> {
     const steps = opts.numSteps ?? this.model.dims.numSteps;
     const cache = opts.cache !== false;
-    if (opts.guidance) {
-      // Guidance differentiates through the model: TensorFlow.js's gradients, whatever runs plain chunks.
-      const out = this.model.sample(this.params, inp, noise, { numSteps: steps, guidance: opts.guidance });
+    if (opts.guidance || opts.committed) {
+      // Guidance differentiates through the model (TensorFlow.js's gradients); a committed prefix takes
+      // flow times per token, which only TensorFlow.js's sampler reads.
+      const out = this.model.sample(this.params, inp, noise, {
+        numSteps: steps,
+        cache,
+        guidance: opts.guidance,
+        committed: opts.committed,
+      });
       try {
         return (await out.data()) as Float32Array;
       } finally {

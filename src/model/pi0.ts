@@ -366,18 +366,20 @@ export class Pi0 {
   ): { h: tf.Tensor2D; gate: tf.Tensor3D | null } {
     const h = rmsNorm(x, get(w, `${name}/scale`));
     if (!cond) return { h, gate: null };
-    const [b, e] = cond.shape;
-    const mod = tf.reshape(this.linear(w, cond, `${name}/mod`), [b, 1, -1]) as tf.Tensor3D;
-    const part = (k: number) => tf.slice(mod, [0, 0, k * e], [b, 1, e]) as tf.Tensor3D;
-    const h3 = tf.add(tf.mul(tf.reshape(h, [b, -1, e]), tf.add(part(0), 1)), part(1));
+    // A condition per sample [B, E] is shared by its tokens; one per token [B·T, E] (training-time
+    // real-time chunking: committed steps at flow time 0) modulates each token.
+    const [rows, e] = cond.shape;
+    const mod = tf.reshape(this.linear(w, cond, `${name}/mod`), [rows, 1, -1]) as tf.Tensor3D;
+    const part = (k: number) => tf.slice(mod, [0, 0, k * e], [rows, 1, e]) as tf.Tensor3D;
+    const h3 = tf.add(tf.mul(tf.reshape(h, [rows, -1, e]), tf.add(part(0), 1)), part(1));
     return { h: tf.reshape(h3, [-1, e]) as tf.Tensor2D, gate: mod.shape[2] > 2 * e ? part(2) : null };
   }
 
-  /** x + y, or x + gate·y per sample where the norm before y was adaptive. */
+  /** x + y, or x + gate·y where the norm before y was adaptive (the gate per sample or per token). */
   private residual(x: tf.Tensor2D, y: tf.Tensor2D, gate: tf.Tensor3D | null): tf.Tensor2D {
     if (!gate) return tf.add(x, y);
-    const [b, , e] = gate.shape;
-    return tf.add(x, tf.reshape(tf.mul(tf.reshape(y, [b, -1, e]), gate), [-1, e])) as tf.Tensor2D;
+    const [rows, , e] = gate.shape;
+    return tf.add(x, tf.reshape(tf.mul(tf.reshape(y, [rows, -1, e]), gate), [-1, e])) as tf.Tensor2D;
   }
 
   /** One block's keys and values, token-major [B·T, W]: the layout the KV cache keeps. */
@@ -550,9 +552,11 @@ export class Pi0 {
     const d = this.dims;
     const e = d.expertWidth;
     const b = state.shape[0];
+    // Times per sample [B], or per action token [B·H] (training-time real-time chunking).
+    const perToken = t.length === b * d.horizon && d.horizon > 1;
     const act = this.linear(w, tf.reshape(xt, [b * d.horizon, d.actionDim]), 'expert/action_in', true);
     if (d.variant === 'pi05') {
-      const time = tf.tensor2d(this.timeEmbedding(t), [b, e]);
+      const time = tf.tensor2d(this.timeEmbedding(t), [t.length, e]);
       const hidden = silu(this.linear(w, time, 'expert/time_mlp_in', true)) as tf.Tensor2D;
       const cond = silu(this.linear(w, hidden, 'expert/time_mlp_out')) as tf.Tensor2D;
       const y = tf.add(tf.reshape(act, [b, d.horizon, e]), get(w, 'expert/action_pos_embedding'));
@@ -562,7 +566,7 @@ export class Pi0 {
     // π0 concatenates [action, time] before the MLP; splitting the kernel instead adds the time part once per sample.
     const kIn = get(w, 'expert/time_mlp_in/kernel');
     const timePart = (this.sampling ? plainMatmul : matmul2dInputA)(
-      tf.tensor2d(this.timeEmbedding(t), [b, e]),
+      tf.tensor2d(this.timeEmbedding(t), [t.length, e]),
       tf.slice(kIn, [e, 0], [e, e]),
     );
     let h: tf.Tensor = tf.add(
@@ -571,7 +575,7 @@ export class Pi0 {
         d.horizon,
         e,
       ]),
-      tf.reshape(timePart, [b, 1, e]),
+      tf.reshape(timePart, [b, perToken ? d.horizon : 1, e]),
     );
     h = silu(tf.add(h, get(w, 'expert/time_mlp_in/bias')));
     h = this.linear(w, tf.reshape(h, [b * d.horizon, e]), 'expert/time_mlp_out');
@@ -682,7 +686,13 @@ export class Pi0 {
       throw new Error(`flowLoss: expected noise and times for ${k} sample(s) of a batch of ${b}`);
     }
     const tiled = k === 1 ? actions : repeatRows(actions, k);
-    const { xt, target } = flowTargets(tiled, noise, t);
+    // Training-time real-time chunking: a sample's first `delay` steps are given, clean (time 0), and
+    // not scored; the model learns to continue a committed prefix.
+    const delays = opts.delays && (k === 1 ? opts.delays : repeatRows(opts.delays, k));
+    const times = delays ? committedTimes(t, delays, d.horizon) : t;
+    let pad = k === 1 ? actionPad : repeatRows(actionPad, k);
+    if (delays) pad = committedPad(pad, delays, d.horizon);
+    const { xt, target } = flowTargets(tiled, noise, times);
     const kv = this.prefixKV(w, inp);
     // Each observation's prefix runs once; its keys and values serve k draws of (noise, time).
     const rep = k === 1 ? kv : repeatKV(kv, k);
@@ -692,12 +702,12 @@ export class Pi0 {
       this.suffixBias(rep.valid, rep.length, kb),
       tf.tensor2d(k === 1 ? inp.state : repeatRows(inp.state, k), [kb, d.actionDim]),
       tf.tensor3d(xt, [kb, d.horizon, d.actionDim]),
-      t,
+      times,
     );
     return maskedMse(
       v,
       tf.tensor3d(target, v.shape),
-      k === 1 ? actionPad : repeatRows(actionPad, k),
+      pad,
       typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
     );
   }
@@ -710,7 +720,13 @@ export class Pi0 {
     w: Params,
     inp: ModelInputs,
     noise: Float32Array,
-    opts: { numSteps?: number; cache?: boolean; weights?: SamplingWeights; guidance?: Guidance } = {},
+    opts: {
+      numSteps?: number;
+      cache?: boolean;
+      weights?: SamplingWeights;
+      guidance?: Guidance;
+      committed?: Committed;
+    } = {},
   ): tf.Tensor3D {
     const numSteps = opts.numSteps ?? this.dims.numSteps;
     if (opts.guidance) {
@@ -721,7 +737,7 @@ export class Pi0 {
         this.inputGrads = false;
       }
     }
-    if (opts.cache !== false && this.fastSampling()) {
+    if (opts.cache !== false && this.fastSampling() && !opts.committed) {
       // Rearranged weights are worth keeping across calls (PolicyModel does); made here, they last one chunk.
       const sw = opts.weights ?? samplingWeights(this, w);
       try {
@@ -732,7 +748,7 @@ export class Pi0 {
     }
     this.sampling = true;
     try {
-      return this.sampleTidy(w, inp, noise, numSteps, opts.cache !== false);
+      return this.sampleTidy(w, inp, noise, numSteps, opts.cache !== false, opts.committed);
     } finally {
       this.sampling = false;
     }
@@ -798,24 +814,58 @@ export class Pi0 {
     noise: Float32Array,
     numSteps: number,
     cache: boolean,
+    committed?: Committed,
   ): tf.Tensor3D {
     const d = this.dims;
     const b = inp.batch;
     return tf.tidy(() => {
       const state = tf.tensor2d(inp.state, [b, d.actionDim]);
-      const x1 = tf.tensor3d(noise, [b, d.horizon, d.actionDim]);
+      // A committed prefix (training-time real-time chunking) stays as given, at flow time 0: its
+      // tokens start as the prefix and their velocity is held at 0.
+      const start = committed ? withCommitted(noise, committed, d.horizon, d.actionDim) : noise;
+      const free = committed && tf.tensor3d(freeSteps(committed.delays, d.horizon), [b, d.horizon, 1]);
+      const times = (t: number) => {
+        const all = new Float32Array(b).fill(t);
+        return committed ? committedTimes(all, committed.delays, d.horizon) : all;
+      };
+      const hold = (v: tf.Tensor3D) => (free ? (tf.mul(v, free) as tf.Tensor3D) : v);
+      const x1 = tf.tensor3d(start, [b, d.horizon, d.actionDim]);
       if (!cache) {
         return eulerIntegrate(x1, numSteps, (x, t) =>
-          this.velocityUncached(w, inp, state, x, new Float32Array(b).fill(t)),
+          hold(this.velocityUncached(w, inp, state, x, times(t))),
         );
       }
       const kv = this.prefixKV(w, inp);
       const bias = this.suffixBias(kv.valid, kv.length, b);
-      return eulerIntegrate(x1, numSteps, (x, t) =>
-        this.velocity(w, kv, bias, state, x, new Float32Array(b).fill(t)),
-      );
+      return eulerIntegrate(x1, numSteps, (x, t) => hold(this.velocity(w, kv, bias, state, x, times(t))));
     });
   }
+}
+
+/** A committed prefix of each chunk, for a model trained with training-time real-time chunking. */
+export interface Committed {
+  /** [B, H, A] in the model's numbers: each sample's first `delays[i]` steps are used. */
+  actions: Float32Array;
+  /** [B] committed steps per sample. */
+  delays: Int32Array;
+}
+
+/** The noise with each sample's committed steps replaced by the committed actions. */
+function withCommitted(noise: Float32Array, c: Committed, horizon: number, ad: number): Float32Array {
+  const out = noise.slice();
+  for (let i = 0; i < c.delays.length; i++) {
+    const n = Math.min(horizon, c.delays[i]!) * ad;
+    out.set(c.actions.subarray(i * horizon * ad, i * horizon * ad + n), i * horizon * ad);
+  }
+  return out;
+}
+
+/** [B·H]: 0 for committed steps, 1 for the steps the flow integrates. */
+function freeSteps(delays: Int32Array, horizon: number): Float32Array {
+  const out = new Float32Array(delays.length * horizon).fill(1);
+  for (let i = 0; i < delays.length; i++)
+    out.fill(0, i * horizon, i * horizon + Math.min(horizon, delays[i]!));
+  return out;
 }
 
 /**
@@ -937,6 +987,24 @@ export interface FlowLossOptions {
   lossDims?: number | Int32Array;
   /** Draws of (noise, time) per observation, sharing one prefix pass; noise and times hold them all. */
   samples?: number;
+  /** [B] training-time real-time chunking: each sample's first steps given clean and not scored. */
+  delays?: Int32Array;
+}
+
+/** Per action token [B·H]: time 0 for each sample's first `delays[i]` steps (committed), its own time after. */
+export function committedTimes(t: Float32Array, delays: Int32Array, horizon: number): Float32Array {
+  const out = new Float32Array(t.length * horizon);
+  for (let i = 0; i < t.length; i++)
+    out.fill(t[i]!, i * horizon + Math.min(horizon, delays[i]!), (i + 1) * horizon);
+  return out;
+}
+
+/** The chunk padding with each sample's committed steps marked too (the loss leaves them out). */
+function committedPad(pad: Uint8Array, delays: Int32Array, horizon: number): Uint8Array {
+  const out = pad.slice();
+  for (let i = 0; i < delays.length; i++)
+    out.fill(1, i * horizon, i * horizon + Math.min(horizon, delays[i]!));
+  return out;
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */

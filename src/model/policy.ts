@@ -21,7 +21,7 @@ import { ChunkSampler, type SamplerChoice } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
 import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
-import { type Guidance, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import { type Committed, type Guidance, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 
@@ -97,7 +97,13 @@ export class PolicyModel {
   /** Action chunks float32 [B, H, actionDim] (normalized, the robot's dims only). */
   async sampleActions(
     input: SampleInput,
-    opts: { numSteps?: number; cache?: boolean; noiseScale?: number; guidance?: Guidance } = {},
+    opts: {
+      numSteps?: number;
+      cache?: boolean;
+      noiseScale?: number;
+      guidance?: Guidance;
+      committed?: Committed;
+    } = {},
   ): Promise<Float32Array> {
     const d = this.dims;
     const b = input.batchSize;
@@ -107,7 +113,11 @@ export class PolicyModel {
       throw new Error(`noise: expected ${b}×${d.horizon}×${d.actionDim} values, got ${noise.length}`);
     // Guidance comes in the robot's (normalised) action dims, as the chunks go out.
     const guidance = opts.guidance && { ...opts.guidance, prefix: this.padActions(opts.guidance.prefix, b) };
-    const all = await this.chunks.sample(this.prepare(input), noise, { ...opts, guidance });
+    const committed = opts.committed && {
+      ...opts.committed,
+      actions: this.padActions(opts.committed.actions, b),
+    };
+    const all = await this.chunks.sample(this.prepare(input), noise, { ...opts, guidance, committed });
     if (this.actionDim === d.actionDim) return all;
     const actions = new Float32Array(b * d.horizon * this.actionDim);
     for (let i = 0; i < b * d.horizon; i++) {
@@ -121,7 +131,7 @@ export class PolicyModel {
     const d = this.dims;
     if (actions.length !== b * d.horizon * this.actionDim)
       throw new Error(
-        `guidance prefix: expected ${b}×${d.horizon}×${this.actionDim} values, got ${actions.length}`,
+        `committed actions: expected ${b}×${d.horizon}×${this.actionDim} values, got ${actions.length}`,
       );
     if (this.actionDim === d.actionDim) return actions;
     const out = new Float32Array(b * d.horizon * d.actionDim);

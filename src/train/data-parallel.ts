@@ -33,6 +33,8 @@ export interface StepInputs {
   times: Float32Array;
   /** [B]: each sample's robot's action dims, for the loss (a mixture of robots); else LossOptions' count. */
   lossDims?: Int32Array;
+  /** [B]: training-time real-time chunking's committed steps per sample (train.rtc). */
+  delays?: Int32Array;
 }
 
 export interface LossOptions {
@@ -67,6 +69,7 @@ export function sliceInputs(x: StepInputs, from: number, to: number, samples: nu
     noise: perDraw(x.noise, x.noise.length / (samples * b)),
     times: perDraw(x.times, 1),
     ...(x.lossDims && { lossDims: rows(x.lossDims, 1) }),
+    ...(x.delays && { delays: rows(x.delays, 1) }),
   };
 }
 
@@ -92,6 +95,7 @@ export function flowGradients(
       model.flowLoss(params, inp, x.actions, x.actionPad, x.noise, x.times, {
         ...opts,
         lossDims: x.lossDims ?? opts.lossDims,
+        delays: x.delays,
       }),
     [...trainable.values()],
   );

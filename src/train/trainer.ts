@@ -139,6 +139,8 @@ export class Trainer {
     }
     const lr = learningRate(t, this.step);
     const robotDims = t.loss_action_dims === 'robot';
+    // Drawn last, and only where asked, so runs without it draw exactly what they did before.
+    const delays = t.rtc ? committedDelays(rng, b, Math.min(t.rtc.max_delay, d.horizon - 1)) : null;
     const inputs: StepInputs = {
       obs,
       actions,
@@ -146,6 +148,7 @@ export class Trainer {
       noise,
       times,
       ...(robotDims && batch.actionDims && { lossDims: batch.actionDims }),
+      ...(delays && { delays }),
     };
     const opts: LossOptions = { samples: k, lossDims: robotDims ? batch.actionDim : undefined };
     const { loss: value, grads, sumSquares } = this.gradients(inputs, opts);
@@ -364,4 +367,9 @@ export function oneCoreHint(
   const n = Math.min(cores, Math.floor(batch / 8), 16);
   if (n < 2) return null;
   return `training on 1 of ${cores} cores: train.data_parallel: ${n} (or --set train.data_parallel=${n}) trains on ${n}, each replica with its own copy of the model (on a 2-core VM, 1.8× the samples/s for the reference model B)`;
+}
+
+/** Training-time real-time chunking's delay per sample: uniform in 0..max. */
+function committedDelays(rng: Rng, b: number, max: number): Int32Array {
+  return Int32Array.from({ length: b }, () => Math.min(max, Math.floor(rng.uniform() * (max + 1))));
 }

@@ -6,10 +6,12 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
-import { ModelConfig } from '../../src/config/schema.js';
+import { ModelConfig, TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
-import { initParams, Pi0, prepareInputs, rtcWeights } from '../../src/model/pi0.js';
+import { committedTimes, initParams, Pi0, prepareInputs, rtcWeights } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
+import { Trainer } from '../../src/train/trainer.js';
+import { syntheticSource } from '../train/source.js';
 
 beforeAll(async () => {
   await setupBackend({ backend: 'wasm' });
@@ -98,4 +100,81 @@ describe('real-time chunking (guided sampling)', () => {
       tf.dispose([...w.values()]);
     },
   );
+});
+
+describe('training-time real-time chunking (train.rtc)', () => {
+  it('committed steps take flow time 0 and no loss; a chunk sampled after them keeps them exactly', async () => {
+    expect([...committedTimes(new Float32Array([0.5, 0.25]), Int32Array.from([2, 0]), 3)]).toEqual([
+      0, 0, 0.5, 0.25, 0.25, 0.25,
+    ]);
+    for (const variant of ['pi0', 'pi05']) {
+      const d = modelDims(ModelConfig.parse({ preset: 'tiny', variant, action_horizon: 6, action_dim: 4 }));
+      const model = new Pi0(d);
+      const w = initParams(d, 1);
+      const rng = new Rng(2);
+      // As if trained: π0.5's zero-initialised gates would keep the action tokens from seeing each other.
+      for (const [name, p] of w)
+        if (name.includes('/mod/')) w.set(name, tf.tensor(rng.normals(p.size, 0.3), p.shape));
+      const b = 2;
+      const inp = prepareInputs(d, {
+        batchSize: b,
+        cameras: 1,
+        imageSize: d.imageSize,
+        images: new Uint8Array(b * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255),
+        imageMask: new Uint8Array(b).fill(1),
+        state: rng.normals(b * 4),
+        stateDim: 4,
+        prompts: ['a', 'b'],
+      });
+      const per = d.horizon * d.actionDim;
+      const actions = rng.normals(b * per);
+      const noise = rng.normals(b * per);
+      const t = new Float32Array([0.4, 0.7]);
+      const pad = new Uint8Array(b * d.horizon);
+      const delays = Int32Array.from([3, 1]);
+      // A committed step is its action (flow time 0) and is not scored: its noise cannot matter.
+      const loss = (n: Float32Array) =>
+        tf.tidy(() => model.flowLoss(w, inp, actions, pad, n, t, { delays }).dataSync()[0]!);
+      const other = noise.slice();
+      for (let i = 0; i < b; i++) other.set(rng.normals(delays[i]! * d.actionDim), i * per);
+      expect(loss(other)).toBe(loss(noise));
+      const free = noise.slice();
+      free[per - 1]! += 1; // a free step's noise does
+      expect(loss(free)).not.toBe(loss(noise));
+      const committed = { actions: rng.normals(b * per), delays };
+      const x = await model.sample(w, inp, noise, { numSteps: 4, committed }).data();
+      for (let i = 0; i < b; i++) {
+        const n = delays[i]! * d.actionDim;
+        expect([...x.subarray(i * per, i * per + n)]).toEqual([
+          ...committed.actions.subarray(i * per, i * per + n),
+        ]);
+      }
+      const unconditioned = await model.sample(w, inp, noise, { numSteps: 4 }).data();
+      expect(stepsMse(x, unconditioned, d.horizon, d.actionDim, 3, d.horizon)).toBeGreaterThan(0);
+      tf.dispose([...w.values()]);
+    }
+  });
+
+  it('trains with drawn delays: the loss falls', () => {
+    const config = TrainConfig.parse({
+      name: 'rtc_test',
+      robot: 'aloha',
+      model: { preset: 'tiny', variant: 'pi05', action_horizon: 6, action_dim: 8, num_steps: 2 },
+      train: {
+        batch_size: 4,
+        rtc: { max_delay: 3 },
+        schedule: { warmup_steps: 1, peak_lr: 3e-3, decay_lr: 1e-4 },
+      },
+    });
+    const d = modelDims(config.model);
+    const trainer = new Trainer(config, initParams(d, 0));
+    const data = syntheticSource({ imageSize: d.imageSize, horizon: d.horizon });
+    trainer.checkSource(data);
+    const batch = data.batchAt(0, 4, 0);
+    const first = trainer.trainStep(batch).loss;
+    let last = first;
+    for (let i = 0; i < 15; i++) last = trainer.trainStep(batch).loss;
+    expect(last).toBeLessThan(first * 0.8);
+    trainer.dispose();
+  });
 });
