@@ -7,7 +7,7 @@
 import { appendFileSync, existsSync, mkdirSync } from 'node:fs';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
-import { setProductPrecision } from '../backend/index.js';
+import { activeBackend, setProductPrecision } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { assetIdFor, mixesRobots, robotConfig, robotsOf } from '../config/mixture.js';
@@ -232,7 +232,9 @@ async function train(
       `model ${config.model.preset}: ${paramCount(trainer.params).toLocaleString('en-US')} params, ${trainableCount.toLocaleString('en-US')} trained; data: ${data.numSamples} samples, cameras ${data.cameras.join(', ')}`,
     );
     const productsOff = setProductPrecision(t.precision);
-    log(`products: ${productsOff ? `fp32 (${t.precision} asked; ${productsOff})` : t.precision}`);
+    // What runs them, and where bf16 measured slower than fp32 on this CPU, that too (native/onednn.ts).
+    const products = activeBackend()?.native?.products ?? t.precision;
+    log(`products: ${productsOff ? `fp32 (${t.precision} asked; ${productsOff})` : products}`);
     mkdirSync(runDir, { recursive: true });
     removeStaleTemps(runDir);
     const metrics = path.join(runDir, 'metrics.jsonl');
