@@ -2,8 +2,10 @@
  * Inference latency of one action chunk (default `small` model, 2 cameras, a 20-token prompt, H = 50,
  * action_dim 32, 10 flow steps, batch 1), with the prefix KV cache and without it, plus batched
  * sampling as the policy server does it, on TensorFlow.js's sampler and on the native one
- * (native-sampler.ts; ops/call 0: it runs no TensorFlow.js op). Medians of several runs; the machine is shared, so compare
- * the rows of one run.
+ * (native-sampler.ts; ops/call 0: it runs no TensorFlow.js op). For `small` also: the π0.5 variant,
+ * and real-time chunking's two ways to continue a committed prefix (guided sampling, its added latency;
+ * a committed prefix for a model trained with train.rtc). Medians of several runs; the machine is
+ * shared, so compare the rows of one run.
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { describeBackend, setupBackend } from '../src/backend/index.js';
@@ -12,7 +14,7 @@ import { ModelConfig } from '../src/config/schema.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
 import { paramCount } from '../src/model/params.js';
-import { initParams, Pi0, prepareInputs } from '../src/model/pi0.js';
+import { initParams, Pi0, prepareInputs, rtcWeights } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 
 const PROMPT = 'pick up the red cube'; // 20 bytes + BOS
@@ -39,18 +41,24 @@ async function timeChunks(
   reps: number,
   /** Native sampler threads (native-sampler.ts), or 0 for TensorFlow.js's sampler. */
   nativeThreads = 0,
+  /** Real-time chunking: guidance, or a committed prefix (model/pi0.ts Guidance, Committed). */
+  rtc: Pick<Parameters<Pi0['sample']>[3] & object, 'guidance' | 'committed'> = {},
 ) {
   if (nativeThreads > 0) return timeNative(model, w, batch, reps, nativeThreads);
   const d = model.dims;
   const rng = new Rng(1);
   const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
-  // The rearranged weights a server keeps across chunks (PolicyModel does); unused without the cache.
-  const weights = model.samplingWeights(w);
+  // The rearranged weights a server keeps across chunks (PolicyModel does), for the fast sampler only.
+  const weights = model.fastSampling() ? model.samplingWeights(w) : new Map<string, tf.Tensor>();
   const times: number[] = [];
   for (let i = 0; i < reps + 1; i++) {
     const t0 = performance.now();
     const inp = observation(d, batch, images, rng);
-    const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights });
+    const out = model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), {
+      cache,
+      weights,
+      ...rtc,
+    });
     await out.data();
     out.dispose();
     if (i > 0) times.push(performance.now() - t0);
@@ -59,7 +67,7 @@ async function timeChunks(
   // Ops per chunk: at batch 1 each costs ~10–30 µs of dispatch whatever its size, so this bounds latency.
   const inp = observation(d, batch, images, rng);
   const info = await tf.profile(() => {
-    model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights }).dispose();
+    model.sample(w, inp, rng.normals(batch * d.horizon * d.actionDim), { cache, weights, ...rtc }).dispose();
   });
   tf.dispose([...weights.values()]);
   return {
@@ -122,6 +130,28 @@ export async function run(): Promise<void> {
         await timeChunks(model, w, 8, true, 5, 2),
         8,
       );
+    }
+    if (preset === 'small') {
+      // Real-time chunking: a 4-step delay, the previous chunk's remaining 40 steps as the prefix.
+      const [h, a] = [d.horizon, d.actionDim];
+      const prefix = new Rng(9).normals(h * a);
+      const guidance = { prefix, weights: rtcWeights(h, 4, h - 10), maxGuidance: 5 };
+      row(
+        'B=1, KV cache, RTC guided (tfjs gradients)',
+        await timeChunks(model, w, 1, true, 5, 0, { guidance }),
+      );
+      const committed = { actions: prefix, delays: Int32Array.of(4) };
+      row(
+        'B=1, KV cache, committed prefix (train.rtc)',
+        await timeChunks(model, w, 1, true, 9, 0, { committed }),
+      );
+      const d05 = modelDims(ModelConfig.parse({ preset, variant: 'pi05' }));
+      const w05 = initParams(d05, 0);
+      const pi05 = new Pi0(d05);
+      const label05 = `${preset} π0.5 (${(paramCount(w05) / 1e6).toFixed(2)}M params)`;
+      const r = await timeChunks(pi05, w05, 1, true, 15);
+      rows.push([label05, 'B=1, KV cache, tfjs sampler', r.p50.toFixed(1), r.p90.toFixed(1), String(r.ops)]);
+      tf.dispose([...w05.values()]);
     }
     if (tf.memory().numTensors !== tensorsBefore) throw new Error('sampling leaked tensors');
     tf.dispose([...w.values()]);
