@@ -6,6 +6,7 @@ import { modelDims } from '../../src/model/config.js';
 import { gelu, rmsNorm } from '../../src/model/layers.js';
 import { initParams, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
+import { expectFiniteDifferences } from './helpers.js';
 
 describe('gradients', () => {
   // With the BLAS kernel pack the gradients use transposed matmuls; without it, explicit transposes.
@@ -57,27 +58,7 @@ describe('gradients', () => {
       const vars = new Map(names.map((n) => [n, tf.variable(w.get(n)!)]));
       const weights = new Map([...w, ...vars]);
       const loss = () => model.flowLoss(weights, inp, actions, pad, noise, t);
-      const { grads } = tf.variableGrads(loss as () => tf.Scalar, [...vars.values()]);
-      const eps = 1e-2;
-      for (const [name, v] of vars) {
-        const g = grads[v.name]!.dataSync();
-        // the entry with the largest gradient, so the finite difference is well above float32 noise
-        let idx = 0;
-        for (let i = 0; i < g.length; i++) if (Math.abs(g[i]!) > Math.abs(g[idx]!)) idx = i;
-        const base = v.dataSync().slice();
-        const at = (delta: number) => {
-          const p = base.slice();
-          p[idx]! += delta;
-          v.assign(tf.tensor(p, v.shape));
-          const l = tf.tidy(loss);
-          const out = l.dataSync()[0]!;
-          l.dispose();
-          return out;
-        };
-        const numeric = (at(eps) - at(-eps)) / (2 * eps);
-        v.assign(tf.tensor(base, v.shape));
-        expect(Math.abs(numeric - g[idx]!) / Math.abs(g[idx]!), name).toBeLessThan(0.03);
-      }
+      expectFiniteDifferences(vars, loss as () => tf.Scalar);
     },
   );
 });
