@@ -26,7 +26,7 @@ describe('training on a mixture of datasets (data.mixture)', () => {
   it('is a config error beside data.dataset; each entry is a source read through a config of its own', () => {
     const both = () => workspace(a, { mixture: [{ dataset: b }] });
     expect(both).toThrow(/expected data\.dataset or data\.mixture, got both/);
-    expect(() => mixture([])).toThrow(/"mixture"[^]*expected array to have >=1 items/);
+    expect(() => mixture([])).toThrow(/"mixture"[\s\S]*expected array to have >=1 items/);
     expect(() => mixture([{ dataset: a, weight: 0 }])).toThrow(/"weight"/);
     const { config } = mixture([{ dataset: a }, { dataset: b, weight: 3, prompt: 'stack the blocks' }]);
     const sources = dataSources(config);
