@@ -4,8 +4,8 @@
  * waits `pauseMs`, and asks again; the main thread collects their round trips on request.
  */
 import { parentPort, workerData } from 'node:worker_threads';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { exampleObservation } from '../src/client/examples.js';
-import { PolicyClient } from '../src/client/policy-client.js';
 import { loadRobot } from '../src/config/load.js';
 
 const {

@@ -4,12 +4,11 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { NdArray, pack, unpack } from '@vla-orchestrator/client';
 import { table } from '../src/cli/output.js';
 import { exampleObservation } from '../src/client/examples.js';
 import { loadTest, percentile } from '../src/client/load-test.js';
 import { loadRobot } from '../src/config/load.js';
-import { pack, unpack } from '../src/protocol/codec.js';
-import { NdArray } from '../src/protocol/ndarray.js';
 import { parseObservation } from '../src/protocol/observation.js';
 
 const VLA = path.resolve(import.meta.dirname, '../bin/vla.js');

@@ -1,5 +1,7 @@
-// Worker threads do not inherit the main thread's TypeScript loader (tsx), and Node 20 ignores
-// `--import` in a worker's execArgv: this plain-JavaScript entry registers tsx, then runs the real module.
+// A worker thread started from the TypeScript sources (a checkout run through tsx, or vitest) does not
+// inherit the main thread's TypeScript loader, and Node 20 ignores `--import` in a worker's execArgv:
+// this plain-JavaScript entry registers tsx, then runs the real module. Compiled, threads.ts starts the
+// compiled module directly and this file is not used.
 import { workerData } from 'node:worker_threads';
 import { register } from 'tsx/esm/api';
 

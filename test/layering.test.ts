@@ -7,6 +7,9 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 
 const SRC = path.resolve(import.meta.dirname, '../src');
+/** The robot-side client package: the wire codec and client, which serving and the simulator import. */
+const CLIENT = path.resolve(import.meta.dirname, '../packages/client/src');
+const CLIENT_PACKAGE = '@vla-orchestrator/client';
 
 /**
  * Higher imports lower. sim sits above client: a simulated robot reaches its policy as any robot does,
@@ -15,6 +18,10 @@ const SRC = path.resolve(import.meta.dirname, '../src');
  */
 const LAYER: Record<string, number> = {
   cli: 8,
+  // The library's entry point: re-exports from the layers below, as the CLI uses them.
+  api: 8,
+  // The web page over jobs, datasets, evaluations and servers: only the CLI starts it.
+  dashboard: 7.5,
   jobs: 7,
   train: 6,
   serving: 6,
@@ -24,6 +31,7 @@ const LAYER: Record<string, number> = {
   model: 3,
   transforms: 2,
   protocol: 2,
+  [CLIENT_PACKAGE]: 1,
   plot: 2,
   config: 1,
   backend: 1,
@@ -44,20 +52,40 @@ function sources(dir: string): string[] {
   });
 }
 
+/** Every module a file imports: relative ones as paths, the client package as its source folder. */
 function imports(file: string): string[] {
   const text = readFileSync(file, 'utf8');
-  return [...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)'(\.{1,2}\/[^']+)'/g)].map((m) =>
-    path.resolve(path.dirname(file), m[1]!).replace(/\.js$/, '.ts'),
-  );
+  return [...text.matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)'([^']+)'/g)].flatMap((m) => {
+    const spec = m[1]!;
+    if (spec === CLIENT_PACKAGE) return [path.join(CLIENT, 'index.ts')];
+    return spec.startsWith('.') ? [path.resolve(path.dirname(file), spec).replace(/\.js$/, '.ts')] : [];
+  });
 }
 
+/** Bare module names a file imports (npm packages and node: builtins). */
+const packagesOf = (file: string) =>
+  [...readFileSync(file, 'utf8').matchAll(/(?:\bfrom\s*|\bimport\s*\(\s*)'([^'.][^']*)'/g)].map((m) => m[1]!);
+
 const layerOf = (file: string) => {
+  if (!path.relative(CLIENT, file).startsWith('..')) return CLIENT_PACKAGE;
   const rel = path.relative(SRC, file).split(path.sep);
   return rel.length === 1 ? '' : rel[0]!;
 };
 
 describe('layering of src/', () => {
-  const files = sources(SRC);
+  const files = [...sources(SRC), ...sources(CLIENT)];
+
+  it('the client package imports only itself, ws, msgpackr and node builtins (it is published alone)', () => {
+    const outside = sources(CLIENT).flatMap((file) => [
+      ...imports(file)
+        .filter((t) => path.relative(CLIENT, t).startsWith('..'))
+        .map((t) => `${path.basename(file)} -> ${t}`),
+      ...packagesOf(file)
+        .filter((p) => !['ws', 'msgpackr'].includes(p) && !p.startsWith('node:'))
+        .map((p) => `${path.basename(file)} -> ${p}`),
+    ]);
+    expect(outside).toEqual([]);
+  });
 
   it('every folder is placed in a layer', () => {
     expect(files.map(layerOf).filter((l) => !(l in LAYER))).toEqual([]);

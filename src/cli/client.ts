@@ -1,9 +1,5 @@
 import type { Command } from 'commander';
-import { exampleObservation } from '../client/examples.js';
-import { loadTest, percentile } from '../client/load-test.js';
-import { PolicyClient } from '../client/policy-client.js';
 import { UserError } from '../config/errors.js';
-import { loadRobot } from '../config/load.js';
 import { intOption, table } from './output.js';
 
 export function register(program: Command): void {
@@ -20,6 +16,8 @@ export function register(program: Command): void {
     .option('--concurrency <clients>', 'robots connected at once', '1')
     .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
     .action(async (opts: { url: string; robot: string; n: string; concurrency: string; apiKey?: string }) => {
+      const { loadTest, percentile } = await import('../client/load-test.js');
+      const { loadRobot } = await import('../config/load.js');
       const robot = loadRobot(opts.robot);
       const r = await loadTest({
         url: opts.url,
@@ -61,6 +59,9 @@ export function register(program: Command): void {
     .option('--prompt <text>', 'prompt to send')
     .option('--api-key <key>', 'sent as "Authorization: Api-Key <key>" (env VLA_API_KEY)')
     .action(async (opts: { url: string; robot: string; prompt?: string; apiKey?: string }) => {
+      const { exampleObservation } = await import('../client/examples.js');
+      const { PolicyClient } = await import('@vla-orchestrator/client');
+      const { loadRobot } = await import('../config/load.js');
       const client = await PolicyClient.connect(opts.url, {
         apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
       });

@@ -1,8 +1,5 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { configToYaml, listNamed, loadRobot, resolveConfig } from '../config/load.js';
-import { actionDim, stateDim } from '../config/robot.js';
-import { checkRobotFits, modelDims } from '../model/config.js';
 import { collect, table } from './output.js';
 
 export function registerConfig(program: Command): void {
@@ -11,7 +8,9 @@ export function registerConfig(program: Command): void {
   cmd
     .command('list')
     .description('list the named configs and robot specs')
-    .action(() => {
+    .action(async () => {
+      const { listNamed, loadRobot } = await import('../config/load.js');
+      const { actionDim, stateDim } = await import('../config/robot.js');
       const configs = listNamed('configs').filter((c) => !c.name.startsWith('_'));
       console.log(
         table(
@@ -38,7 +37,8 @@ export function registerConfig(program: Command): void {
     .description('print a config fully resolved (extends followed, defaults filled, overrides applied)')
     .argument('<name>', 'config name or path to a YAML file')
     .option('--set <key=value>', 'override a field, e.g. train.batch_size=16 (repeatable)', collect, [])
-    .action((name: string, opts: { set: string[] }) => {
+    .action(async (name: string, opts: { set: string[] }) => {
+      const { configToYaml, resolveConfig } = await import('../config/load.js');
       const { config, files } = resolveConfig(name, opts.set);
       console.log(`# resolved from ${files.map((f) => path.relative(process.cwd(), f) || f).join(' <- ')}`);
       process.stdout.write(configToYaml(config));
@@ -48,7 +48,10 @@ export function registerConfig(program: Command): void {
     .command('validate')
     .description('check configs (all named ones when none is given); exits non-zero on the first bad one')
     .argument('[names...]', 'config names or paths')
-    .action((names: string[]) => {
+    .action(async (names: string[]) => {
+      const { listNamed, loadRobot, resolveConfig } = await import('../config/load.js');
+      const { actionDim, stateDim } = await import('../config/robot.js');
+      const { checkRobotFits, modelDims } = await import('../model/config.js');
       const todo = names.length > 0 ? names : listNamed('configs').map((c) => c.name);
       for (const name of todo) {
         const { config, files } = resolveConfig(name);
@@ -69,7 +72,9 @@ export function registerConfig(program: Command): void {
       'print a robot spec: state and action dims with joint names, cameras, rate, observation keys',
     )
     .argument('<name>', 'robot name or path to a YAML file')
-    .action((name: string) => {
+    .action(async (name: string) => {
+      const { loadRobot } = await import('../config/load.js');
+      const { actionDim, stateDim } = await import('../config/robot.js');
       const spec = loadRobot(name);
       const key = (k: string | string[]) => (Array.isArray(k) ? k.join(' > ') : k);
       console.log(`${spec.name}: ${spec.description}`);

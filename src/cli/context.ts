@@ -1,16 +1,11 @@
 import type { Command } from 'commander';
-import {
-  type BackendInfo,
-  type BackendName,
-  describeBackend,
-  parseThreads,
-  setupBackend,
-} from '../backend/index.js';
+import type { BackendInfo, BackendName } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 
 /** Every command that computes calls this first: it sets up TensorFlow.js and prints the backend line. */
 export async function computeBackend(program: Command): Promise<BackendInfo> {
+  const { describeBackend, parseThreads, setupBackend } = await import('../backend/index.js');
   const opts = program.opts<{
     backend?: BackendName | 'auto';
     native?: boolean;

@@ -2,18 +2,11 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { resolveConfig } from '../config/load.js';
-import { convertDataset } from '../data/convert.js';
-import { importAloha } from '../data/hdf5.js';
-import { computeNormStats, normStatsFile } from '../data/normstats.js';
-import { type LeRobotDataset, openDataset } from '../data/reader.js';
-import { contactSheet } from '../data/show.js';
-import { validateDataset } from '../data/validate.js';
+import type { LeRobotDataset } from '../data/reader.js';
 import type { VideoCodec } from '../data/video.js';
 import type { WriteFormat } from '../data/writer.js';
 import { niceTicks, PALETTE, type Prim } from '../plot/plot.js';
-import { renderPng } from '../plot/render-png.js';
-import { writeNormStats } from '../transforms/normalize.js';
+import { registerDataEdit } from './data-edit.js';
 import { collect, table } from './output.js';
 
 function writeFileAtomic(file: string, data: Uint8Array): void {
@@ -168,7 +161,7 @@ const positiveInt = (flag: string) => (v: string) => {
 export function register(program: Command): void {
   const cmd = program
     .command('data')
-    .description('LeRobot datasets: info, show, validate, import, convert, norm stats');
+    .description('LeRobot datasets: info, show, validate, import, convert, merge, split, filter, norm stats');
 
   cmd
     .command('validate')
@@ -177,6 +170,7 @@ export function register(program: Command): void {
     )
     .argument('<path>', 'dataset folder')
     .action(async (dir: string) => {
+      const { validateDataset } = await import('../data/validate.js');
       const report = await validateDataset(dir);
       console.log(
         `${report.dir}: ${report.version}, ${report.episodes} episodes, ${report.frames} frames, ${report.videos} episode videos checked`,
@@ -197,6 +191,7 @@ export function register(program: Command): void {
     .description('summarize a dataset: version, robot, fps, episodes, frames, features with shapes, tasks')
     .argument('<path>', 'dataset folder')
     .action(async (dir: string) => {
+      const { openDataset } = await import('../data/reader.js');
       printInfo(await openDataset(dir));
     });
 
@@ -210,6 +205,9 @@ export function register(program: Command): void {
     .option('--frames <n>', 'frames per camera on the contact sheet', positiveInt('--frames'), 8)
     .option('--out <dir>', 'where the PNGs go', '.')
     .action(async (dir: string, opts: { episode: number; frames: number; out: string }) => {
+      const { openDataset } = await import('../data/reader.js');
+      const { contactSheet } = await import('../data/show.js');
+      const { renderPng } = await import('../plot/render-png.js');
       if (!Number.isInteger(opts.episode))
         throw new UserError(`--episode: expected an integer, got ${opts.episode}`);
       const ds = await openDataset(dir);
@@ -272,6 +270,7 @@ export function register(program: Command): void {
           codec: VideoCodec;
         },
       ) => {
+        const { importAloha } = await import('../data/hdf5.js');
         const r = await importAloha(inputs, opts.out, {
           format: opts.format,
           task: opts.task,
@@ -297,6 +296,8 @@ export function register(program: Command): void {
       'h264' as VideoCodec,
     )
     .action(async (src: string, dst: string, opts: { format: WriteFormat; codec: VideoCodec }) => {
+      const { convertDataset } = await import('../data/convert.js');
+      const { validateDataset } = await import('../data/validate.js');
       await convertDataset(src, dst, opts.format, progressBar('convert'), opts.codec);
       const report = await validateDataset(dst);
       console.log(`${dst}: ${opts.format}, ${report.episodes} episodes, ${report.frames} frames`);
@@ -313,6 +314,9 @@ export function register(program: Command): void {
     .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
     .option('--max-frames <n>', 'use at most N frames, evenly spaced', positiveInt('--max-frames'))
     .action(async (name: string, opts: { set: string[]; maxFrames?: number }) => {
+      const { resolveConfig } = await import('../config/load.js');
+      const { computeRobotNormStats } = await import('../data/normstats.js');
+      const { writeNormStats } = await import('../transforms/normalize.js');
       const { config } = resolveConfig(name, opts.set);
       if (config.data.assets_dir) {
         throw new UserError(
@@ -320,14 +324,19 @@ export function register(program: Command): void {
         );
       }
       const started = Date.now();
-      const result = await computeNormStats(config, {
+      // One file per robot (a mixture of robots keeps each robot's stats apart, as openpi per asset).
+      const bar = progressBar('stats');
+      const robots = await computeRobotNormStats(config, {
         maxFrames: opts.maxFrames,
-        onProgress: progressBar('stats'),
+        onProgress: (_robot, done, total) => bar(done, total),
       });
-      const file = normStatsFile(config);
-      writeNormStats(file, result.stats);
-      console.log(
-        `${path.relative(process.cwd(), file)}: ${result.frames} frames, ${result.actionRows} action rows (horizon ${config.model.action_horizon}), ${((Date.now() - started) / 1000).toFixed(1)} s`,
-      );
+      for (const { file, result } of robots) {
+        writeNormStats(file, result.stats);
+        console.log(
+          `${path.relative(process.cwd(), file)}: ${result.frames} frames, ${result.actionRows} action rows (horizon ${config.model.action_horizon}), ${((Date.now() - started) / 1000).toFixed(1)} s`,
+        );
+      }
     });
+
+  registerDataEdit(cmd);
 }

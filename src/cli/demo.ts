@@ -2,11 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { PACKAGE_ROOT } from '../config/load.js';
-import { readCheckpointConfig, serveCheckpointLocally } from '../serving/local.js';
-import { runEval } from '../sim/eval.js';
-import { checkpointSceneDrift } from '../sim/provenance.js';
-import { TASKS } from '../sim/tasks/index.js';
+import { PACKAGE_ROOT } from '../config/package-root.js';
 import { computeBackend, samplerChoiceFromEnv } from './context.js';
 import { intOption, NOISE_SCALE_HELP, noiseScaleOption, progressBar, table } from './output.js';
 
@@ -26,7 +22,9 @@ function checkpointsIn(dir: string): string[] {
 }
 
 /** The config's eval task, else the one simulated task of the checkpoint's robot. */
-function taskFor(dir: string): string {
+async function taskFor(dir: string): Promise<string> {
+  const { readCheckpointConfig } = await import('../serving/local.js');
+  const { TASKS } = await import('../sim/tasks/index.js');
   const config = readCheckpointConfig(dir);
   if (config.train.eval_task) return config.train.eval_task;
   const tasks = Object.entries(TASKS).filter(([, t]) => t.task.robot.name === config.robot);
@@ -67,6 +65,10 @@ export function register(program: Command): void {
         noiseScale?: string;
         out: string;
       }) => {
+        const { serveCheckpointLocally } = await import('../serving/local.js');
+        const { runEval } = await import('../sim/eval.js');
+        const { checkpointSceneDrift } = await import('../sim/provenance.js');
+        const { TASKS } = await import('../sim/tasks/index.js');
         const t0 = performance.now();
         const noiseScaleOpt = noiseScaleOption(opts.noiseScale);
         const backend = program.opts<{ backend?: string }>().backend;
@@ -77,7 +79,7 @@ export function register(program: Command): void {
         const videos: string[] = [];
         const warnings: string[] = [];
         for (const dir of checkpointsIn(opts.checkpoint)) {
-          const task = taskFor(dir);
+          const task = await taskFor(dir);
           const drift = checkpointSceneDrift(dir, TASKS[task]!.task);
           if (drift) {
             console.error(`warning: ${drift}`);

@@ -1,15 +1,13 @@
 import { execFileSync } from 'node:child_process';
-import * as tf from '@tensorflow/tfjs-core';
 import type { Command } from 'commander';
-import { BACKEND_PACKAGES, BACKENDS, type BackendInfo } from '../backend/index.js';
-import { loadOneDnn } from '../backend/native/onednn.js';
-import { listNamed } from '../config/load.js';
-import { type Tool, toolPath } from '../data/ffmpeg.js';
+import type { BackendInfo } from '../backend/index.js';
+import type { Tool } from '../data/ffmpeg.js';
 import { computeBackend } from './context.js';
 import { table } from './output.js';
 
 /** Median GFLOP/s of an n×n float32 matmul on the active backend. */
 async function matmulGflops(n: number, reps: number): Promise<number> {
+  const tf = await import('@tensorflow/tfjs-core');
   const a = tf.randomNormal([n, n]);
   const b = tf.randomNormal([n, n]);
   const times: number[] = [];
@@ -26,7 +24,8 @@ async function matmulGflops(n: number, reps: number): Promise<number> {
   return (2 * n ** 3) / (times[Math.floor(times.length / 2)]! * 1e6);
 }
 
-function toolVersion(tool: Tool, args: string[]): string {
+async function toolVersion(tool: Tool, args: string[]): Promise<string> {
+  const { toolPath } = await import('../data/ffmpeg.js');
   try {
     return execFileSync(toolPath(tool), args, {
       encoding: 'utf8',
@@ -50,6 +49,9 @@ export function registerDoctor(program: Command): void {
     .description('check this machine: backends, tools, configs, and a quick matmul speed test')
     .option('--size <n>', 'matmul size for the speed test', '512')
     .action(async (opts: { size: string }) => {
+      const { BACKENDS, BACKEND_PACKAGES } = await import('../backend/index.js');
+      const { loadOneDnn } = await import('../backend/native/onednn.js');
+      const { listNamed } = await import('../config/load.js');
       const info = await computeBackend(program);
       const rows = BACKENDS.map((b) => {
         const why = info.skipped.find((s) => s.startsWith(`${BACKEND_PACKAGES[b]}:`));
@@ -66,7 +68,7 @@ export function registerDoctor(program: Command): void {
       const n = Number(opts.size);
       const gflops = await matmulGflops(n, 5);
       console.log(`\nmatmul ${n}x${n} float32 on ${info.name}: ${gflops.toFixed(1)} GFLOP/s (median of 5)`);
-      console.log(`node ${process.version}, ffmpeg: ${toolVersion('ffmpeg', ['-version'])}`);
+      console.log(`node ${process.version}, ffmpeg: ${await toolVersion('ffmpeg', ['-version'])}`);
       console.log(
         `${listNamed('configs').length} named configs, ${listNamed('robots').length} robot specs (vla config list)`,
       );

@@ -1,9 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
-import { Rng } from '../model/rng.js';
+import type { PolicyModel } from '../model/policy.js';
 import type { Batch } from '../transforms/batch.js';
-import { unnormalize } from '../transforms/normalize.js';
 import { computeBackend, samplerChoiceFromEnv } from './context.js';
 import { NOISE_SCALE_HELP, noiseScaleOption, table } from './output.js';
 
@@ -47,6 +45,9 @@ export function register(program: Command): void {
     )
     .option('--show <n>', 'chunk steps to print', '5')
     .action(async (opts: InferOptions) => {
+      const { loadPolicyModel } = await import('../model/policy.js');
+      const { Rng } = await import('../model/rng.js');
+      const { unnormalize } = await import('../transforms/normalize.js');
       await computeBackend(program);
       const episode = intOption(opts.episode, '--episode', 0);
       const frame = intOption(opts.frame, '--frame', 0);
@@ -168,6 +169,7 @@ async function ablation(
   n: number,
   sampling: { numSteps?: number; cache: boolean; noiseScale: number },
 ): Promise<void> {
+  const { Rng } = await import('../model/rng.js');
   const prompts = [...new Set(Array.from({ length: episodes }, (_, i) => batchOf(i).prompts[0]!))];
   const sums = { own: 0, images: 0, prompt: 0 };
   let count = 0;

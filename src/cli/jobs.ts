@@ -13,14 +13,12 @@ import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Command } from 'commander';
 import { describeValue, UserError } from '../config/errors.js';
-import { assertLocal, prepareResume, resolveLaunchConfig, spawnDetached } from '../jobs/launch.js';
 import { jobAlive, reapDeadJobs, tailFile } from '../jobs/liveness.js';
 import { metricsPath, readMetrics } from '../jobs/metrics.js';
 import { formatDuration, formatNumber } from '../jobs/progress.js';
 import type { EvalResult, EvalShardResult, TaskResult } from '../jobs/queue.js';
 import { isFinal, type Job, JobRegistry, thisHost } from '../jobs/registry.js';
 import { collect, intOption, table } from './output.js';
-import { trainingRuntime } from './train.js';
 
 /** The queue client (BullMQ, ioredis): loaded only by the commands that talk to a queue. */
 const queueModule = () => import('../jobs/queue.js');
@@ -279,18 +277,9 @@ export function register(program: Command): void {
     .option('--timeout <seconds>', 'how long to wait for the checkpoint', '300')
     .action(
       withRegistry(async (registry, id: string, opts: { wait: boolean; timeout: string }) => {
-        reapDeadJobs(registry);
-        const job = registry.require(parseId(id));
-        if (isFinal(job.status))
-          throw new UserError(`job ${job.id} is already ${job.status} (at step ${job.step})`);
-        const pid = assertLocal(job);
-        // A job whose process has not claimed it yet never starts: it finds itself stopped.
-        if (
-          !registry.transition(job.id, 'stopped', 'stopped before it started', {}, { status: ['queued'] })
-        ) {
-          registry.transition(job.id, 'stopping', 'stop requested', {}, { status: ['running'] });
-        }
-        process.kill(pid, 'SIGTERM');
+        const { requestStop } = await import('../jobs/launch.js');
+        const job = { id: parseId(id) };
+        const pid = requestStop(registry, job.id);
         console.log(`job ${job.id}: asked process ${pid} to save a checkpoint and stop`);
         if (!opts.wait) return;
         const seconds = Number(opts.timeout);
@@ -316,6 +305,8 @@ export function register(program: Command): void {
     .option('--foreground', 'run it in this shell with a progress bar instead')
     .action(
       withRegistry(async (registry, id: string, opts: { foreground?: boolean }) => {
+        const { prepareResume, spawnDetached } = await import('../jobs/launch.js');
+        const { trainingRuntime } = await import('./train.js');
         const job = prepareResume(registry, parseId(id));
         if (!opts.foreground) {
           const pid = spawnDetached(registry, job, program.opts<{ backend?: string }>().backend);
@@ -415,6 +406,7 @@ export function register(program: Command): void {
         configName: string,
         opts: { expName: string; queue: string; resume?: boolean; overwrite?: boolean; set: string[] },
       ) => {
+        const { resolveLaunchConfig } = await import('../jobs/launch.js');
         const { parseQueueUrl, submitTask } = await queueModule();
         parseQueueUrl(opts.queue);
         const req = {
@@ -485,6 +477,7 @@ export function register(program: Command): void {
     .argument('<id>', 'job id')
     .action(
       withRegistry(async (registry, id: string) => {
+        const { trainingRuntime } = await import('./train.js');
         const jobId = parseId(id);
         try {
           const { runJobProcess, train } = await trainingRuntime(program);

@@ -11,7 +11,9 @@ async function main(): Promise<void> {
     if (e instanceof CommanderError) process.exit(e.exitCode);
     const verbose = program.opts<{ verbose?: boolean }>().verbose || process.argv.includes('--verbose');
     const err = e as Error;
-    const known = err instanceof UserError;
+    // The client package is loaded here only when an error needs telling apart: --help never pays for it.
+    const { ClientError } = await import('@vla-orchestrator/client');
+    const known = err instanceof UserError || err instanceof ClientError;
     console.error(`vla: error: ${known ? err.message : `${err.name}: ${err.message}`}`);
     if (verbose && err.stack) console.error(err.stack);
     else if (!known) console.error('(run with --verbose for the stack trace)');

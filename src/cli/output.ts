@@ -1,5 +1,5 @@
 import { UserError } from '../config/errors.js';
-import { MAX_NOISE_SCALE } from '../config/schema.js';
+import { MAX_NOISE_SCALE } from '../config/noise-scale.js';
 
 /** An integer flag: undefined when not given, else an integer >= min or a clear error naming the flag. */
 export function intOption(flag: string, value: string | undefined, min: number): number | undefined {

@@ -2,8 +2,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { Command } from 'commander';
-import { BACKENDS } from '../backend/index.js';
-import { PACKAGE_ROOT } from '../config/load.js';
+import { PACKAGE_ROOT } from '../config/package-root.js';
 import { registerConfig } from './config.js';
 import { registerDoctor } from './doctor.js';
 
@@ -11,10 +10,11 @@ const pkg = JSON.parse(readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'ut
 
 /**
  * The command groups, in --help order, each in `src/cli/<name>.ts` exporting `register(program)`.
- * Only the group a command names is loaded (data and sim pull in parquet, video and MuJoCo code);
- * --help and anything unrecognised load them all.
+ * A group's file only declares its commands: each action imports what it runs when it runs (datasets,
+ * TensorFlow.js, MuJoCo, SQLite), so --help, which loads every group, loads none of that. Only the
+ * group a command names is registered; --help and anything unrecognised register them all.
  */
-const GROUPS = ['data', 'train', 'infer', 'jobs', 'serve', 'client', 'sim', 'demo', 'worker'];
+const GROUPS = ['data', 'train', 'infer', 'jobs', 'serve', 'client', 'sim', 'demo', 'worker', 'dashboard'];
 
 /** Global options that take a value, to skip when looking for the command's name. */
 const VALUE_OPTIONS = new Set(['--backend', '--blas-threads', '--wasm-threads']);
@@ -33,7 +33,7 @@ export async function buildProgram(argv: string[] = process.argv): Promise<Comma
     .description('vla-orchestrator: fine-tune and serve π0-style vision-language-action policies')
     .version(pkg.version)
     .option('--verbose', 'print stack traces with errors')
-    .option('--backend <name>', `TensorFlow.js backend: auto, ${BACKENDS.join(', ')} (env VLA_BACKEND)`)
+    .option('--backend <name>', 'TensorFlow.js backend: auto, or one that vla doctor lists (env VLA_BACKEND)')
     .option('--no-native', "keep matmuls on the backend's own kernels, not OpenBLAS (env VLA_NATIVE=0)")
     .option(
       '--blas-threads <n>',

@@ -1,13 +1,8 @@
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { loadRobot, resolveConfig, validate } from '../config/load.js';
-import { ServeConfig } from '../config/schema.js';
-import { readCheckpointConfig } from '../serving/local.js';
 import type { PolicyContext } from '../serving/policy.js';
 import { type PolicySpec, parsePolicySpec } from '../serving/policy.js';
-import { inlineRunner, workerRunner } from '../serving/runner.js';
-import { PolicyServer } from '../serving/server.js';
 import { samplerChoiceFromEnv } from './context.js';
 import { collect, NOISE_SCALE_HELP, noiseScaleOption } from './output.js';
 
@@ -99,6 +94,11 @@ export function register(program: Command): void {
     .option('--noise-scale <s>', NOISE_SCALE_HELP)
     .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
     .action(async (configName: string | undefined, opts: ServeOpts) => {
+      const { loadRobot, resolveConfig, validate } = await import('../config/load.js');
+      const { ServeConfig } = await import('../config/schema.js');
+      const { readCheckpointConfig } = await import('../serving/local.js');
+      const { inlineRunner, workerRunner } = await import('../serving/runner.js');
+      const { PolicyServer } = await import('../serving/server.js');
       if (!opts.checkpoint && !opts.policy) {
         throw new UserError('vla serve: expected --checkpoint DIR or --policy zeros|replay:DATASET|sleep:MS');
       }

@@ -2,13 +2,8 @@ import { mkdirSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
-import { VideoEncoder } from '../data/video.js';
-import { SimEnv } from '../sim/env.js';
-import { WaypointExpert } from '../sim/expert.js';
-import { writePng } from '../sim/png.js';
-import { checkpointSceneDrift } from '../sim/provenance.js';
-import { runEpisode, type TaskSummary } from '../sim/rollout.js';
-import { getTask, TASKS } from '../sim/tasks/index.js';
+import type { TaskSummary } from '../sim/rollout.js';
+import { HELD_OUT_TASKS, TASK_NAMES } from '../sim/tasks/names.js';
 import { samplerChoiceFromEnv } from './context.js';
 import { intOption, NOISE_SCALE_HELP, noiseScaleOption, numberOption, progressBar, table } from './output.js';
 
@@ -43,15 +38,17 @@ export function register(program: Command): void {
   sim
     .command('tasks')
     .description('list the simulated tasks')
-    .action(() => {
+    .action(async () => {
+      const { TASKS } = await import('../sim/tasks/index.js');
       console.log(
         table(
-          ['task', 'robot', 'steps', 'rate', 'description'],
+          ['task', 'robot', 'steps', 'rate', 'base data', 'description'],
           Object.values(TASKS).map(({ task }) => [
             task.name,
             task.robot.name,
             String(task.episodeSteps),
             `${task.robot.controlHz} Hz`,
+            (HELD_OUT_TASKS as readonly string[]).includes(task.name) ? 'held out' : 'train',
             task.description,
           ]),
         ),
@@ -61,7 +58,7 @@ export function register(program: Command): void {
   sim
     .command('play')
     .description('run the scripted expert on a task and write a video of it')
-    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption('--task <name>', `task: ${TASK_NAMES.join(', ')}`)
     .option('--policy <name>', 'who drives: expert (policy servers: vla sim eval --url)', 'expert')
     .option('--seed <n>', 'seed of the first episode', '0')
     .option('--episodes <n>', 'episodes to run', '1')
@@ -78,6 +75,11 @@ export function register(program: Command): void {
         size: string;
         out: string;
       }) => {
+        const { VideoEncoder } = await import('../data/video.js');
+        const { SimEnv } = await import('../sim/env.js');
+        const { WaypointExpert } = await import('../sim/expert.js');
+        const { runEpisode } = await import('../sim/rollout.js');
+        const { getTask } = await import('../sim/tasks/index.js');
         const { task, expert: plan } = getTask(opts.task);
         if (opts.policy !== 'expert') {
           throw new UserError(
@@ -131,12 +133,15 @@ export function register(program: Command): void {
   sim
     .command('frame')
     .description("render one camera of a task's starting scene to a PNG")
-    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption('--task <name>', `task: ${TASK_NAMES.join(', ')}`)
     .requiredOption('--out <file.png>', 'PNG to write')
     .option('--seed <n>', 'seed', '0')
     .option('--camera <name>', "camera (default: the robot's first)")
     .option('--size <WxH>', 'image size', '640x480')
     .action(async (opts: { task: string; out: string; seed: string; camera?: string; size: string }) => {
+      const { SimEnv } = await import('../sim/env.js');
+      const { writePng } = await import('../sim/png.js');
+      const { getTask } = await import('../sim/tasks/index.js');
       const { task } = getTask(opts.task);
       const [width, height] = parseSize(opts.size);
       const camera = opts.camera ?? Object.keys(task.robot.cameras)[0]!;
@@ -155,7 +160,7 @@ export function register(program: Command): void {
   sim
     .command('record')
     .description('record scripted-expert demonstrations as a LeRobot dataset (failed episodes are skipped)')
-    .requiredOption('--task <name>', `task: ${Object.keys(TASKS).join(', ')}`)
+    .requiredOption('--task <name>', `task: ${TASK_NAMES.join(', ')}`)
     .requiredOption('--episodes <n>', 'successful episodes to save')
     .requiredOption(
       '--out <dir>',
@@ -188,6 +193,7 @@ export function register(program: Command): void {
         noiseTau?: string;
         resume?: boolean;
       }) => {
+        const { getTask } = await import('../sim/tasks/index.js');
         getTask(opts.task);
         if (opts.noiseTau !== undefined && opts.actionNoise === undefined) {
           throw new UserError(
@@ -245,10 +251,7 @@ export function register(program: Command): void {
     .description(
       'evaluate a policy on tasks as a robot client; reports pc_success, avg_sum_reward, avg_max_reward per task',
     )
-    .requiredOption(
-      '--task <names>',
-      `task, or several separated by commas: ${Object.keys(TASKS).join(', ')}`,
-    )
+    .requiredOption('--task <names>', `task, or several separated by commas: ${TASK_NAMES.join(', ')}`)
     .option('--url <ws://host:port>', 'a running policy server (vla serve, or openpi)')
     .option('--checkpoint <dir>', 'serve this checkpoint locally and evaluate it')
     .option('--noise-scale <s>', `with --checkpoint: ${NOISE_SCALE_HELP}`)
@@ -299,6 +302,8 @@ export function register(program: Command): void {
         out: string;
         json?: boolean;
       }) => {
+        const { checkpointSceneDrift } = await import('../sim/provenance.js');
+        const { getTask } = await import('../sim/tasks/index.js');
         const names = opts.task
           .split(',')
           .map((t) => t.trim())

@@ -1,7 +1,5 @@
 import path from 'node:path';
 import type { Command } from 'commander';
-import { prepareLaunch, registerLaunch, spawnDetached } from '../jobs/launch.js';
-import { JobRegistry } from '../jobs/registry.js';
 import { collect } from './output.js';
 
 /**
@@ -39,6 +37,8 @@ export function register(program: Command): void {
     .option('--detach', 'run the trainer as a background process that outlives this shell')
     .option('--set <key=value>', 'override a config field, e.g. train.steps=500 (repeatable)', collect, [])
     .action(async (configName: string, opts: TrainOptions) => {
+      const { prepareLaunch, registerLaunch, spawnDetached } = await import('../jobs/launch.js');
+      const { JobRegistry } = await import('../jobs/registry.js');
       const registry = JobRegistry.open();
       try {
         const prepared = prepareLaunch(registry, {

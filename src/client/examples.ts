@@ -2,9 +2,9 @@
  * Observations in openpi's shapes for a robot spec, with random content: what `vla client bench` sends
  * and what tests use to talk to a server as a real robot would.
  */
+
+import { NdArray, setObsValue } from '@vla-orchestrator/client';
 import type { RobotSpec } from '../config/robot.js';
-import { NdArray } from '../protocol/ndarray.js';
-import { setObsValue } from '../protocol/observation.js';
 
 /** A small xorshift so examples are reproducible from a seed. */
 function rng(seed: number): () => number {

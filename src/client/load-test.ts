@@ -1,8 +1,8 @@
 /** Round-trip latency and throughput of a policy server, as robots see them. */
+
+import { PolicyClient, pack } from '@vla-orchestrator/client';
 import type { RobotSpec } from '../config/robot.js';
-import { pack } from '../protocol/codec.js';
 import { exampleObservation } from './examples.js';
-import { PolicyClient } from './policy-client.js';
 
 export interface LoadTestOptions {
   url: string;

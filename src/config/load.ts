@@ -1,14 +1,13 @@
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import YAML, { type Document, LineCounter } from 'yaml';
 import type { z } from 'zod';
 import { describeValue, UserError } from './errors.js';
+import { PACKAGE_ROOT } from './package-root.js';
 import { RobotSpec } from './robot.js';
 import { TrainConfig } from './schema.js';
 
-/** The package root: configs and robots shipped with vla-orchestrator live here. */
-export const PACKAGE_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export { PACKAGE_ROOT };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };
 type JsonMap = { [k: string]: Json };

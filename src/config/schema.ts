@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_NOISE_SCALE } from './noise-scale.js';
 
 const posInt = z.int().positive();
 const nonNegInt = z.int().nonnegative();
@@ -48,9 +49,6 @@ export const MODEL_PRESETS = {
   },
 } as const;
 export type ModelPreset = keyof typeof MODEL_PRESETS;
-
-/** The largest `model.noise_scale` (and `--noise-scale`) accepted. */
-export const MAX_NOISE_SCALE = 4;
 
 /** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
 export const ModelConfig = z

@@ -26,8 +26,10 @@ export interface Database {
 type DatabaseCtor = new (file: string, options?: { timeout?: number }) => Database;
 
 const require = createRequire(import.meta.url);
-const Sqlite = require('better-sqlite3') as DatabaseCtor;
+/** Loaded on the first open, so that a command which only names the registry (--help) does not load SQLite. */
+let Sqlite: DatabaseCtor | null = null;
 
 export function openDatabase(file: string, options?: { timeout?: number }): Database {
+  Sqlite ??= require('better-sqlite3') as DatabaseCtor;
   return new Sqlite(file, options);
 }

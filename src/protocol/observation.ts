@@ -2,8 +2,8 @@
  * Check an observation against the robot spec and pull out what the policy needs. Everything wrong
  * becomes an ObservationError naming the field, what was expected and what arrived.
  */
-import type { ObsKey, RobotSpec } from '../config/robot.js';
-import { NdArray } from './ndarray.js';
+import { getObsValue, keyName, NdArray } from '@vla-orchestrator/client';
+import type { RobotSpec } from '../config/robot.js';
 
 export class ObservationError extends Error {
   override name = 'ObservationError';
@@ -25,32 +25,6 @@ export interface Observation {
   prompt: string | null;
 }
 
-export const keyName = (key: ObsKey): string => (Array.isArray(key) ? key.join('/') : key);
-
-function lookup(obs: Record<string, unknown>, key: ObsKey): unknown {
-  if (!Array.isArray(key)) return obs[key];
-  let node: unknown = obs;
-  for (const k of key) {
-    if (node === null || typeof node !== 'object' || node instanceof NdArray) return undefined;
-    node = (node as Record<string, unknown>)[k];
-  }
-  return node;
-}
-
-/** Put a value where a robot sends it: under a flat key, or through nested maps for a key path. */
-export function setObsValue(obs: Record<string, unknown>, key: ObsKey, value: unknown): void {
-  if (!Array.isArray(key)) {
-    obs[key] = value;
-    return;
-  }
-  let node = obs;
-  for (const k of key.slice(0, -1)) {
-    node[k] ??= {};
-    node = node[k] as Record<string, unknown>;
-  }
-  node[key[key.length - 1]!] = value;
-}
-
 function what(value: unknown): string {
   if (value === undefined) return 'nothing (missing)';
   if (value instanceof NdArray) return `${value.dtype}[${value.shape.join(', ')}]`;
@@ -67,7 +41,7 @@ function readState(spec: RobotSpec, obs: Record<string, unknown>): Float32Array 
   let offset = 0;
   for (const part of spec.state.parts) {
     const field = keyName(part.key);
-    const value = lookup(obs, part.key);
+    const value = getObsValue(obs, part.key);
     const expected = `a float array of shape [${part.dim}]${part.scalar_ok ? ' (or a scalar)' : ''}`;
     const scalarOk = part.scalar_ok && part.dim === 1;
     let values: ArrayLike<number | bigint>;
@@ -120,7 +94,7 @@ export function parseObservation(spec: RobotSpec, decoded: unknown): Observation
   const state = readState(spec, obs);
   const images: Record<string, CameraImage | null> = {};
   for (const cam of spec.cameras) {
-    const value = lookup(obs, cam.key);
+    const value = getObsValue(obs, cam.key);
     const field = keyName(cam.key);
     if (value === undefined || value === null) {
       if (cam.required) {
@@ -138,7 +112,7 @@ export function parseObservation(spec: RobotSpec, decoded: unknown): Observation
     }
     images[cam.name] = readImage(field, value);
   }
-  const rawPrompt = lookup(obs, spec.prompt_key);
+  const rawPrompt = getObsValue(obs, spec.prompt_key);
   if (rawPrompt !== undefined && rawPrompt !== null && typeof rawPrompt !== 'string') {
     throw new ObservationError(`${keyName(spec.prompt_key)}: expected a string, got ${what(rawPrompt)}`);
   }

@@ -10,6 +10,7 @@ import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
 import { TrainConfig } from '../config/schema.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
+import type { PolicyContext } from './policy.js';
 import { workerRunner } from './runner.js';
 import { PolicyServer } from './server.js';
 
@@ -24,29 +25,38 @@ export function readCheckpointConfig(dir: string): TrainConfig {
   return validate(TrainConfig, YAML.parse(readFileSync(file, 'utf8')), () => `${file}: `);
 }
 
+export interface CheckpointOptions {
+  backend?: string;
+  seed?: number | null;
+  noiseScale?: number | null;
+  sampler?: SamplerChoice;
+}
+
+/** What a checkpoint's policy is built with: its robot, horizon, metadata and prompt, and the caller's choices. */
+export function checkpointContext(config: TrainConfig, opts: CheckpointOptions = {}): PolicyContext {
+  return {
+    robot: config.robot,
+    horizon: config.model.action_horizon,
+    metadata: { ...config.serve.metadata },
+    defaultPrompt: config.data.default_prompt,
+    backend: opts.backend,
+    seed: opts.seed ?? null,
+    noiseScale: opts.noiseScale ?? config.model.noise_scale,
+    sampler: opts.sampler,
+  };
+}
+
 export async function serveCheckpointLocally(
   dir: string,
-  opts: { backend?: string; seed?: number | null; noiseScale?: number | null; sampler?: SamplerChoice } = {},
+  opts: CheckpointOptions = {},
 ): Promise<{ server: PolicyServer; config: TrainConfig; noiseScale: number }> {
   const config = readCheckpointConfig(dir);
-  const noiseScale = opts.noiseScale ?? config.model.noise_scale;
-  const runner = await workerRunner(
-    { kind: 'checkpoint', dir },
-    {
-      robot: config.robot,
-      horizon: config.model.action_horizon,
-      metadata: { ...config.serve.metadata },
-      defaultPrompt: config.data.default_prompt,
-      backend: opts.backend,
-      seed: opts.seed ?? null,
-      noiseScale,
-      // The simulation rolling out against this server shares the cores: a two-thread sampler waits
-      // on its other half whenever a simulation worker holds the second core (`vla demo` here: server
-      // p50 20–34 ms with two threads against 7–16 ms with one; 48 s against 39 s in all).
-      samplerThreads: 1,
-      sampler: opts.sampler,
-    },
-  );
+  const ctx = checkpointContext(config, opts);
+  const noiseScale = ctx.noiseScale!;
+  // The simulation rolling out against this server shares the cores: a two-thread sampler waits on its
+  // other half whenever a simulation worker holds the second core (`vla demo` here: server p50 20–34 ms
+  // with two threads against 7–16 ms with one; 48 s against 39 s in all).
+  const runner = await workerRunner({ kind: 'checkpoint', dir }, { ...ctx, samplerThreads: 1 });
   const server = await PolicyServer.start(runner, loadRobot(config.robot), {
     host: '127.0.0.1',
     port: 0,

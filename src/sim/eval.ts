@@ -7,6 +7,7 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
+import { ServerError } from '@vla-orchestrator/client';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { VideoEncoder } from '../data/video.js';
@@ -138,7 +139,7 @@ export async function runEval(
   try {
     probe = await PolicyClientAgent.connect(opts.url, task.robot.name, { apiKey: opts.apiKey });
   } catch (e) {
-    if (e instanceof UserError) throw e;
+    if (e instanceof UserError || e instanceof ServerError) throw e;
     throw new UserError(
       `${(e as Error).message} (is a policy server running there? start one with vla serve)`,
     );

@@ -3,13 +3,16 @@
  * `state` + CHW `images`; the single arm: DROID's flat keys with HWC images), action chunks come back
  * through the chunk broker, one action per step.
  */
-import { ActionChunkBroker, type BrokerOptions } from '../client/broker.js';
-import { PolicyClient } from '../client/policy-client.js';
+import {
+  ActionChunkBroker,
+  type BrokerOptions,
+  NdArray,
+  PolicyClient,
+  setObsValue,
+} from '@vla-orchestrator/client';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
-import { NdArray } from '../protocol/ndarray.js';
-import { setObsValue } from '../protocol/observation.js';
 import type { Agent } from './agent.js';
 import type { SimEnv, SimObservation } from './env.js';
 

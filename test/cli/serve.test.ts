@@ -1,8 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import path from 'node:path';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 
 const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');

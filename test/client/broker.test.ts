@@ -1,8 +1,13 @@
+import {
+  ActionChunkBroker,
+  type Chunk,
+  type Environment,
+  PolicyAgent,
+  PolicyClient,
+  Runtime,
+} from '@vla-orchestrator/client';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ActionChunkBroker, type Chunk } from '../../src/client/broker.js';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
-import { type Environment, PolicyAgent, Runtime } from '../../src/client/runtime.js';
 import { loadRobot } from '../../src/config/load.js';
 import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';

@@ -8,10 +8,10 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';

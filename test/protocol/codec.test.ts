@@ -1,6 +1,5 @@
+import { CodecError, NdArray, pack, unpack } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
-import { CodecError, pack, unpack } from '../../src/protocol/codec.js';
-import { NdArray } from '../../src/protocol/ndarray.js';
 
 /** msgpack bytes built by hand from the spec, the way Python's msgpack + openpi's msgpack_numpy write them. */
 const bin = (s: string) => [0xc4, s.length, ...Buffer.from(s)];

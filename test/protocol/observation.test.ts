@@ -1,6 +1,6 @@
+import { NdArray } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { loadRobot } from '../../src/config/load.js';
-import { NdArray } from '../../src/protocol/ndarray.js';
 import { ObservationError, parseObservation } from '../../src/protocol/observation.js';
 
 const droid = loadRobot('droid');

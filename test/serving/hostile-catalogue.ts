@@ -8,12 +8,11 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import net from 'node:net';
+import { NdArray, pack } from '@vla-orchestrator/client';
 import { Packr } from 'msgpackr';
 import WebSocket from 'ws';
 import { exampleObservation } from '../../src/client/examples.js';
 import type { RobotSpec } from '../../src/config/robot.js';
-import { pack } from '../../src/protocol/codec.js';
-import { NdArray } from '../../src/protocol/ndarray.js';
 
 export interface Target {
   port: number;

@@ -3,13 +3,11 @@ import http from 'node:http';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { NdArray, PolicyClient, pack } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
-import { pack } from '../../src/protocol/codec.js';
-import { NdArray } from '../../src/protocol/ndarray.js';
 import { catalogue, exchange, smallObservation, type Target } from './hostile-catalogue.js';
 import { type ServeProcess, startServe, stopServe } from './serve-process.js';
 

@@ -1,15 +1,14 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { type NdArray, PolicyClient } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 import { TrainConfig } from '../../src/config/schema.js';
 import { loadPolicyModel, type PolicyModel } from '../../src/model/policy.js';
 import { Rng } from '../../src/model/rng.js';
-import type { NdArray } from '../../src/protocol/ndarray.js';
 import { workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';
 import { resizeWithPad } from '../../src/transforms/image.js';

@@ -1,9 +1,9 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
 import { createDataset } from '../../src/data/writer.js';
 import { inlineRunner } from '../../src/serving/runner.js';

@@ -1,11 +1,9 @@
 import http from 'node:http';
+import { NdArray, PolicyClient, pack, unpack } from '@vla-orchestrator/client';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { exampleObservation } from '../../src/client/examples.js';
-import { PolicyClient } from '../../src/client/policy-client.js';
 import { loadRobot } from '../../src/config/load.js';
-import { pack, unpack } from '../../src/protocol/codec.js';
-import { NdArray } from '../../src/protocol/ndarray.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner, workerRunner } from '../../src/serving/runner.js';
 import { PolicyServer, type ServerOptions } from '../../src/serving/server.js';

@@ -2,6 +2,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { pack } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WebSocketServer } from 'ws';
 import YAML from 'yaml';
@@ -9,7 +10,6 @@ import { configToYaml, loadRobot, resolveConfig } from '../../src/config/load.js
 import { openParquet, readColumns } from '../../src/data/parquet.js';
 import { validateDataset } from '../../src/data/validate.js';
 import { serveCheckpointForSim } from '../../src/jobs/evaluation.js';
-import { pack } from '../../src/protocol/codec.js';
 import type { PolicySpec } from '../../src/serving/policy.js';
 import { inlineRunner } from '../../src/serving/runner.js';
 import { PolicyServer } from '../../src/serving/server.js';

@@ -4,6 +4,7 @@
  * training's normalized targets back into the recorded robot actions.
  */
 import path from 'node:path';
+import { pack, unpack } from '@vla-orchestrator/client';
 import { afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { loadRobot } from '../../src/config/load.js';
@@ -14,7 +15,6 @@ import { createDataset } from '../../src/data/writer.js';
 import { modelDims } from '../../src/model/config.js';
 import { batchObservation, prepareInputs } from '../../src/model/pi0.js';
 import { PolicyModel } from '../../src/model/policy.js';
-import { pack, unpack } from '../../src/protocol/codec.js';
 import { parseObservation } from '../../src/protocol/observation.js';
 import { ModelPolicy } from '../../src/serving/model-policy.js';
 import { toOpenpiObservation } from '../../src/sim/policy-agent.js';

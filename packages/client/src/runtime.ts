@@ -3,22 +3,23 @@
  * actions, subscribers that watch (recorders, video writers), run at most `maxHz`.
  */
 import type { ActionChunkBroker } from './broker.js';
+import type { ObservationMap } from './observation.js';
 
 export interface Environment {
   reset(): void | Promise<void>;
   isEpisodeComplete(): boolean;
-  getObservation(): Record<string, unknown> | Promise<Record<string, unknown>>;
+  getObservation(): ObservationMap | Promise<ObservationMap>;
   applyAction(action: Float32Array): void | Promise<void>;
 }
 
 export interface Agent {
-  getAction(obs: Record<string, unknown>): Promise<Float32Array>;
+  getAction(obs: ObservationMap): Promise<Float32Array>;
   reset(): void;
 }
 
 export interface Subscriber {
   onEpisodeStart?(episode: number): void | Promise<void>;
-  onStep?(obs: Record<string, unknown>, action: Float32Array): void | Promise<void>;
+  onStep?(obs: ObservationMap, action: Float32Array): void | Promise<void>;
   onEpisodeEnd?(episode: number, steps: number): void | Promise<void>;
 }
 
@@ -32,7 +33,7 @@ export interface RuntimeOptions {
 /** The agent that asks a policy server through a chunk broker. */
 export class PolicyAgent implements Agent {
   constructor(private readonly broker: ActionChunkBroker) {}
-  getAction(obs: Record<string, unknown>): Promise<Float32Array> {
+  getAction(obs: ObservationMap): Promise<Float32Array> {
     return this.broker.step(obs);
   }
   reset(): void {

@@ -4,14 +4,10 @@
  * WebsocketClientPolicy does.
  */
 import WebSocket from 'ws';
-import { UserError } from '../config/errors.js';
-import { pack, unpack } from '../protocol/codec.js';
-import { NdArray } from '../protocol/ndarray.js';
-
-/** The server answered with an error text frame (openpi's error path) or refused the connection. */
-export class ServerError extends UserError {
-  override name = 'ServerError';
-}
+import { pack, unpack } from './codec.js';
+import { ServerError } from './errors.js';
+import { NdArray } from './ndarray.js';
+import type { ObservationMap } from './observation.js';
 
 export interface InferResult {
   /** float32 [horizon, actionDim], C order. */
@@ -23,6 +19,16 @@ export interface InferResult {
   /** Everything else the server put in the reply, decoded. */
   raw: Record<string, unknown>;
 }
+
+/**
+ * RFC 6455 has clients mask every frame with a fresh random key so that script in a browser cannot
+ * put chosen bytes on the wire to a proxy's cache; a robot program sends its own observations. With a
+ * key of zeros, ws neither copies nor XORs the message (0.3–0.6 MB per observation) before it sends it,
+ * and the frame is still a masked frame as every server expects.
+ */
+const zeroMask = (mask: Buffer): void => {
+  mask.fill(0);
+};
 
 export interface ConnectOptions {
   apiKey?: string | null;
@@ -70,7 +76,12 @@ export class PolicyClient {
 
   private static tryConnect(url: string, headers?: Record<string, string>): Promise<PolicyClient> {
     return new Promise((resolve, reject) => {
-      const ws = new WebSocket(url, { headers, perMessageDeflate: false, maxPayload: 0 });
+      const ws = new WebSocket(url, {
+        headers,
+        perMessageDeflate: false,
+        maxPayload: 0,
+        generateMask: zeroMask,
+      });
       ws.binaryType = 'nodebuffer';
       ws.once('unexpected-response', (_req, res) => {
         let body = '';
@@ -101,7 +112,7 @@ export class PolicyClient {
   }
 
   /** Send one observation (NdArrays for arrays) and wait for its action chunk. */
-  async infer(obs: Record<string, unknown>): Promise<InferResult> {
+  async infer(obs: ObservationMap): Promise<InferResult> {
     if (this.closedWith) throw this.closedWith;
     if (this.pending) throw new Error('infer: one request at a time (await the previous one)');
     const reply = await new Promise<Buffer | string>((resolve, reject) => {

@@ -5,7 +5,8 @@
  * A chunk that arrives late is aligned to the step it was asked at, and merged with what is left of the
  * current chunk by the chosen rule.
  */
-import { UserError } from '../config/errors.js';
+import { ClientError } from './errors.js';
+import type { ObservationMap } from './observation.js';
 
 export interface Chunk {
   actions: Float32Array;
@@ -46,15 +47,15 @@ export class ActionChunkBroker {
   private lastAsked = 0;
 
   constructor(
-    private readonly infer: (obs: Record<string, unknown>) => Promise<Chunk>,
+    private readonly infer: (obs: ObservationMap) => Promise<Chunk>,
     private readonly opts: BrokerOptions = {},
   ) {
     const m = opts.temporalEnsemble;
     if (m !== undefined && !(m >= 0 && Number.isFinite(m))) {
-      throw new UserError(`temporal ensemble coefficient: expected a number >= 0, got ${m}`);
+      throw new ClientError(`temporal ensemble coefficient: expected a number >= 0, got ${m}`);
     }
     if (m !== undefined && opts.prefetch) {
-      throw new UserError('temporal ensembling asks on the steps it executes: it cannot prefetch as well');
+      throw new ClientError('temporal ensembling asks on the steps it executes: it cannot prefetch as well');
     }
   }
 
@@ -70,7 +71,7 @@ export class ActionChunkBroker {
   }
 
   /** The action for the current step, given the current observation. */
-  async step(obs: Record<string, unknown>): Promise<Float32Array> {
+  async step(obs: ObservationMap): Promise<Float32Array> {
     if (this.opts.temporalEnsemble !== undefined) return this.ensembleStep(obs, this.opts.temporalEnsemble);
     if (this.chunk === null) {
       this.adopt(await this.infer(obs), this.t, 'latest');
@@ -99,17 +100,17 @@ export class ActionChunkBroker {
     return current.actions.slice(row * current.actionDim, (row + 1) * current.actionDim);
   }
 
-  private async ensembleStep(obs: Record<string, unknown>, m: number): Promise<Float32Array> {
+  private async ensembleStep(obs: ObservationMap, m: number): Promise<Float32Array> {
     const every = Math.max(1, this.opts.replanEvery ?? 1);
     this.ensemble = this.ensemble.filter((e) => this.t - e.start < e.chunk.horizon);
     // Due, or no chunk reaches this step (chunks shorter than replanEvery).
     if (this.ensemble.length === 0 || this.t - this.lastAsked >= every) {
       const chunk = await this.infer(obs);
       if (!(chunk.horizon >= 1))
-        throw new UserError(`chunk of horizon ${chunk.horizon}: expected at least 1 step`);
+        throw new ClientError(`chunk of horizon ${chunk.horizon}: expected at least 1 step`);
       const dim = this.ensemble[0]?.chunk.actionDim;
       if (dim !== undefined && chunk.actionDim !== dim) {
-        throw new UserError(`chunk of action dimension ${chunk.actionDim} after chunks of ${dim}`);
+        throw new ClientError(`chunk of action dimension ${chunk.actionDim} after chunks of ${dim}`);
       }
       this.ensemble.push({ chunk, start: this.t });
       this.lastAsked = this.t;
@@ -127,7 +128,7 @@ export class ActionChunkBroker {
     return Float32Array.from(out, (v) => v / total);
   }
 
-  private ask(obs: Record<string, unknown>): void {
+  private ask(obs: ObservationMap): void {
     const askedAt = this.t;
     const episode = this.episode;
     this.pending = this.infer(obs).then(
