@@ -11,7 +11,15 @@ export const metricsPath = (runDir: string): string => path.join(runDir, 'metric
  */
 export function readMetrics(file: string): MetricsRow[] {
   if (!existsSync(file)) return [];
-  const lines = readFileSync(file, 'utf8').split('\n');
+  return parseMetrics(readFileSync(file, 'utf8'), file);
+}
+
+/**
+ * The rows of metrics.jsonl text, by readMetrics' rules; `firstLine` is the file's line number of the
+ * text's first line, for errors, when the text is what was appended to the file since it was last read.
+ */
+export function parseMetrics(text: string, file: string, firstLine = 1): MetricsRow[] {
+  const lines = text.split('\n');
   const rows: MetricsRow[] = [];
   for (const [i, raw] of lines.entries()) {
     const line = raw.trim();
@@ -22,19 +30,19 @@ export function readMetrics(file: string): MetricsRow[] {
     } catch {
       if (i >= lines.length - 2 && !raw.endsWith('}')) continue;
       throw new UserError(
-        `${file}:${i + 1}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
+        `${file}:${i + firstLine}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
       );
     }
     if (typeof value !== 'object' || value === null || Array.isArray(value)) {
       throw new UserError(
-        `${file}:${i + 1}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
+        `${file}:${i + firstLine}: expected a JSON object, got ${JSON.stringify(line.slice(0, 60))}`,
       );
     }
     const row: Record<string, number> = {};
     for (const [k, v] of Object.entries(value)) if (typeof v === 'number' && Number.isFinite(v)) row[k] = v;
     if (typeof row.step !== 'number') {
       throw new UserError(
-        `${file}:${i + 1}: expected a numeric "step" field, got ${JSON.stringify(line.slice(0, 60))}`,
+        `${file}:${i + firstLine}: expected a numeric "step" field, got ${JSON.stringify(line.slice(0, 60))}`,
       );
     }
     rows.push(row as MetricsRow);
