@@ -269,6 +269,14 @@ export function register(program: Command): void {
       "ACT's temporal ensembling: a chunk every step (or --replan-every), overlapping predictions averaged with weights exp(-coeff·i), oldest first (ACT uses 0.01)",
     )
     .option(
+      '--execution <mode>',
+      'how the robot meets latency: sync (wait, holding still), async (switch on arrival), ensemble (--temporal-ensemble), rtc (send the committed actions; the server continues them)',
+    )
+    .option(
+      '--latency-ms <ms>',
+      'simulated inference latency, in ms or a range LOW-HIGH drawn per request: the robot executes ceil(ms / control period) steps while a chunk computes',
+    )
+    .option(
       '--action-mode <mode>',
       'joint_position, or joint_velocity (single arm, as openpi DROID policies emit)',
       'joint_position',
@@ -294,6 +302,8 @@ export function register(program: Command): void {
         seed: string;
         replanEvery?: string;
         temporalEnsemble?: string;
+        execution?: string;
+        latencyMs?: string;
         actionMode: string;
         swapPrompts?: boolean;
         maxSteps?: string;
@@ -315,6 +325,15 @@ export function register(program: Command): void {
         }
         // Every number checked before a checkpoint is served: a typo costs no model load.
         const ensemble = numberOption('temporal-ensemble', opts.temporalEnsemble, 0);
+        const { EXECUTION_MODES } = await import('@vla-orchestrator/client');
+        const execution = opts.execution as (typeof EXECUTION_MODES)[number] | undefined;
+        if (execution !== undefined && !EXECUTION_MODES.includes(execution))
+          throw new UserError(`--execution ${opts.execution}: expected one of ${EXECUTION_MODES.join(', ')}`);
+        if (execution !== undefined && execution !== 'ensemble' && ensemble !== undefined)
+          throw new UserError(
+            `--temporal-ensemble: only with --execution ensemble, got --execution ${execution}`,
+          );
+        const latencyMs = latencyOption(opts.latencyMs);
         const episodes = intOption('episodes', opts.episodes, 1)!;
         const workers = intOption('workers', opts.workers, 1)!;
         const seed = intOption('seed', opts.seed, 0)!;
@@ -374,6 +393,8 @@ export function register(program: Command): void {
                 seed,
                 replanEvery,
                 temporalEnsemble: ensemble,
+                execution,
+                latencyMs,
                 actionMode: opts.actionMode,
                 swapPrompts: opts.swapPrompts,
                 maxSteps,
@@ -450,4 +471,17 @@ export function register(program: Command): void {
         if (ran === 0) throw new UserError('vla sim eval: no episode could run (see the reasons above)');
       },
     );
+}
+
+/** `--latency-ms 100` or `--latency-ms 50-150`: [low, high] in ms, or undefined when not given. */
+function latencyOption(raw: string | undefined): [number, number] | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:-\s*(\d+(?:\.\d+)?))?\s*$/.exec(raw);
+  const lo = m ? Number(m[1]) : Number.NaN;
+  const hi = m?.[2] !== undefined ? Number(m[2]) : lo;
+  if (!(lo >= 0 && hi >= lo))
+    throw new UserError(
+      `--latency-ms ${raw}: expected milliseconds, or a range LOW-HIGH with LOW <= HIGH (e.g. 100 or 50-150)`,
+    );
+  return [lo, hi];
 }

@@ -2,7 +2,13 @@
  * Check an observation against the robot spec and pull out what the policy needs. Everything wrong
  * becomes an ObservationError naming the field, what was expected and what arrived.
  */
-import { getObsValue, keyName, NdArray } from '@vla-orchestrator/client';
+import {
+  ACTION_PREFIX_KEY,
+  getObsValue,
+  INFERENCE_DELAY_KEY,
+  keyName,
+  NdArray,
+} from '@vla-orchestrator/client';
 import type { RobotSpec } from '../config/robot.js';
 
 export class ObservationError extends Error {
@@ -23,6 +29,12 @@ export interface Observation {
   /** Every camera of the spec; null where the client did not send it (a masked image). */
   images: Record<string, CameraImage | null>;
   prompt: string | null;
+  /**
+   * Real-time chunking: the actions the robot has committed to, float32 [steps, action dims] in its
+   * action space (step 0 executed when the observation was taken), and how many of them certainly run
+   * before the new chunk arrives. Absent unless the robot sent `action_prefix`.
+   */
+  actionPrefix?: { actions: Float32Array; steps: number; delay: number };
 }
 
 function what(value: unknown): string {
@@ -116,5 +128,45 @@ export function parseObservation(spec: RobotSpec, decoded: unknown): Observation
   if (rawPrompt !== undefined && rawPrompt !== null && typeof rawPrompt !== 'string') {
     throw new ObservationError(`${keyName(spec.prompt_key)}: expected a string, got ${what(rawPrompt)}`);
   }
-  return { state, images, prompt: (rawPrompt as string | undefined) ?? null };
+  const prompt = (rawPrompt as string | undefined) ?? null;
+  const actionPrefix = readActionPrefix(spec, obs);
+  return actionPrefix ? { state, images, prompt, actionPrefix } : { state, images, prompt };
+}
+
+/** `action_prefix` [P, action dims] and `inference_delay` (0..P), or undefined when neither is sent. */
+function readActionPrefix(spec: RobotSpec, obs: Record<string, unknown>): Observation['actionPrefix'] {
+  const value = obs[ACTION_PREFIX_KEY];
+  const rawDelay = obs[INFERENCE_DELAY_KEY];
+  if (value === undefined || value === null) {
+    if (rawDelay !== undefined && rawDelay !== null)
+      throw new ObservationError(
+        `${INFERENCE_DELAY_KEY}: expected it only beside ${ACTION_PREFIX_KEY}, got ${what(rawDelay)} without one`,
+      );
+    return undefined;
+  }
+  const dim = spec.action.names.length;
+  if (
+    !(value instanceof NdArray) ||
+    (value.dtype !== '<f4' && value.dtype !== '<f8') ||
+    value.shape.length !== 2 ||
+    value.shape[1] !== dim ||
+    !(value.shape[0]! >= 1)
+  ) {
+    throw new ObservationError(
+      `${ACTION_PREFIX_KEY}: expected a float array [steps >= 1, ${dim}] of the robot's actions, got ${what(value)}`,
+    );
+  }
+  const steps = value.shape[0]!;
+  const actions = Float32Array.from(value.data as ArrayLike<number>);
+  const bad = actions.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0)
+    throw new ObservationError(
+      `${ACTION_PREFIX_KEY}[${Math.floor(bad / dim)}][${bad % dim}]: expected a finite number within float32's range, got ${Number((value.data as ArrayLike<number>)[bad])}`,
+    );
+  const delay = rawDelay === undefined || rawDelay === null ? 0 : rawDelay;
+  if (typeof delay !== 'number' || !Number.isInteger(delay) || delay < 0 || delay > steps)
+    throw new ObservationError(
+      `${INFERENCE_DELAY_KEY}: expected an integer in 0..${steps} (the prefix's steps), got ${what(rawDelay)}`,
+    );
+  return { actions, steps, delay };
 }

@@ -8,6 +8,7 @@ import { describeBackend, setProductPrecision, setupBackend } from '../backend/i
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
+import { type Committed, type Guidance, rtcWeights } from '../model/pi0.js';
 import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import { frames, type Transform } from '../transforms/frames.js';
@@ -89,12 +90,15 @@ export class ModelPolicy implements Policy {
     const b = requests.length;
     const state = new Float32Array(b * m.stateDim);
     requests.forEach(({ obs }, i) => state.set(obs.state, i * m.stateDim));
+    const prefixed = requests.some((r) => r.obs.actionPrefix);
     const f = frames({
       size: b,
       stateDim: m.stateDim,
       actionDim: m.actionDim,
       horizon: m.horizon,
       state,
+      // Real-time chunking: the committed actions go in as recorded chunks do, into the model's numbers.
+      actions: prefixed ? committedChunks(requests, m.horizon, m.actionDim) : null,
       prompts: requests.map((r) => r.obs.prompt ?? ''),
       cameraSource: (i, c, out, offset) => {
         const img = requests[i]!.obs.images[m.cameras[c]!];
@@ -114,7 +118,7 @@ export class ModelPolicy implements Policy {
         batchSize: b,
         noise,
       },
-      { noiseScale: this.noiseScale },
+      { noiseScale: this.noiseScale, ...(prefixed && this.continuing(requests, f.modelActions!)) },
     );
     // The model's float32 chunks, turned into the robot's in place.
     const actions = applyOutputs(this.transforms, f).actions as Float32Array;
@@ -128,7 +132,49 @@ export class ModelPolicy implements Policy {
     }));
   }
 
+  /**
+   * How this batch's chunks continue their robots' committed actions (real-time chunking): a checkpoint
+   * trained with `train.rtc` takes the delay's steps as given; any other is guided towards the whole
+   * prefix (1 over the delay, decaying after). Requests without a prefix get weight 0 and delay 0.
+   */
+  private continuing(
+    requests: PolicyRequest[],
+    prefix: Float32Array,
+  ): { guidance: Guidance } | { committed: Committed } {
+    const h = this.model.horizon;
+    if (this.model.config.train.rtc) {
+      const delays = Int32Array.from(requests, (r) => Math.min(h, r.obs.actionPrefix?.delay ?? 0));
+      return { committed: { actions: prefix, delays } };
+    }
+    const weights = new Float32Array(requests.length * h);
+    requests.forEach(({ obs }, i) => {
+      const p = obs.actionPrefix;
+      if (p) weights.set(rtcWeights(h, p.delay, Math.min(h, p.steps)), i * h);
+    });
+    return { guidance: { prefix, weights, maxGuidance: RTC_MAX_GUIDANCE } };
+  }
+
   async close(): Promise<void> {
     this.model.dispose();
   }
+}
+
+/** β, the largest guidance weight of real-time chunking's guided sampling (the paper's 5). */
+const RTC_MAX_GUIDANCE = 5;
+
+/**
+ * [B, H, action dims]: each request's committed actions in its first rows, its last committed action
+ * repeated after them (rows the guidance weighs 0); zeros for a request without a prefix.
+ */
+function committedChunks(requests: PolicyRequest[], horizon: number, dim: number): Float32Array {
+  const out = new Float32Array(requests.length * horizon * dim);
+  requests.forEach(({ obs }, i) => {
+    const p = obs.actionPrefix;
+    if (!p) return;
+    const n = Math.min(horizon, p.steps);
+    out.set(p.actions.subarray(0, n * dim), i * horizon * dim);
+    const last = p.actions.subarray((n - 1) * dim, n * dim);
+    for (let k = n; k < horizon; k++) out.set(last, (i * horizon + k) * dim);
+  });
+  return out;
 }

@@ -7,12 +7,13 @@
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import { ServerError } from '@vla-orchestrator/client';
+import { type ExecutionMode, executionOptions, ServerError } from '@vla-orchestrator/client';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { VideoEncoder } from '../data/video.js';
 import { startWorker } from '../threads.js';
 import { SimEnv } from './env.js';
+import { Rng } from './rng.js';
 import { PolicyClientAgent, specCameraNames } from './policy-agent.js';
 import { type EpisodeResult, runEpisode, summarize, type TaskSummary } from './rollout.js';
 import { getTask } from './tasks/index.js';
@@ -32,6 +33,17 @@ export interface EvalOptions {
   replanEvery?: number;
   /** ACT's temporal ensembling with this coefficient (asks every step unless `replanEvery` says otherwise). */
   temporalEnsemble?: number;
+  /**
+   * How the robot meets the latency (client broker's execution modes): `sync` waits for each chunk,
+   * holding still; `async` switches on arrival; `ensemble` averages chunks; `rtc` sends the committed
+   * prefix. Default: `ensemble` with `temporalEnsemble`, else `sync`.
+   */
+  execution?: ExecutionMode;
+  /**
+   * Simulated latency, ms [low, high]: a chunk asked at step t is used from step t + d on, d = ceil(ms /
+   * control period), ms drawn per request between low and high, seeded by the episode.
+   */
+  latencyMs?: [number, number];
   /** An episode fails when the server takes longer than this to answer (default 120 s). */
   inferTimeoutMs?: number;
   /** How the robot reads actions (the single arm also takes joint velocities, as openpi's DROID policy emits). */
@@ -60,10 +72,20 @@ export async function evalEpisodes(
   const videoCam = cameras[0]!;
   // No cameras in every observation: the agent draws them on the steps it asks the server.
   const env = await SimEnv.create(task, { actionMode: opts.actionMode, swapPrompts: opts.swapPrompts });
+  // The latency's draws: a stream per episode (reset below), so a run's delays repeat exactly.
+  let latencyRng = new Rng(opts.seed);
+  const latency = opts.latencyMs;
+  const periodMs = 1000 / task.robot.controlHz;
+  const delay = latency && (() => Math.ceil(latencyRng.uniform(latency[0], latency[1]) / periodMs - 1e-9));
+  const mode = opts.execution ?? (opts.temporalEnsemble !== undefined ? 'ensemble' : 'sync');
   const connect = () =>
     PolicyClientAgent.connect(opts.url, task.robot.name, {
       apiKey: opts.apiKey,
-      broker: { replanEvery: opts.replanEvery, temporalEnsemble: opts.temporalEnsemble },
+      broker: executionOptions(mode, {
+        replanEvery: opts.replanEvery,
+        temporalEnsemble: opts.temporalEnsemble,
+        ...(delay && { delay }),
+      }),
       inferTimeoutMs: opts.inferTimeoutMs,
     });
   let agent: PolicyClientAgent | null = null;
@@ -81,6 +103,7 @@ export async function evalEpisodes(
       let result: EpisodeResult;
       try {
         agent ??= await connect();
+        latencyRng = new Rng(seed ^ 0x5eed);
         result = await runEpisode(env, agent, episode, seed, {
           maxSteps: opts.maxSteps,
           onStep: async (_obs, _action, _reward, e) => {

@@ -76,7 +76,8 @@ export class PolicyClientAgent implements Agent {
           inferTimeoutMs,
         );
       });
-      const r = await Promise.race([client.infer(this.current ? this.current() : obs), late]).finally(() =>
+      // The broker's own keys (real-time chunking's committed prefix) join the step's observation.
+      const r = await Promise.race([client.infer(this.current ? { ...this.current(), ...obs } : obs), late]).finally(() =>
         clearTimeout(timer),
       );
       if (r.actionDim !== dim) {

@@ -1,7 +1,11 @@
 import {
+  ACTION_PREFIX_KEY,
   ActionChunkBroker,
   type Chunk,
   type Environment,
+  executionOptions,
+  INFERENCE_DELAY_KEY,
+  type NdArray,
   PolicyAgent,
   PolicyClient,
   Runtime,
@@ -212,5 +216,52 @@ describe('Runtime against the real server', () => {
     expect(applied.every((a) => a.length === 14)).toBe(true);
     expect(requests).toBe(6); // ceil(12 / 5) per episode
     await client.close();
+  });
+});
+
+describe('execution modes under a simulated delay (executionOptions)', () => {
+  // countingPolicy: the chunk asked at step s holds s, s+1, …: each action shows which row of which chunk ran.
+  it('sync: the robot holds its last action for the delay, then runs the new chunk from its first row', async () => {
+    const p = countingPolicy(4);
+    const broker = new ActionChunkBroker(p.infer, executionOptions('sync', { delay: 2 }));
+    // Chunk 0 at once (episode start); at step 4 the next is asked and takes 2 steps: 3, 3 held; then 4, 5, …
+    expect(await run(broker, 10)).toEqual([0, 1, 2, 3, 3, 3, 4, 5, 6, 7]);
+    expect(p.asked).toEqual([0, 4]);
+  });
+
+  it('async: the robot keeps executing while the chunk computes, then switches to it at the row the time says', async () => {
+    const p = countingPolicy(6);
+    const broker = new ActionChunkBroker(p.infer, executionOptions('async', { delay: 2, replanEvery: 3 }));
+    // Asked at step 3, used from step 5 (its row 2); asked again at 6 (3 steps after the switch's chunk start).
+    expect(await run(broker, 9)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(p.asked).toEqual([0, 3, 6]);
+  });
+
+  it('rtc: each request carries the committed rest of the current chunk and the delay', async () => {
+    const seen: Array<{ prefix: number[]; shape: readonly number[]; delay: unknown }> = [];
+    const infer = async (obs: Record<string, unknown>): Promise<Chunk> => {
+      const s = obs.step as number;
+      const prefix = obs[ACTION_PREFIX_KEY] as NdArray | undefined;
+      if (prefix)
+        seen.push({
+          prefix: [...(prefix.data as Float32Array)],
+          shape: prefix.shape,
+          delay: obs[INFERENCE_DELAY_KEY],
+        });
+      return { actions: Float32Array.from({ length: 5 }, (_, j) => 10 * s + j), horizon: 5, actionDim: 1 };
+    };
+    const broker = new ActionChunkBroker(infer, executionOptions('rtc', { delay: 2, replanEvery: 2 }));
+    const out = await run(broker, 6);
+    // Chunk 0 (0..4); at step 2 its rows 2..4 are committed; the new chunk (20..24) is used from step 4, row 2.
+    expect(seen[0]).toEqual({ prefix: [2, 3, 4], shape: [3, 1], delay: 2 });
+    expect(out.slice(0, 5)).toEqual([0, 1, 2, 3, 22]);
+  });
+
+  it('a delay is an integer number of steps; rtc needs prefetch', () => {
+    const p = countingPolicy(4);
+    expect(() => new ActionChunkBroker(p.infer, { delay: 1.5 })).toThrow(
+      'delay: expected an integer number of steps >= 0, got 1.5',
+    );
+    expect(() => new ActionChunkBroker(p.infer, { rtc: true })).toThrow(/needs prefetch/);
   });
 });

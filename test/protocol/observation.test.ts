@@ -66,4 +66,41 @@ describe('observations against robot specs', () => {
       'observation: expected a map of observation keys, got a list of 2',
     );
   });
+
+  it('reads real-time chunking’s committed actions and delay, and names what is wrong with them', () => {
+    const base = (extra: Record<string, unknown>) => ({
+      state: new NdArray(new Float64Array(14), [14]),
+      images: { cam_high: img([3, 224, 224]) },
+      ...extra,
+    });
+    const prefix = new NdArray(
+      Float32Array.from({ length: 3 * 14 }, (_, i) => i / 10),
+      [3, 14],
+    );
+    const ok = parseObservation(aloha, base({ action_prefix: prefix, inference_delay: 2 }));
+    expect([ok.actionPrefix!.steps, ok.actionPrefix!.delay, ok.actionPrefix!.actions[15]]).toEqual([
+      3,
+      2,
+      Math.fround(1.5),
+    ]);
+    expect(parseObservation(aloha, base({})).actionPrefix).toBeUndefined();
+    expect(parseObservation(aloha, base({ action_prefix: prefix })).actionPrefix!.delay).toBe(0);
+    const fails = (extra: Record<string, unknown>) => () => parseObservation(aloha, base(extra));
+    expect(fails({ action_prefix: new NdArray(new Float32Array(3 * 7), [3, 7]) })).toThrow(
+      "action_prefix: expected a float array [steps >= 1, 14] of the robot's actions, got <f4[3, 7]",
+    );
+    expect(fails({ action_prefix: prefix, inference_delay: 4 })).toThrow(
+      "inference_delay: expected an integer in 0..3 (the prefix's steps), got number 4",
+    );
+    expect(fails({ inference_delay: 1 })).toThrow(
+      'inference_delay: expected it only beside action_prefix, got number 1 without one',
+    );
+    const nan = new NdArray(
+      Float64Array.from({ length: 14 }, (_, i) => (i === 5 ? Number.NaN : 0)),
+      [1, 14],
+    );
+    expect(fails({ action_prefix: nan })).toThrow(
+      "action_prefix[0][5]: expected a finite number within float32's range, got NaN",
+    );
+  });
 });

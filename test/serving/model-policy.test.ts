@@ -1,7 +1,7 @@
 import { mkdtempSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { type NdArray, PolicyClient } from '@vla-orchestrator/client';
+import { NdArray, PolicyClient } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { exampleObservation } from '../../src/client/examples.js';
@@ -141,6 +141,33 @@ describe('a checkpoint served as a policy', () => {
     expectServed(a0, fromZero, raw);
     model.dispose();
   }, 60_000);
+
+  it('continues a robot’s committed actions (real-time chunking keys): the delay’s steps come back near them', async () => {
+    const obs = exampleObservation(libero, { seed: 9, prompt: PROMPT });
+    const s = await serveCheckpoint({ noiseScale: 0 });
+    try {
+      const client = await PolicyClient.connect(s.url);
+      const free = (await client.infer(obs)).actions;
+      // Committed: 3 steps of actions well away from the free chunk's, 2 of them within the delay.
+      const prefix = Float32Array.from({ length: 3 * 7 }, (_, i) => free[i]! + (i % 2 ? 0.8 : -0.8));
+      const guided = (
+        await client.infer({ ...obs, action_prefix: new NdArray(prefix, [3, 7]), inference_delay: 2 })
+      ).actions;
+      // Another robot's request in the same server without a prefix is still the free chunk.
+      const again = (await client.infer(obs)).actions;
+      await client.close();
+      const dist = (a: Float32Array, rows: number) =>
+        Math.sqrt(
+          Array.from(a.subarray(0, rows * 7), (v, i) => (v - prefix[i]!) ** 2).reduce((x, y) => x + y) /
+            (rows * 7),
+        );
+      expect(dist(free, 2)).toBeGreaterThan(0.7);
+      expect(dist(guided, 2)).toBeLessThan(0.25 * dist(free, 2));
+      expect(Array.from(again)).toEqual(Array.from(free));
+    } finally {
+      await s.close();
+    }
+  });
 
   it('refuses a request without a prompt when there is no default prompt', async () => {
     const client = await PolicyClient.connect(server.url);

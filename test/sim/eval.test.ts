@@ -88,10 +88,32 @@ describe('recording and evaluation', () => {
         swapPrompts: true,
       });
       expect(swapped.summary.pc_success).toBe(0);
+      // Under a simulated latency (200 ms: 3 steps at 15 Hz), every execution mode runs whole episodes,
+      // and a mode's run repeats exactly (the delays are drawn per episode from its seed).
+      const latent = (execution: 'sync' | 'async' | 'ensemble' | 'rtc') =>
+        runEval({
+          task: 'pick_place',
+          url: server.url,
+          episodes: 1,
+          workers: 1,
+          seed: 0,
+          videos: 0,
+          execution,
+          latencyMs: [150, 250],
+          maxSteps: 40,
+        });
+      for (const mode of ['sync', 'async', 'ensemble', 'rtc'] as const) {
+        const a = await latent(mode);
+        expect(
+          a.results.map((r) => [r.error, r.steps]),
+          mode,
+        ).toEqual([[undefined, 40]]);
+        if (mode === 'rtc') expect((await latent(mode)).results[0]!.sumReward).toBe(a.results[0]!.sumReward);
+      }
     } finally {
       await server.close();
     }
-  }, 90_000);
+  }, 120_000);
 
   it('skips and counts episodes the expert fails, then gives up past the limit', async () => {
     // An expert that always fetches the red cube succeeds only on seeds whose prompt names red.

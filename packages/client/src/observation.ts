@@ -10,6 +10,15 @@ export type ObservationKey = string | readonly string[];
 /** An observation as it travels: a msgpack map of NdArrays, numbers, strings and nested maps. */
 export type ObservationMap = Record<string, unknown>;
 
+/**
+ * Real-time chunking's observation keys (optional; servers without them ignore them): the actions the
+ * robot has committed to while this observation's chunk computes, float [P, action_dim] in the robot's
+ * action space, step 0 being the one executed when the observation was taken; and the delay, the number
+ * of those steps certainly executed before the new chunk can arrive (an integer in 0..P).
+ */
+export const ACTION_PREFIX_KEY = 'action_prefix';
+export const INFERENCE_DELAY_KEY = 'inference_delay';
+
 /** The key as one string, for messages: `images/cam_high`. */
 export const keyName = (key: ObservationKey): string => (typeof key === 'string' ? key : key.join('/'));
 
