@@ -13,8 +13,8 @@ import { loadRobot } from '../config/load.js';
 import { VideoEncoder } from '../data/video.js';
 import { startWorker } from '../threads.js';
 import { SimEnv } from './env.js';
-import { Rng } from './rng.js';
 import { PolicyClientAgent, specCameraNames } from './policy-agent.js';
+import { Rng } from './rng.js';
 import { type EpisodeResult, runEpisode, summarize, type TaskSummary } from './rollout.js';
 import { getTask } from './tasks/index.js';
 

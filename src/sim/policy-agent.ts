@@ -77,9 +77,10 @@ export class PolicyClientAgent implements Agent {
         );
       });
       // The broker's own keys (real-time chunking's committed prefix) join the step's observation.
-      const r = await Promise.race([client.infer(this.current ? { ...this.current(), ...obs } : obs), late]).finally(() =>
-        clearTimeout(timer),
-      );
+      const r = await Promise.race([
+        client.infer(this.current ? { ...this.current(), ...obs } : obs),
+        late,
+      ]).finally(() => clearTimeout(timer));
       if (r.actionDim !== dim) {
         throw new UserError(
           `the server sent actions of dimension ${r.actionDim} (chunk ${r.horizon}x${r.actionDim}); robot ${spec.name} expects ${dim}`,
