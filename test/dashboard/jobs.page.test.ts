@@ -20,6 +20,23 @@ import {
   type Workspace,
 } from './workspace.js';
 
+/**
+ * Clicks as a user does (puppeteer's `page.click`: scroll, move, press), again if the element was
+ * replaced in between: the live page re-renders its tables each second, which can detach the element
+ * found a moment before.
+ */
+async function clickNow(page: Page, selector: string): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await page.click(selector);
+      return;
+    } catch (e) {
+      if (attempt >= 4 || !/detached|not clickable|Node is either not visible/i.test((e as Error).message))
+        throw e;
+    }
+  }
+}
+
 describe.skipIf(!HAS_CHROMIUM)('the Jobs pages in chromium', () => {
   let ws: Workspace;
   let server: DashboardServer;
@@ -84,8 +101,8 @@ describe.skipIf(!HAS_CHROMIUM)('the Jobs pages in chromium', () => {
   });
 
   it('overlays the curves of the runs ticked in the table', async () => {
-    await page.click('#jobs-table tr[data-job="1"] input[type=checkbox]');
-    await page.click('#jobs-table tr[data-job="2"] input[type=checkbox]');
+    await clickNow(page, '#jobs-table tr[data-job="1"] input[type=checkbox]');
+    await clickNow(page, '#jobs-table tr[data-job="2"] input[type=checkbox]');
     const legend = 'figure.chart[data-title="loss"] .u-legend .u-series';
     await page.waitForFunction(`document.querySelectorAll(${JSON.stringify(legend)}).length === 4`, {
       timeout: 15_000,
@@ -126,7 +143,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Jobs pages in chromium', () => {
     await page.mouse.up();
     // About 5% of 3,000 steps, every one of them.
     await page.waitForFunction('vla.points("loss") > 100 && vla.points("loss") < 200', { timeout: 10_000 });
-    await page.click('.page.job button.small');
+    await clickNow(page, '.page.job button.small');
     await page.waitForFunction('vla.points("loss") > 1900', { timeout: 10_000 });
   });
 
@@ -134,7 +151,7 @@ describe.skipIf(!HAS_CHROMIUM)('the Jobs pages in chromium', () => {
     await page.goto(`${server.origin}/#/jobs/${live.id}`);
     await page.waitForSelector('.page.job figure.chart[data-title="loss"][data-points]');
     expect(await page.evaluate('vla.disabled("#stop")')).toBe(false);
-    await page.click('#stop');
+    await clickNow(page, '#stop');
     await page.waitForFunction('vla.text(".message").includes("asked process")', { timeout: 10_000 });
     const deadline = Date.now() + 20_000;
     while (ws.registry.require(live.id).status !== 'stopped' && Date.now() < deadline) await sleep(100);
