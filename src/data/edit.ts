@@ -13,7 +13,7 @@ import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { namesOr } from './convert.js';
 import { runTool } from './ffmpeg.js';
-import { type CameraFeature, cameraName, fillTemplate } from './info.js';
+import { type CameraFeature, cameraName, FRAME_COLUMNS, fillTemplate } from './info.js';
 import { SCRATCH_DIR } from './leftovers.js';
 import { readColumns } from './parquet.js';
 import type { Episode, EpisodeData, LeRobotDataset } from './reader.js';
@@ -24,6 +24,7 @@ import {
   CHUNKS_SIZE,
   type CreateOptions,
   continueDataset,
+  emptyDataFile,
   INFO_TOTALS,
   infoSettings,
   type OpenDataFile,
@@ -56,16 +57,8 @@ export interface EditReport {
   dropped: string[];
 }
 
-/** The features every output has; any other an input holds is dropped and reported. */
-const CARRIED = [
-  'observation.state',
-  'action',
-  'timestamp',
-  'frame_index',
-  'episode_index',
-  'index',
-  'task_index',
-];
+/** The features every output has (the frame columns); any other an input holds is dropped and reported. */
+const CARRIED: readonly string[] = FRAME_COLUMNS;
 /** Writer sizes (MB) for v3.0's shared files, LeRobot's defaults. */
 const DATA_FILE_MB = 100;
 const VIDEO_FILE_MB = 500;
@@ -330,21 +323,6 @@ function rowStats(data: EpisodeData, k: number, first: number, tasks: number[], 
     task_index: scalar((i) => tasks[i]!),
   };
 }
-
-const emptyDataFile = (chunk: number, file: number, cams: string[]): OpenDataFile => ({
-  chunk,
-  file,
-  rowGroups: [],
-  state: [],
-  action: [],
-  timestamp: [],
-  frameIndex: [],
-  episodeIndex: [],
-  index: [],
-  taskIndex: [],
-  images: Object.fromEntries(cams.map((c) => [c, []])),
-  bytes: 0,
-});
 
 /** Writes one data file through the writer's own code (its parquet schema and metadata). */
 function writeDataFile(dir: string, opts: CreateOptions, df: OpenDataFile): string {

@@ -90,6 +90,17 @@ export function parseSimProvenance(raw: unknown): SimProvenance | null {
 
 export const CAMERA_PREFIX = 'observation.images.';
 
+/** The columns every frame of a dataset's data files holds, besides its cameras. */
+export const FRAME_COLUMNS = [
+  'observation.state',
+  'action',
+  'timestamp',
+  'frame_index',
+  'episode_index',
+  'index',
+  'task_index',
+] as const;
+
 /** The short camera name of a feature key: `observation.images.cam_high` → `cam_high`. */
 export const cameraName = (key: string): string =>
   key.startsWith(CAMERA_PREFIX) ? key.slice(CAMERA_PREFIX.length) : key;

@@ -10,7 +10,7 @@ import { existsSync, readdirSync, renameSync, rmdirSync, rmSync, statSync } from
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { runTool } from './ffmpeg.js';
-import { CAMERA_PREFIX, readJson } from './info.js';
+import { CAMERA_PREFIX, FRAME_COLUMNS, readJson } from './info.js';
 import { findLeftovers, removeLeftovers, SCRATCH_DIR } from './leftovers.js';
 import { openParquet, readColumns, toNumber } from './parquet.js';
 import { type Episode, type LeRobotDataset, openDataset } from './reader.js';
@@ -297,21 +297,7 @@ async function readDataFile(
   // Cameras as PNG bytes live in the data file's rows; as videos they have no column (and an empty list).
   const video = opts.video ?? true;
   const cams = video ? [] : opts.features.cameras.map((c) => c.name);
-  const cols = await readColumns(
-    pq,
-    [
-      'observation.state',
-      'action',
-      'timestamp',
-      'frame_index',
-      'episode_index',
-      'index',
-      'task_index',
-      ...cams.map((c) => CAMERA_PREFIX + c),
-    ],
-    0,
-    rows,
-  );
+  const cols = await readColumns(pq, [...FRAME_COLUMNS, ...cams.map((c) => CAMERA_PREFIX + c)], 0, rows);
   const vectors = (c: unknown[]) => c.map((v) => Array.from(v as ArrayLike<number>));
   const ints = (c: unknown[]) => c.map((v) => BigInt(toNumber(v)));
   const last = saved[saved.length - 1]!;

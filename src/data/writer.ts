@@ -131,6 +131,22 @@ export interface SavedEpisode {
 }
 
 /** The columns of the v3.0 data file being filled (rewritten whole at each save). */
+/** A data file with no rows yet, for the given camera names. */
+export const emptyDataFile = (chunk: number, file: number, cams: string[]): OpenDataFile => ({
+  chunk,
+  file,
+  rowGroups: [],
+  state: [],
+  action: [],
+  timestamp: [],
+  frameIndex: [],
+  episodeIndex: [],
+  index: [],
+  taskIndex: [],
+  images: Object.fromEntries(cams.map((c) => [c, []])),
+  bytes: 0,
+});
+
 export interface OpenDataFile {
   chunk: number;
   file: number;
@@ -489,20 +505,11 @@ class Writer implements ContinuedWriter {
     const limit = (this.opts.dataFileMb ?? 100) * 1024 * 1024;
     if (!this.dataFile || this.dataFile.bytes > limit) {
       const next = this.dataFile ? this.dataFile.chunk * CHUNKS_SIZE + this.dataFile.file + 1 : 0;
-      this.dataFile = {
-        chunk: Math.floor(next / CHUNKS_SIZE),
-        file: next % CHUNKS_SIZE,
-        rowGroups: [],
-        state: [],
-        action: [],
-        timestamp: [],
-        frameIndex: [],
-        episodeIndex: [],
-        index: [],
-        taskIndex: [],
-        images: Object.fromEntries(this.cameras.map((c) => [c.name, []])),
-        bytes: 0,
-      };
+      this.dataFile = emptyDataFile(
+        Math.floor(next / CHUNKS_SIZE),
+        next % CHUNKS_SIZE,
+        this.cameras.map((c) => c.name),
+      );
     }
     for (const cam of this.cameras.filter(() => this.video)) {
       const key = CAMERA_PREFIX + cam.name;
