@@ -134,8 +134,9 @@ export class ModelPolicy implements Policy {
 
   /**
    * How this batch's chunks continue their robots' committed actions (real-time chunking): a checkpoint
-   * trained with `train.rtc` takes the delay's steps as given; any other is guided towards the whole
-   * prefix (1 over the delay, decaying after). Requests without a prefix get weight 0 and delay 0.
+   * trained with `train.rtc` takes the delay's steps as given; any other is guided towards the delay's
+   * steps only (weight 1 there, 0 after; the paper's decaying tail over the rest of the prefix measured
+   * far worse on the shipped base: docs/model-family.md). Requests without a prefix get weight 0.
    */
   private continuing(
     requests: PolicyRequest[],
@@ -149,7 +150,7 @@ export class ModelPolicy implements Policy {
     const weights = new Float32Array(requests.length * h);
     requests.forEach(({ obs }, i) => {
       const p = obs.actionPrefix;
-      if (p) weights.set(rtcWeights(h, p.delay, Math.min(h, p.steps)), i * h);
+      if (p) weights.set(rtcWeights(h, p.delay, p.delay), i * h);
     });
     return { guidance: { prefix, weights, maxGuidance: RTC_MAX_GUIDANCE } };
   }
