@@ -797,13 +797,18 @@ export class Pi0 {
       const weights = tf.tensor3d(g.weights, [b, d.horizon, 1]);
       return eulerIntegrate(tf.tensor3d(noise, [b, d.horizon, d.actionDim]), numSteps, (x, t) => {
         const times = new Float32Array(b).fill(t);
-        const finished = (xx: tf.Tensor) =>
-          tf.sub(xx, tf.mul(this.velocity(w, kv, bias, state, xx as tf.Tensor3D, times), t));
-        const ahat = finished(x);
-        const v = tf.div(tf.sub(x, ahat), t) as tf.Tensor3D;
-        const pull = tf.grad(finished)(x, tf.mul(weights, tf.sub(target, ahat)));
+        // One forward and one backward: the gradient of ½·Σ W(Y − Â)² is −(∂Â/∂x)ᵀ W(Y − Â), the pull,
+        // and Â is kept from the same forward pass.
+        let ahat: tf.Tensor | null = null;
+        const { grad } = tf.valueAndGrad((xx: tf.Tensor) => {
+          const a = tf.sub(xx, tf.mul(this.velocity(w, kv, bias, state, xx as tf.Tensor3D, times), t));
+          ahat = tf.keep(a);
+          return tf.mul(tf.sum(tf.mul(weights, tf.square(tf.sub(target, a)))), 0.5) as tf.Scalar;
+        })(x);
+        const v = tf.div(tf.sub(x, ahat!), t) as tf.Tensor3D;
+        tf.dispose(ahat!);
         const c = Math.min(g.maxGuidance, ((1 - t) ** 2 + t ** 2) / Math.max(1e-9, (1 - t) * t));
-        return tf.sub(v, tf.mul(pull, c)) as tf.Tensor3D;
+        return tf.add(v, tf.mul(grad, c)) as tf.Tensor3D;
       });
     });
   }
