@@ -333,13 +333,25 @@ export const ServeConfig = z
   });
 export type ServeConfig = z.infer<typeof ServeConfig>;
 
-export const TrainConfig = z.strictObject({
-  name: z.string().min(1),
-  description: z.string().default(''),
-  robot: z.string().min(1),
-  model: ModelConfig.prefault({}),
-  data: DataConfig.prefault({}),
-  train: TrainSection.prefault({}),
-  serve: ServeConfig.prefault({}),
-});
+export const TrainConfig = z
+  .strictObject({
+    name: z.string().min(1),
+    description: z.string().default(''),
+    robot: z.string().min(1),
+    model: ModelConfig.prefault({}),
+    data: DataConfig.prefault({}),
+    train: TrainSection.prefault({}),
+    serve: ServeConfig.prefault({}),
+  })
+  .superRefine((c, ctx) => {
+    // A chunk with every step committed leaves nothing to learn or to sample.
+    const h = c.model.action_horizon;
+    if (c.train.rtc && c.train.rtc.max_delay >= h) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['train', 'rtc', 'max_delay'],
+        message: `expected fewer steps than model.action_horizon (${h}), got ${c.train.rtc.max_delay}`,
+      });
+    }
+  });
 export type TrainConfig = z.infer<typeof TrainConfig>;

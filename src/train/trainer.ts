@@ -140,7 +140,7 @@ export class Trainer {
     const lr = learningRate(t, this.step);
     const robotDims = t.loss_action_dims === 'robot';
     // Drawn last, and only where asked, so runs without it draw exactly what they did before.
-    const delays = t.rtc ? committedDelays(rng, b, Math.min(t.rtc.max_delay, d.horizon - 1)) : null;
+    const delays = t.rtc ? committedDelays(rng, b, t.rtc.max_delay) : null;
     const inputs: StepInputs = {
       obs,
       actions,
@@ -369,7 +369,7 @@ export function oneCoreHint(
   return `training on 1 of ${cores} cores: train.data_parallel: ${n} (or --set train.data_parallel=${n}) trains on ${n}, each replica with its own copy of the model (on a 2-core VM, 1.8× the samples/s for the reference model B)`;
 }
 
-/** Training-time real-time chunking's delay per sample: uniform in 0..max. */
+/** Training-time real-time chunking's delay per sample: uniform in 0..max (below the horizon: the config checks it). */
 function committedDelays(rng: Rng, b: number, max: number): Int32Array {
   return Int32Array.from({ length: b }, () => Math.min(max, Math.floor(rng.uniform() * (max + 1))));
 }

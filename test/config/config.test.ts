@@ -149,4 +149,13 @@ describe('serve limits', () => {
     });
     expect(ServeConfig.parse({}).max_receiving_mb).toBe(256);
   });
+
+  it('train.rtc.max_delay below the action horizon, named with both numbers', () => {
+    expect(resolveConfig('pi0_aloha', ['train.rtc.max_delay=49']).config.train.rtc).toEqual({
+      max_delay: 49,
+    });
+    expect(() => resolveConfig('pi0_aloha', ['train.rtc.max_delay=50'])).toThrow(
+      '--set train.rtc.max_delay: expected fewer steps than model.action_horizon (50), got 50',
+    );
+  });
 });
