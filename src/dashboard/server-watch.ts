@@ -54,6 +54,8 @@ export interface ServerState {
   lastSeen: number | null;
   now: ServerNow | null;
   history: ServerPoint[];
+  /** Polls finished, answered or not: a page holding a later state ignores an earlier one that arrives late. */
+  polls: number;
 }
 
 interface Reading {
@@ -203,6 +205,7 @@ export class ServerWatch {
       lastSeen: null,
       now: null,
       history: [],
+      polls: 0,
     };
     this.watched.set(metricsUrl, { state, last: null });
     void this.pollOne(this.watched.get(metricsUrl)!).then(() => this.opts.onUpdate?.());
@@ -252,6 +255,7 @@ export class ServerWatch {
         s.lastSeen === null ? 'never answered' : `last answered ${new Date(s.lastSeen).toISOString()}`;
       s.ok = false;
       s.error = `${s.metricsUrl}: ${(e as Error).message} (${since})`;
+      s.polls++;
       return;
     }
     const reading: Reading = {
@@ -268,5 +272,6 @@ export class ServerWatch {
     s.error = null;
     s.lastSeen = reading.t;
     s.now = summarize(reading);
+    s.polls++;
   }
 }

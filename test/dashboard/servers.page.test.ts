@@ -66,12 +66,12 @@ describe.skipIf(!HAS_CHROMIUM)('the Servers page in chromium', () => {
   it('adds a server typed into the page, and says it does not answer', async () => {
     await page.type('#server-url', 'ws://127.0.0.1:9');
     await page.click('form.toolbar button[type=submit]');
-    await page.waitForSelector('article.server[data-url="http://127.0.0.1:9/metrics"] .problem', {
-      timeout: 10_000,
-    });
-    expect(
-      await page.evaluate(`vla.text('article.server[data-url="http://127.0.0.1:9/metrics"] .problem')`),
-    ).toBe('http://127.0.0.1:9/metrics: connect ECONNREFUSED 127.0.0.1:9 (never answered)');
+    // The card re-renders on every reading: wait for its text, not for one node that may be replaced.
+    const problem = `vla.text('article.server[data-url="http://127.0.0.1:9/metrics"] .problem')`;
+    const shown = await page.waitForFunction(problem, { timeout: 10_000 });
+    expect(await shown.jsonValue()).toBe(
+      'http://127.0.0.1:9/metrics: connect ECONNREFUSED 127.0.0.1:9 (never answered)',
+    );
     await page.type('#server-url', 'gopher://nowhere');
     await page.click('form.toolbar button[type=submit]');
     await page.waitForFunction(`(vla.text('.problem') ?? '').includes('expected ws:// or http://')`);

@@ -10,6 +10,7 @@ const seconds = (t) => t / 1000;
 class ServerCard {
   constructor(parent, state) {
     this.url = state.metricsUrl;
+    this.polls = -1;
     this.history = [...state.history];
     this.status = h('div', { class: 'server-status' });
     this.figures = h('dl', { class: 'facts compact' });
@@ -58,6 +59,10 @@ class ServerCard {
   }
 
   update(state, append = true) {
+    // The reply to "watch this" and the pushed states travel on different connections: a reply
+    // that arrives after a push is older than what the card shows.
+    if (state.polls < this.polls) return;
+    this.polls = state.polls;
     if (append) {
       for (const p of state.history) if (!this.history.some((q) => q.t === p.t)) this.history.push(p);
       if (this.history.length > 1800) this.history.splice(0, this.history.length - 1800);
