@@ -13,8 +13,9 @@ import { table } from '../src/cli/output.js';
 import { ModelConfig } from '../src/config/schema.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
+import { type FastTokenizer, trainFastTokenizer } from '../src/model/fast-tokenizer.js';
 import { paramCount } from '../src/model/params.js';
-import { initParams, Pi0, prepareInputs, rtcWeights } from '../src/model/pi0.js';
+import { fastSpecialTokens, initParams, Pi0, prepareInputs, rtcWeights } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 
 const PROMPT = 'pick up the red cube'; // 20 bytes + BOS
@@ -152,6 +153,29 @@ export async function run(): Promise<void> {
       const r = await timeChunks(pi05, w05, 1, true, 15);
       rows.push([label05, 'B=1, KV cache, tfjs sampler', r.p50.toFixed(1), r.p90.toFixed(1), String(r.ops)]);
       tf.dispose([...w05.values()]);
+      // π0-FAST decodes one token per step: timed at fixed token counts (the end token never wins), as
+      // many as a transfer-cube chunk takes (docs/model-family.md) and twice that.
+      for (const tokens of FAST_TOKENS) {
+        const dFast = modelDims(
+          ModelConfig.parse({ preset, variant: 'pi0_fast', fast: { max_tokens: tokens } }),
+        );
+        const wFast = initParams(dFast, 0);
+        const bias = wFast.get('expert/token_out/bias')!;
+        const never = new Float32Array(bias.size);
+        never[fastSpecialTokens(dFast).eos] = -100;
+        wFast.set('expert/token_out/bias', tf.tensor(never, bias.shape));
+        bias.dispose();
+        const fast = new Pi0(dFast, benchTokenizer(dFast));
+        const rf = await timeChunks(fast, wFast, 1, true, 5);
+        rows.push([
+          `${preset} π0-FAST (${(paramCount(wFast) / 1e6).toFixed(2)}M params)`,
+          `B=1, KV cache, greedy, ${tokens} tokens`,
+          rf.p50.toFixed(1),
+          rf.p90.toFixed(1),
+          String(rf.ops),
+        ]);
+        tf.dispose([...wFast.values()]);
+      }
     }
     if (tf.memory().numTensors !== tensorsBefore) throw new Error('sampling leaked tensors');
     tf.dispose([...w.values()]);
@@ -162,4 +186,25 @@ export async function run(): Promise<void> {
       rows,
     ),
   );
+}
+
+/** Action tokens per chunk the π0-FAST rows decode: a transfer-cube chunk's p50 and max at scale 100 (docs/model-family.md). */
+const FAST_TOKENS = [51, 147];
+
+/** A tokenizer of the model's chunk shape (trained on smooth synthetic chunks; only its shape matters here). */
+function benchTokenizer(d: ModelDims): FastTokenizer {
+  const rng = new Rng(5);
+  const chunks = Array.from({ length: 64 }, () => {
+    const c = new Float32Array(d.horizon * d.actionDim);
+    const phase = rng.normals(d.actionDim);
+    for (let t = 0; t < d.horizon; t++)
+      for (let a = 0; a < d.actionDim; a++) c[t * d.actionDim + a] = 0.5 * Math.sin(t / 10 + phase[a]!);
+    return c;
+  });
+  return trainFastTokenizer(chunks, {
+    horizon: d.horizon,
+    actionDim: d.actionDim,
+    scale: 10,
+    vocabSize: d.fast.vocabSize,
+  });
 }

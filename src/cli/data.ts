@@ -338,5 +338,38 @@ export function register(program: Command): void {
       }
     });
 
+  cmd
+    .command('tokenizer')
+    .description(
+      "train π0-FAST's action tokenizer (DCT, then BPE) on the config's action chunks, beside its norm stats",
+    )
+    .argument('<config>', 'config name or path (model.variant pi0_fast)')
+    .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
+    .action(async (name: string, opts: { set: string[] }) => {
+      const { resolveConfig } = await import('../config/load.js');
+      const { findNormStatsFile } = await import('../train/run.js');
+      const { actionTokenizerFile, trainActionTokenizer } = await import('../data/action-tokenizer.js');
+      const { writeFastTokenizer } = await import('../model/fast-tokenizer.js');
+      const { readNormStats } = await import('../transforms/normalize.js');
+      const { config } = resolveConfig(name, opts.set);
+      const started = Date.now();
+      const statsFile = findNormStatsFile(config);
+      const bar = progressBar('chunks');
+      const bpe = progressBar('bpe');
+      const tok = await trainActionTokenizer(config, readNormStats(statsFile), {
+        onProgress: (stage, done, total) => (stage === 'chunks' ? bar : bpe)(done, total),
+      });
+      const file = actionTokenizerFile(statsFile);
+      writeFastTokenizer(file, tok);
+      const r = tok.spec.report!;
+      console.log(
+        `${path.relative(process.cwd(), file)}: ${tok.vocabSize} tokens (scale ${tok.spec.scale}) from ${r.chunks} chunks of ${tok.spec.horizon}×${tok.spec.actionDim}; tokens per chunk p50 ${r.tokensPerChunk.p50}, mean ${r.tokensPerChunk.mean.toFixed(1)}, max ${r.tokensPerChunk.max} (model.fast.max_tokens ${config.model.fast.max_tokens}); round-trip max error ${(100 * r.maxErrorOfRange).toFixed(2)}% of a dim's range; ${((Date.now() - started) / 1000).toFixed(1)} s`,
+      );
+      if (r.tokensPerChunk.max > config.model.fast.max_tokens)
+        console.log(
+          `warning: some chunks take more than model.fast.max_tokens ${config.model.fast.max_tokens} tokens: training cuts them and decoding them fails; raise max_tokens or lower fast.scale`,
+        );
+    });
+
   registerDataEdit(cmd);
 }

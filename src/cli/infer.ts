@@ -115,6 +115,7 @@ export function register(program: Command): void {
         const batch = frameBatch(epIndex, frame);
         const noise = new Rng(seed, 3).normals(policy.horizon * policy.dims.actionDim, sampling.noiseScale);
         const t0 = performance.now();
+        const failures: Array<string | null> = [];
         const pred = await policy.sampleActions(
           {
             images: batch.images,
@@ -124,9 +125,11 @@ export function register(program: Command): void {
             batchSize: 1,
             noise,
           },
-          sampling,
+          { ...sampling, failures },
         );
         const ms = performance.now() - t0;
+        if (failures[0])
+          throw new UserError(`episode ${episode} frame ${frame}: ${failures[0]}: no action chunk`);
         const ad = policy.actionDim;
         const mse = chunkError(pred, batch.actions, batch.actionPad, policy.horizon, ad);
         const n = (policy.horizon - batch.actionPad.reduce((a, v) => a + v, 0)) * ad;

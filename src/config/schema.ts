@@ -50,6 +50,30 @@ export const MODEL_PRESETS = {
 } as const;
 export type ModelPreset = keyof typeof MODEL_PRESETS;
 
+/**
+ * π0-FAST's action tokens (`vla data tokenizer` trains the tokenizer into the assets, beside the norm
+ * stats): each action dim's DCT along the chunk, times `scale`, rounded, low frequencies first, then
+ * byte-pair encoded up to `vocab_size` tokens.
+ */
+export const FastConfig = z.strictObject({
+  /**
+   * DCT coefficients are multiplied by it before rounding: larger keeps more detail and makes more tokens.
+   * FAST's paper uses 10; on quantile-normalised transfer-cube chunks that loses up to 7.2% of a dim's range
+   * (27 tokens a chunk), 100 loses 0.71% (51 tokens) (docs/model-family.md).
+   */
+  scale: z.number().positive().finite().default(100),
+  /**
+   * FAST tokens (the BPE vocabulary: every quantised value the data holds, then merges); the model's token
+   * table adds two (start and end of the chunk). At scale 100 the values alone take ~2,500 of them.
+   */
+  vocab_size: z.int().min(2).max(65536).default(8192),
+  /** The most action tokens one chunk may take (decoding stops there; longer training chunks are cut). */
+  max_tokens: posInt.default(256),
+  /** Chunks the tokenizer is trained on, spread evenly over the dataset. */
+  train_chunks: posInt.default(4000),
+});
+export type FastConfig = z.infer<typeof FastConfig>;
+
 /** π0-style policy sizes. Fields left out take the preset's value (MODEL_PRESETS). */
 export const ModelConfig = z
   .strictObject({
@@ -58,9 +82,11 @@ export const ModelConfig = z
      * The model family member (docs/model-family.md): `pi0` (the flow time mixed into each action token
      * by an MLP, the state as one suffix token), or `pi05` (π0.5: the flow time enters the action expert
      * through adaptive RMSNorm, the state enters the prefix as 256-bin tokens, the suffix holds action
-     * tokens only). A checkpoint records it; loading it as another variant is an error naming both.
+     * tokens only), or `pi0_fast` (π0-FAST: the action chunk as FAST tokens, DCT then BPE, predicted one
+     * by one under a prefix-LM mask by the action expert and decoded greedily). A checkpoint records it;
+     * loading it as another variant is an error naming both.
      */
-    variant: z.enum(['pi0', 'pi05']).default('pi0'),
+    variant: z.enum(['pi0', 'pi05', 'pi0_fast']).default('pi0'),
     width: posInt.optional(),
     depth: posInt.optional(),
     heads: posInt.optional(),
@@ -93,6 +119,8 @@ export const ModelConfig = z
      */
     noise_scale: z.number().finite().min(0).max(MAX_NOISE_SCALE).default(1),
     lora: LoraConfig.nullable().default(null),
+    /** π0-FAST's action tokenizer and decoding (read where `variant` is `pi0_fast`). */
+    fast: FastConfig.prefault({}),
   })
   .superRefine((m, ctx) => {
     const p = MODEL_PRESETS[m.preset];

@@ -3,7 +3,7 @@ import { UserError } from '../config/errors.js';
 import { assetIdFor, robotConfig, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type NormStats, type NormStatsEntry, normStatsProvenance } from '../transforms/normalize.js';
-import { actionChunk, episodeRows, openPipelines } from './pipeline.js';
+import { actionChunk, episodeRows, openPipelines, type Pipeline } from './pipeline.js';
 import { quantileSorted } from './stats.js';
 
 /** Where `vla data stats` writes and training reads: `assets/<asset_id>/norm_stats.json` (asset_id defaults to the robot). */
@@ -77,6 +77,43 @@ export async function computeNormStats(
   config: TrainConfig,
   opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<NormStatsResult> {
+  const { pipelines, state, actions, n, stateDim, actionDim } = await gatherChunks(config, opts);
+  // The simulated scene the frames came from, so a checkpoint can tell when it has changed since: kept
+  // where every dataset names the same one.
+  const scenes = new Set(pipelines.map((p) => JSON.stringify(p.dataset.info.simulation ?? null)));
+  const simulation = scenes.size === 1 ? pipelines[0]!.dataset.info.simulation : undefined;
+  return {
+    stats: {
+      state: entryStats(state, stateDim),
+      actions: entryStats(actions, actionDim),
+      computedWith: { ...normStatsProvenance(config), ...(simulation && { simulation }) },
+    },
+    frames: n,
+    actionRows: n * config.model.action_horizon,
+  };
+}
+
+/** The states and action chunks (after the config's transforms, before normalisation) of evenly spaced frames. */
+export interface GatheredChunks {
+  pipelines: Pipeline[];
+  /** [n, stateDim] */
+  state: Float32Array;
+  /** [n, horizon, actionDim] */
+  actions: Float32Array;
+  n: number;
+  stateDim: number;
+  actionDim: number;
+}
+
+/**
+ * The state at t and the action chunk t..t+H-1 of (a subsample of) the config's frames, after its
+ * transforms (adapter, delta actions): evenly spaced across every dataset, so a subsample still covers
+ * every episode, each dataset in proportion to its frames. One robot (a mixture of robots is gathered per robot).
+ */
+export async function gatherChunks(
+  config: TrainConfig,
+  opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
+): Promise<GatheredChunks> {
   const robots = robotsOf(config);
   if (robots.length > 1) {
     throw new UserError(
@@ -99,7 +136,6 @@ export async function computeNormStats(
   for (const [i, p] of pipelines.entries()) {
     const frames = p.dataset.numFrames;
     const take = takes[i]!;
-    // Evenly spaced frames across the whole dataset, so a subsample still covers every episode.
     const picked = new Uint8Array(frames);
     for (let k = 0; k < take; k++) picked[Math.floor((k * frames) / take)] = 1;
     let seen = 0;
@@ -119,17 +155,12 @@ export async function computeNormStats(
       opts.onProgress?.(done, total);
     }
   }
-  // The simulated scene the frames came from, so a checkpoint can tell when it has changed since: kept
-  // where every dataset names the same one.
-  const scenes = new Set(pipelines.map((p) => JSON.stringify(p.dataset.info.simulation ?? null)));
-  const simulation = scenes.size === 1 ? pipelines[0]!.dataset.info.simulation : undefined;
   return {
-    stats: {
-      state: entryStats(state.subarray(0, n * stateDim), stateDim),
-      actions: entryStats(actions.subarray(0, n * horizon * actionDim), actionDim),
-      computedWith: { ...normStatsProvenance(config), ...(simulation && { simulation }) },
-    },
-    frames: n,
-    actionRows: n * horizon,
+    pipelines,
+    state: state.subarray(0, n * stateDim),
+    actions: actions.subarray(0, n * horizon * actionDim),
+    n,
+    stateDim,
+    actionDim,
   };
 }

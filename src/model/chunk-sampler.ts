@@ -123,7 +123,14 @@ export class ChunkSampler {
   async sample(
     inp: ModelInputs,
     noise: Float32Array,
-    opts: { numSteps?: number; cache?: boolean; guidance?: Guidance; committed?: Committed } = {},
+    opts: {
+      numSteps?: number;
+      cache?: boolean;
+      guidance?: Guidance;
+      committed?: Committed;
+      /** π0-FAST: why each sample gave no chunk, null where it did (see Pi0.sample). */
+      failures?: Array<string | null>;
+    } = {},
   ): Promise<Float32Array> {
     const steps = opts.numSteps ?? this.model.dims.numSteps;
     const cache = opts.cache !== false;
@@ -160,6 +167,7 @@ export class ChunkSampler {
       numSteps: steps,
       cache,
       weights: this.weights ?? undefined,
+      failures: opts.failures,
     });
     try {
       return (await out.data()) as Float32Array;

@@ -6,8 +6,11 @@ export const MAX_CAMERAS = 4;
 
 /** Every size the model needs, the preset merged with the config's own fields. */
 export interface ModelDims {
-  /** `model.variant`: π0, or π0.5 (adaptive RMSNorm time conditioning, state tokens in the prefix). */
-  variant: 'pi0' | 'pi05';
+  /**
+   * `model.variant`: π0, π0.5 (adaptive RMSNorm time conditioning, state tokens in the prefix) or π0-FAST
+   * (state tokens in the prefix, the chunk as FAST tokens decoded one by one).
+   */
+  variant: 'pi0' | 'pi05' | 'pi0_fast';
   width: number;
   depth: number;
   heads: number;
@@ -27,6 +30,8 @@ export interface ModelDims {
   /** `model.noise_scale`: the initial noise's standard deviation at inference. */
   noiseScale: number;
   lora: { rank: number; alpha: number; targets: string[] } | null;
+  /** π0-FAST: FAST tokens in the vocabulary, and the most a chunk may take. */
+  fast: { vocabSize: number; maxTokens: number };
 }
 
 export function modelDims(m: ModelConfig): ModelDims {
@@ -68,6 +73,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     numSteps: m.num_steps,
     noiseScale: m.noise_scale,
     lora: m.lora,
+    fast: { vocabSize: m.fast.vocab_size, maxTokens: m.fast.max_tokens },
   };
 }
 

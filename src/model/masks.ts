@@ -48,6 +48,16 @@ export function pi05BlockStarts(prefixLen: number, horizon: number): Uint8Array 
   return starts;
 }
 
+/**
+ * Block starts for a π0-FAST sequence: `prefixLen` prefix tokens in one block, then `tokens` action
+ * tokens each starting a block of its own (causal: each sees the prefix, the tokens before it and itself).
+ */
+export function fastBlockStarts(prefixLen: number, tokens: number): Uint8Array {
+  const starts = new Uint8Array(prefixLen + tokens);
+  starts.fill(1, prefixLen);
+  return starts;
+}
+
 export const MASKED = -1e9;
 
 /**

@@ -9,8 +9,10 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
+import { UserError } from '../config/errors.js';
 import type { Batch } from '../transforms/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
+import type { FastTokenizer } from './fast-tokenizer.js';
 import { type ModelInputs, patchTensor, promptOneHot, STATE_BINS, stateOneHot } from './inputs.js';
 import {
   applyFilm,
@@ -26,6 +28,8 @@ import {
 } from './layers.js';
 import {
   attentionBiasInto,
+  fastBlockStarts,
+  MASKED,
   pi0BlockStarts,
   pi05BlockStarts,
   prefixValidity,
@@ -83,40 +87,50 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   specs.set('prefix/token_embedding', { shape: [VOCAB_SIZE, d.width], init: 'embed' });
   specs.set('prefix/prompt_pos_embedding', { shape: [d.maxTokenLen, d.width], init: 'sincos1d' });
   const pi05 = d.variant === 'pi05';
-  if (pi05) {
-    // π0.5: each dim of the normalised state a token of its own, from 256 bins.
+  if (stateInPrefix(d)) {
+    // π0.5 and π0-FAST: each dim of the normalised state a token of its own, from 256 bins.
     specs.set('prefix/state_embedding', { shape: [STATE_BINS, d.width], init: 'embed' });
     specs.set('prefix/state_pos_embedding', { shape: [d.actionDim, d.width], init: 'sincos1d' });
   }
   for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, d.width, d.mlpDim, i === d.depth - 1);
 
   const e = d.expertWidth;
-  if (!pi05) {
-    kernel('expert/state_proj', d.actionDim, e);
-    bias('expert/state_proj', e);
+  if (d.variant === 'pi0_fast') {
+    // π0-FAST: the expert reads action tokens (FAST's, then start and end of the chunk) and predicts the
+    // next through the same table, transposed (tied, as PaliGemma's embedding and head are).
+    specs.set('expert/token_embedding', { shape: [fastTokenCount(d), e], init: 'embed' });
+    specs.set('expert/token_pos_embedding', { shape: [d.fast.maxTokens + 1, e], init: 'sincos1d' });
+    for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, e, d.expertMlpDim, false);
+    norm('expert/final_norm', e);
+    bias('expert/token_out', fastTokenCount(d));
+  } else {
+    if (!pi05) {
+      kernel('expert/state_proj', d.actionDim, e);
+      bias('expert/state_proj', e);
+    }
+    kernel('expert/action_in', d.actionDim, e);
+    bias('expert/action_in', e);
+    specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'sincos1d' });
+    // π0 mixes [action, time] in the MLP; π0.5 turns the time alone into the norms' condition.
+    kernel('expert/time_mlp_in', pi05 ? e : 2 * e, e);
+    bias('expert/time_mlp_in', e);
+    kernel('expert/time_mlp_out', e, e);
+    bias('expert/time_mlp_out', e);
+    // Adaptive RMSNorm (π0.5): scale, shift and gate per sample from the time; zeros, so each block starts
+    // as the identity (DiT's adaLN-Zero, openpi's adaRMS).
+    const modulation = (name: string, parts: number) => {
+      specs.set(`${name}/mod/kernel`, { shape: [e, parts * e], init: 'zeros' });
+      bias(`${name}/mod`, parts * e);
+    };
+    for (let i = 0; i < d.depth; i++) {
+      block(`expert/block_${i}`, e, d.expertMlpDim, false);
+      if (pi05) for (const ln of ['ln1', 'ln2']) modulation(`expert/block_${i}/${ln}`, 3);
+    }
+    norm('expert/final_norm', e);
+    if (pi05) modulation('expert/final_norm', 2);
+    kernel('expert/action_out', e, d.actionDim);
+    bias('expert/action_out', d.actionDim);
   }
-  kernel('expert/action_in', d.actionDim, e);
-  bias('expert/action_in', e);
-  specs.set('expert/action_pos_embedding', { shape: [d.horizon, e], init: 'sincos1d' });
-  // π0 mixes [action, time] in the MLP; π0.5 turns the time alone into the norms' condition.
-  kernel('expert/time_mlp_in', pi05 ? e : 2 * e, e);
-  bias('expert/time_mlp_in', e);
-  kernel('expert/time_mlp_out', e, e);
-  bias('expert/time_mlp_out', e);
-  // Adaptive RMSNorm (π0.5): scale, shift and gate per sample from the time; zeros, so each block starts
-  // as the identity (DiT's adaLN-Zero, openpi's adaRMS).
-  const modulation = (name: string, parts: number) => {
-    specs.set(`${name}/mod/kernel`, { shape: [e, parts * e], init: 'zeros' });
-    bias(`${name}/mod`, parts * e);
-  };
-  for (let i = 0; i < d.depth; i++) {
-    block(`expert/block_${i}`, e, d.expertMlpDim, false);
-    if (pi05) for (const ln of ['ln1', 'ln2']) modulation(`expert/block_${i}/${ln}`, 3);
-  }
-  norm('expert/final_norm', e);
-  if (pi05) modulation('expert/final_norm', 2);
-  kernel('expert/action_out', e, d.actionDim);
-  bias('expert/action_out', d.actionDim);
 
   if (d.lora) {
     const targets = d.lora.targets.map(globToRegExp);
@@ -305,7 +319,13 @@ export class Pi0 {
   /** Guided sampling differentiates the actions through the model: gradients reach its inputs too. */
   private inputGrads = false;
 
-  constructor(readonly dims: ModelDims) {}
+  constructor(
+    readonly dims: ModelDims,
+    /** π0-FAST's action tokenizer (the checkpoint's or the config's assets); other variants take none. */
+    readonly actionTokenizer: FastTokenizer | null = null,
+  ) {
+    if (actionTokenizer) checkTokenizerFits(dims, actionTokenizer);
+  }
 
   get patchesPerImage(): number {
     return (this.dims.imageSize / this.dims.patchSize) ** 2;
@@ -486,8 +506,8 @@ export class Pi0 {
     );
     const parts: tf.Tensor3D[] = [tf.reshape(img, [b, c * n, d.width]), tokens as tf.Tensor3D];
     let valid = prefixValidity(inp, n);
-    if (d.variant === 'pi05') {
-      // π0.5: the state's dims as tokens after the prompt, every one real.
+    if (stateInPrefix(d)) {
+      // π0.5 and π0-FAST: the state's dims as tokens after the prompt, every one real.
       const a = d.actionDim;
       const state = (this.sampling ? plainMatmul : matmul2dInputA)(
         stateOneHot(inp),
@@ -498,7 +518,7 @@ export class Pi0 {
       );
       valid = sequenceValid(valid, c * n + l, a, b);
     }
-    const length = c * n + l + (d.variant === 'pi05' ? d.actionDim : 0);
+    const length = c * n + l + (stateInPrefix(d) ? d.actionDim : 0);
     const x: tf.Tensor2D = tf.reshape(concatAxis1(parts), [b * length, d.width]) as tf.Tensor2D;
     return { x, valid, length };
   }
@@ -680,6 +700,7 @@ export class Pi0 {
   ): tf.Scalar {
     const d = this.dims;
     const b = inp.batch;
+    if (d.variant === 'pi0_fast') return this.tokenLoss(w, inp, actions, opts.lossDims);
     const k = opts.samples ?? 1;
     const kb = k * b;
     if (noise.length !== kb * d.horizon * d.actionDim || t.length !== kb) {
@@ -726,9 +747,18 @@ export class Pi0 {
       weights?: SamplingWeights;
       guidance?: Guidance;
       committed?: Committed;
+      /** π0-FAST: why each sample's tokens gave no chunk (null where they did); its rows are NaN. */
+      failures?: Array<string | null>;
     } = {},
   ): tf.Tensor3D {
     const numSteps = opts.numSteps ?? this.dims.numSteps;
+    if (this.dims.variant === 'pi0_fast') {
+      if (opts.guidance || opts.committed)
+        throw new Error(
+          'π0-FAST decodes tokens: real-time chunking (guidance, a committed prefix) is for the flow variants',
+        );
+      return this.sampleTokens(w, inp, opts.failures);
+    }
     if (opts.guidance) {
       this.inputGrads = true;
       try {
@@ -845,6 +875,284 @@ export class Pi0 {
       return eulerIntegrate(x1, numSteps, (x, t) => hold(this.velocity(w, kv, bias, state, x, times(t))));
     });
   }
+
+  // ------------------------------------------------------------ π0-FAST: action tokens
+
+  private tokenizer(): FastTokenizer {
+    if (!this.actionTokenizer)
+      throw new UserError(
+        'model.variant pi0_fast: no action tokenizer (assets/<asset_id>/fast_tokenizer.json): run `vla data tokenizer <config>` after `vla data stats`',
+      );
+    return this.actionTokenizer;
+  }
+
+  /**
+   * Action tokens [B·len, E] at positions start.. (token ids [B, len], each sample's row of the token
+   * table plus its position's embedding).
+   */
+  private embedActionTokens(w: Params, ids: Int32Array, b: number, len: number, start: number): tf.Tensor2D {
+    const d = this.dims;
+    const vocab = fastTokenCount(d);
+    const onehot = filledTensor([b * len, vocab], (out) => {
+      out.fill(0);
+      for (let i = 0; i < ids.length; i++) out[i * vocab + ids[i]!] = 1;
+    });
+    const x = (this.sampling ? plainMatmul : matmul2dInputA)(onehot, get(w, 'expert/token_embedding'));
+    const pos = tf.slice(get(w, 'expert/token_pos_embedding'), [start, 0], [len, d.expertWidth]);
+    return tf.reshape(tf.add(tf.reshape(x, [b, len, d.expertWidth]), pos), [
+      b * len,
+      d.expertWidth,
+    ]) as tf.Tensor2D;
+  }
+
+  /**
+   * The next token's logits [B·len, vocab] after each of `len` action tokens per sample, reading the
+   * prefix's keys and values (and the keys and values of the tokens before, `past`, when decoding).
+   * Returns the tokens' own keys and values per layer too.
+   */
+  private tokenLogits(
+    w: Params,
+    kv: PrefixKV,
+    past: Segment[] | null,
+    x0: tf.Tensor2D,
+    len: number,
+    bias: tf.Tensor4D,
+    b: number,
+  ): { logits: tf.Tensor2D; kv: Segment[] } {
+    let x = x0;
+    const own: Segment[] = [];
+    for (let i = 0; i < this.dims.depth; i++) {
+      const cached: Segment[] = [[kv.keys[i]!, kv.values[i]!]];
+      if (past) cached.push(past[i]!);
+      const out = this.layer(w, [{ x, g: `expert/block_${i}`, len }], cached, bias, b);
+      x = out.x[0]!;
+      own.push(out.kv[0]!);
+    }
+    const h = rmsNorm(x, get(w, 'expert/final_norm/scale'));
+    // The token table read backwards (tied weights), scaled as the tokens were normalised: 1/√E.
+    const table = get(w, 'expert/token_embedding');
+    const logits = tf.add(
+      tf.matMul(tf.mul(h, 1 / Math.sqrt(this.dims.expertWidth)), table, false, true),
+      get(w, 'expert/token_out/bias'),
+    ) as tf.Tensor2D;
+    return { logits, kv: own };
+  }
+
+  /**
+   * π0-FAST's loss: each chunk's FAST tokens (its robot's dims, `lossDims`), after a start token and
+   * followed by an end token, predicted one by one (next-token cross-entropy over the real positions),
+   * every token seeing the whole prefix and the tokens before it.
+   */
+  private tokenLoss(
+    w: Params,
+    inp: ModelInputs,
+    actions: Float32Array,
+    lossDims?: number | Int32Array,
+  ): tf.Scalar {
+    const d = this.dims;
+    const b = inp.batch;
+    const seq = actionTokenSequences(this.dims, this.tokenizer(), actions, b, lossDims);
+    const kv = this.prefixKV(w, inp);
+    const p = kv.length;
+    const valid = new Uint8Array(b * (p + seq.length));
+    for (let i = 0; i < b; i++) {
+      valid.set(kv.valid.subarray(i * p, (i + 1) * p), i * (p + seq.length));
+      valid.fill(1, i * (p + seq.length) + p, i * (p + seq.length) + p + seq.lengths[i]!);
+    }
+    const bias = attentionBias(valid, fastBlockStarts(p, seq.length), b, p, p + seq.length);
+    const x = this.embedActionTokens(w, seq.inputs, b, seq.length, 0);
+    const { logits } = this.tokenLogits(w, kv, null, x, seq.length, bias, b);
+    const real = new Uint8Array(b * seq.length);
+    for (let i = 0; i < b; i++) real.fill(1, i * seq.length, i * seq.length + seq.lengths[i]!);
+    return tokenCrossEntropy(logits, seq.targets, fastTokenCount(d), real);
+  }
+
+  /**
+   * Greedy decoding with the KV cache: the prefix once, then one action token per step through the
+   * expert, each step's keys and values appended, until every sample has ended its chunk (or
+   * `fast.max_tokens`). Each sample's tokens through the tokenizer back to actions [B, H, A]; a sample
+   * whose tokens make no chunk gets NaN rows and its reason in `failures`.
+   */
+  private sampleTokens(w: Params, inp: ModelInputs, failures?: Array<string | null>): tf.Tensor3D {
+    const d = this.dims;
+    const b = inp.batch;
+    const tok = this.tokenizer();
+    const { bos, eos } = fastSpecialTokens(d);
+    const decoded: number[][] = Array.from({ length: b }, () => []);
+    this.sampling = true;
+    try {
+      let prefix: { valid: Uint8Array; length: number } = { valid: new Uint8Array(), length: 0 };
+      const tensors = tf.tidy(() => {
+        const { keys, values, ...rest } = this.prefixKV(w, inp);
+        prefix = rest;
+        return { keys, values };
+      }) as { keys: tf.Tensor2D[]; values: tf.Tensor2D[] };
+      const kv: PrefixKV = { ...tensors, ...prefix };
+      let past: Segment[] | null = null;
+      const done = new Uint8Array(b);
+      let ids = new Int32Array(b).fill(bos);
+      try {
+        for (let j = 0; j <= d.fast.maxTokens && done.includes(0); j++) {
+          const prev: Segment[] | null = past;
+          const step = tf.tidy(() => {
+            const p = kv.length;
+            const valid = new Uint8Array(b * (p + j + 1));
+            for (let i = 0; i < b; i++) {
+              valid.set(kv.valid.subarray(i * p, (i + 1) * p), i * (p + j + 1));
+              valid.fill(1, i * (p + j + 1) + p, (i + 1) * (p + j + 1));
+            }
+            const bias = attentionBias(valid, fastBlockStarts(p, j + 1), b, p + j, p + j + 1);
+            const x = this.embedActionTokens(w, ids, b, 1, j);
+            const out = this.tokenLogits(w, kv, prev, x, 1, bias, b);
+            const joined = out.kv.map(
+              ([k, v], i): Segment =>
+                prev ? [appendToken(prev[i]![0], k, b), appendToken(prev[i]![1], v, b)] : [k, v],
+            );
+            // Greedy over FAST's tokens and the end (never the start token); the end only once a token came.
+            const mask = new Float32Array(fastTokenCount(d));
+            mask[bos] = MASKED;
+            if (j === 0) mask[eos] = MASKED;
+            const next = tf.argMax(tf.add(out.logits, tf.tensor1d(mask)), 1);
+            return { next, joined: joined.map(([k, v]) => [tf.keep(k), tf.keep(v)] as Segment) };
+          });
+          if (prev) for (const [k, v] of prev) tf.dispose([k, v]);
+          past = step.joined;
+          ids = Int32Array.from(step.next.dataSync());
+          step.next.dispose();
+          for (let i = 0; i < b; i++) {
+            if (done[i]) continue;
+            if (ids[i] === eos || j === d.fast.maxTokens) done[i] = 1;
+            else decoded[i]!.push(ids[i]!);
+          }
+        }
+      } finally {
+        if (past) for (const [k, v] of past) tf.dispose([k, v]);
+        tf.dispose([...kv.keys, ...kv.values]);
+      }
+    } finally {
+      this.sampling = false;
+    }
+    const per = d.horizon * d.actionDim;
+    const out = new Float32Array(b * per);
+    const dims = tok.spec.actionDim;
+    for (let i = 0; i < b; i++) {
+      const r = tok.decode(decoded[i]!);
+      if (failures)
+        failures[i] = r.ok ? null : `action tokens: ${r.reason} (${decoded[i]!.length} tokens decoded)`;
+      if (!r.ok) {
+        out.fill(Number.NaN, i * per, (i + 1) * per);
+        continue;
+      }
+      for (let t = 0; t < d.horizon; t++)
+        out.set(r.actions.subarray(t * dims, (t + 1) * dims), i * per + t * d.actionDim);
+    }
+    return tf.tensor3d(out, [b, d.horizon, d.actionDim]);
+  }
+}
+
+/** Whether the state enters the prefix as binned tokens (π0.5, π0-FAST) rather than the suffix (π0). */
+function stateInPrefix(d: ModelDims): boolean {
+  return d.variant !== 'pi0';
+}
+
+/** π0-FAST's token table: FAST's tokens, then the start and the end of a chunk. */
+export function fastTokenCount(d: ModelDims): number {
+  return d.fast.vocabSize + 2;
+}
+
+export function fastSpecialTokens(d: ModelDims): { bos: number; eos: number } {
+  return { bos: d.fast.vocabSize, eos: d.fast.vocabSize + 1 };
+}
+
+/** An action tokenizer this model can use: its chunk length, its dims and its vocabulary; else an error naming both. */
+export function checkTokenizerFits(d: ModelDims, tok: FastTokenizer, where = 'fast_tokenizer.json'): void {
+  const s = tok.spec;
+  const problem =
+    s.horizon !== d.horizon
+      ? `a chunk of ${s.horizon} steps; the model's model.action_horizon is ${d.horizon}`
+      : s.actionDim > d.actionDim
+        ? `${s.actionDim} action dims; the model's model.action_dim is ${d.actionDim}`
+        : tok.vocabSize > d.fast.vocabSize
+          ? `${tok.vocabSize} tokens; the model's model.fast.vocab_size is ${d.fast.vocabSize}`
+          : null;
+  if (d.variant !== 'pi0_fast')
+    throw new UserError(
+      `${where}: an action tokenizer is for model.variant pi0_fast; the model is ${d.variant}`,
+    );
+  if (problem)
+    throw new UserError(
+      `${where}: ${problem}: expected a tokenizer made for this config (vla data tokenizer)`,
+    );
+}
+
+/**
+ * Each chunk's token sequence for next-token training: inputs [B, L] (the start token, then the chunk's
+ * tokens), targets [B, L] (the chunk's tokens, then the end token; 0 past the end) and each sample's
+ * length; L is the longest in the batch, at most `fast.max_tokens` + 1 (a longer chunk is cut there).
+ */
+export function actionTokenSequences(
+  d: ModelDims,
+  tok: FastTokenizer,
+  actions: Float32Array,
+  b: number,
+  lossDims?: number | Int32Array,
+): { inputs: Int32Array; targets: Int32Array; lengths: Int32Array; length: number } {
+  const { bos, eos } = fastSpecialTokens(d);
+  const dims = tok.spec.actionDim;
+  const per = d.horizon * d.actionDim;
+  const chunk = new Float32Array(d.horizon * dims);
+  const seqs: Int32Array[] = [];
+  for (let i = 0; i < b; i++) {
+    const robotDims = lossDims === undefined ? dims : typeof lossDims === 'number' ? lossDims : lossDims[i]!;
+    chunk.fill(0);
+    for (let t = 0; t < d.horizon; t++) {
+      const row = actions.subarray(
+        i * per + t * d.actionDim,
+        i * per + t * d.actionDim + Math.min(dims, robotDims),
+      );
+      chunk.set(row, t * dims);
+    }
+    seqs.push(tok.encode(chunk));
+  }
+  const lengths = Int32Array.from(seqs, (s) => Math.min(s.length, d.fast.maxTokens) + 1);
+  const length = Math.max(...lengths);
+  const inputs = new Int32Array(b * length);
+  const targets = new Int32Array(b * length);
+  seqs.forEach((s, i) => {
+    const n = lengths[i]! - 1;
+    inputs[i * length] = bos;
+    inputs.set(s.subarray(0, n), i * length + 1);
+    targets.set(s.subarray(0, n), i * length);
+    targets[i * length + n] = s.length > n ? s[n]! : eos;
+  });
+  return { inputs, targets, lengths, length };
+}
+
+/** Mean next-token cross-entropy of logits [B·L, V] against targets [B·L] over the rows `mask` marks real. */
+function tokenCrossEntropy(
+  logits: tf.Tensor2D,
+  targets: Int32Array,
+  vocab: number,
+  mask: Uint8Array,
+): tf.Scalar {
+  const rows = logits.shape[0];
+  const onehot = filledTensor([rows, vocab], (out) => {
+    out.fill(0);
+    for (let i = 0; i < rows; i++) if (mask[i]) out[i * vocab + targets[i]!] = 1;
+  });
+  let kept = 0;
+  for (let i = 0; i < rows; i++) if (mask[i]) kept++;
+  const logp = tf.logSoftmax(logits);
+  return tf.div(tf.neg(tf.sum(tf.mul(onehot, logp))), Math.max(1, kept)) as tf.Scalar;
+}
+
+/** Keys or values [B·T, W] of the tokens so far with one more token's [B·1, W] after each sample's. */
+function appendToken(past: tf.Tensor2D, next: tf.Tensor2D, b: number): tf.Tensor2D {
+  const w = past.shape[1];
+  return tf.reshape(concatAxis1([tf.reshape(past, [b, -1, w]), tf.reshape(next, [b, 1, w])]), [
+    -1,
+    w,
+  ]) as tf.Tensor2D;
 }
 
 /** A committed prefix of each chunk, for a model trained with training-time real-time chunking. */

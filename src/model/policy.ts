@@ -19,9 +19,18 @@ import {
 } from '../transforms/normalize.js';
 import { ChunkSampler, type SamplerChoice } from './chunk-sampler.js';
 import { type ModelDims, modelDims } from './config.js';
+import { FAST_TOKENIZER_FILE, type FastTokenizer, readFastTokenizer } from './fast-tokenizer.js';
 import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
-import { type Committed, type Guidance, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
+import {
+  type Committed,
+  checkTokenizerFits,
+  type Guidance,
+  mergeLora,
+  Pi0,
+  paramSpecs,
+  prepareInputs,
+} from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 
@@ -63,9 +72,11 @@ export class PolicyModel {
     sampler: SamplerChoice = {},
     /** The robot every prompt names, for a checkpoint trained on several robots (config/mixture.ts robotPrompt). */
     readonly promptRobot: string | null = null,
+    /** π0-FAST's action tokenizer (the checkpoint's assets). */
+    actionTokenizer: FastTokenizer | null = null,
   ) {
     this.dims = modelDims(config.model);
-    this.model = new Pi0(this.dims);
+    this.model = new Pi0(this.dims, actionTokenizer);
     this.chunks = new ChunkSampler(this.model, params, sampler);
   }
 
@@ -103,6 +114,8 @@ export class PolicyModel {
       noiseScale?: number;
       guidance?: Guidance;
       committed?: Committed;
+      /** π0-FAST: filled with why each sample's tokens made no chunk (null where they did); its rows are NaN. */
+      failures?: Array<string | null>;
     } = {},
   ): Promise<Float32Array> {
     const d = this.dims;
@@ -211,7 +224,21 @@ export async function loadPolicyModel(
     true,
     sampler,
     mixed ? runFor : null,
+    checkpointActionTokenizer(checkpointDir, trained, dims),
   );
+}
+
+/** π0-FAST's tokenizer from the checkpoint's assets (beside the config robot's norm stats); null for other variants. */
+function checkpointActionTokenizer(dir: string, config: TrainConfig, dims: ModelDims): FastTokenizer | null {
+  if (dims.variant !== 'pi0_fast') return null;
+  const file = path.join(dir, 'assets', assetIdFor(config, config.robot), FAST_TOKENIZER_FILE);
+  if (!existsSync(file))
+    throw new UserError(
+      `checkpoint ${dir}: model.variant pi0_fast, but no ${path.relative(dir, file)}: cannot decode action tokens`,
+    );
+  const tok = readFastTokenizer(file);
+  checkTokenizerFits(dims, tok, file);
+  return tok;
 }
 
 /** The checkpoint's norm stats for the config's robot: `assets/<its asset_id>/`, else the only ones there. */

@@ -90,7 +90,9 @@ export class ModelPolicy implements Policy {
     const b = requests.length;
     const state = new Float32Array(b * m.stateDim);
     requests.forEach(({ obs }, i) => state.set(obs.state, i * m.stateDim));
-    const prefixed = requests.some((r) => r.obs.actionPrefix);
+    // π0-FAST decodes tokens, which nothing guides: it serves a committed prefix as a server without
+    // real-time chunking does, by ignoring it.
+    const prefixed = m.dims.variant !== 'pi0_fast' && requests.some((r) => r.obs.actionPrefix);
     const f = frames({
       size: b,
       stateDim: m.stateDim,
@@ -109,6 +111,7 @@ export class ModelPolicy implements Policy {
     });
     applyInputs(this.inputs, f);
     const noise = this.noise?.normals(b * m.horizon * m.dims.actionDim, this.noiseScale);
+    const failures: Array<string | null> = [];
     f.modelActions = await m.sampleActions(
       {
         images: f.images!,
@@ -118,18 +121,30 @@ export class ModelPolicy implements Policy {
         batchSize: b,
         noise,
       },
-      { noiseScale: this.noiseScale, ...(prefixed && this.continuing(requests, f.modelActions!)) },
+      {
+        noiseScale: this.noiseScale,
+        failures,
+        ...(prefixed && this.continuing(requests, f.modelActions!)),
+      },
     );
     // The model's float32 chunks, turned into the robot's in place.
     const actions = applyOutputs(this.transforms, f).actions as Float32Array;
     const per = m.horizon * m.actionDim;
     const inferMs = (performance.now() - t0) / b;
-    return requests.map((_, i) => ({
-      actions: actions.subarray(i * per, (i + 1) * per),
-      horizon: m.horizon,
-      actionDim: m.actionDim,
-      inferMs,
-    }));
+    return requests.map(
+      (_, i): PolicyResult => ({
+        actions: actions.subarray(i * per, (i + 1) * per),
+        horizon: m.horizon,
+        actionDim: m.actionDim,
+        inferMs,
+        ...(failures[i] && {
+          error: {
+            message: `${failures[i]}: no action chunk for this observation`,
+            kind: 'undecodable_actions',
+          },
+        }),
+      }),
+    );
   }
 
   /**

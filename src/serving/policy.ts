@@ -22,6 +22,11 @@ export interface PolicyResult {
   actionDim: number;
   /** This request's share of the policy's own compute time. */
   inferMs: number;
+  /**
+   * Why this request got no chunk while the rest of its batch did (π0-FAST's tokens that decode to no
+   * chunk): the server sends the message to that robot alone and counts `kind` in /metrics.
+   */
+  error?: { message: string; kind: string };
 }
 
 export interface Policy {

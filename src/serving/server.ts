@@ -399,6 +399,7 @@ export class PolicyServer {
       this.inFlight--;
     }
     if (c.done || c.ws.readyState !== c.ws.OPEN) return;
+    if (result.error) return this.fail(c, result.error.message, result.error.kind);
     const nonFinite = countNonFinite(result.actions);
     if (nonFinite > 0) {
       return this.fail(

@@ -10,6 +10,7 @@ import path from 'node:path';
 import { configToYaml } from '../config/load.js';
 import { assetIdFor } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
+import { FAST_TOKENIZER_FILE, type FastTokenizer, writeFastTokenizer } from '../model/fast-tokenizer.js';
 import { readSafetensors, type SafeTensor, writeSafetensors } from '../model/safetensors.js';
 import { type AssetNormStats, type NormStats, writeNormStats } from '../transforms/normalize.js';
 
@@ -33,6 +34,8 @@ export function saveCheckpoint(
   normStats: NormStats | AssetNormStats | null,
   state: CheckpointState,
   dtype: 'float32' | 'float16' = 'float32',
+  /** π0-FAST's action tokenizer, saved beside the config robot's norm stats. */
+  actionTokenizer: FastTokenizer | null = null,
 ): string {
   mkdirSync(runDir, { recursive: true });
   const final = path.join(runDir, String(state.step));
@@ -74,6 +77,11 @@ export function saveCheckpoint(
       : normStats && new Map([[assetIdFor(config, config.robot), normStats]]);
   for (const [id, stats] of assets ?? [])
     writeNormStats(path.join(tmp, 'assets', id, 'norm_stats.json'), stats);
+  if (actionTokenizer)
+    writeFastTokenizer(
+      path.join(tmp, 'assets', assetIdFor(config, config.robot), FAST_TOKENIZER_FILE),
+      actionTokenizer,
+    );
   rmSync(final, { recursive: true, force: true });
   renameSync(tmp, final);
   return final;

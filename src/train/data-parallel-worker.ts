@@ -3,6 +3,7 @@ import { workerData } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { type BackendName, setupBackend } from '../backend/index.js';
 import { modelDims } from '../model/config.js';
+import { FastTokenizer } from '../model/fast-tokenizer.js';
 import { Pi0 } from '../model/pi0.js';
 import {
   flowGradients,
@@ -28,7 +29,7 @@ try {
     precision: setup.config.train.precision,
   });
   const dims = modelDims(setup.config.model);
-  const model = new Pi0(dims);
+  const model = new Pi0(dims, setup.actionTokenizer && new FastTokenizer(setup.actionTokenizer));
   const params = new Map<string, tf.Variable>();
   const trainable = new Map<string, tf.Variable>();
   // The weights arrive with the first step (the main thread sends every one then).

@@ -17,6 +17,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { ModelDims } from '../model/config.js';
+import type { FastTokenizerSpec } from '../model/fast-tokenizer.js';
 import { type Observation, type Pi0, prepareInputs } from '../model/pi0.js';
 import { startWorker } from '../threads.js';
 
@@ -156,6 +157,8 @@ const STEP_TIMEOUT_MS = 10 * 60_000;
 
 export interface WorkerSetup {
   config: TrainConfig;
+  /** π0-FAST's action tokenizer (its file's contents), for the replicas' loss. */
+  actionTokenizer: FastTokenizerSpec | null;
   layout: Layout;
   backend: { name: string; native: boolean };
   weights: SharedArrayBuffer;
@@ -196,6 +199,7 @@ export class Replicas {
     config: TrainConfig,
     params: Map<string, tf.Variable>,
     trainable: Map<string, tf.Variable>,
+    actionTokenizer: FastTokenizerSpec | null = null,
   ): Promise<Replicas> {
     const info = activeBackend();
     const layout = layoutOf(params, trainable);
@@ -209,6 +213,7 @@ export class Replicas {
         const { port1, port2 } = new MessageChannel();
         const setup: WorkerSetup = {
           config,
+          actionTokenizer,
           layout,
           backend: { name: info?.name ?? tf.getBackend(), native: info?.native != null },
           weights: weightsBuf,

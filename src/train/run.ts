@@ -14,6 +14,7 @@ import { assetIdFor, mixesRobots, robotConfig, robotsOf } from '../config/mixtur
 import { actionDim, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
+import { FAST_TOKENIZER_FILE, type FastTokenizer, readFastTokenizer } from '../model/fast-tokenizer.js';
 import { paramCount } from '../model/params.js';
 import { initParams } from '../model/pi0.js';
 import {
@@ -64,6 +65,8 @@ export interface RunTrainingOptions {
   data?: TrainingDataSource;
   /** The norm stats saved with checkpoints; defaults to the config's assets (see findNormStats). */
   normStats?: NormStats | AssetNormStats;
+  /** π0-FAST's action tokenizer; defaults to the one beside the config's norm stats (findActionTokenizer). */
+  actionTokenizer?: FastTokenizer | null;
   /** On abort: save a checkpoint at the current step and return stopped: true. */
   signal?: AbortSignal;
   /** Called every step. */
@@ -105,6 +108,25 @@ export function findNormStats(config: TrainConfig, cwd = process.cwd()): NormSta
 }
 
 function findAssetNormStats(config: TrainConfig, cwd: string): NormStats {
+  const file = findNormStatsFile(config, cwd);
+  const stats = readNormStats(file);
+  checkNormStatsProvenance(config, stats, path.relative(cwd, file));
+  return stats;
+}
+
+/** π0-FAST's action tokenizer, beside the config's norm stats (`vla data tokenizer`); null for other variants. */
+export function findActionTokenizer(config: TrainConfig, cwd = process.cwd()): FastTokenizer | null {
+  if (config.model.variant !== 'pi0_fast') return null;
+  const file = path.join(path.dirname(findNormStatsFile(config, cwd)), FAST_TOKENIZER_FILE);
+  if (!existsSync(file))
+    throw new UserError(
+      `no action tokenizer for ${config.name} (model.variant pi0_fast): expected ${path.relative(cwd, file)}; run \`vla data tokenizer ${config.name}\` first`,
+    );
+  return readFastTokenizer(file);
+}
+
+/** The norm stats file the config reads (the first candidate that exists), or an error saying how to make one. */
+export function findNormStatsFile(config: TrainConfig, cwd = process.cwd()): string {
   const candidates = normStatsCandidates(config, cwd);
   const file = candidates.find((f) => existsSync(f));
   if (!file) {
@@ -114,9 +136,7 @@ function findAssetNormStats(config: TrainConfig, cwd: string): NormStats {
         : `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
     );
   }
-  const stats = readNormStats(file);
-  checkNormStatsProvenance(config, stats, path.relative(cwd, file));
-  return stats;
+  return file;
 }
 
 interface OpenedData extends TrainingDataSource {
@@ -170,6 +190,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     }
   }
   const normStats = opts.normStats ?? findNormStats(config);
+  const tokenizer = opts.actionTokenizer !== undefined ? opts.actionTokenizer : findActionTokenizer(config);
   for (const [asset, stats] of normStats instanceof Map
     ? normStats
     : [[assetIdFor(config, config.robot), normStats] as const]) {
@@ -190,7 +211,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     }
   }
   try {
-    return await train(opts, opts.data ?? opened!, normStats, existing, log);
+    return await train(opts, opts.data ?? opened!, normStats, tokenizer, existing, log);
   } finally {
     opened?.close?.();
   }
@@ -200,6 +221,7 @@ async function train(
   opts: RunTrainingOptions,
   data: TrainingDataSource,
   normStats: NormStats | AssetNormStats,
+  tokenizer: FastTokenizer | null,
   existing: Array<{ step: number; dir: string }>,
   log: (line: string) => void,
 ): Promise<RunTrainingResult> {
@@ -218,7 +240,7 @@ async function train(
       throw e;
     }
   }
-  const trainer = new Trainer(config, init);
+  const trainer = new Trainer(config, init, tokenizer);
   try {
     trainer.checkSource(data);
     if (latest) {
@@ -242,7 +264,14 @@ async function train(
     let lastSaved = latest?.step ?? -1;
     let loss = Number.NaN;
     const save = async () => {
-      checkpoint = saveCheckpoint(runDir, config, normStats, await trainer.state(), t.params_dtype);
+      checkpoint = saveCheckpoint(
+        runDir,
+        config,
+        normStats,
+        await trainer.state(),
+        t.params_dtype,
+        tokenizer,
+      );
       lastSaved = trainer.step;
       pruneCheckpoints(runDir, t.keep_period);
       log(`saved ${checkpoint}`);

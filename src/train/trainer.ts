@@ -9,6 +9,7 @@ import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, type ModelDims, modelDims } from '../model/config.js';
+import type { FastTokenizer } from '../model/fast-tokenizer.js';
 import { isLoraParam, matchesAny, type Params } from '../model/params.js';
 import { batchObservation, Pi0, sampleFlowTimes } from '../model/pi0.js';
 import { Rng } from '../model/rng.js';
@@ -60,9 +61,11 @@ export class Trainer {
   constructor(
     readonly config: TrainConfig,
     init: Params,
+    /** π0-FAST's action tokenizer (findActionTokenizer); null for the flow variants. */
+    readonly actionTokenizer: FastTokenizer | null = null,
   ) {
     this.dims = modelDims(config.model);
-    this.model = new Pi0(this.dims);
+    this.model = new Pi0(this.dims, actionTokenizer);
     const scope = `trainer_${nextTrainerId++}`;
     const freeze = config.train.freeze;
     for (const [name, t] of init) {
@@ -193,7 +196,13 @@ export class Trainer {
     }
     if (backend !== 'wasm' && backend !== 'cpu')
       return `data_parallel ${n} ignored: the ${backend} backend runs each kernel on every core already`;
-    this.replicas = await Replicas.start(n - 1, this.config, this.params, this.trainable);
+    this.replicas = await Replicas.start(
+      n - 1,
+      this.config,
+      this.params,
+      this.trainable,
+      this.actionTokenizer?.toJSON() ?? null,
+    );
     return `data parallel: ${n} replicas (this thread and ${n - 1} worker${n > 2 ? 's' : ''}), the batch of ${this.config.train.batch_size} cut into parts of ${partBounds(
       this.config.train.batch_size,
       n,

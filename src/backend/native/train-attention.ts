@@ -314,6 +314,22 @@ export function attentionKernelsActive(): boolean {
  * The op with its gradient, through the kernels: `segments` are one or two [keys, values] pairs. The
  * caller checks for the kernels first (attentionKernelsActive) and otherwise uses plain ops.
  */
+/** Keys and values [B·T_i, W] of several segments as one [B·ΣT_i, W], each batch element's tokens in order. */
+function joinSegments(
+  segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
+  batch: number,
+): [tf.Tensor2D, tf.Tensor2D] {
+  const join = (ts: tf.Tensor2D[]) =>
+    tf.reshape(
+      tf.concat(
+        ts.map((t) => tf.reshape(t, [batch, -1])),
+        1,
+      ),
+      [-1, ts[0]!.shape[1]],
+    ) as tf.Tensor2D;
+  return [join(segments.map(([k]) => k)), join(segments.map(([, v]) => v))];
+}
+
 export function attentionOp(
   q: tf.Tensor2D,
   segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
@@ -323,6 +339,9 @@ export function attentionOp(
   scale: number,
 ): tf.Tensor2D {
   checkAttentionShapes(q, segments, bias, heads, batch);
+  // The kernel reads two segments (k0/v0, k1/v1): more (π0-FAST's decoding: the prefix, the tokens so
+  // far and the new one) are joined, per batch element, into the second.
+  if (segments.length > 2) segments = [segments[0]!, joinSegments(segments.slice(1), batch)];
   const attrs = { heads, batch, scale } as unknown as tf.NamedAttrMap;
   const engine = tf.engine();
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
