@@ -3,34 +3,26 @@
  * steps, serve the checkpoint. An untrained model's tokens decode to no chunk: that robot gets a named
  * error (counted in /metrics) and the server goes on serving.
  */
-import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { PolicyClient, ServerError } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { exampleObservation } from '../../src/client/examples.js';
 import { loadRobot } from '../../src/config/load.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';
-
-const run = promisify(execFile);
-const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
+import { workspace } from './workspace.js';
 
 describe('π0-FAST end to end: record → stats → tokenizer → train → serve', () => {
   it('trains the tokenizer beside the norm stats, saves it in the checkpoint, and serves per-request decode errors', async () => {
-    const ws = mkdtempSync(path.join(os.tmpdir(), 'vla-fast-'));
-    const vla = (...args: string[]) => run(process.execPath, [VLA, ...args], { cwd: ws, encoding: 'utf8' });
-    mkdirSync(path.join(ws, 'configs'));
-    writeFileSync(
-      path.join(ws, 'configs', 'fast.yaml'),
-      [
+    const { ws, vla } = workspace('vla-fast-', {
+      name: 'fast',
+      lines: [
         'robot: single_arm_sim',
         'model: { preset: tiny, variant: pi0_fast, action_horizon: 8, fast: { max_tokens: 64 } }',
         'data: { dataset: datasets/pp, asset_id: pp, augment: null, norm: quantile }',
         'train: { steps: 2, batch_size: 2, log_interval: 1, save_interval: 2 }',
-      ].join('\n'),
-    );
+      ],
+    });
     await vla(
       'sim',
       'record',

@@ -3,11 +3,8 @@
  * them, compute norm stats, train a few steps, load the checkpoint, serve it, and roll it out; every
  * artefact on the way is checked. Minutes of real training are in the slow suite and the recipes.
  */
-import { execFile } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { cpSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { PolicyClient } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
@@ -15,24 +12,19 @@ import { exampleObservation } from '../../src/client/examples.js';
 import { loadRobot } from '../../src/config/load.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';
-
-const run = promisify(execFile);
-const VLA = path.resolve(import.meta.dirname, '../../bin/vla.js');
+import { workspace } from './workspace.js';
 
 describe('end to end: record → validate → stats → train → load → serve → roll out', () => {
   it('produces a valid dataset, norm stats, a loadable checkpoint, a server that answers and an eval report', async () => {
-    const ws = mkdtempSync(path.join(os.tmpdir(), 'vla-e2e-'));
-    const vla = (...args: string[]) => run(process.execPath, [VLA, ...args], { cwd: ws, encoding: 'utf8' });
-    mkdirSync(path.join(ws, 'configs'));
-    writeFileSync(
-      path.join(ws, 'configs', 'e2e.yaml'),
-      [
+    const { ws, vla } = workspace('vla-e2e-', {
+      name: 'e2e',
+      lines: [
         'robot: single_arm_sim',
         'model: { preset: tiny, action_horizon: 8 }',
         'data: { dataset: datasets/pp, asset_id: pp, augment: null }',
         'train: { steps: 3, batch_size: 2, log_interval: 1, save_interval: 3, eval_task: pick_place, eval_interval: 3, eval_episodes: 1 }',
-      ].join('\n'),
-    );
+      ],
+    });
 
     await vla(
       'sim',
