@@ -44,6 +44,8 @@ export interface FastRoundTripReport {
   tokensPerChunk: { mean: number; max: number; p50: number };
   /** Quantised coefficients outside [minValue, maxValue], clamped to them. */
   clamped: number;
+  /** How often each token id occurs in the chunks' encodings (a model's head starts from these: fastHeadPrior). */
+  tokenCounts?: number[];
 }
 
 export interface FastEncoded {
@@ -509,11 +511,13 @@ export class FastTokenizer {
     const lo = new Array<number>(d).fill(Number.POSITIVE_INFINITY);
     const hi = new Array<number>(d).fill(Number.NEGATIVE_INFINITY);
     const counts: number[] = [];
+    const tokenCounts = new Array<number>(this.vocabSize).fill(0);
     let clamped = 0;
     for (const [c, chunk] of chunks.entries()) {
       const encoded = this.encodeCounted(chunk);
       clamped += encoded.clamped;
       counts.push(encoded.tokens.length);
+      for (const t of encoded.tokens) tokenCounts[t]!++;
       const decoded = this.decode(encoded.tokens);
       if (!decoded.ok)
         throw new Error(`FAST tokenizer: chunk ${c} does not decode its own tokens: ${decoded.reason}`);
@@ -535,7 +539,15 @@ export class FastTokenizer {
       max: sorted.at(-1) ?? 0,
       p50: sorted[(sorted.length - 1) >> 1] ?? 0,
     };
-    return { chunks: chunks.length, maxAbsError, range, maxErrorOfRange, tokensPerChunk, clamped };
+    return {
+      chunks: chunks.length,
+      maxAbsError,
+      range,
+      maxErrorOfRange,
+      tokensPerChunk,
+      clamped,
+      tokenCounts,
+    };
   }
 
   toJSON(): FastTokenizerSpec {

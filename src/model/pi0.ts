@@ -144,8 +144,12 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   return specs;
 }
 
-/** Fresh weights from a seed (the same seed gives the same weights on every backend). */
-export function initParams(d: ModelDims, seed: number): Params {
+/**
+ * Fresh weights from a seed (the same seed gives the same weights on every backend). π0-FAST's head
+ * bias starts at the log frequency of each token in the tokenizer's training chunks (fastHeadPrior), where
+ * the tokenizer has counted them.
+ */
+export function initParams(d: ModelDims, seed: number, actionTokenizer: FastTokenizer | null = null): Params {
   const rng = new Rng(seed, 1);
   const params: Params = new Map();
   for (const [name, spec] of paramSpecs(d)) {
@@ -174,9 +178,34 @@ export function initParams(d: ModelDims, seed: number): Params {
         break;
       }
     }
+    if (name === 'expert/token_out/bias' && actionTokenizer)
+      values = fastHeadPrior(d, actionTokenizer) ?? values;
     params.set(name, tf.tensor(values, spec.shape, 'float32'));
   }
   return params;
+}
+
+/**
+ * log p(token) of the next-token targets in the tokenizer's training chunks (each chunk's tokens and its
+ * end token; add-one smoothed; the start token, never a target, far below): the unigram model, which a
+ * head starting from zeros takes thousands of Adam steps to reach (each step moves a bias by about the
+ * learning rate). Null where the tokenizer has no counts.
+ */
+export function fastHeadPrior(d: ModelDims, tok: FastTokenizer): Float32Array | null {
+  const report = tok.spec.report;
+  if (!report?.tokenCounts) return null;
+  const n = fastTokenCount(d);
+  const { bos, eos } = fastSpecialTokens(d);
+  const counts = new Float64Array(n);
+  report.tokenCounts.forEach((c, i) => {
+    if (i < d.fast.vocabSize) counts[i] = c;
+  });
+  counts[eos] = report.chunks;
+  let total = 0;
+  for (let i = 0; i < n; i++) if (i !== bos) total += counts[i]! + 1;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = i === bos ? -20 : Math.log((counts[i]! + 1) / total);
+  return out;
 }
 
 /**

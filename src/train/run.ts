@@ -227,7 +227,7 @@ async function train(
 ): Promise<RunTrainingResult> {
   const { config, runDir } = opts;
   const t = config.train;
-  const init = initParams(modelDims(config.model), t.seed);
+  const init = initParams(modelDims(config.model), t.seed, tokenizer);
   const latest = opts.resume ? existing.at(-1) : undefined;
   if (!latest && t.init_from) {
     try {

@@ -8,10 +8,11 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { ModelConfig, TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
-import { type FastTokenizer, trainFastTokenizer } from '../../src/model/fast-tokenizer.js';
+import { FastTokenizer, trainFastTokenizer } from '../../src/model/fast-tokenizer.js';
 import {
   actionTokenSequences,
   batchObservation,
+  fastHeadPrior,
   fastSpecialTokens,
   initParams,
   Pi0,
@@ -119,8 +120,51 @@ describe('π0-FAST variant', () => {
       // The padding dims stay 0.
       expect(got[i * H * d.actionDim + 5]).toBe(0);
     }
+    // Alone (batch 1 appends to its caches without views), the first observation decodes the same chunk.
+    const obs = batchObservation(batch);
+    const one = prepareInputs(d, {
+      ...obs,
+      batchSize: 1,
+      images: obs.images.subarray(0, obs.images.length / 4),
+      imageMask: obs.imageMask.subarray(0, obs.cameras),
+      state: obs.state.subarray(0, obs.stateDim),
+      prompts: obs.prompts.slice(0, 1),
+    });
+    const single = trainer.model.sample(trainer.params, one, new Float32Array(H * d.actionDim));
+    const alone = single.dataSync();
+    for (let k = 0; k < H * d.actionDim; k++) expect(alone[k]).toBeCloseTo(got[k]!, 5);
+    single.dispose();
     trainer.dispose();
   }, 120_000);
+
+  it('starts its head at the log frequency of each token in the tokenizer’s chunks', () => {
+    const d = dims();
+    const counts = tok.spec.report!.tokenCounts!;
+    expect(counts.reduce((a, b) => a + b, 0)).toBe(
+      Math.round(tok.spec.report!.tokensPerChunk.mean * tok.spec.report!.chunks),
+    );
+    const w = initParams(d, 0, tok);
+    const bias = w.get('expert/token_out/bias')!.dataSync();
+    const { bos, eos } = fastSpecialTokens(d);
+    // A distribution over the targets: FAST's tokens and the end (one per chunk), never the start.
+    let sum = 0;
+    for (let i = 0; i < bias.length; i++) if (i !== bos) sum += Math.exp(bias[i]!);
+    expect(sum).toBeCloseTo(1, 5);
+    expect(bias[bos]).toBeLessThan(-10);
+    const top = counts.indexOf(Math.max(...counts));
+    expect(Math.max(...bias.subarray(0, d.fast.vocabSize))).toBe(bias[top]);
+    const chunks = tok.spec.report!.chunks;
+    const total = counts.reduce((a, b) => a + b, 0) + chunks + (d.fast.vocabSize + 2 - 1);
+    expect(bias[eos]).toBeCloseTo(Math.log((chunks + 1) / total), 4);
+    expect([...fastHeadPrior(d, tok)!]).toEqual([...bias]);
+    // Without counts (a tokenizer file from before), zeros as the other biases.
+    const bare = new FastTokenizer({
+      ...tok.toJSON(),
+      report: { ...tok.spec.report!, tokenCounts: undefined },
+    });
+    expect(fastHeadPrior(d, bare)).toBeNull();
+    tf.dispose([...w.values()]);
+  });
 
   it('a sample whose tokens make no chunk gets NaN actions and its reason; the others are unaffected', () => {
     const d = dims();
