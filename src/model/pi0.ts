@@ -921,6 +921,14 @@ export class Pi0 {
    */
   private embedActionTokens(w: Params, ids: Int32Array, b: number, len: number, start: number): tf.Tensor2D {
     const d = this.dims;
+    if (this.sampling && len === 1) {
+      // Decoding: one token per sample, looked up (no gradient to carry).
+      const pos = tf.slice(get(w, 'expert/token_pos_embedding'), [start, 0], [1, d.expertWidth]);
+      return tf.add(
+        tf.gather(get(w, 'expert/token_embedding'), tf.tensor1d(ids, 'int32')),
+        pos,
+      ) as tf.Tensor2D;
+    }
     const vocab = fastTokenCount(d);
     const onehot = filledTensor([b * len, vocab], (out) => {
       out.fill(0);
@@ -1177,6 +1185,7 @@ function tokenCrossEntropy(
 
 /** Keys or values [B·T, W] of the tokens so far with one more token's [B·1, W] after each sample's. */
 function appendToken(past: tf.Tensor2D, next: tf.Tensor2D, b: number): tf.Tensor2D {
+  if (b === 1) return tf.concat([past, next], 0);
   const w = past.shape[1];
   return tf.reshape(concatAxis1([tf.reshape(past, [b, -1, w]), tf.reshape(next, [b, 1, w])]), [
     -1,

@@ -319,14 +319,17 @@ function joinSegments(
   segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
   batch: number,
 ): [tf.Tensor2D, tf.Tensor2D] {
+  // One sample's tokens are already in order: one concat, no views.
   const join = (ts: tf.Tensor2D[]) =>
-    tf.reshape(
-      tf.concat(
-        ts.map((t) => tf.reshape(t, [batch, -1])),
-        1,
-      ),
-      [-1, ts[0]!.shape[1]],
-    ) as tf.Tensor2D;
+    batch === 1
+      ? tf.concat(ts, 0)
+      : (tf.reshape(
+          tf.concat(
+            ts.map((t) => tf.reshape(t, [batch, -1])),
+            1,
+          ),
+          [-1, ts[0]!.shape[1]],
+        ) as tf.Tensor2D);
   return [join(segments.map(([k]) => k)), join(segments.map(([, v]) => v))];
 }
 
