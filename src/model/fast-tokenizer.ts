@@ -54,7 +54,8 @@ export interface FastEncoded {
   clamped: number;
 }
 
-export type FastDecoded = { ok: true; actions: Float32Array } | { ok: false; reason: string };
+/** `padded`: coefficients a short decode lacked, taken as 0 (see decode's `padShort`). */
+export type FastDecoded = { ok: true; actions: Float32Array; padded: number } | { ok: false; reason: string };
 
 export interface FastTrainOptions {
   horizon: number;
@@ -470,7 +471,13 @@ export class FastTokenizer {
   }
 
   /** Token ids back to a [horizon, actionDim] chunk, or why they do not make one. Never throws. */
-  decode(tokens: ArrayLike<number>): FastDecoded {
+  /**
+   * The chunk back from its tokens. `padShort`: tokens that decode to fewer than H·D values still make a
+   * chunk, the missing values taken as 0. They are the last in the layout, the highest frequencies, which
+   * are mostly 0 in the data anyway, so the chunk is its low-pass version. More than H·D values, or an id
+   * outside the vocabulary, is never a chunk.
+   */
+  decode(tokens: ArrayLike<number>, opts: { padShort?: boolean } = {}): FastDecoded {
     const { horizon, actionDim, scale, minValue } = this.spec;
     const n = horizon * actionDim;
     let count = 0;
@@ -484,7 +491,7 @@ export class FastTokenizer {
       }
       count += this.lengths[id]!;
     }
-    if (count !== n) {
+    if (count > n || (count < n && !opts.padShort)) {
       return { ok: false, reason: `decoded ${count} values, expected ${this.shape}` };
     }
     const coef = new Float64Array(n);
@@ -501,7 +508,7 @@ export class FastTokenizer {
         }
       }
     }
-    return { ok: true, actions: Float32Array.from(inverseDct(coef, horizon, actionDim)) };
+    return { ok: true, actions: Float32Array.from(inverseDct(coef, horizon, actionDim)), padded: n - count };
   }
 
   /** Encodes and decodes each chunk: the error per dim, the token counts, the clamps. */

@@ -1073,7 +1073,8 @@ export class Pi0 {
     const out = new Float32Array(b * per);
     const dims = tok.spec.actionDim;
     for (let i = 0; i < b; i++) {
-      const r = tok.decode(decoded[i]!);
+      // A chunk that ends early lacks its highest frequencies: it is decoded as their low-pass version.
+      const r = tok.decode(decoded[i]!, { padShort: true });
       if (failures)
         failures[i] = r.ok ? null : `action tokens: ${r.reason} (${decoded[i]!.length} tokens decoded)`;
       if (!r.ok) {

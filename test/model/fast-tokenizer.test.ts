@@ -250,6 +250,23 @@ describe('FAST tokenizer', () => {
     expect(tokenizer.decode([]).ok).toBe(false);
   });
 
+  it('with padShort, a chunk that ends early is its low-pass version; one too long is still refused', () => {
+    const ids = Array.from(tokenizer.encode(held[0]!));
+    const full = tokenizer.decode(ids);
+    const cut = tokenizer.decode(ids.slice(0, -3), { padShort: true });
+    if (!full.ok || !cut.ok) throw new Error('expected both to decode');
+    expect(full.padded).toBe(0);
+    expect(cut.padded).toBeGreaterThan(0);
+    // The missing values are the highest frequencies: the chunk moves by no more than they carried.
+    let moved = 0;
+    for (let i = 0; i < 700; i++) moved = Math.max(moved, Math.abs(cut.actions[i]! - full.actions[i]!));
+    expect(moved).toBeGreaterThan(0);
+    expect(moved).toBeLessThan(0.5);
+    const long = tokenizer.decode([...ids, ids[0]!], { padShort: true });
+    expect(long.ok).toBe(false);
+    if (!long.ok) expect(long.reason).toMatch(/^decoded \d+ values, expected 700 values/);
+  });
+
   it('refuses chunks of the wrong size or with non-finite values, and a vocabulary below the alphabet', () => {
     expect(() => tokenizer.encode(new Float32Array(10))).toThrow(
       /expected an action chunk of 700 values \(50 steps × 14 dims\), got 10 values/,

@@ -170,10 +170,10 @@ describe('π0-FAST variant', () => {
     const d = dims();
     const m = new Pi0(d, tok);
     const w = initParams(d, 3);
-    // The end token always wins after the first: one token decodes to no chunk.
+    // The end token never wins: decoding runs to max_tokens (40), more values than a chunk holds (32).
     const bias = w.get('expert/token_out/bias')!;
     const b = new Float32Array(bias.size);
-    b[fastSpecialTokens(d).eos] = 100;
+    b[fastSpecialTokens(d).eos] = -100;
     w.set('expert/token_out/bias', tf.tensor(b, bias.shape));
     bias.dispose();
     const inp = prepareInputs(d, batchObservation(source.batchAt(0, 2, 0)));
@@ -181,7 +181,8 @@ describe('π0-FAST variant', () => {
     const out = m.sample(w, inp, new Float32Array(2 * H * d.actionDim), { failures });
     const got = out.dataSync();
     expect(failures).toHaveLength(2);
-    for (const f of failures) expect(f).toMatch(/^action tokens: .*expected 32 .*\(1 tokens decoded\)$/);
+    for (const f of failures)
+      expect(f).toMatch(/^action tokens: decoded \d+ values, expected 32 .*\(40 tokens decoded\)$/);
     expect(got.every((v) => Number.isNaN(v))).toBe(true);
     tf.dispose([out, ...w.values()]);
   });
