@@ -23,18 +23,7 @@ describe('π0-FAST end to end: record → stats → tokenizer → train → serv
         'train: { steps: 2, batch_size: 2, log_interval: 1, save_interval: 2 }',
       ],
     });
-    await vla(
-      'sim',
-      'record',
-      '--task',
-      'pick_place',
-      '--episodes',
-      '2',
-      '--out',
-      'datasets/pp',
-      '--seed',
-      '7',
-    );
+    await vla(...'sim record --task pick_place --episodes 2 --out datasets/pp --seed 7'.split(' '));
     await vla('data', 'stats', 'fast');
 
     // Before the tokenizer exists, training says what to run.

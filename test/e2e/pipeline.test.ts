@@ -26,18 +26,7 @@ describe('end to end: record → validate → stats → train → load → serve
       ],
     });
 
-    await vla(
-      'sim',
-      'record',
-      '--task',
-      'pick_place',
-      '--episodes',
-      '2',
-      '--out',
-      'datasets/pp',
-      '--seed',
-      '7',
-    );
+    await vla(...'sim record --task pick_place --episodes 2 --out datasets/pp --seed 7'.split(' '));
     const validated = await vla('data', 'validate', 'datasets/pp');
     expect(validated.stdout).toMatch(/ok: every invariant holds/);
 
