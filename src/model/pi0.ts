@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { filledTensor } from '../backend/index.js';
 import { cachedAttentionFast } from '../backend/native/attention.js';
+import { concatTokens } from '../backend/native/train-attention.js';
 import { UserError } from '../config/errors.js';
 import type { Batch } from '../transforms/batch.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
@@ -991,11 +992,7 @@ export class Pi0 {
     const seq = actionTokenSequences(this.dims, this.tokenizer(), actions, b, lossDims);
     const kv = this.prefixKV(w, inp);
     const p = kv.length;
-    const valid = new Uint8Array(b * (p + seq.length));
-    for (let i = 0; i < b; i++) {
-      valid.set(kv.valid.subarray(i * p, (i + 1) * p), i * (p + seq.length));
-      valid.fill(1, i * (p + seq.length) + p, i * (p + seq.length) + p + seq.lengths[i]!);
-    }
+    const valid = sequenceValid(kv.valid, p, seq.length, b, seq.lengths);
     const bias = attentionBias(valid, fastBlockStarts(p, seq.length), b, p, p + seq.length);
     const x = this.embedActionTokens(w, seq.inputs, b, seq.length, 0);
     const { logits } = this.tokenLogits(w, kv, null, x, seq.length, bias, b);
@@ -1033,17 +1030,13 @@ export class Pi0 {
           const prev: Segment[] | null = past;
           const step = tf.tidy(() => {
             const p = kv.length;
-            const valid = new Uint8Array(b * (p + j + 1));
-            for (let i = 0; i < b; i++) {
-              valid.set(kv.valid.subarray(i * p, (i + 1) * p), i * (p + j + 1));
-              valid.fill(1, i * (p + j + 1) + p, (i + 1) * (p + j + 1));
-            }
+            const valid = sequenceValid(kv.valid, p, j + 1, b);
             const bias = attentionBias(valid, fastBlockStarts(p, j + 1), b, p + j, p + j + 1);
             const x = this.embedActionTokens(w, ids, b, 1, j);
             const out = this.tokenLogits(w, kv, prev, x, 1, bias, b);
             const joined = out.kv.map(
               ([k, v], i): Segment =>
-                prev ? [appendToken(prev[i]![0], k, b), appendToken(prev[i]![1], v, b)] : [k, v],
+                prev ? [concatTokens([prev[i]![0], k], b), concatTokens([prev[i]![1], v], b)] : [k, v],
             );
             // Greedy over FAST's tokens and the end (never the start token); the end only once a token came.
             const mask = new Float32Array(fastTokenCount(d));
@@ -1182,16 +1175,6 @@ function tokenCrossEntropy(
   for (let i = 0; i < rows; i++) if (mask[i]) kept++;
   const logp = tf.logSoftmax(logits);
   return tf.div(tf.neg(tf.sum(tf.mul(onehot, logp))), Math.max(1, kept)) as tf.Scalar;
-}
-
-/** Keys or values [B·T, W] of the tokens so far with one more token's [B·1, W] after each sample's. */
-function appendToken(past: tf.Tensor2D, next: tf.Tensor2D, b: number): tf.Tensor2D {
-  if (b === 1) return tf.concat([past, next], 0);
-  const w = past.shape[1];
-  return tf.reshape(concatAxis1([tf.reshape(past, [b, -1, w]), tf.reshape(next, [b, 1, w])]), [
-    -1,
-    w,
-  ]) as tf.Tensor2D;
 }
 
 /** A committed prefix of each chunk, for a model trained with training-time real-time chunking. */
@@ -1396,12 +1379,21 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   return t;
 }
 
-/** [B, Tp + S] validity: the prefix's, then S real tokens (the suffix's, or π0.5's state tokens). */
-function sequenceValid(prefixValid: Uint8Array, p: number, s: number, b: number): Uint8Array {
+/**
+ * [B, Tp + S] validity: the prefix's, then S tokens (the suffix's, or π0.5's state tokens), all real or,
+ * with `lengths` (π0-FAST's token sequences in a batch), each sample's first lengths[i].
+ */
+function sequenceValid(
+  prefixValid: Uint8Array,
+  p: number,
+  s: number,
+  b: number,
+  lengths?: Int32Array,
+): Uint8Array {
   const out = new Uint8Array(b * (p + s));
   for (let i = 0; i < b; i++) {
     out.set(prefixValid.subarray(i * p, (i + 1) * p), i * (p + s));
-    out.fill(1, i * (p + s) + p, (i + 1) * (p + s));
+    out.fill(1, i * (p + s) + p, i * (p + s) + p + (lengths ? lengths[i]! : s));
   }
   return out;
 }

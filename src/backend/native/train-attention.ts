@@ -314,23 +314,20 @@ export function attentionKernelsActive(): boolean {
  * The op with its gradient, through the kernels: `segments` are one or two [keys, values] pairs. The
  * caller checks for the kernels first (attentionKernelsActive) and otherwise uses plain ops.
  */
-/** Keys and values [B·T_i, W] of several segments as one [B·ΣT_i, W], each batch element's tokens in order. */
-function joinSegments(
-  segments: Array<[tf.Tensor2D, tf.Tensor2D]>,
-  batch: number,
-): [tf.Tensor2D, tf.Tensor2D] {
-  // One sample's tokens are already in order: one concat, no views.
-  const join = (ts: tf.Tensor2D[]) =>
-    batch === 1
-      ? tf.concat(ts, 0)
-      : (tf.reshape(
-          tf.concat(
-            ts.map((t) => tf.reshape(t, [batch, -1])),
-            1,
-          ),
-          [-1, ts[0]!.shape[1]],
-        ) as tf.Tensor2D);
-  return [join(segments.map(([k]) => k)), join(segments.map(([, v]) => v))];
+/**
+ * Token-major [B·T_i, W] tensors as one [B·ΣT_i, W], each batch element's tokens in order (one sample's
+ * are already in order: one concat, no views).
+ */
+export function concatTokens(ts: tf.Tensor2D[], batch: number): tf.Tensor2D {
+  if (batch === 1) return tf.concat(ts, 0);
+  const w = ts[0]!.shape[1];
+  return tf.reshape(
+    tf.concat(
+      ts.map((t) => tf.reshape(t, [batch, -1])),
+      1,
+    ),
+    [-1, w],
+  ) as tf.Tensor2D;
 }
 
 export function attentionOp(
@@ -344,7 +341,22 @@ export function attentionOp(
   checkAttentionShapes(q, segments, bias, heads, batch);
   // The kernel reads two segments (k0/v0, k1/v1): more (π0-FAST's decoding: the prefix, the tokens so
   // far and the new one) are joined, per batch element, into the second.
-  if (segments.length > 2) segments = [segments[0]!, joinSegments(segments.slice(1), batch)];
+  if (segments.length > 2) {
+    const rest = segments.slice(1);
+    segments = [
+      segments[0]!,
+      [
+        concatTokens(
+          rest.map(([k]) => k),
+          batch,
+        ),
+        concatTokens(
+          rest.map(([, v]) => v),
+          batch,
+        ),
+      ],
+    ];
+  }
   const attrs = { heads, batch, scale } as unknown as tf.NamedAttrMap;
   const engine = tf.engine();
   const f = tf.customGrad((...args: Array<tf.Tensor | tf.GradSaveFunc>) => {
