@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
+import { mixesRobots, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { FAST_TOKENIZER_FILE, type FastTokenizer, trainFastTokenizer } from '../model/fast-tokenizer.js';
 import { type NormStats, normalize } from '../transforms/normalize.js';
@@ -23,6 +24,14 @@ export async function trainActionTokenizer(
   if (config.model.variant !== 'pi0_fast')
     throw new UserError(
       `config ${config.name}: model.variant is ${config.model.variant}; an action tokenizer is for model.variant pi0_fast`,
+    );
+  if (config.data.assets_dir)
+    throw new UserError(
+      `${config.name} reads its norm stats and action tokenizer from data.assets_dir ${config.data.assets_dir} (its base's): a new tokenizer there would change what the base's tokens mean; nothing to train (set data.assets_dir=null to train this dataset's own)`,
+    );
+  if (mixesRobots(config))
+    throw new UserError(
+      `config ${config.name}: its mixture holds robots ${robotsOf(config).join(', ')}: π0-FAST's action tokenizer is trained on one robot's chunks`,
     );
   const fast = config.model.fast;
   const horizon = config.model.action_horizon;

@@ -57,6 +57,13 @@ describe('π0-FAST end to end: record → stats → tokenizer → train → serv
       `train.init_from=${ckpt}`,
     ).catch((e) => e as { stderr: string });
     expect(wrong.stderr).toMatch(/a model.variant pi0_fast checkpoint; the config's model is pi0/);
+    // A fine-tune reading its base's assets keeps the base's tokenizer: none is trained there.
+    const base = await vla('data', 'tokenizer', 'fast', '--set', `data.assets_dir=${ckpt}/assets`).catch(
+      (e) => e as { stderr: string },
+    );
+    expect(base.stderr).toMatch(
+      /reads its norm stats and action tokenizer from data.assets_dir .*nothing to train/,
+    );
 
     const { server } = await serveCheckpointLocally(ckpt);
     try {
