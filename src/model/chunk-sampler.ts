@@ -6,6 +6,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend } from '../backend/index.js';
+import type { Committed } from './committed.js';
 import type { ModelInputs } from './inputs.js';
 import {
   NativeSampler,
@@ -14,7 +15,7 @@ import {
   samplerThreads,
 } from './native-sampler.js';
 import type { Params } from './params.js';
-import type { Committed, Guidance, Pi0 } from './pi0.js';
+import type { Guidance, Pi0 } from './pi0.js';
 import type { SamplingWeights } from './sampler.js';
 
 /** The user's choice of sampler, made at the command's edge (VLA_SAMPLER, VLA_SAMPLER_THREADS) and passed in. */
@@ -134,14 +135,12 @@ export class ChunkSampler {
   ): Promise<Float32Array> {
     const steps = opts.numSteps ?? this.model.dims.numSteps;
     const cache = opts.cache !== false;
-    if (opts.guidance || opts.committed) {
-      // Guidance differentiates through the model (TensorFlow.js's gradients); a committed prefix takes
-      // flow times per token, which only TensorFlow.js's sampler reads.
+    if (opts.guidance) {
+      // Guidance differentiates through the model: TensorFlow.js's gradients.
       const out = this.model.sample(this.params, inp, noise, {
         numSteps: steps,
         cache,
         guidance: opts.guidance,
-        committed: opts.committed,
       });
       try {
         return (await out.data()) as Float32Array;
@@ -152,7 +151,8 @@ export class ChunkSampler {
     if (cache) {
       const native = await this.nativeFor(inp, steps);
       try {
-        if (native) return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t));
+        if (native)
+          return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t), opts.committed);
       } catch (e) {
         if (!(e instanceof NativeSamplerFailure)) throw e;
         // A failed engine is not trusted again: this chunk and the next go to TensorFlow.js.
@@ -167,6 +167,7 @@ export class ChunkSampler {
       numSteps: steps,
       cache,
       weights: this.weights ?? undefined,
+      committed: opts.committed,
       failures: opts.failures,
     });
     try {

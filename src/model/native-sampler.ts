@@ -24,6 +24,7 @@ import type { Worker } from 'node:worker_threads';
 import { type Blas, loadBlas, NO_TRANS, type Precision, TRANS, useProducts } from '../backend/native/blas.js';
 import { type FusedExports, loadFused, RMS_EPS } from '../backend/native/fused.js';
 import { startWorker } from '../threads.js';
+import { type Committed, checkCommitted, withCommitted } from './committed.js';
 import type { ModelDims } from './config.js';
 import { checkModelInputs, type ModelInputs, patchifyInto } from './inputs.js';
 import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
@@ -77,6 +78,10 @@ export interface Layout {
     noise: number;
     /** Flow-time embeddings [steps, B, E] of every step. */
     times: number;
+    /** The flow-time embedding of t = 0 [E], which committed steps keep (training-time real-time chunking). */
+    time0: number;
+    /** Int32 view: each sample's committed steps [B] (0: none). */
+    delays: number;
     maxSteps: number;
   };
   /** Per rank: scratch buffers and caches. */
@@ -95,6 +100,8 @@ export interface Layout {
     bias: number;
     tokens: number;
     film: number;
+    /** time0 through the expert's time projection [E]. */
+    time0: number;
     /** Per layer: keys | values [B·(Tp + 1 + H), 2·W/P] of the prefix, state and action tokens (this rank's heads). */
     cache: number[];
     /** Two exchange buffers [rows, width] (alternating), read by the other rank. */
@@ -188,6 +195,8 @@ export function planLayout(
     state: alloc(maxBatch * d.actionDim),
     noise: alloc(maxBatch * d.horizon * d.actionDim),
     times: alloc(maxSteps * maxBatch * d.expertWidth),
+    time0: alloc(d.expertWidth),
+    delays: alloc(maxBatch),
     maxSteps,
   };
   const scratch: Layout['scratch'] = [];
@@ -205,6 +214,7 @@ export function planLayout(
       bias: alloc(maxBatch * maxKeys),
       tokens: alloc(maxBatch * maxPromptLen * d.width),
       film: alloc(maxBatch * 3 * d.width),
+      time0: alloc(d.expertWidth),
       cache: Array.from({ length: d.depth }, () =>
         alloc((maxBatch * (length + 1 + d.horizon) * 2 * W) / parts),
       ),
@@ -588,6 +598,14 @@ export class Engine {
     const actionBias = this.keyBias(valid, b, length, 1 + H);
     const ya = s.x;
     const time = s.film;
+    // Training-time real-time chunking: a sample's first delays[i] steps are committed, held as given
+    // (the noise came with them in place) at flow time 0, as the model saw them in training.
+    const delays = this.i32.subarray(L.input.delays, L.input.delays + b);
+    const committed = delays.some((v) => v > 0);
+    if (committed) {
+      this.gemm(1, E, E, L.input.time0, E, this.w('expert/time_in'), E, s.time0, E);
+      this.addRows(s.time0, 1, E, this.w('expert/action_in_bias'));
+    }
     for (let k = 0; k < steps; k++) {
       // time = temb·time_in + bias [B, E]; mixed = silu(x·action_in + time) [B·H, E]; y = mixed·time_out + pos.
       this.gemm(b, E, E, L.input.times + k * b * E, E, this.w('expert/time_in'), E, time, E);
@@ -595,7 +613,8 @@ export class Engine {
       this.gemm(b * H, E, A, xt, A, this.w('expert/action_in'), E, s.hidden, E);
       for (let r = 0; r < b * H; r++) {
         const o = s.hidden + r * E;
-        const tb = time + Math.floor(r / H) * E;
+        const i = Math.floor(r / H);
+        const tb = r - i * H < delays[i]! ? s.time0 : time + i * E;
         for (let j = 0; j < E; j++) f[o + j]! += f[tb + j]!;
       }
       this.k.x_sigmoid(s.hidden * 4, s.hidden * 4, b * H * E, 1);
@@ -607,8 +626,10 @@ export class Engine {
       // out = norm·action_out + bias; x += out·dt.
       this.gemm(b * H, A, E, s.norm, E, this.w('expert/action_out'), A, s.out, A);
       const ob = this.w('expert/action_out_bias');
-      for (let r = 0; r < b * H; r++)
+      for (let r = 0; r < b * H; r++) {
+        if (committed && r % H < delays[Math.floor(r / H)]!) continue;
         for (let j = 0; j < A; j++) f[xt + r * A + j]! += (f[s.out + r * A + j]! + f[ob + j]!) * dt;
+      }
     }
   }
 
@@ -825,13 +846,15 @@ export class NativeSampler {
 
   /**
    * Action chunks float32 [B·H·A] from `noise` by `steps` Euler steps; `timeEmbedding` is the model's
-   * (Pi0.timeEmbedding). Blocks this thread for the chunk (the worker computes beside it).
+   * (Pi0.timeEmbedding). With `committed` (a checkpoint trained with train.rtc), each sample's first
+   * steps are those actions, kept. Blocks this thread for the chunk (the worker computes beside it).
    */
   sample(
     inp: ModelInputs,
     noise: Float32Array,
     steps: number,
     timeEmbedding: (t: Float32Array) => Float32Array,
+    committed?: Committed,
   ): Float32Array {
     if (!this.fits(inp, steps))
       throw new Error('native sampler: the inputs do not fit its arena (call fits first)');
@@ -850,7 +873,15 @@ export class NativeSampler {
     for (let i = 0; i < b * l; i++) i32[L.input.masks + i] = inp.promptMask[i]!;
     for (let i = 0; i < b * inp.cameras; i++) i32[L.input.masks + b * l + i] = inp.imageMask[i]!;
     f32.set(inp.state, L.input.state);
-    f32.set(noise, L.input.noise);
+    if (committed) {
+      checkCommitted(committed, b, d.horizon, d.actionDim);
+      f32.set(withCommitted(noise, committed, d.horizon, d.actionDim), L.input.noise);
+      for (let i = 0; i < b; i++) i32[L.input.delays + i] = Math.min(d.horizon, committed.delays[i]!);
+      f32.set(timeEmbedding(Float32Array.of(0)), L.input.time0);
+    } else {
+      f32.set(noise, L.input.noise);
+      i32.fill(0, L.input.delays, L.input.delays + b);
+    }
     const dt = -1 / steps;
     for (let k = 0; k < steps; k++)
       f32.set(timeEmbedding(new Float32Array(b).fill(1 + k * dt)), L.input.times + k * b * d.expertWidth);

@@ -12,6 +12,7 @@ import { cachedAttentionFast } from '../backend/native/attention.js';
 import { concatTokens } from '../backend/native/train-attention.js';
 import { UserError } from '../config/errors.js';
 import type { Batch } from '../transforms/batch.js';
+import { type Committed, committedPad, committedTimes, freeSteps, withCommitted } from './committed.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import type { FastTokenizer } from './fast-tokenizer.js';
 import { type ModelInputs, patchTensor, promptOneHot, STATE_BINS, stateOneHot } from './inputs.js';
@@ -1177,32 +1178,6 @@ function tokenCrossEntropy(
   return tf.div(tf.neg(tf.sum(tf.mul(onehot, logp))), Math.max(1, kept)) as tf.Scalar;
 }
 
-/** A committed prefix of each chunk, for a model trained with training-time real-time chunking. */
-export interface Committed {
-  /** [B, H, A] in the model's numbers: each sample's first `delays[i]` steps are used. */
-  actions: Float32Array;
-  /** [B] committed steps per sample. */
-  delays: Int32Array;
-}
-
-/** The noise with each sample's committed steps replaced by the committed actions. */
-function withCommitted(noise: Float32Array, c: Committed, horizon: number, ad: number): Float32Array {
-  const out = noise.slice();
-  for (let i = 0; i < c.delays.length; i++) {
-    const n = Math.min(horizon, c.delays[i]!) * ad;
-    out.set(c.actions.subarray(i * horizon * ad, i * horizon * ad + n), i * horizon * ad);
-  }
-  return out;
-}
-
-/** [B·H]: 0 for committed steps, 1 for the steps the flow integrates. */
-function freeSteps(delays: Int32Array, horizon: number): Float32Array {
-  const out = new Float32Array(delays.length * horizon).fill(1);
-  for (let i = 0; i < delays.length; i++)
-    out.fill(0, i * horizon, i * horizon + Math.min(horizon, delays[i]!));
-  return out;
-}
-
 /**
  * Integrates dx/dt = v(x, t) from t = 1 to t = 0 in `numSteps` equal Euler steps (π0's sampler).
  * Each step's tensors are freed as it goes, so a long integration keeps a flat tensor count.
@@ -1324,22 +1299,6 @@ export interface FlowLossOptions {
   samples?: number;
   /** [B] training-time real-time chunking: each sample's first steps given clean and not scored. */
   delays?: Int32Array;
-}
-
-/** Per action token [B·H]: time 0 for each sample's first `delays[i]` steps (committed), its own time after. */
-export function committedTimes(t: Float32Array, delays: Int32Array, horizon: number): Float32Array {
-  const out = new Float32Array(t.length * horizon);
-  for (let i = 0; i < t.length; i++)
-    out.fill(t[i]!, i * horizon + Math.min(horizon, delays[i]!), (i + 1) * horizon);
-  return out;
-}
-
-/** The chunk padding with each sample's committed steps marked too (the loss leaves them out). */
-function committedPad(pad: Uint8Array, delays: Int32Array, horizon: number): Uint8Array {
-  const out = pad.slice();
-  for (let i = 0; i < delays.length; i++)
-    out.fill(1, i * horizon, i * horizon + Math.min(horizon, delays[i]!));
-  return out;
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */

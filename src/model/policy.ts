@@ -18,19 +18,12 @@ import {
   readNormStats,
 } from '../transforms/normalize.js';
 import { ChunkSampler, type SamplerChoice } from './chunk-sampler.js';
+import type { Committed } from './committed.js';
 import { type ModelDims, modelDims } from './config.js';
 import { FAST_TOKENIZER_FILE, type FastTokenizer, readFastTokenizer } from './fast-tokenizer.js';
 import type { ModelInputs } from './inputs.js';
 import { type Params, paramCount } from './params.js';
-import {
-  type Committed,
-  checkTokenizerFits,
-  type Guidance,
-  mergeLora,
-  Pi0,
-  paramSpecs,
-  prepareInputs,
-} from './pi0.js';
+import { checkTokenizerFits, type Guidance, mergeLora, Pi0, paramSpecs, prepareInputs } from './pi0.js';
 import { Rng } from './rng.js';
 import { readSafetensors } from './safetensors.js';
 

@@ -8,7 +8,8 @@ import { describeBackend, setProductPrecision, setupBackend } from '../backend/i
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import type { RobotSpec } from '../config/robot.js';
-import { type Committed, type Guidance, rtcWeights } from '../model/pi0.js';
+import type { Committed } from '../model/committed.js';
+import { type Guidance, rtcWeights } from '../model/pi0.js';
 import { loadPolicyModel, type PolicyModel } from '../model/policy.js';
 import { Rng } from '../model/rng.js';
 import { frames, type Transform } from '../transforms/frames.js';

@@ -112,6 +112,45 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   }
 
+  it('keeps a committed prefix (training-time real-time chunking) as TensorFlow.js does, at no extra pass; an uncommitted chunk after it is unchanged', async () => {
+    const dims = modelDims(ModelConfig.parse(configs[1]!.over));
+    const model = new Pi0(dims);
+    const w = params(dims, 6);
+    const sw = samplingWeights(model, w);
+    const b = 3;
+    const per = dims.horizon * dims.actionDim;
+    const inp = inputs(dims, b, 2, 10, { dropCamera: true });
+    const noise = new Rng(7).normals(b * per);
+    // Sample 0 commits 3 steps, sample 1 none, sample 2 the whole chunk.
+    const committed = { actions: new Rng(8).normals(b * per), delays: Int32Array.of(3, 0, dims.horizon) };
+    const ref = (await model.sample(w, inp, noise, { cache: true, committed }).data()) as Float32Array;
+    const plain = (await model.sample(w, inp, noise, { cache: true, weights: sw }).data()) as Float32Array;
+    for (const threads of [1, 2]) {
+      const ns = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: b });
+      try {
+        const out = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t), committed);
+        expect(relDiff(out, ref)).toBeLessThan(2e-5);
+        // The committed steps come back exactly as given; the rest differ from the free chunk's.
+        expect(Array.from(out.subarray(0, 3 * dims.actionDim))).toEqual(
+          Array.from(committed.actions.subarray(0, 3 * dims.actionDim)),
+        );
+        expect(Array.from(out.subarray(2 * per))).toEqual(Array.from(committed.actions.subarray(2 * per)));
+        expect(relDiff(out.subarray(0, per), plain.subarray(0, per))).toBeGreaterThan(1e-3);
+        const free = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+        expect(relDiff(free, plain)).toBeLessThan(2e-5);
+        expect(() =>
+          ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t), {
+            ...committed,
+            delays: Int32Array.of(1, 2),
+          }),
+        ).toThrow('committed delays: expected 3 (one per sample), got 2');
+      } finally {
+        await ns.dispose();
+      }
+    }
+    tf.dispose([...w.values(), ...sw.values()]);
+  });
+
   it('refuses inputs that do not fit, naming what was expected', async () => {
     const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8 }));
     const model = new Pi0(dims);

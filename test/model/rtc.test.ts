@@ -7,8 +7,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { ModelConfig, TrainConfig } from '../../src/config/schema.js';
+import { committedTimes } from '../../src/model/committed.js';
 import { modelDims } from '../../src/model/config.js';
-import { committedTimes, initParams, Pi0, rtcWeights } from '../../src/model/pi0.js';
+import { initParams, Pi0, rtcWeights } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { expectLossFalls, randomInputs, trainedModulation } from './helpers.js';
 
