@@ -6,6 +6,7 @@ import type { TaskSummary } from '../sim/rollout.js';
 import { HELD_OUT_TASKS, TASK_NAMES } from '../sim/tasks/names.js';
 import { samplerChoiceFromEnv } from './context.js';
 import { intOption, NOISE_SCALE_HELP, noiseScaleOption, numberOption, progressBar, table } from './output.js';
+import { registerSweep } from './sim-sweep.js';
 
 /** One task's part of eval_info.json, named as LeRobot's eval names them. */
 interface TaskInfo {
@@ -423,6 +424,12 @@ export function register(program: Command): void {
                 success: r.success,
                 success_step: r.successStep,
                 steps: r.steps,
+                ...(r.motion && {
+                  chunk_boundaries: r.motion.boundaries,
+                  boundary_jump_max: r.motion.jumpMax,
+                  boundary_jump_mean: r.motion.jumpMean,
+                  mean_squared_jerk: r.motion.meanSquaredJerk,
+                }),
                 ...(r.error !== undefined && { error: r.error }),
               })),
               videos: report.videos,
@@ -452,7 +459,18 @@ export function register(program: Command): void {
         } else {
           console.log(
             table(
-              ['task', 'episodes', 'pc_success', 'avg_sum_reward', 'avg_max_reward', 'errors'],
+              [
+                'task',
+                'episodes',
+                'pc_success',
+                'avg_sum_reward',
+                'avg_max_reward',
+                'errors',
+                'success_s',
+                'jump_max',
+                'jump_mean',
+                'sq_jerk',
+              ],
               perTask.map(({ aggregated: s }) => [
                 s.task,
                 String(s.episodes),
@@ -460,6 +478,10 @@ export function register(program: Command): void {
                 s.avg_sum_reward.toFixed(2),
                 s.avg_max_reward.toFixed(2),
                 String(s.failed),
+                s.avg_success_s === null ? '-' : s.avg_success_s.toFixed(2),
+                s.boundary_jump_max.toFixed(3),
+                s.boundary_jump_mean.toFixed(3),
+                s.mean_squared_jerk.toExponential(2),
               ]),
             ),
           );
@@ -471,6 +493,8 @@ export function register(program: Command): void {
         if (ran === 0) throw new UserError('vla sim eval: no episode could run (see the reasons above)');
       },
     );
+
+  registerSweep(sim);
 }
 
 /** `--latency-ms 100` or `--latency-ms 50-150`: [low, high] in ms, or undefined when not given. */

@@ -28,12 +28,13 @@ export interface Run {
   rows: MetricsRow[];
 }
 
-interface Series {
+/** One line of a panel: the index of its run (its colour and legend entry) and its (x, y) points. */
+export interface Series {
   run: number;
   points: Array<[number, number]>;
 }
 
-interface Panel {
+export interface Panel {
   title: string;
   log: boolean;
   series: Series[];
@@ -158,7 +159,23 @@ export function drawFigure(
   runs: Run[],
   opts: FigureOptions = {},
 ): { width: number; height: number; prims: Prim[] } {
-  const panels = panelsFor(runs);
+  return drawPanels(
+    runs.map((r) => r.label),
+    panelsFor(runs),
+    { ...opts, xLabel: 'step' },
+  );
+}
+
+/**
+ * Panels stacked over one shared x axis (from 0, or below), a legend naming each labelled run in its
+ * colour. Series with a few points (a sweep's settings) get a dot at each.
+ */
+export function drawPanels(
+  labels: string[],
+  panels: Panel[],
+  opts: FigureOptions & { xLabel: string },
+): { width: number; height: number; prims: Prim[] } {
+  const runs = labels.map((label) => ({ label }));
   const width = opts.width ?? 800;
   const panelH = 220;
   const top = 36;
@@ -198,7 +215,7 @@ export function drawFigure(
     text(x + 32, y + 8, r.label, 8, 'start');
   });
 
-  const allSteps = runs.flatMap((r) => r.rows.map((row) => row.step));
+  const allSteps = panels.flatMap((p) => p.series.flatMap((sr) => sr.points.map(([x]) => x)));
   const xLo = allSteps.length > 0 ? Math.min(0, ...allSteps) : 0;
   const xHi = allSteps.length > 0 ? Math.max(1, ...allSteps) : 1;
   const plotW = width - left - right;
@@ -270,7 +287,7 @@ export function drawFigure(
       width: 1,
       opacity: 1,
     });
-    if (p === panels.length - 1) text(left + plotW / 2, y0 + h + 30, 'step', 8, 'middle');
+    if (p === panels.length - 1) text(left + plotW / 2, y0 + h + 30, opts.xLabel, 8, 'middle');
 
     for (const s of panel.series) {
       if (s.points.length === 0) continue;
@@ -288,6 +305,10 @@ export function drawFigure(
       });
       if (noisy)
         prims.push({ kind: 'line', points: toPx(smooth(s.points, 0.9)), color, width: 2, opacity: 1 });
+      if (s.points.length <= 12) {
+        for (const [x, y] of toPx(s.points))
+          prims.push({ kind: 'rect', x: x - 3, y: y - 3, w: 6, h: 6, fill: color });
+      }
     }
   });
   return { width, height, prims };

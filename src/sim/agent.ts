@@ -8,5 +8,7 @@ export interface Agent {
   /** At the start of each episode, after the env was reset. */
   reset(env: SimEnv): Promise<void> | void;
   act(obs: SimObservation, env: SimEnv): Promise<Float32Array> | Float32Array;
+  /** Whether the action `act` last returned began a new action chunk (agents that execute chunks). */
+  chunkBoundary?(): boolean;
   close?(): Promise<void> | void;
 }

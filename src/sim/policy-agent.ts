@@ -127,6 +127,10 @@ export class PolicyClientAgent implements Agent {
     return this.broker.step({});
   }
 
+  chunkBoundary(): boolean {
+    return this.broker.chunkBoundary;
+  }
+
   close(): Promise<void> {
     return this.client.close();
   }

@@ -6,6 +6,8 @@
  */
 import type { Agent } from './agent.js';
 import type { SimEnv, SimObservation } from './env.js';
+import { MotionStats, type MotionSummary } from './motion.js';
+import { getTask } from './tasks/index.js';
 
 export interface EpisodeResult {
   episode: number;
@@ -17,6 +19,8 @@ export interface EpisodeResult {
   steps: number;
   /** The step at which it first succeeded, or null. */
   successStep: number | null;
+  /** How smoothly the robot moved over the whole episode (chunk-boundary jumps, jerk). */
+  motion?: MotionSummary;
   /** Why the episode could not run to the end (a server error, a malformed action). */
   error?: string;
 }
@@ -51,8 +55,10 @@ export async function runEpisode(
     successStep: null,
   };
   const steps = hooks.maxSteps ?? task.episodeSteps;
+  const motion = new MotionStats(task.robot.controlHz);
   for (let t = 0; t < steps; t++) {
     const action = await agent.act(obs, env);
+    motion.add(action, agent.chunkBoundary?.() ?? false);
     const step = env.step(action);
     result.steps++;
     if (!result.success) {
@@ -70,6 +76,7 @@ export async function runEpisode(
     await new Promise<void>((resolve) => setImmediate(resolve));
     if (result.success && hooks.stopOnSuccess) break;
   }
+  result.motion = motion.summary();
   return result;
 }
 
@@ -80,12 +87,26 @@ export interface TaskSummary {
   pc_success: number;
   avg_sum_reward: number;
   avg_max_reward: number;
+  /** Mean time to success over the successful episodes, seconds of control time (null: none succeeded). */
+  avg_success_s: number | null;
+  /** Over the episodes that ran: the largest jump at a chunk boundary, and the mean jump over all of them. */
+  boundary_jump_max: number;
+  boundary_jump_mean: number;
+  /** The episodes' mean squared jerk, averaged ((action units / s³)²). */
+  mean_squared_jerk: number;
 }
 
-/** LeRobot's aggregate: percent of successful episodes, mean sum and mean max reward (errors count as 0). */
+/**
+ * LeRobot's aggregate: percent of successful episodes, mean sum and mean max reward (errors count as
+ * 0); then time to success and the motion's smoothness, over the episodes that have them.
+ */
 export function summarize(task: string, results: EpisodeResult[]): TaskSummary {
   const n = results.length;
   const mean = (f: (r: EpisodeResult) => number) => (n === 0 ? 0 : results.reduce((s, r) => s + f(r), 0) / n);
+  const hz = getTask(task).task.robot.controlHz;
+  const times = results.flatMap((r) => (r.successStep === null ? [] : [(r.successStep + 1) / hz]));
+  const motions = results.flatMap((r) => (r.motion ? [r.motion] : []));
+  const boundaries = motions.reduce((s, m) => s + m.boundaries, 0);
   return {
     task,
     episodes: n,
@@ -93,5 +114,11 @@ export function summarize(task: string, results: EpisodeResult[]): TaskSummary {
     pc_success: 100 * mean((r) => (r.success ? 1 : 0)),
     avg_sum_reward: mean((r) => r.sumReward),
     avg_max_reward: mean((r) => r.maxReward),
+    avg_success_s: times.length === 0 ? null : times.reduce((s, t) => s + t, 0) / times.length,
+    boundary_jump_max: motions.reduce((s, m) => Math.max(s, m.jumpMax), 0),
+    boundary_jump_mean:
+      boundaries === 0 ? 0 : motions.reduce((s, m) => s + m.jumpMean * m.boundaries, 0) / boundaries,
+    mean_squared_jerk:
+      motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.meanSquaredJerk, 0) / motions.length,
   };
 }

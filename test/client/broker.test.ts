@@ -257,6 +257,47 @@ describe('execution modes under a simulated delay (executionOptions)', () => {
     expect(out.slice(0, 5)).toEqual([0, 1, 2, 3, 22]);
   });
 
+  it('chunkBoundary marks the first action of each new chunk, in every mode', async () => {
+    const seams = async (broker: ActionChunkBroker, steps: number) => {
+      const out: number[] = [];
+      for (let s = 0; s < steps; s++) {
+        await broker.step({ step: s });
+        if (broker.chunkBoundary) out.push(s);
+      }
+      return out;
+    };
+    // sync, chunks of 4, delay 2: held at 4 and 5, the new chunk's first row at 6; the next asked at 10.
+    expect(
+      await seams(new ActionChunkBroker(countingPolicy(4).infer, executionOptions('sync', { delay: 2 })), 14),
+    ).toEqual([6, 12]);
+    // async, asked at 3 and 6 (every 3 steps of the chunk in use, which starts where it was asked), used 2 steps later.
+    expect(
+      await seams(
+        new ActionChunkBroker(
+          countingPolicy(6).infer,
+          executionOptions('async', { delay: 2, replanEvery: 3 }),
+        ),
+        11,
+      ),
+    ).toEqual([5, 8]);
+    // ensemble, a chunk every 2 steps, each joining the average a step after it is asked.
+    expect(
+      await seams(
+        new ActionChunkBroker(
+          countingPolicy(4).infer,
+          executionOptions('ensemble', { delay: 1, replanEvery: 2, temporalEnsemble: 0 }),
+        ),
+        7,
+      ),
+    ).toEqual([3, 5]);
+    // A reset starts the next episode without a seam at its first step.
+    const broker = new ActionChunkBroker(countingPolicy(2).infer);
+    expect(await seams(broker, 3)).toEqual([2]);
+    broker.reset();
+    await broker.step({ step: 0 });
+    expect(broker.chunkBoundary).toBe(false);
+  });
+
   it('a delay is an integer number of steps; rtc needs prefetch', () => {
     const p = countingPolicy(4);
     expect(() => new ActionChunkBroker(p.infer, { delay: 1.5 })).toThrow(

@@ -92,6 +92,9 @@ export class ActionChunkBroker {
   /** Temporal ensembling: the chunks still covering a step ahead, oldest first, with the step they start at and may be used from. */
   private ensemble: Array<{ chunk: Chunk; start: number; usableAt: number }> = [];
   private lastAsked = 0;
+  /** The chunk the last action came from (null: none yet, or the robot held still). */
+  private source: Chunk | null = null;
+  private boundary = false;
 
   constructor(
     private readonly infer: (obs: ObservationMap) => Promise<Chunk>,
@@ -131,7 +134,18 @@ export class ActionChunkBroker {
     this.holding = 0;
     this.last = null;
     this.usableAt = 0;
+    this.source = null;
+    this.boundary = false;
     this.episode++;
+  }
+
+  /**
+   * Whether the action the last `step` returned is the first from a new chunk after an action from
+   * another one (the seam where a robot jumps, if it does), or, under temporal ensembling, the first
+   * with a new chunk in its average. False on an episode's first step and while the robot holds still.
+   */
+  get chunkBoundary(): boolean {
+    return this.boundary;
   }
 
   /** The action for the current step, given the current observation. */
@@ -142,6 +156,7 @@ export class ActionChunkBroker {
   }
 
   private async next(obs: ObservationMap): Promise<Float32Array> {
+    this.boundary = false;
     if (this.opts.temporalEnsemble !== undefined) return this.ensembleStep(obs, this.opts.temporalEnsemble);
     if (this.holding > 0) {
       // Synchronous, waiting out the delay: the robot holds where it is.
@@ -185,6 +200,8 @@ export class ActionChunkBroker {
     this.t++;
     // Past the chunk's end while the next one is still on its way: hold the last action.
     if (row >= current.horizon) return this.last ?? current.actions.slice(-current.actionDim);
+    this.boundary = this.source !== null && this.source !== current;
+    this.source = current;
     return current.actions.slice(row * current.actionDim, (row + 1) * current.actionDim);
   }
 
@@ -206,6 +223,7 @@ export class ActionChunkBroker {
       this.lastAsked = this.t;
     }
     const usable = this.ensemble.filter((e) => e.usableAt <= this.t);
+    this.boundary = this.t > 0 && usable.some((e) => e.usableAt === this.t);
     const dim = this.ensemble[0]!.chunk.actionDim;
     const out = new Float64Array(dim);
     let total = 0;

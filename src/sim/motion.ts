@@ -1,0 +1,69 @@
+/**
+ * How smoothly a robot moved: the jumps where one action chunk hands over to the next, and the mean
+ * squared jerk of the executed actions. Real-time chunking is judged by these beside success: a policy
+ * that succeeds by lurching at every chunk boundary wears a real arm and frightens the people near it.
+ */
+
+export interface MotionSummary {
+  /** Chunk boundaries met (steps whose action came from a new chunk). */
+  boundaries: number;
+  /** The largest jump at a boundary: max over dims of |a_t − a_{t−1}|, in the action's units. */
+  jumpMax: number;
+  /** The mean of that jump over the boundaries (0 with none). */
+  jumpMean: number;
+  /**
+   * The mean over steps and action dims of the squared third difference of the executed actions,
+   * divided by the control period cubed: (action units / s³)².
+   */
+  meanSquaredJerk: number;
+}
+
+/** Accumulates one episode's executed actions, one step at a time. */
+export class MotionStats {
+  private readonly history: Float32Array[] = [];
+  private boundaries = 0;
+  private jumpSum = 0;
+  private jumpMax = 0;
+  private jerkSum = 0;
+  private jerkTerms = 0;
+
+  constructor(private readonly controlHz: number) {
+    if (!(controlHz > 0)) throw new Error(`control rate: expected > 0 Hz, got ${controlHz}`);
+  }
+
+  /** The action executed this step, and whether it was the first from a new chunk. */
+  add(action: Float32Array, boundary: boolean): void {
+    const h = this.history;
+    const prev = h[h.length - 1];
+    if (prev && prev.length !== action.length) {
+      throw new Error(`action of ${action.length} dims after actions of ${prev.length}`);
+    }
+    if (boundary && prev) {
+      let jump = 0;
+      for (let i = 0; i < action.length; i++) jump = Math.max(jump, Math.abs(action[i]! - prev[i]!));
+      this.boundaries++;
+      this.jumpSum += jump;
+      this.jumpMax = Math.max(this.jumpMax, jump);
+    }
+    if (h.length >= 3) {
+      const [a3, a2, a1] = [h[h.length - 3]!, h[h.length - 2]!, prev!];
+      const scale = this.controlHz ** 3;
+      for (let i = 0; i < action.length; i++) {
+        const jerk = (action[i]! - 3 * a1[i]! + 3 * a2[i]! - a3[i]!) * scale;
+        this.jerkSum += jerk * jerk;
+      }
+      this.jerkTerms += action.length;
+    }
+    h.push(action.slice());
+    if (h.length > 3) h.shift();
+  }
+
+  summary(): MotionSummary {
+    return {
+      boundaries: this.boundaries,
+      jumpMax: this.jumpMax,
+      jumpMean: this.boundaries === 0 ? 0 : this.jumpSum / this.boundaries,
+      meanSquaredJerk: this.jerkTerms === 0 ? 0 : this.jerkSum / this.jerkTerms,
+    };
+  }
+}
