@@ -12,6 +12,7 @@ import { describeBackend, setupBackend } from '../src/backend/index.js';
 import { table } from '../src/cli/output.js';
 import { ModelConfig } from '../src/config/schema.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
+import type { Committed } from '../src/model/committed.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
 import { type FastTokenizer, trainFastTokenizer } from '../src/model/fast-tokenizer.js';
 import { paramCount } from '../src/model/params.js';
@@ -42,10 +43,10 @@ async function timeChunks(
   reps: number,
   /** Native sampler threads (native-sampler.ts), or 0 for TensorFlow.js's sampler. */
   nativeThreads = 0,
-  /** Real-time chunking: guidance, or a committed prefix (model/pi0.ts Guidance, Committed). */
+  /** Real-time chunking: guidance, or a committed prefix (model/pi0.ts Guidance, model/committed.ts Committed). */
   rtc: Pick<Parameters<Pi0['sample']>[3] & object, 'guidance' | 'committed'> = {},
 ) {
-  if (nativeThreads > 0) return timeNative(model, w, batch, reps, nativeThreads);
+  if (nativeThreads > 0) return timeNative(model, w, batch, reps, nativeThreads, rtc.committed);
   const d = model.dims;
   const rng = new Rng(1);
   const images = new Uint8Array(batch * 2 * d.imageSize * d.imageSize * 3).map(() => rng.nextU32() & 255);
@@ -85,6 +86,7 @@ async function timeNative(
   batch: number,
   reps: number,
   threads: number,
+  committed?: Committed,
 ) {
   const d = model.dims;
   const rng = new Rng(1);
@@ -95,7 +97,7 @@ async function timeNative(
   for (let i = 0; i < reps + 2; i++) {
     const t0 = performance.now();
     const inp = observation(d, batch, images, rng);
-    await chunks.sample(inp, rng.normals(batch * d.horizon * d.actionDim));
+    await chunks.sample(inp, rng.normals(batch * d.horizon * d.actionDim), { committed });
     if (i > 1) times.push(performance.now() - t0);
   }
   const line = chunks.describe();
@@ -146,6 +148,19 @@ export async function run(): Promise<void> {
         'B=1, KV cache, committed prefix (train.rtc)',
         await timeChunks(model, w, 1, true, 9, 0, { committed }),
       );
+      if (info.native) {
+        // The plain native rows above, again beside these: train.rtc should cost nothing.
+        for (const threads of [1, 2]) {
+          row(
+            `B=1, native sampler ${threads} thread${threads > 1 ? 's' : ''}`,
+            await timeChunks(model, w, 1, true, 21, threads),
+          );
+          row(
+            `B=1, native sampler ${threads} thread${threads > 1 ? 's' : ''}, committed prefix (train.rtc)`,
+            await timeChunks(model, w, 1, true, 21, threads, { committed }),
+          );
+        }
+      }
       const d05 = modelDims(ModelConfig.parse({ preset, variant: 'pi05' }));
       const w05 = initParams(d05, 0);
       const pi05 = new Pi0(d05);

@@ -137,7 +137,8 @@ export function registerSweep(sim: Command): void {
               done++;
               const s = report.summary;
               console.log(
-                `${label}: ${s.pc_success.toFixed(1)}% success, mean jump ${s.boundary_jump_mean.toFixed(4)}, ` +
+                `${label}: ${s.pc_success.toFixed(1)}% success, mean jump ${s.boundary_jump_mean.toFixed(4)} ` +
+                  `(mean step ${s.step_mean.toFixed(4)}), ` +
                   `largest ${s.boundary_jump_max.toFixed(3)}`,
               );
             }
@@ -156,6 +157,7 @@ export function registerSweep(sim: Command): void {
               'success_s',
               'jump_max',
               'jump_mean',
+              'step_mean',
               'sq_jerk',
             ],
             sweep.cells.map((c) => [
@@ -166,6 +168,7 @@ export function registerSweep(sim: Command): void {
               c.summary.avg_success_s === null ? '-' : c.summary.avg_success_s.toFixed(2),
               c.summary.boundary_jump_max.toFixed(3),
               c.summary.boundary_jump_mean.toFixed(4),
+              c.summary.step_mean.toFixed(4),
               c.summary.mean_squared_jerk.toExponential(2),
             ]),
           )}`,

@@ -428,6 +428,7 @@ export function register(program: Command): void {
                   chunk_boundaries: r.motion.boundaries,
                   boundary_jump_max: r.motion.jumpMax,
                   boundary_jump_mean: r.motion.jumpMean,
+                  step_mean: r.motion.stepMean,
                   mean_squared_jerk: r.motion.meanSquaredJerk,
                 }),
                 ...(r.error !== undefined && { error: r.error }),

@@ -11,6 +11,8 @@ export interface MotionSummary {
   jumpMax: number;
   /** The mean of that jump over the boundaries (0 with none). */
   jumpMean: number;
+  /** The same step size within chunks (every other step after the first), the scale a jump compares with. */
+  stepMean: number;
   /**
    * The mean over steps and action dims of the squared third difference of the executed actions,
    * divided by the control period cubed: (action units / s³)².
@@ -24,6 +26,8 @@ export class MotionStats {
   private boundaries = 0;
   private jumpSum = 0;
   private jumpMax = 0;
+  private stepSum = 0;
+  private steps = 0;
   private jerkSum = 0;
   private jerkTerms = 0;
 
@@ -38,12 +42,17 @@ export class MotionStats {
     if (prev && prev.length !== action.length) {
       throw new Error(`action of ${action.length} dims after actions of ${prev.length}`);
     }
-    if (boundary && prev) {
+    if (prev) {
       let jump = 0;
       for (let i = 0; i < action.length; i++) jump = Math.max(jump, Math.abs(action[i]! - prev[i]!));
-      this.boundaries++;
-      this.jumpSum += jump;
-      this.jumpMax = Math.max(this.jumpMax, jump);
+      if (boundary) {
+        this.boundaries++;
+        this.jumpSum += jump;
+        this.jumpMax = Math.max(this.jumpMax, jump);
+      } else {
+        this.steps++;
+        this.stepSum += jump;
+      }
     }
     if (h.length >= 3) {
       const [a3, a2, a1] = [h[h.length - 3]!, h[h.length - 2]!, prev!];
@@ -63,6 +72,7 @@ export class MotionStats {
       boundaries: this.boundaries,
       jumpMax: this.jumpMax,
       jumpMean: this.boundaries === 0 ? 0 : this.jumpSum / this.boundaries,
+      stepMean: this.steps === 0 ? 0 : this.stepSum / this.steps,
       meanSquaredJerk: this.jerkTerms === 0 ? 0 : this.jerkSum / this.jerkTerms,
     };
   }

@@ -92,6 +92,8 @@ export interface TaskSummary {
   /** Over the episodes that ran: the largest jump at a chunk boundary, and the mean jump over all of them. */
   boundary_jump_max: number;
   boundary_jump_mean: number;
+  /** The mean step within chunks, the scale the jumps compare with. */
+  step_mean: number;
   /** The episodes' mean squared jerk, averaged ((action units / s³)²). */
   mean_squared_jerk: number;
 }
@@ -118,6 +120,7 @@ export function summarize(task: string, results: EpisodeResult[]): TaskSummary {
     boundary_jump_max: motions.reduce((s, m) => Math.max(s, m.jumpMax), 0),
     boundary_jump_mean:
       boundaries === 0 ? 0 : motions.reduce((s, m) => s + m.jumpMean * m.boundaries, 0) / boundaries,
+    step_mean: motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.stepMean, 0) / motions.length,
     mean_squared_jerk:
       motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.meanSquaredJerk, 0) / motions.length,
   };

@@ -28,6 +28,7 @@ const summary = (pc: number, jump: number): TaskSummary => ({
   avg_success_s: pc > 0 ? 4.5 : null,
   boundary_jump_max: 3 * jump,
   boundary_jump_mean: jump,
+  step_mean: 0.01,
   mean_squared_jerk: 1234,
 });
 
@@ -71,7 +72,7 @@ describe('latency sweep report', () => {
       expect(report).toContain('| pick_place_ft50 · sync | 90.0 | 75.0 |');
       expect(report).toContain('| pick_place_ft50 · rtc (guided) |  | 85.0 |');
       expect(report).toContain(
-        '| pick_place_ft50 · rtc (guided) | 200 | 85.0 | 4.50 | 0.060 | 0.0200 | 1.23e+3 | 0 | 12 |',
+        '| pick_place_ft50 · rtc (guided) | 200 | 85.0 | 4.50 | 0.060 | 0.0200 | 0.0100 | 1.23e+3 | 0 | 12 |',
       );
       const svg = readFileSync(path.join(dir, 'sweep.svg'), 'utf8');
       expect(svg).toMatch(/^<svg/);

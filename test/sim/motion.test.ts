@@ -13,6 +13,8 @@ describe('MotionStats', () => {
     expect(s.boundaries).toBe(2);
     expect(s.jumpMax).toBeCloseTo(0.5, 6);
     expect(s.jumpMean).toBeCloseTo(0.35, 6);
+    // The other steps: 0.1, then 0 (the first action has no step before it).
+    expect(s.stepMean).toBeCloseTo(0.05, 6);
   });
 
   it('takes jerk as the third difference over the period cubed: constant for a cubic, zero for a line', () => {
