@@ -172,7 +172,7 @@ export async function run(): Promise<void> {
       // many as a transfer-cube chunk takes (docs/model-family.md) and twice that.
       for (const tokens of FAST_TOKENS) {
         const dFast = modelDims(
-          ModelConfig.parse({ preset, variant: 'pi0_fast', fast: { max_tokens: tokens } }),
+          ModelConfig.parse({ preset, variant: 'pi0_fast', fast: { max_tokens: tokens, decoding: 'free' } }),
         );
         const wFast = initParams(dFast, 0);
         const bias = wFast.get('expert/token_out/bias')!;

@@ -69,6 +69,12 @@ export const FastConfig = z.strictObject({
   vocab_size: z.int().min(2).max(65536).default(8192),
   /** The most action tokens one chunk may take (decoding stops there; longer training chunks are cut). */
   max_tokens: posInt.default(256),
+  /**
+   * `constrained` (default): greedy over the tokens that still fit the chunk's H·D values, and the end
+   * once they are all there, so every decode makes a chunk. `free`: greedy over every token, as openpi
+   * decodes; a decode that makes no chunk is an error for that request.
+   */
+  decoding: z.enum(['constrained', 'free']).default('constrained'),
   /** Chunks the tokenizer is trained on, spread evenly over the dataset. */
   train_chunks: posInt.default(4000),
 });

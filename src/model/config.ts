@@ -31,7 +31,7 @@ export interface ModelDims {
   noiseScale: number;
   lora: { rank: number; alpha: number; targets: string[] } | null;
   /** π0-FAST: FAST tokens in the vocabulary, and the most a chunk may take. */
-  fast: { vocabSize: number; maxTokens: number };
+  fast: { vocabSize: number; maxTokens: number; constrained: boolean };
 }
 
 export function modelDims(m: ModelConfig): ModelDims {
@@ -73,7 +73,11 @@ export function modelDims(m: ModelConfig): ModelDims {
     numSteps: m.num_steps,
     noiseScale: m.noise_scale,
     lora: m.lora,
-    fast: { vocabSize: m.fast.vocab_size, maxTokens: m.fast.max_tokens },
+    fast: {
+      vocabSize: m.fast.vocab_size,
+      maxTokens: m.fast.max_tokens,
+      constrained: m.fast.decoding === 'constrained',
+    },
   };
 }
 

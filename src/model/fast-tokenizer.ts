@@ -367,6 +367,16 @@ export class FastTokenizer {
     return this.total;
   }
 
+  /** How many quantised values token `id` stands for (a decoder's budget: a chunk holds H·D). */
+  valuesOf(id: number): number {
+    return this.lengths[id] ?? Number.POSITIVE_INFINITY;
+  }
+
+  /** The values in a chunk: H·D. */
+  get chunkValues(): number {
+    return this.spec.horizon * this.spec.actionDim;
+  }
+
   private get shape(): string {
     const { horizon, actionDim } = this.spec;
     return `${horizon * actionDim} values (${horizon} steps × ${actionDim} dims)`;
@@ -470,7 +480,6 @@ export class FastTokenizer {
     return tokens;
   }
 
-  /** Token ids back to a [horizon, actionDim] chunk, or why they do not make one. Never throws. */
   /**
    * The chunk back from its tokens. `padShort`: tokens that decode to fewer than H·D values still make a
    * chunk, the missing values taken as 0. They are the last in the layout, the highest frequencies, which

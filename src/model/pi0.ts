@@ -1026,6 +1026,13 @@ export class Pi0 {
       let past: Segment[] | null = null;
       const done = new Uint8Array(b);
       let ids = new Int32Array(b).fill(bos);
+      // Constrained decoding: a sample's chunk holds H·D values, so a token that would run past them is
+      // never chosen, and once they are all there the end is the only choice. Every decode is a chunk.
+      const vocab = fastTokenCount(d);
+      const need = tok.chunkValues;
+      const values = new Float64Array(vocab);
+      for (let id = 0; id < d.fast.vocabSize; id++) values[id] = d.fast.constrained ? tok.valuesOf(id) : 0;
+      const decodedValues = new Float64Array(b);
       try {
         for (let j = 0; j <= d.fast.maxTokens && done.includes(0); j++) {
           const prev: Segment[] | null = past;
@@ -1040,10 +1047,16 @@ export class Pi0 {
                 prev ? [concatTokens([prev[i]![0], k], b), concatTokens([prev[i]![1], v], b)] : [k, v],
             );
             // Greedy over FAST's tokens and the end (never the start token); the end only once a token came.
-            const mask = new Float32Array(fastTokenCount(d));
-            mask[bos] = MASKED;
-            if (j === 0) mask[eos] = MASKED;
-            const next = tf.argMax(tf.add(out.logits, tf.tensor1d(mask)), 1);
+            const mask = new Float32Array(b * vocab);
+            for (let i = 0; i < b; i++) {
+              const row = mask.subarray(i * vocab, (i + 1) * vocab);
+              const left = need - decodedValues[i]!;
+              for (let id = 0; id < d.fast.vocabSize; id++) if (values[id]! > left) row[id] = MASKED;
+              row[bos] = MASKED;
+              if (j === 0) row[eos] = MASKED;
+              if (left <= 0 && d.fast.constrained) row[eos] = 0;
+            }
+            const next = tf.argMax(tf.add(out.logits, tf.tensor2d(mask, [b, vocab])), 1);
             return { next, joined: joined.map(([k, v]) => [tf.keep(k), tf.keep(v)] as Segment) };
           });
           if (prev) for (const [k, v] of prev) tf.dispose([k, v]);
@@ -1053,7 +1066,10 @@ export class Pi0 {
           for (let i = 0; i < b; i++) {
             if (done[i]) continue;
             if (ids[i] === eos || j === d.fast.maxTokens) done[i] = 1;
-            else decoded[i]!.push(ids[i]!);
+            else {
+              decoded[i]!.push(ids[i]!);
+              decodedValues[i]! += values[ids[i]!]!;
+            }
           }
         }
       } finally {

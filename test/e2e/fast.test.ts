@@ -1,11 +1,11 @@
 /**
  * π0-FAST through the product, as real processes: record, norm stats, `vla data tokenizer`, train a few
- * steps, serve the checkpoint. An untrained model's tokens decode to no chunk: that robot gets a named
- * error (counted in /metrics) and the server goes on serving.
+ * steps, serve the checkpoint: constrained decoding makes a chunk even from a barely trained model (the
+ * per-request error of a decode without one: test/serving/fast-policy.test.ts).
  */
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { PolicyClient, ServerError } from '@vla-orchestrator/client';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
 import { exampleObservation } from '../../src/client/examples.js';
 import { loadRobot } from '../../src/config/load.js';
@@ -13,7 +13,7 @@ import { serveCheckpointLocally } from '../../src/serving/local.js';
 import { workspace } from './workspace.js';
 
 describe('π0-FAST end to end: record → stats → tokenizer → train → serve', () => {
-  it('trains the tokenizer beside the norm stats, saves it in the checkpoint, and serves per-request decode errors', async () => {
+  it('trains the tokenizer beside the norm stats, saves it in the checkpoint, and serves its chunks', async () => {
     const { ws, vla } = workspace('vla-fast-', {
       name: 'fast',
       lines: [
@@ -68,28 +68,18 @@ describe('π0-FAST end to end: record → stats → tokenizer → train → serv
     const { server } = await serveCheckpointLocally(ckpt);
     try {
       const obs = exampleObservation(loadRobot('single_arm_sim'), { prompt: 'put the red cube in the bowl' });
-      const results: Array<string | number> = [];
       for (let i = 0; i < 2; i++) {
         const client = await PolicyClient.connect(server.url);
         try {
           const reply = await client.infer(obs);
+          expect([reply.horizon, reply.actionDim]).toEqual([8, 8]);
           expect(reply.actions.every(Number.isFinite)).toBe(true);
-          results.push(reply.horizon);
-        } catch (e) {
-          if (!(e instanceof ServerError)) throw e;
-          expect(e.message).toMatch(
-            /action tokens: .*expected 64 values .*: no action chunk for this observation/,
-          );
-          results.push('undecodable');
         } finally {
           await client.close();
         }
       }
-      // Either way the server lives and counts what it refused.
       const metrics = await (await fetch(`${server.url.replace('ws:', 'http:')}/metrics`)).text();
-      const refused = results.filter((r) => r === 'undecodable').length;
-      if (refused > 0) expect(metrics).toContain(`vla_errors_total{kind="undecodable_actions"} ${refused}`);
-      else expect(results).toEqual([8, 8]);
+      expect(metrics).not.toMatch(/vla_errors_total\{kind="undecodable_actions"\} [1-9]/);
     } finally {
       await server.close();
     }

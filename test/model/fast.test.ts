@@ -166,8 +166,8 @@ describe('π0-FAST variant', () => {
     tf.dispose([...w.values()]);
   });
 
-  it('a sample whose tokens make no chunk gets NaN actions and its reason; the others are unaffected', () => {
-    const d = dims();
+  it('free decoding: a sample whose tokens make no chunk gets NaN actions and its reason; constrained decoding ends each chunk when its values are all there', () => {
+    const d = dims({ fast: { vocab_size: 96, max_tokens: 40, decoding: 'free' } });
     const m = new Pi0(d, tok);
     const w = initParams(d, 3);
     // The end token never wins: decoding runs to max_tokens (40), more values than a chunk holds (32).
@@ -184,7 +184,13 @@ describe('π0-FAST variant', () => {
     for (const f of failures)
       expect(f).toMatch(/^action tokens: decoded \d+ values, expected 32 .*\(40 tokens decoded\)$/);
     expect(got.every((v) => Number.isNaN(v))).toBe(true);
-    tf.dispose([out, ...w.values()]);
+    // The same weights, decoded as by default: no token that would overrun the chunk, then the end.
+    const constrained = new Pi0(dims(), tok);
+    const fine: Array<string | null> = [];
+    const chunk = constrained.sample(w, inp, new Float32Array(2 * H * d.actionDim), { failures: fine });
+    expect(fine).toEqual([null, null]);
+    expect(chunk.dataSync().every((v) => Number.isFinite(v))).toBe(true);
+    tf.dispose([out, chunk, ...w.values()]);
   });
 
   it('refuses a tokenizer made for another chunk, more dims, a larger vocabulary or another variant', () => {

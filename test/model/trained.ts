@@ -2,6 +2,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
+import type { FastTokenizer } from '../../src/model/fast-tokenizer.js';
 import { initParams } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
@@ -30,8 +31,9 @@ export function untrainedCheckpoint(
   seed: number,
   data: { cameras: string[]; stateDim: number; actionDim: number },
   step = 0,
+  fast?: { tokenizer: FastTokenizer; edit?: (values: Map<string, Float32Array>) => void },
 ): string {
-  const params = initParams(modelDims(config.model), seed);
+  const params = initParams(modelDims(config.model), seed, fast?.tokenizer);
   const values = new Map<string, Float32Array>();
   const shapes = new Map<string, number[]>();
   for (const [name, t] of params) {
@@ -39,14 +41,22 @@ export function untrainedCheckpoint(
     shapes.set(name, t.shape);
     t.dispose();
   }
-  return saveCheckpoint(runDir, config, stats, {
-    step,
-    seed: 0,
-    params: values,
-    raw: null,
-    adamM: new Map(),
-    adamV: new Map(),
-    shapes,
-    data,
-  });
+  fast?.edit?.(values);
+  return saveCheckpoint(
+    runDir,
+    config,
+    stats,
+    {
+      step,
+      seed: 0,
+      params: values,
+      raw: null,
+      adamM: new Map(),
+      adamV: new Map(),
+      shapes,
+      data,
+    },
+    'float32',
+    fast?.tokenizer ?? null,
+  );
 }
