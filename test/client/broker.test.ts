@@ -298,6 +298,30 @@ describe('execution modes under a simulated delay (executionOptions)', () => {
     expect(broker.chunkBoundary).toBe(false);
   });
 
+  it('an episode that ends while a chunk computes: the next episode’s first request waits for it, never overlapping (a client takes one at a time)', async () => {
+    let busy = false;
+    const asked: number[] = [];
+    const infer = async (obs: Record<string, unknown>): Promise<Chunk> => {
+      if (busy) throw new Error('infer: one request at a time (await the previous one)');
+      busy = true;
+      asked.push(obs.step as number);
+      await new Promise((r) => setTimeout(r, 20));
+      busy = false;
+      const s = obs.step as number;
+      return { actions: Float32Array.from({ length: 4 }, (_, j) => 100 * s + j), horizon: 4, actionDim: 1 };
+    };
+    for (const mode of ['async', 'rtc'] as const) {
+      asked.length = 0;
+      const broker = new ActionChunkBroker(infer, executionOptions(mode, { delay: 3, replanEvery: 2 }));
+      // Steps 0..2: the chunk asked at step 2 is due at step 5, after this short episode has ended.
+      expect(await run(broker, 3)).toEqual([0, 1, 2]);
+      broker.reset();
+      // The new episode's first chunk (asked after the old one settled), the old one's dropped.
+      expect((await broker.step({ step: 50 }))[0]).toBe(5000);
+      expect(asked).toEqual([0, 2, 50]);
+    }
+  });
+
   it('a delay is an integer number of steps; rtc needs prefetch', () => {
     const p = countingPolicy(4);
     expect(() => new ActionChunkBroker(p.infer, { delay: 1.5 })).toThrow(

@@ -92,6 +92,8 @@ export class ActionChunkBroker {
   /** Temporal ensembling: the chunks still covering a step ahead, oldest first, with the step they start at and may be used from. */
   private ensemble: Array<{ chunk: Chunk; start: number; usableAt: number }> = [];
   private lastAsked = 0;
+  /** The last request sent, settled or not: the next waits for it (a server answers one at a time). */
+  private inFlight: Promise<unknown> = Promise.resolve();
   /** The chunk the last action came from (null: none yet, or the robot held still). */
   private source: Chunk | null = null;
   private boundary = false;
@@ -165,7 +167,7 @@ export class ActionChunkBroker {
       return this.last!;
     }
     if (this.chunk === null) {
-      this.adopt(await this.infer(obs), this.t, 'latest');
+      this.adopt(await this.request(obs), this.t, 'latest');
     }
     const chunk = this.chunk!;
     const replanEvery = Math.max(
@@ -186,7 +188,7 @@ export class ActionChunkBroker {
       }
     } else if (this.t - this.chunkStart >= replanEvery) {
       const d = this.last === null ? 0 : this.drawDelay();
-      const next = await this.infer(obs);
+      const next = await this.request(obs);
       // The observation was taken now; the chunk is ready d steps later, the robot held still meanwhile.
       this.adopt(next, this.t + d, 'latest');
       if (d > 0) {
@@ -212,7 +214,7 @@ export class ActionChunkBroker {
     if (this.ensemble.length === 0 || this.t - this.lastAsked >= every) {
       // A chunk asked now counts from d steps on (the episode's first at once: nothing else covers it).
       const d = this.ensemble.length === 0 ? 0 : this.drawDelay();
-      const chunk = await this.infer(obs);
+      const chunk = await this.request(obs);
       if (!(chunk.horizon >= 1))
         throw new ClientError(`chunk of horizon ${chunk.horizon}: expected at least 1 step`);
       const dim = this.ensemble[0]?.chunk.actionDim;
@@ -255,7 +257,7 @@ export class ActionChunkBroker {
         };
       }
     }
-    this.pending = this.infer(obs).then(
+    this.pending = this.request(obs).then(
       (chunk) => {
         if (episode === this.episode) this.arrived = { chunk, askedAt };
       },
@@ -263,6 +265,17 @@ export class ActionChunkBroker {
         if (episode === this.episode) this.failure = e;
       },
     );
+  }
+
+  /**
+   * Sends a request once the one before it has settled. An episode can end while a chunk is still
+   * computing (a delay longer than the steps left); the next episode's first request waits for that one
+   * instead of overlapping it, and its chunk is dropped (see `episode`).
+   */
+  private request(obs: ObservationMap): Promise<Chunk> {
+    const sent = this.inFlight.then(() => this.infer(obs));
+    this.inFlight = sent.catch(() => {});
+    return sent;
   }
 
   private takeArrived(): void {
