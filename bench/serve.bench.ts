@@ -3,6 +3,7 @@
  * on this machine; server-side decode + encode per request; throughput with many robots; batching.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import net from 'node:net';
 import path from 'node:path';
 import { NdArray, pack, unpack } from '@vla-orchestrator/client';
 import { table } from '../src/cli/output.js';
@@ -30,6 +31,69 @@ async function stop(child: ChildProcess): Promise<void> {
   const exited = new Promise((r) => child.once('exit', r));
   child.kill('SIGINT');
   await exited;
+}
+
+/** A process answering every `request` bytes it receives with `reply` bytes: plain TCP, nothing parsed. */
+const ECHO = `
+const [request, reply] = process.argv.slice(1).map(Number);
+const out = Buffer.alloc(reply);
+require('node:net').createServer((s) => {
+  s.setNoDelay(true);
+  let got = 0;
+  s.on('data', (c) => { got += c.length; while (got >= request) { got -= request; s.write(out); } });
+}).listen(0, '127.0.0.1', function () { console.log(this.address().port); });`;
+
+/**
+ * The floor under a round trip on this machine: a request's bytes over plain TCP to another process
+ * and a reply's bytes back, no WebSocket, no msgpack, no allocation per message. The server's and
+ * client's own cost is the round trip less this; the machine's load moves both, so they are measured
+ * in the same run.
+ */
+async function loopbackFloor(requestBytes: number, replyBytes: number, n: number): Promise<number[]> {
+  const child = spawn(process.execPath, ['-e', ECHO, String(requestBytes), String(replyBytes)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    const port = await new Promise<number>((resolve) =>
+      child.stdout!.once('data', (d) => resolve(Number(d))),
+    );
+    const socket = net.connect(port, '127.0.0.1');
+    socket.setNoDelay(true);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const request = Buffer.alloc(requestBytes, 1);
+    let got = 0;
+    let answered = () => {};
+    socket.on('data', (c: Buffer) => {
+      got += c.length;
+      if (got >= replyBytes) {
+        got -= replyBytes;
+        answered();
+      }
+    });
+    const times: number[] = [];
+    for (let i = 0; i < n + 200; i++) {
+      const t0 = performance.now();
+      await new Promise<void>((resolve) => {
+        answered = resolve;
+        socket.write(request);
+      });
+      if (i >= 200) times.push(performance.now() - t0);
+    }
+    socket.destroy();
+    return times.sort((a, b) => a - b);
+  } finally {
+    child.kill();
+  }
+}
+
+/** Bytes of the reply `--policy zeros` sends (a 50-step chunk and its timings), WebSocket header aside. */
+function replyBytes(robotName: string): number {
+  const dim = loadRobot(robotName).action.names.length;
+  return pack({
+    actions: new NdArray(new Float32Array(50 * dim), [50, dim]),
+    policy_timing: { infer_ms: 0.001 },
+    server_timing: { infer_ms: 0.1, prev_total_ms: 0.6 },
+  }).byteLength;
 }
 
 /** Median time of decode + validate + encode the reply, on this thread, per request. */
@@ -69,6 +133,12 @@ export async function run(): Promise<void> {
         `round trip, ${robotName} (${(r.requestBytes / 1024).toFixed(0)} KiB), 1 client`,
         `p50 ${ms(percentile(r.latencies, 50))} ms (p90 ${ms(percentile(r.latencies, 90))}, p99 ${ms(percentile(r.latencies, 99))})`,
         target,
+      ]);
+      const floor = await loopbackFloor(r.requestBytes, replyBytes(robotName), 2000);
+      rows.push([
+        `  floor: the same bytes over plain TCP`,
+        `p50 ${ms(percentile(floor, 50))} ms (p90 ${ms(percentile(floor, 90))}, p99 ${ms(percentile(floor, 99))})`,
+        'reference',
       ]);
     } finally {
       await stop(server);

@@ -1,5 +1,6 @@
 import { CodecError, NdArray, pack, unpack } from '@vla-orchestrator/client';
 import { describe, expect, it } from 'vitest';
+import { ReusingPacker } from '../../packages/client/src/codec.js';
 
 /** msgpack bytes built by hand from the spec, the way Python's msgpack + openpi's msgpack_numpy write them. */
 const bin = (s: string) => [0xc4, s.length, ...Buffer.from(s)];
@@ -40,6 +41,30 @@ describe('msgpack_numpy codec (openpi wire format)', () => {
   it('encodes byte for byte as Python msgpack with use_bin_type does', () => {
     const out = pack({ actions: new NdArray(new Float32Array([1, 2, 3, 4]), [2, 2]) });
     expect(out.equals(handBuiltActions())).toBe(true);
+  });
+
+  it('packs into a buffer it reuses the same bytes as pack, growing once for a larger message', () => {
+    const observation = (side: number, seed: number) => ({
+      state: new NdArray(
+        new Float64Array(14).map((_, i) => i * seed),
+        [14],
+      ),
+      images: { cam_high: new NdArray(new Uint8Array(3 * side * side).fill(seed), [3, side, side]) },
+      prompt: `task ${seed}`,
+    });
+    const packer = new ReusingPacker();
+    const small = packer.pack(observation(8, 1));
+    expect(small.equals(pack(observation(8, 1)))).toBe(true);
+    // 150 KB: more than the buffer it starts with.
+    const large = packer.pack(observation(224, 2));
+    expect(large.equals(pack(observation(224, 2)))).toBe(true);
+    const next = Buffer.from(packer.pack(observation(224, 3)));
+    const again = packer.pack(observation(224, 4));
+    expect(next.equals(pack(observation(224, 3)))).toBe(true);
+    expect(again.equals(pack(observation(224, 4)))).toBe(true);
+    // From the second large message on, every one is written where the one before it was.
+    expect(packer.pack(observation(224, 5)).buffer).toBe(again.buffer);
+    expect(packer.pack(observation(8, 6)).equals(pack(observation(8, 6)))).toBe(true);
   });
 
   it('decodes image bytes as a view into the message, without copying', () => {

@@ -4,7 +4,7 @@
  * WebsocketClientPolicy does.
  */
 import WebSocket from 'ws';
-import { pack, unpack } from './codec.js';
+import { pack, ReusingPacker, unpack } from './codec.js';
 import { ServerError } from './errors.js';
 import { NdArray } from './ndarray.js';
 import type { ObservationMap } from './observation.js';
@@ -40,6 +40,9 @@ export interface ConnectOptions {
 export class PolicyClient {
   private pending: { resolve: (d: Buffer | string) => void; reject: (e: Error) => void } | null = null;
   private closedWith: Error | null = null;
+  /** Observations are encoded into one buffer, reused while no earlier one is still being written. */
+  private readonly packer = new ReusingPacker();
+  private writing = false;
 
   private constructor(
     private readonly ws: WebSocket,
@@ -117,7 +120,11 @@ export class PolicyClient {
     if (this.pending) throw new Error('infer: one request at a time (await the previous one)');
     const reply = await new Promise<Buffer | string>((resolve, reject) => {
       this.pending = { resolve, reject };
-      this.ws.send(pack(obs), (err) => {
+      // A reply normally means the request was written long ago; an error reply may come sooner.
+      const message = this.writing ? pack(obs) : this.packer.pack(obs);
+      this.writing = true;
+      this.ws.send(message, (err) => {
+        this.writing = false;
         if (err && this.pending) {
           this.pending = null;
           reject(err);
