@@ -205,7 +205,11 @@ export function sweepSvg(sweep: Sweep): string {
     all.map((l) => l.label),
     [
       panel('success (%)', (s) => s.pc_success, [0, 100]),
-      panel('mean jump at a chunk boundary', (s) => s.boundary_jump_mean, null),
+      // Jumps from 0: their ratios between modes are the point.
+      panel('mean jump at a chunk boundary', (s) => s.boundary_jump_mean, [
+        0,
+        1.05 * Math.max(1e-9, ...sweep.cells.map((c) => c.summary.boundary_jump_mean)),
+      ]),
       panel('time to success (s)', (s) => s.avg_success_s, null),
     ],
     { xLabel: 'latency (ms)', title: `${sweep.task}: ${sweep.episodes} episodes per point` },
