@@ -99,9 +99,8 @@ export function findCell(
 
 /** Adds (or replaces) a cell and rewrites the sweep's file, its report and its plot. */
 export function saveCell(dir: string, sweep: Sweep, cell: SweepCell): void {
-  const i = sweep.cells.findIndex(
-    (c) => c === findCell(sweep, cell.checkpoint, cell.execution, cell.latency_ms),
-  );
+  const found = findCell(sweep, cell.checkpoint, cell.execution, cell.latency_ms);
+  const i = found ? sweep.cells.indexOf(found) : -1;
   if (i >= 0) sweep.cells[i] = cell;
   else sweep.cells.push(cell);
   mkdirSync(dir, { recursive: true });
