@@ -2,9 +2,10 @@
  * Inference latency of one action chunk (default `small` model, 2 cameras, a 20-token prompt, H = 50,
  * action_dim 32, 10 flow steps, batch 1), with the prefix KV cache and without it, plus batched
  * sampling as the policy server does it, on TensorFlow.js's sampler and on the native one
- * (native-sampler.ts; ops/call 0: it runs no TensorFlow.js op). For `small` also: the π0.5 variant,
- * and real-time chunking's two ways to continue a committed prefix (guided sampling, its added latency;
- * a committed prefix for a model trained with train.rtc). Medians of several runs; the machine is
+ * (native-sampler.ts; ops/call 0: it runs no TensorFlow.js op). For `small` also: the π0.5 variant
+ * (on TensorFlow.js's cached velocity, and natively beside π0 run again), and real-time chunking's
+ * two ways to continue a committed prefix (guided sampling, its added latency; a committed prefix for
+ * a model trained with train.rtc). Medians of several runs; the machine is
  * shared, so compare the rows of one run.
  */
 import * as tf from '@tensorflow/tfjs-core';
@@ -167,6 +168,16 @@ export async function run(): Promise<void> {
       const label05 = `${preset} π0.5 (${(paramCount(w05) / 1e6).toFixed(2)}M params)`;
       const r = await timeChunks(pi05, w05, 1, true, 15);
       rows.push([label05, 'B=1, KV cache, tfjs sampler', r.p50.toFixed(1), r.p90.toFixed(1), String(r.ops)]);
+      if (info.native) {
+        // π0.5 on the native sampler, each beside π0's again (the machine is shared: neighbours compare).
+        for (const threads of [1, 2]) {
+          const what = `B=1, KV cache, native sampler ${threads} thread${threads > 1 ? 's' : ''}`;
+          const r0 = await timeChunks(model, w, 1, true, 21, threads);
+          const r5 = await timeChunks(pi05, w05, 1, true, 21, threads);
+          row(`${what} (π0, again)`, r0);
+          rows.push([label05, what, r5.p50.toFixed(1), r5.p90.toFixed(1), String(r5.ops)]);
+        }
+      }
       tf.dispose([...w05.values()]);
       // π0-FAST decodes one token per step: timed at fixed token counts (the end token never wins), as
       // many as a transfer-cube chunk takes (docs/model-family.md) and twice that.

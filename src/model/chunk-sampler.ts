@@ -12,6 +12,7 @@ import {
   NativeSampler,
   NativeSamplerFailure,
   nativeSamplerUnavailable,
+  nativeSamplingWeights,
   samplerThreads,
 } from './native-sampler.js';
 import type { Params } from './params.js';
@@ -83,7 +84,7 @@ export class ChunkSampler {
     this.creating = (async () => {
       await old?.dispose();
       try {
-        this.weights ??= this.model.samplingWeights(this.params);
+        this.weights ??= nativeSamplingWeights(this.model, this.params);
         return await NativeSampler.create(d, this.weights, {
           threads,
           batch: Math.max(inp.batch, old?.capacity.batch ?? 1),
@@ -166,7 +167,8 @@ export class ChunkSampler {
     const out = this.model.sample(this.params, inp, noise, {
       numSteps: steps,
       cache,
-      weights: this.weights ?? undefined,
+      // π0.5's native weights are not TensorFlow.js's sampler's (it samples through the cached velocity).
+      weights: this.model.fastSampling() ? (this.weights ?? undefined) : undefined,
       committed: opts.committed,
       failures: opts.failures,
     });

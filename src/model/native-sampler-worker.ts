@@ -1,8 +1,9 @@
-// A native sampler's second thread (rank 1): the same engine over the same shared arena (native-sampler.ts).
+// A native sampler's second thread (rank 1): the same program over the same shared arena (native/program.ts, native/threads.ts).
 import { parentPort, workerData } from 'node:worker_threads';
 import { loadBlas, useProducts } from '../backend/native/blas.js';
 import { loadFused } from '../backend/native/fused.js';
-import { Engine, type WorkerSetup } from './native-sampler.js';
+import { Engine } from './native/program.js';
+import type { WorkerSetup } from './native/threads.js';
 
 const setup = workerData as WorkerSetup;
 const blas = loadBlas();

@@ -41,38 +41,67 @@ function scaleRows(kernel: tf.Tensor2D, scale: tf.Tensor): tf.Tensor2D {
   return tf.mul(kernel, tf.reshape(tf.add(scale, 1), [-1, 1]));
 }
 
-export function samplingWeights(model: SamplerModel, w: Params): SamplingWeights {
-  const d = model.dims;
+/** Puts a sampling weight in the map being made (its own tensor, kept out of the tidy). */
+export type KeepWeight = (name: string, t: tf.Tensor) => void;
+
+/**
+ * A map of sampling weights made by `fill` inside one tidy: every tensor is the map's own, a parameter
+ * passed through unchanged cloned (shared memory on WASM with the kernel pack).
+ */
+export function makeSamplingWeights(w: Params, fill: (keep: KeepWeight) => void): SamplingWeights {
   const out: SamplingWeights = new Map();
   const params = new Set(w.values());
-  const kernel = (base: string) => mergedKernel(w, base, d.lora);
-  tf.tidy(() => {
-    // Every tensor is the map's own: a parameter passed through unchanged is cloned (shared memory on WASM with the kernel pack).
-    const keep = (name: string, t: tf.Tensor) => out.set(name, tf.keep(params.has(t) ? tf.clone(t) : t));
-    const block = (g: string, kvOnly: boolean) => {
-      const ln1 = get(w, `${g}/ln1/scale`);
-      const parts = [kernel(`${g}/attn/k`), kernel(`${g}/attn/v`)];
-      if (!kvOnly) parts.unshift(tf.mul(kernel(`${g}/attn/q`), 1 / Math.sqrt(d.headDim)));
-      keep(`${g}/${kvOnly ? 'kv' : 'qkv'}`, scaleRows(tf.concat(parts, 1), ln1));
-      if (kvOnly) return;
-      keep(`${g}/o`, kernel(`${g}/attn/o`));
-      keep(`${g}/up`, scaleRows(kernel(`${g}/mlp/up`), get(w, `${g}/ln2/scale`)));
-      keep(`${g}/down`, kernel(`${g}/mlp/down`));
-    };
-    keep('vision/patch_embed', kernel('vision/patch_embed'));
-    keep('vision/patch_bias', get(w, 'vision/patch_embed/bias'));
-    keep('vision/pos_embedding', get(w, 'vision/pos_embedding'));
-    if (d.promptFilm) {
-      keep('vision/film', kernel('vision/film'));
-      keep('vision/film_bias', get(w, 'vision/film/bias'));
-    }
-    for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, false);
-    keep('vision/final_scale', tf.add(get(w, 'vision/final_norm/scale'), 1));
-    keep('prefix/camera_embedding', get(w, 'prefix/camera_embedding'));
-    keep('prefix/token_embedding', get(w, 'prefix/token_embedding'));
-    keep('prefix/prompt_pos_embedding', get(w, 'prefix/prompt_pos_embedding'));
-    for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, i === d.depth - 1);
+  tf.tidy(() => fill((name, t) => out.set(name, tf.keep(params.has(t) ? tf.clone(t) : t))));
+  return out;
+}
 
+/**
+ * One block's sampling weights: q | k | v in one kernel (q's 1/√hd folded in), the output projection,
+ * the MLP's. `foldNorms`: the RMSNorm scales go into the kernels that read the normalised tokens (off
+ * where the norm is adaptive and its gain goes into the modulation instead, see native/weights.ts).
+ */
+export function blockSamplingWeights(
+  d: ModelDims,
+  w: Params,
+  keep: KeepWeight,
+  g: string,
+  kvOnly: boolean,
+  foldNorms = true,
+): void {
+  const kernel = (base: string) => mergedKernel(w, base, d.lora);
+  const fold = (k: tf.Tensor2D, norm: string) => (foldNorms ? scaleRows(k, get(w, `${g}/${norm}/scale`)) : k);
+  const parts = [kernel(`${g}/attn/k`), kernel(`${g}/attn/v`)];
+  if (!kvOnly) parts.unshift(tf.mul(kernel(`${g}/attn/q`), 1 / Math.sqrt(d.headDim)));
+  keep(`${g}/${kvOnly ? 'kv' : 'qkv'}`, fold(tf.concat(parts, 1), 'ln1'));
+  if (kvOnly) return;
+  keep(`${g}/o`, kernel(`${g}/attn/o`));
+  keep(`${g}/up`, fold(kernel(`${g}/mlp/up`), 'ln2'));
+  keep(`${g}/down`, kernel(`${g}/mlp/down`));
+}
+
+/** The sampling weights of the images and the prefix (every flow variant's): embeddings, vision and prefix blocks. */
+export function prefixSamplingWeights(d: ModelDims, w: Params, keep: KeepWeight): void {
+  const kernel = (base: string) => mergedKernel(w, base, d.lora);
+  keep('vision/patch_embed', kernel('vision/patch_embed'));
+  keep('vision/patch_bias', get(w, 'vision/patch_embed/bias'));
+  keep('vision/pos_embedding', get(w, 'vision/pos_embedding'));
+  if (d.promptFilm) {
+    keep('vision/film', kernel('vision/film'));
+    keep('vision/film_bias', get(w, 'vision/film/bias'));
+  }
+  for (let i = 0; i < d.visionDepth; i++) blockSamplingWeights(d, w, keep, `vision/block_${i}`, false);
+  keep('vision/final_scale', tf.add(get(w, 'vision/final_norm/scale'), 1));
+  keep('prefix/camera_embedding', get(w, 'prefix/camera_embedding'));
+  keep('prefix/token_embedding', get(w, 'prefix/token_embedding'));
+  keep('prefix/prompt_pos_embedding', get(w, 'prefix/prompt_pos_embedding'));
+  for (let i = 0; i < d.depth; i++) blockSamplingWeights(d, w, keep, `prefix/block_${i}`, i === d.depth - 1);
+}
+
+export function samplingWeights(model: SamplerModel, w: Params): SamplingWeights {
+  const d = model.dims;
+  const kernel = (base: string) => mergedKernel(w, base, d.lora);
+  return makeSamplingWeights(w, (keep) => {
+    prefixSamplingWeights(d, w, keep);
     const e = d.expertWidth;
     keep('expert/state_proj', kernel('expert/state_proj'));
     keep('expert/state_bias', get(w, 'expert/state_proj/bias'));
@@ -94,11 +123,10 @@ export function samplingWeights(model: SamplerModel, w: Params): SamplingWeights
       'expert/action_pos',
       tf.add(get(w, 'expert/action_pos_embedding'), get(w, 'expert/time_mlp_out/bias')),
     );
-    for (let i = 0; i < d.depth; i++) block(`expert/block_${i}`, false);
+    for (let i = 0; i < d.depth; i++) blockSamplingWeights(d, w, keep, `expert/block_${i}`, false);
     keep('expert/action_out', scaleRows(kernel('expert/action_out'), get(w, 'expert/final_norm/scale')));
     keep('expert/action_out_bias', get(w, 'expert/action_out/bias'));
   });
-  return out;
 }
 
 /** x / rms(x), the scale having gone into the next matmul. */

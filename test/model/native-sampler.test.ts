@@ -7,10 +7,11 @@ import { ModelConfig } from '../../src/config/schema.js';
 import { ChunkSampler } from '../../src/model/chunk-sampler.js';
 import { modelDims } from '../../src/model/config.js';
 import type { ModelInputs } from '../../src/model/inputs.js';
-import { NativeSampler, samplerThreads } from '../../src/model/native-sampler.js';
+import { NativeSampler, nativeSamplingWeights, samplerThreads } from '../../src/model/native-sampler.js';
 import { initParams, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { samplingWeights } from '../../src/model/sampler.js';
+import { trainedModulation } from './helpers.js';
 import { withTrainedFilm } from './trained.js';
 
 const haveBlas = !('error' in loadBlas());
@@ -149,6 +150,104 @@ describe.runIf(haveBlas)('native sampler', () => {
       }
     }
     tf.dispose([...w.values(), ...sw.values()]);
+  });
+
+  // π0.5: the state as tokens in the prefix, action tokens alone in the suffix, adaptive norms (scale,
+  // shift, gate from the flow time) in the expert; its modulation made random (zeros at init: every
+  // expert block the identity).
+  const pi05 = (over: Record<string, unknown>) => modelDims(ModelConfig.parse({ ...over, variant: 'pi05' }));
+  for (const { name, over } of configs) {
+    for (const threads of [1, 2]) {
+      it(`π0.5 matches TensorFlow.js's cached sampling (${name}; ${threads} thread${threads > 1 ? 's' : ''}): padding, a missing camera, batch 3`, async () => {
+        const dims = pi05(over);
+        const model = new Pi0(dims);
+        const w = trainedModulation(params(dims, 5), new Rng(6));
+        const sw = nativeSamplingWeights(model, w);
+        const inp = inputs(dims, 3, 2, 9, { dropCamera: true });
+        const noise = new Rng(4).normals(3 * dims.horizon * dims.actionDim);
+        const ref = (await model.sample(w, inp, noise, { cache: true }).data()) as Float32Array;
+        const ns = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: 3 });
+        try {
+          const out = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+          expect(relDiff(out, ref)).toBeLessThan(2e-5);
+          // The expert does something: the chunk moved from the noise.
+          expect(relDiff(out, noise)).toBeGreaterThan(1e-2);
+          const again = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+          expect(Array.from(again)).toEqual(Array.from(out));
+          // The state reaches the chunk through its tokens.
+          const moved = ns.sample(
+            { ...inp, state: inp.state.map((v) => v + 0.5) },
+            noise,
+            dims.numSteps,
+            (t) => model.timeEmbedding(t),
+          );
+          expect(relDiff(moved, out)).toBeGreaterThan(1e-4);
+          // Other flow times (fewer steps): their conditions are made again, then the first's again.
+          const ref4 = (await model
+            .sample(w, inp, noise, { cache: true, numSteps: 4 })
+            .data()) as Float32Array;
+          expect(
+            relDiff(
+              ns.sample(inp, noise, 4, (t) => model.timeEmbedding(t)),
+              ref4,
+            ),
+          ).toBeLessThan(2e-5);
+          const back = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+          expect(Array.from(back)).toEqual(Array.from(out));
+        } finally {
+          await ns.dispose();
+        }
+        tf.dispose([...w.values(), ...sw.values()]);
+      });
+    }
+  }
+
+  it('π0.5 keeps a committed prefix as TensorFlow.js does (per-token conditions: committed steps at flow time 0)', async () => {
+    const dims = pi05(configs[1]!.over);
+    const model = new Pi0(dims);
+    const w = trainedModulation(params(dims, 6), new Rng(7));
+    const sw = nativeSamplingWeights(model, w);
+    const b = 3;
+    const per = dims.horizon * dims.actionDim;
+    const inp = inputs(dims, b, 2, 10, { dropCamera: true });
+    const noise = new Rng(7).normals(b * per);
+    const committed = { actions: new Rng(8).normals(b * per), delays: Int32Array.of(3, 0, dims.horizon) };
+    const ref = (await model.sample(w, inp, noise, { cache: true, committed }).data()) as Float32Array;
+    const plain = (await model.sample(w, inp, noise, { cache: true }).data()) as Float32Array;
+    for (const threads of [1, 2]) {
+      const ns = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: b });
+      try {
+        const out = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t), committed);
+        expect(relDiff(out, ref)).toBeLessThan(2e-5);
+        expect(Array.from(out.subarray(0, 3 * dims.actionDim))).toEqual(
+          Array.from(committed.actions.subarray(0, 3 * dims.actionDim)),
+        );
+        expect(relDiff(out.subarray(0, per), plain.subarray(0, per))).toBeGreaterThan(1e-3);
+        const free = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+        expect(relDiff(free, plain)).toBeLessThan(2e-5);
+      } finally {
+        await ns.dispose();
+      }
+    }
+    tf.dispose([...w.values(), ...sw.values()]);
+  });
+
+  it('ChunkSampler runs π0.5 natively, as TensorFlow.js samples it', async () => {
+    const dims = pi05({ preset: 'tiny', action_horizon: 8 });
+    const model = new Pi0(dims);
+    const w = trainedModulation(params(dims, 2), new Rng(3));
+    const chunks = new ChunkSampler(model, w, { threads: 2 });
+    const tfjs = new ChunkSampler(model, w, { sampler: 'tfjs' });
+    try {
+      const inp = inputs(dims, 1, 2, 7);
+      const noise = new Rng(1).normals(dims.horizon * dims.actionDim);
+      expect(relDiff(await chunks.sample(inp, noise), await tfjs.sample(inp, noise))).toBeLessThan(2e-5);
+      expect(chunks.describe()).toBe('native sampler (2 threads)');
+    } finally {
+      await chunks.dispose();
+      await tfjs.dispose();
+      tf.dispose([...w.values()]);
+    }
   });
 
   it('refuses inputs that do not fit, naming what was expected', async () => {

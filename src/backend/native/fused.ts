@@ -14,7 +14,7 @@
  * and, called directly on tensor memory, sumOfSquares(t) (the global gradient norm) and softmaxGrad (the
  * attention kernel's backward). The native sampler (model/native-sampler.ts) instantiates the same
  * module against a shared memory of its own and calls rms_norm, x_sigmoid (GELU's and SiLU's forward),
- * softmax_rows and add_to there, without TensorFlow.js.
+ * softmax_rows, add_to and add_rows there, without TensorFlow.js.
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -87,6 +87,8 @@ export interface FusedExports {
   softmax_rows(p: number, rows: number, cols: number, ld: number): void;
   /** x += a over n floats. */
   add_to(x: number, a: number, n: number): void;
+  /** x[r, :] += a[r·lda, :]·g over `rows` rows of `cols` floats (g = 0: a gain of 1; lda = 0: one vector on every row). */
+  add_rows(x: number, a: number, lda: number, g: number, rows: number, cols: number): void;
 }
 
 const require = createRequire(import.meta.url);

@@ -466,4 +466,38 @@
     (if (local.get $left)
       (then (call $store_tail (local.get $x) (local.get $left)
         (f32x4.add (call $load_tail (local.get $x) (local.get $left)) (call $load_tail (local.get $a) (local.get $left)))))))
+
+  ;; x[r, :] += a[r·lda, :] · g over `rows` rows of `cols` floats; g = 0 (a null pointer) is a gain of
+  ;; exactly 1. A vector on every row with lda = 0 (a bias, a shift), or a gated residual (the native
+  ;; sampler's π0.5: x += gate·y).
+  (func (export "add_rows")
+    (param $x i32) (param $a i32) (param $lda i32) (param $g i32) (param $rows i32) (param $cols i32)
+    (local $row i32) (local $j i32) (local $left i32) (local $o i32) (local $v v128)
+    (block $rows_done (loop $rows_loop
+      (br_if $rows_done (i32.ge_s (local.get $row) (local.get $rows)))
+      (local.set $j (i32.const 0))
+      (block $done (loop $next
+        (local.set $left (i32.sub (local.get $cols) (local.get $j)))
+        (br_if $done (i32.le_s (local.get $left) (i32.const 0)))
+        (local.set $o (i32.shl (local.get $j) (i32.const 2)))
+        (if (i32.ge_s (local.get $left) (i32.const 4))
+          (then
+            (local.set $v (v128.load (i32.add (local.get $a) (local.get $o))))
+            (if (local.get $g)
+              (then (local.set $v (f32x4.mul (local.get $v) (v128.load (i32.add (local.get $g) (local.get $o)))))))
+            (v128.store (i32.add (local.get $x) (local.get $o))
+              (f32x4.add (v128.load (i32.add (local.get $x) (local.get $o))) (local.get $v))))
+          (else
+            (local.set $v (call $load_tail (i32.add (local.get $a) (local.get $o)) (local.get $left)))
+            (if (local.get $g)
+              (then (local.set $v
+                (f32x4.mul (local.get $v) (call $load_tail (i32.add (local.get $g) (local.get $o)) (local.get $left))))))
+            (call $store_tail (i32.add (local.get $x) (local.get $o)) (local.get $left)
+              (f32x4.add (call $load_tail (i32.add (local.get $x) (local.get $o)) (local.get $left)) (local.get $v)))))
+        (local.set $j (i32.add (local.get $j) (i32.const 4)))
+        (br $next)))
+      (local.set $x (i32.add (local.get $x) (i32.shl (local.get $cols) (i32.const 2))))
+      (local.set $a (i32.add (local.get $a) (i32.shl (local.get $lda) (i32.const 2))))
+      (local.set $row (i32.add (local.get $row) (i32.const 1)))
+      (br $rows_loop))))
 )

@@ -1,0 +1,565 @@
+/**
+ * The native sampler's program: one chunk's forward pass over the arena (layout.ts), every product an
+ * OpenBLAS sgemm on memory in place and every element-wise pass a WASM SIMD kernel (fused.wat), on each
+ * of the P ranks (threads.ts) at once.
+ *
+ * Tensor parallelism: each rank computes the queries, keys and values of its share of the heads, their
+ * attention, and that share's part of the output projection; the ranks' parts are summed (an exchange
+ * through shared memory); likewise the MLP by shares of its hidden units. Every rank then holds the
+ * same residual stream, bit for bit (all sum in the same order), and computes the small per-token steps
+ * (embeddings, norms, the flow update) itself rather than wait for the others: two exchanges a block.
+ *
+ * One block (`block`) serves every pass: vision, prefix, π0's state token, the action tokens; it is
+ * sampler.ts's (and Pi0.layer's) block. Where the variants differ the program reads the layout's
+ * `variant` (variant.ts): the prefix's state tokens, the suffix's state token, how action tokens are
+ * embedded, and how the expert's norms are conditioned (`Conditioning`: plain, or π0.5's adaptive
+ * RMSNorm with a gated residual).
+ */
+import { type Blas, NO_TRANS, TRANS } from '../../backend/native/blas.js';
+import { type FusedExports, RMS_EPS } from '../../backend/native/fused.js';
+import { stateBin } from '../inputs.js';
+import { keyBiasInto, prefixValidity, promptPooling } from '../masks.js';
+import { type BlockShard, type Layout, prefixLength, type SharedMemory } from './layout.js';
+import { Team } from './threads.js';
+import { modulationAt, modulationWidth } from './variant.js';
+
+/** A job's header: what rank 0 tells the others besides the inputs. */
+export interface Job {
+  batch: number;
+  promptLen: number;
+  steps: number;
+  /**
+   * Adaptive norms (π0.5): which conditions to make (again) before the steps, CONDITION_STEPS and/or
+   * CONDITION_TIME0; those not asked for are the last job's (the flow times repeat from chunk to chunk).
+   */
+  conditions: number;
+}
+const JOB_WORDS = 4;
+/** Job.conditions: every step's flow times changed; flow time 0's (committed steps) is needed and not made yet. */
+export const CONDITION_STEPS = 1;
+export const CONDITION_TIME0 = 2;
+
+/** Rows [row, row + rows) of a pass that share one condition, whose modulation row starts at float `at`. */
+interface Run {
+  row: number;
+  rows: number;
+  at: number;
+}
+
+/**
+ * How a pass's norms are conditioned: null, plain RMSNorm (the gains folded into the kernels after);
+ * or, adaptive (π0.5), runs of rows each with its modulation row (scale | shift | gate per norm, see
+ * variant.ts's modulationWidth): the normalised rows ·(1 + scale) + shift, the residual gated.
+ */
+type Conditioning = Run[] | null;
+
+/**
+ * One rank's computation over the arena. Rank 0 runs on the caller's thread, the others in workers;
+ * every rank runs the same code and meets the others at `allReduce`.
+ */
+export class Engine {
+  private readonly f32: Float32Array;
+  private readonly i32: Int32Array;
+  private readonly views = new Map<number, Float32Array>();
+  private readonly team: Team;
+  private readonly s: Layout['scratch'][number];
+  private readonly blocks: Record<string, BlockShard>;
+
+  constructor(
+    memory: SharedMemory,
+    private readonly layout: Layout,
+    rank: number,
+    private readonly blas: Blas,
+    private readonly k: FusedExports,
+  ) {
+    this.f32 = new Float32Array(memory.buffer);
+    this.i32 = new Int32Array(memory.buffer);
+    this.team = new Team(memory, layout, rank);
+    this.s = layout.scratch[rank]!;
+    this.blocks = layout.blocks[rank]!;
+  }
+
+  /** A view of the arena from float `at` on (kept: sgemm takes views, and ~4,000 calls a chunk add up). */
+  private v(at: number): Float32Array {
+    let view = this.views.get(at);
+    if (!view) {
+      view = this.f32.subarray(at);
+      this.views.set(at, view);
+    }
+    return view;
+  }
+
+  /** C[m,n] = beta·C + A[m,k]·B[k,n] (row-major, leading dimensions given). */
+  private gemm(
+    m: number,
+    n: number,
+    k: number,
+    a: number,
+    lda: number,
+    b: number,
+    ldb: number,
+    c: number,
+    ldc: number,
+    beta = 0,
+    transB = false,
+  ): void {
+    if (m === 0 || n === 0) return;
+    if (k === 0) {
+      if (beta === 0) for (let i = 0; i < m; i++) this.f32.fill(0, c + i * ldc, c + i * ldc + n);
+      return;
+    }
+    this.blas.sgemm(
+      NO_TRANS,
+      transB ? TRANS : NO_TRANS,
+      m,
+      n,
+      k,
+      1,
+      this.v(a),
+      lda,
+      this.v(b),
+      ldb,
+      beta,
+      this.v(c),
+      ldc,
+    );
+  }
+
+  /** Rows of x / rms(x) into out. */
+  private normalize(x: number, out: number, rows: number, cols: number): void {
+    this.k.rms_norm(x * 4, 0, out * 4, this.s.rinv * 4, rows, cols, RMS_EPS);
+  }
+
+  /**
+   * Rows of x normalised into out: plainly, or conditioned: each run's rows ·(1 + scale) + shift, its
+   * scale and shift at `off` in the run's modulation row.
+   */
+  private norm(x: number, out: number, rows: number, cols: number, cond: Conditioning, off: number): void {
+    if (!cond) {
+      this.normalize(x, out, rows, cols);
+      return;
+    }
+    for (const r of cond) {
+      const m = r.at + off;
+      this.k.rms_norm(
+        (x + r.row * cols) * 4,
+        m * 4,
+        (out + r.row * cols) * 4,
+        this.s.rinv * 4,
+        r.rows,
+        cols,
+        RMS_EPS,
+      );
+      this.addRows(out + r.row * cols, r.rows, cols, m + cols);
+    }
+  }
+
+  /**
+   * x [rows, cols] += the ranks' partial sums, which each rank has put in its exchange buffer `slot`
+   * (the same order on every rank: every rank's x stays identical); with a gate, each partial's rows ⊙
+   * their run's gate (at `off` + 2·cols in its modulation row). One rank, ungated: its partial went into x.
+   */
+  private allReduce(
+    x: number,
+    rows: number,
+    cols: number,
+    slot: number,
+    gate: Conditioning,
+    off: number,
+  ): void {
+    const P = this.layout.parts;
+    if (P === 1 && !gate) return;
+    this.team.barrier();
+    for (let r = 0; r < P; r++) {
+      const part = this.layout.scratch[r]!.exchange[slot]!;
+      if (!gate) this.k.add_to(x * 4, part * 4, rows * cols);
+      else for (const run of gate) this.addGated(x, part, run, cols, run.at + off + 2 * cols);
+    }
+  }
+
+  /** x's rows of `run` += part's ⊙ gate [cols]. */
+  private addGated(x: number, part: number, run: Run, cols: number, gate: number): void {
+    const at = run.row * cols;
+    this.k.add_rows((x + at) * 4, (part + at) * 4, cols, gate * 4, run.rows, cols);
+  }
+
+  /**
+   * Where this rank puts a partial sum for x: x itself (one rank, ungated: summed by beta = 1) or an
+   * exchange buffer.
+   */
+  private partial(x: number, gated: boolean): { at: number; beta: number; slot: number } {
+    if (this.layout.parts === 1 && !gated) return { at: x, beta: 1, slot: 0 };
+    const slot = this.team.passed & 1;
+    return { at: this.s.exchange[slot]!, beta: 0, slot };
+  }
+
+  /**
+   * One block over x [rows, width] in place: `batches` groups of T tokens. Their keys and values go to
+   * the cache, rows [at, at + T) of each group's segment (`stride` rows apart), and each token attends to
+   * its segment's first at + T rows (cached tokens, then the group's own): one product for the scores and
+   * one for the output per head. With `bias`, the arena's bias buffer [batches, at + T] adds over keys.
+   * `cond`: how its norms are conditioned (an expert block `layer` of π0.5), else plain.
+   */
+  private block(
+    g: string,
+    x: number,
+    batches: number,
+    T: number,
+    cache: number,
+    at: number,
+    stride: number,
+    bias: boolean,
+    cond: Conditioning = null,
+    layer = 0,
+  ): void {
+    const b = this.blocks[g];
+    if (!b) throw new Error(`native sampler: block ${g} is missing`);
+    const d = this.layout.dims;
+    const wp = (d.heads * d.headDim) / this.layout.parts;
+    const hp = d.heads / this.layout.parts;
+    const hd = d.headDim;
+    const rows = batches * T;
+    const s = this.s;
+    const width = b.width;
+    const cols = b.kvOnly ? 2 * wp : 3 * wp;
+    const ln1 = cond ? modulationAt(d, layer, 'ln1') : 0;
+    const ln2 = cond ? modulationAt(d, layer, 'ln2') : 0;
+    this.norm(x, s.norm, rows, width, cond, ln1);
+    this.gemm(rows, cols, width, s.norm, width, b.qkv, cols, s.qkv, cols);
+    const kvCols = 2 * wp;
+    const off = b.kvOnly ? 0 : wp;
+    for (let i = 0; i < batches; i++)
+      for (let t = 0; t < T; t++) {
+        const src = s.qkv + (i * T + t) * cols + off;
+        this.f32.copyWithin(cache + (i * stride + at + t) * kvCols, src, src + kvCols);
+      }
+    if (b.kvOnly) return;
+    const keys = at + T;
+    const sc = s.scores;
+    for (let i = 0; i < batches; i++) {
+      for (let h = 0; h < hp; h++) {
+        const q = s.qkv + i * T * cols + h * hd;
+        const k = cache + i * stride * kvCols + h * hd;
+        this.gemm(T, keys, hd, q, cols, k, kvCols, sc, keys, 0, true);
+        if (bias)
+          for (let t = 0; t < T; t++) this.k.add_to((sc + t * keys) * 4, (s.bias + i * keys) * 4, keys);
+        this.k.softmax_rows(sc * 4, T, keys, keys);
+        this.gemm(T, hd, keys, sc, keys, k + wp, kvCols, s.att + i * T * wp + h * hd, wp);
+      }
+    }
+    let p = this.partial(x, cond !== null);
+    this.gemm(rows, width, wp, s.att, wp, b.o, width, p.at, width, p.beta);
+    this.allReduce(x, rows, width, p.slot, cond, ln1);
+    this.norm(x, s.norm, rows, width, cond, ln2);
+    this.gemm(rows, b.mlp, width, s.norm, width, b.up, b.mlp, s.hidden, b.mlp);
+    this.k.x_sigmoid(s.hidden * 4, s.hidden * 4, rows * b.mlp, 1.702);
+    p = this.partial(x, cond !== null);
+    this.gemm(rows, width, b.mlp, s.hidden, b.mlp, b.down, width, p.at, width, p.beta);
+    this.allReduce(x, rows, width, p.slot, cond, ln2);
+  }
+
+  private w(name: string): number {
+    const at = this.layout.shared[name];
+    if (at === undefined) throw new Error(`native sampler: sampling weight ${name} is missing`);
+    return at;
+  }
+
+  /** rows [rows, cols] += bias [cols] (or [per, cols] repeating every `per` rows). */
+  private addRows(x: number, rows: number, cols: number, bias: number, per = 1): void {
+    if (per === 1) this.k.add_rows(x * 4, bias * 4, 0, 0, rows, cols);
+    else
+      for (let r = 0; r < rows; r += per)
+        this.k.add_rows((x + r * cols) * 4, bias * 4, cols, 0, Math.min(per, rows - r), cols);
+  }
+
+  /** Writes the key bias of the phase about to run into the arena (keyBiasInto); whether there is one. */
+  private keyBias(valid: Uint8Array, b: number, p: number, extra: number): boolean {
+    return keyBiasInto(this.f32.subarray(this.s.bias, this.s.bias + b * (p + extra)), valid, b, p, extra);
+  }
+
+  /** Reads the job header rank 0 posted. */
+  private job(): Job {
+    const h = this.team.header(JOB_WORDS);
+    return { batch: h[0]!, promptLen: h[1]!, steps: h[2]!, conditions: h[3]! };
+  }
+
+  /** A worker's loop: runs each job rank 0 posts, until told to stop. */
+  serve(): void {
+    this.team.serve(() => this.run(this.job()));
+  }
+
+  /** Rank 0: posts a job to the workers, runs its own share, and waits for them to finish. */
+  runJob(job: Job): void {
+    this.team.post([job.batch, job.promptLen, job.steps, job.conditions], () => this.run(job));
+  }
+
+  /** Tells the workers to stop. */
+  stop(): void {
+    this.team.stop();
+  }
+
+  get result(): Float32Array {
+    return this.f32.subarray(this.s.y);
+  }
+
+  /** One chunk: the prefix, π0's state token, then the flow steps; the result is in this rank's `y`. */
+  run(job: Job): void {
+    const L = this.layout;
+    const d = L.dims;
+    const variant = L.variant;
+    const s = this.s;
+    const f = this.f32;
+    const { batch: b, promptLen: l, steps } = job;
+    const c = L.cameras;
+    const n = (d.imageSize / d.patchSize) ** 2;
+    const W = d.width;
+    const E = d.expertWidth;
+    const images = b * c;
+    const patchDim = d.patchSize * d.patchSize * 3;
+    const promptMask = this.i32.subarray(L.input.masks, L.input.masks + b * l);
+    const imageMask = this.i32.subarray(L.input.masks + b * l, L.input.masks + b * l + b * c);
+    const ids = this.i32.subarray(L.input.ids, L.input.ids + b * l);
+
+    // Prompt tokens: embedding rows (zero for padding) + positions.
+    const tok = s.tokens;
+    const emb = this.w('prefix/token_embedding');
+    const pos = this.w('prefix/prompt_pos_embedding');
+    for (let r = 0; r < b * l; r++) {
+      const o = tok + r * W;
+      const pp = pos + (r % l) * W;
+      if (promptMask[r]) {
+        const e = emb + ids[r]! * W;
+        for (let j = 0; j < W; j++) f[o + j] = f[e + j]! + f[pp + j]!;
+      } else for (let j = 0; j < W; j++) f[o + j] = f[pp + j]!;
+    }
+
+    // Patches → patch embeddings + positions (+ the prompt's FiLM) → the vision blocks.
+    const v = s.x;
+    this.gemm(images * n, W, patchDim, L.input.patches, patchDim, this.w('vision/patch_embed'), W, v, W);
+    this.addRows(v, images * n, W, this.w('vision/patch_bias'));
+    this.addRows(v, images * n, W, this.w('vision/pos_embedding'), n);
+    if (d.promptFilm) {
+      const pool = promptPooling({ batch: b, promptLen: l, promptMask: Uint8Array.from(promptMask) });
+      const pooled = s.film;
+      f.fill(0, pooled, pooled + b * W);
+      for (let i = 0; i < b; i++)
+        for (let r = 0; r < b * l; r++) {
+          const wgt = pool[i * b * l + r]!;
+          if (wgt === 0) continue;
+          for (let j = 0; j < W; j++) f[pooled + i * W + j]! += wgt * f[tok + r * W + j]!;
+        }
+      const film = s.film + b * W;
+      this.gemm(b, 2 * W, W, pooled, W, this.w('vision/film'), 2 * W, film, 2 * W);
+      this.addRows(film, b, 2 * W, this.w('vision/film_bias'));
+      for (let r = 0; r < images * n; r++) {
+        const fb = film + Math.floor(r / (c * n)) * 2 * W;
+        const o = v + r * W;
+        for (let j = 0; j < W; j++) f[o + j] = f[o + j]! * (f[fb + j]! + 1) + f[fb + W + j]!;
+      }
+    }
+    // Each image's patches attend to each other: segments of n rows of the first layer's cache (free until the prefix).
+    for (let i = 0; i < d.visionDepth; i++)
+      this.block(`vision/block_${i}`, v, images, n, s.cache[0]!, 0, n, false);
+
+    // The prefix: normalised image tokens · final scale + camera embedding, the prompt's tokens, then
+    // (π0.5) the state's tokens: each dim's bin's embedding + its position.
+    const length = prefixLength(d, variant, c, l);
+    const A = d.actionDim;
+    const img = s.norm;
+    this.normalize(v, img, images * n, W);
+    const scale = this.w('vision/final_scale');
+    const cam = this.w('prefix/camera_embedding');
+    const px = s.x;
+    for (let i = 0; i < b; i++) {
+      for (let t = 0; t < c * n; t++) {
+        const o = px + (i * length + t) * W;
+        const src = img + (i * c * n + t) * W;
+        const ce = cam + Math.floor(t / n) * W;
+        for (let j = 0; j < W; j++) f[o + j] = f[src + j]! * f[scale + j]! + f[ce + j]!;
+      }
+      f.copyWithin(px + (i * length + c * n) * W, tok + i * l * W, tok + (i + 1) * l * W);
+    }
+    if (variant.prefixStateTokens > 0) {
+      const table = this.w('prefix/state_embedding');
+      const spos = this.w('prefix/state_pos_embedding');
+      for (let i = 0; i < b; i++)
+        for (let a = 0; a < A; a++) {
+          const o = px + (i * length + c * n + l + a) * W;
+          const e = table + stateBin(f[L.input.state + i * A + a]!) * W;
+          const pp = spos + a * W;
+          for (let j = 0; j < W; j++) f[o + j] = f[e + j]! + f[pp + j]!;
+        }
+    }
+    const valid = this.prefixValid(b, c, l, n, length, promptMask, imageMask);
+    // Each observation's segment of a layer's cache: its prefix, then its suffix (π0's state token, the actions).
+    const H = d.horizon;
+    const stride = length + variant.suffixStateTokens + H;
+    const prefixBias = this.keyBias(valid, b, length, 0);
+    for (let i = 0; i < d.depth; i++)
+      this.block(`prefix/block_${i}`, px, b, length, s.cache[i]!, 0, stride, prefixBias);
+
+    if (variant.suffixStateTokens > 0) {
+      // π0's state token through the expert against the prefix; its keys and values join the cache.
+      const st = s.x;
+      this.gemm(b, E, A, L.input.state, A, this.w('expert/state_proj'), E, st, E);
+      this.addRows(st, b, E, this.w('expert/state_bias'));
+      const stateBias = this.keyBias(valid, b, length, 1);
+      for (let i = 0; i < d.depth; i++) {
+        const g = `expert/block_${i}`;
+        if (i < d.depth - 1) this.block(g, st, b, 1, s.cache[i]!, length, stride, stateBias);
+        else this.keysValues(g, st, b, s.cache[i]!, length, stride);
+      }
+    }
+
+    // Flow steps: x ← x + v(x, t)·dt from t = 1 to 0.
+    const xt = s.y;
+    f.copyWithin(xt, L.input.noise, L.input.noise + b * H * A);
+    const dt = -1 / steps;
+    const actionsAt = length + variant.suffixStateTokens;
+    const actionBias = this.keyBias(valid, b, length, variant.suffixStateTokens + H);
+    const ya = s.x;
+    // Training-time real-time chunking: a sample's first delays[i] steps are committed, held as given
+    // (the noise came with them in place) at flow time 0, as the model saw them in training.
+    const delays = this.i32.subarray(L.input.delays, L.input.delays + b);
+    const committed = delays.some((v) => v > 0);
+    const adaptive = variant.expertNorms === 'adaptive';
+    if (adaptive) this.conditions(b, steps, job.conditions);
+    else if (committed) {
+      this.gemm(1, E, E, L.input.time0, E, this.w('expert/time_in'), E, s.time0, E);
+      this.addRows(s.time0, 1, E, this.w('expert/action_in_bias'));
+    }
+    for (let k = 0; k < steps; k++) {
+      if (variant.actionTokens === 'time-mlp') this.mixedActionTokens(k, b, delays, ya);
+      else {
+        // ya = x·action_in + (bias + pos).
+        this.gemm(b * H, E, A, xt, A, this.w('expert/action_in'), E, ya, E);
+        this.addRows(ya, b * H, E, this.w('expert/action_pos'), H);
+      }
+      const cond = adaptive ? this.runs(k, b, delays) : null;
+      for (let i = 0; i < d.depth; i++)
+        this.block(`expert/block_${i}`, ya, b, H, s.cache[i]!, actionsAt, stride, actionBias, cond, i);
+      this.norm(ya, s.norm, b * H, E, cond, cond ? modulationAt(d, d.depth, 'final') : 0);
+      // out = norm·action_out + bias; x += out·dt.
+      this.gemm(b * H, A, E, s.norm, E, this.w('expert/action_out'), A, s.out, A);
+      const ob = this.w('expert/action_out_bias');
+      for (let r = 0; r < b * H; r++) {
+        if (committed && r % H < delays[Math.floor(r / H)]!) continue;
+        for (let j = 0; j < A; j++) f[xt + r * A + j]! += (f[s.out + r * A + j]! + f[ob + j]!) * dt;
+      }
+    }
+  }
+
+  /** [B, Tp]: which prefix tokens are real (present cameras, prompt tokens; state tokens always). */
+  private prefixValid(
+    b: number,
+    c: number,
+    l: number,
+    n: number,
+    length: number,
+    promptMask: Int32Array,
+    imageMask: Int32Array,
+  ): Uint8Array {
+    const seen = prefixValidity(
+      {
+        batch: b,
+        cameras: c,
+        promptLen: l,
+        imageMask: Uint8Array.from(imageMask),
+        promptMask: Uint8Array.from(promptMask),
+      },
+      n,
+    );
+    const p = c * n + l;
+    if (p === length) return seen;
+    const valid = new Uint8Array(b * length).fill(1);
+    for (let i = 0; i < b; i++) valid.set(seen.subarray(i * p, (i + 1) * p), i * length);
+    return valid;
+  }
+
+  /**
+   * π0's action tokens of step k into ya [B·H, E]: time = temb·time_in + bias [B, E];
+   * mixed = silu(x·action_in + time) [B·H, E] (committed steps at time 0); ya = mixed·time_out + pos.
+   */
+  private mixedActionTokens(k: number, b: number, delays: Int32Array, ya: number): void {
+    const L = this.layout;
+    const d = L.dims;
+    const { horizon: H, actionDim: A, expertWidth: E } = d;
+    const s = this.s;
+    const f = this.f32;
+    const time = s.film;
+    this.gemm(b, E, E, L.input.times + k * b * E, E, this.w('expert/time_in'), E, time, E);
+    this.addRows(time, b, E, this.w('expert/action_in_bias'));
+    this.gemm(b * H, E, A, s.y, A, this.w('expert/action_in'), E, s.hidden, E);
+    for (let r = 0; r < b * H; r++) {
+      const o = s.hidden + r * E;
+      const i = Math.floor(r / H);
+      const tb = r - i * H < delays[i]! ? s.time0 : time + i * E;
+      for (let j = 0; j < E; j++) f[o + j]! += f[tb + j]!;
+    }
+    this.k.x_sigmoid(s.hidden * 4, s.hidden * 4, b * H * E, 1);
+    this.gemm(b * H, E, E, s.hidden, E, this.w('expert/time_out'), E, ya, E);
+    this.addRows(ya, b * H, E, this.w('expert/action_pos'), H);
+  }
+
+  /** Row of the conditions (and modulations) that holds flow time 0's, for committed steps. */
+  private get timeZeroRow(): number {
+    return this.layout.input.maxSteps * this.layout.maxBatch;
+  }
+
+  /**
+   * π0.5: the condition of every step's flow time, silu(silu(temb·time_mlp_in + b)·time_mlp_out + b)
+   * [steps·B, E] (and of t = 0, for committed steps), and its modulations: a product each, made where
+   * `which` asks (they depend on the flow times alone, the same from chunk to chunk).
+   */
+  private conditions(b: number, steps: number, which: number): void {
+    const L = this.layout;
+    const d = L.dims;
+    const E = d.expertWidth;
+    const M = modulationWidth(d);
+    const s = this.s;
+    const chain = (temb: number, row: number, rows: number) => {
+      const hidden = s.condHidden + row * E;
+      const cond = s.cond + row * E;
+      const mods = s.mods + row * M;
+      this.gemm(rows, E, E, temb, E, this.w('expert/time_mlp_in'), E, hidden, E);
+      this.addRows(hidden, rows, E, this.w('expert/time_mlp_in_bias'));
+      this.k.x_sigmoid(hidden * 4, hidden * 4, rows * E, 1);
+      this.gemm(rows, E, E, hidden, E, this.w('expert/time_mlp_out'), E, cond, E);
+      this.addRows(cond, rows, E, this.w('expert/time_mlp_out_bias'));
+      this.k.x_sigmoid(cond * 4, cond * 4, rows * E, 1);
+      this.gemm(rows, M, E, cond, E, this.w('expert/modulation'), M, mods, M);
+      this.addRows(mods, rows, M, this.w('expert/modulation_bias'));
+    };
+    if (which & CONDITION_STEPS) chain(L.input.times, 0, steps * b);
+    if (which & CONDITION_TIME0) chain(L.input.time0, this.timeZeroRow, 1);
+  }
+
+  /** π0.5, step k: each sample's action rows with their modulation row (committed steps: t = 0's). */
+  private runs(k: number, b: number, delays: Int32Array): Run[] {
+    const d = this.layout.dims;
+    const H = d.horizon;
+    const M = modulationWidth(d);
+    const mods = this.s.mods;
+    const runs: Run[] = [];
+    for (let i = 0; i < b; i++) {
+      const held = Math.min(H, delays[i]!);
+      if (held > 0) runs.push({ row: i * H, rows: held, at: mods + this.timeZeroRow * M });
+      if (held < H) runs.push({ row: i * H + held, rows: H - held, at: mods + (k * b + i) * M });
+    }
+    return runs;
+  }
+
+  /** The last expert block for π0's state token: only its keys and values, into the cache after the prefix. */
+  private keysValues(g: string, x: number, b: number, cache: number, at: number, stride: number): void {
+    const sh = this.blocks[g]!;
+    const d = this.layout.dims;
+    const wp = (d.heads * d.headDim) / this.layout.parts;
+    const cols = 3 * wp;
+    this.normalize(x, this.s.norm, b, sh.width);
+    this.gemm(b, cols, sh.width, this.s.norm, sh.width, sh.qkv, cols, this.s.qkv, cols);
+    for (let i = 0; i < b; i++) {
+      const src = this.s.qkv + i * cols + wp;
+      this.f32.copyWithin(cache + (i * stride + at) * 2 * wp, src, src + 2 * wp);
+    }
+  }
+}
