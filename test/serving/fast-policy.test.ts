@@ -57,7 +57,12 @@ function checkpoint(decoding: 'free' | 'constrained'): string {
     4,
     { cameras: ['image', 'wrist_image'], stateDim: 8, actionDim: AD },
     0,
-    { tokenizer, edit: (values) => void (values.get('expert/token_out/bias')![eos] = -100) },
+    {
+      tokenizer,
+      edit: (values) => {
+        values.get('expert/token_out/bias')![eos] = -100;
+      },
+    },
   );
 }
 
