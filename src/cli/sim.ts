@@ -429,6 +429,8 @@ export function register(program: Command): void {
                   boundary_jump_max: r.motion.jumpMax,
                   boundary_jump_mean: r.motion.jumpMean,
                   step_mean: r.motion.stepMean,
+                  boundary_joint_jump_mean: r.motion.jointJumpMean,
+                  joint_step_mean: r.motion.jointStepMean,
                   mean_squared_jerk: r.motion.meanSquaredJerk,
                 }),
                 ...(r.error !== undefined && { error: r.error }),

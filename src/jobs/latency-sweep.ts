@@ -162,10 +162,10 @@ export function sweepReport(sweep: Sweep): string {
     '',
     '## Every measure',
     '',
-    'Time to success: mean over the successful episodes. Jumps: max over action dims of |a_t − a_{t−1}| at the steps where a new chunk takes over (under ensembling, where one joins the average), the largest and the mean; the mean step is the same measure at every other step, the scale a jump compares with (a gripper closing is a step of ~1 in any mode). Jerk: mean squared third difference of the executed actions over the period cubed.',
+    'Time to success: mean over the successful episodes. Jumps: max over action dims of |a_t − a_{t−1}| at the steps where a new chunk takes over (under ensembling, where one joins the average), the largest and the mean; the mean step is the same measure at every other step, the scale a jump compares with (a gripper closing is a step of ~1 in any mode); the joint columns leave the grippers out. Jerk: mean squared third difference of the executed actions over the period cubed.',
     '',
-    '| checkpoint · execution | latency (ms) | success (%) | time to success (s) | largest jump | mean jump | mean step | mean squared jerk | errors | eval (s) |',
-    '|---|---|---|---|---|---|---|---|---|---|',
+    '| checkpoint · execution | latency (ms) | success (%) | time to success (s) | largest jump | mean jump | mean step | joints: mean jump | joints: mean step | mean squared jerk | errors | eval (s) |',
+    '|---|---|---|---|---|---|---|---|---|---|---|---|',
   );
   for (const line of lines(sweep)) {
     for (const c of line.cells) {
@@ -173,6 +173,7 @@ export function sweepReport(sweep: Sweep): string {
       out.push(
         `| ${line.label} | ${c.latency_ms} | ${s.pc_success.toFixed(1)} | ${fixed(s.avg_success_s, 2)} | ` +
           `${s.boundary_jump_max.toFixed(3)} | ${s.boundary_jump_mean.toFixed(4)} | ${s.step_mean.toFixed(4)} | ` +
+          `${fixed(s.boundary_joint_jump_mean ?? null, 4)} | ${fixed(s.joint_step_mean ?? null, 4)} | ` +
           `${s.mean_squared_jerk.toExponential(2)} | ` +
           `${s.failed} | ${c.eval_s.toFixed(0)} |`,
       );

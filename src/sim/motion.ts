@@ -14,6 +14,12 @@ export interface MotionSummary {
   /** The same step size within chunks (every other step after the first), the scale a jump compares with. */
   stepMean: number;
   /**
+   * jumpMean and stepMean over the arm's joints alone (grippers left out: their commands open and close
+   * in one step whatever the execution, and a seam near one counts as ~1 in the all-dims measure).
+   */
+  jointJumpMean: number;
+  jointStepMean: number;
+  /**
    * The mean over steps and action dims of the squared third difference of the executed actions,
    * divided by the control period cubed: (action units / s³)².
    */
@@ -28,10 +34,16 @@ export class MotionStats {
   private jumpMax = 0;
   private stepSum = 0;
   private steps = 0;
+  private jointJumpSum = 0;
+  private jointStepSum = 0;
   private jerkSum = 0;
   private jerkTerms = 0;
 
-  constructor(private readonly controlHz: number) {
+  /** `joints`: per action dim, whether it is a joint (not a gripper); all dims when left out. */
+  constructor(
+    private readonly controlHz: number,
+    private readonly joints?: ArrayLike<boolean>,
+  ) {
     if (!(controlHz > 0)) throw new Error(`control rate: expected > 0 Hz, got ${controlHz}`);
   }
 
@@ -44,14 +56,21 @@ export class MotionStats {
     }
     if (prev) {
       let jump = 0;
-      for (let i = 0; i < action.length; i++) jump = Math.max(jump, Math.abs(action[i]! - prev[i]!));
+      let joint = 0;
+      for (let i = 0; i < action.length; i++) {
+        const d = Math.abs(action[i]! - prev[i]!);
+        jump = Math.max(jump, d);
+        if (this.joints?.[i] ?? true) joint = Math.max(joint, d);
+      }
       if (boundary) {
         this.boundaries++;
         this.jumpSum += jump;
+        this.jointJumpSum += joint;
         this.jumpMax = Math.max(this.jumpMax, jump);
       } else {
         this.steps++;
         this.stepSum += jump;
+        this.jointStepSum += joint;
       }
     }
     if (h.length >= 3) {
@@ -73,6 +92,8 @@ export class MotionStats {
       jumpMax: this.jumpMax,
       jumpMean: this.boundaries === 0 ? 0 : this.jumpSum / this.boundaries,
       stepMean: this.steps === 0 ? 0 : this.stepSum / this.steps,
+      jointJumpMean: this.boundaries === 0 ? 0 : this.jointJumpSum / this.boundaries,
+      jointStepMean: this.steps === 0 ? 0 : this.jointStepSum / this.steps,
       meanSquaredJerk: this.jerkTerms === 0 ? 0 : this.jerkSum / this.jerkTerms,
     };
   }

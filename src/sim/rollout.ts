@@ -4,6 +4,7 @@
  * after that are not counted; the episode still runs its full length so that agents replaying fixed
  * recordings stay aligned with them.
  */
+import { loadRobot } from '../config/load.js';
 import type { Agent } from './agent.js';
 import type { SimEnv, SimObservation } from './env.js';
 import { MotionStats, type MotionSummary } from './motion.js';
@@ -55,7 +56,7 @@ export async function runEpisode(
     successStep: null,
   };
   const steps = hooks.maxSteps ?? task.episodeSteps;
-  const motion = new MotionStats(task.robot.controlHz);
+  const motion = new MotionStats(task.robot.controlHz, jointDims(task.robot.name));
   for (let t = 0; t < steps; t++) {
     const action = await agent.act(obs, env);
     motion.add(action, agent.chunkBoundary?.() ?? false);
@@ -80,6 +81,18 @@ export async function runEpisode(
   return result;
 }
 
+const jointsByRobot = new Map<string, boolean[]>();
+
+/** Per action dim of a robot, whether it is a joint rather than a gripper (by its spec's action names). */
+function jointDims(robot: string): boolean[] {
+  let joints = jointsByRobot.get(robot);
+  if (!joints) {
+    joints = loadRobot(robot).action.names.map((n) => !/gripper/i.test(n));
+    jointsByRobot.set(robot, joints);
+  }
+  return joints;
+}
+
 export interface TaskSummary {
   task: string;
   episodes: number;
@@ -94,6 +107,9 @@ export interface TaskSummary {
   boundary_jump_mean: number;
   /** The mean step within chunks, the scale the jumps compare with. */
   step_mean: number;
+  /** The mean jump and the mean step over the arm's joints alone (grippers left out). */
+  boundary_joint_jump_mean: number;
+  joint_step_mean: number;
   /** The episodes' mean squared jerk, averaged ((action units / s³)²). */
   mean_squared_jerk: number;
 }
@@ -121,6 +137,10 @@ export function summarize(task: string, results: EpisodeResult[]): TaskSummary {
     boundary_jump_mean:
       boundaries === 0 ? 0 : motions.reduce((s, m) => s + m.jumpMean * m.boundaries, 0) / boundaries,
     step_mean: motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.stepMean, 0) / motions.length,
+    boundary_joint_jump_mean:
+      boundaries === 0 ? 0 : motions.reduce((s, m) => s + m.jointJumpMean * m.boundaries, 0) / boundaries,
+    joint_step_mean:
+      motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.jointStepMean, 0) / motions.length,
     mean_squared_jerk:
       motions.length === 0 ? 0 : motions.reduce((s, m) => s + m.meanSquaredJerk, 0) / motions.length,
   };

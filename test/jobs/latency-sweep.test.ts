@@ -29,6 +29,8 @@ const summary = (pc: number, jump: number): TaskSummary => ({
   boundary_jump_max: 3 * jump,
   boundary_jump_mean: jump,
   step_mean: 0.01,
+  boundary_joint_jump_mean: jump / 2,
+  joint_step_mean: 0.005,
   mean_squared_jerk: 1234,
 });
 
@@ -72,7 +74,7 @@ describe('latency sweep report', () => {
       expect(report).toContain('| pick_place_ft50 · sync | 90.0 | 75.0 |');
       expect(report).toContain('| pick_place_ft50 · rtc (guided) |  | 85.0 |');
       expect(report).toContain(
-        '| pick_place_ft50 · rtc (guided) | 200 | 85.0 | 4.50 | 0.060 | 0.0200 | 0.0100 | 1.23e+3 | 0 | 12 |',
+        '| pick_place_ft50 · rtc (guided) | 200 | 85.0 | 4.50 | 0.060 | 0.0200 | 0.0100 | 0.0100 | 0.0050 | 1.23e+3 | 0 | 12 |',
       );
       const svg = readFileSync(path.join(dir, 'sweep.svg'), 'utf8');
       expect(svg).toMatch(/^<svg/);

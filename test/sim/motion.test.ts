@@ -32,6 +32,18 @@ describe('MotionStats', () => {
     expect(line.summary().boundaries).toBe(0);
   });
 
+  it('measures the joints apart from the gripper', () => {
+    // Dim 1 is a gripper: it closes (a step of 1) right at a seam.
+    const m = new MotionStats(10, [true, false]);
+    m.add(Float32Array.of(0, 0), false);
+    m.add(Float32Array.of(0.1, 0), false);
+    m.add(Float32Array.of(0.15, 1), true);
+    const s = m.summary();
+    expect(s.jumpMean).toBeCloseTo(1, 6);
+    expect(s.jointJumpMean).toBeCloseTo(0.05, 6);
+    expect(s.jointStepMean).toBeCloseTo(0.1, 6);
+  });
+
   it('refuses actions that change dimension', () => {
     const m = new MotionStats(15);
     m.add(Float32Array.of(0, 0), false);
