@@ -16,7 +16,8 @@ function listOption<T>(flag: string, raw: string, parse: (s: string) => T): T[] 
     .map((s) => s.trim())
     .filter((s) => s !== '');
   if (items.length === 0) throw new UserError(`--${flag}: expected a comma-separated list, got "${raw}"`);
-  return items.map(parse);
+  // A repeated entry is one cell, not two runs of it.
+  return [...new Set(items.map(parse))];
 }
 
 export function registerSweep(sim: Command): void {
@@ -71,27 +72,24 @@ export function registerSweep(sim: Command): void {
         const workers = intOption('workers', opts.workers, 1)!;
         const noiseScale = noiseScaleOption(opts.noiseScale);
         const out = opts.out ?? path.join('outputs', 'sweep', task.name);
+        const checkpoints = [...new Set(opts.checkpoint)];
         const { readCheckpointConfig } = await import('../serving/local.js');
-        // Every checkpoint read before the first is served: a typo costs no hour of evaluation.
+        const { checkCheckpointRobot, serveCheckpointForSim } = await import('../jobs/evaluation.js');
+        // Every checkpoint read and checked against the task's robot before the first is served: a typo
+        // costs no hour of evaluation.
         const trainedRtc = new Map(
-          opts.checkpoint.map((dir) => [dir, readCheckpointConfig(dir).train.rtc !== null]),
+          checkpoints.map((dir) => {
+            const config = readCheckpointConfig(dir);
+            checkCheckpointRobot(dir, config, task.robot);
+            return [dir, config.train.rtc !== null];
+          }),
         );
         const { checkpointLabel, findCell, readSweep, saveCell } = await import('../jobs/latency-sweep.js');
-        const plan = {
-          task: task.name,
-          episodes,
-          seed,
-          noiseScale,
-          checkpoints: opts.checkpoint,
-          executions,
-          latenciesMs: latencies,
-        };
-        const sweep = readSweep(out, plan);
+        const sweep = readSweep(out, { task: task.name, episodes, seed, noiseScale });
         const { runEval } = await import('../sim/eval.js');
-        const { serveCheckpointForSim } = await import('../jobs/evaluation.js');
-        const cells = opts.checkpoint.length * executions.length * latencies.length;
+        const cells = checkpoints.length * executions.length * latencies.length;
         let done = 0;
-        for (const dir of opts.checkpoint) {
+        for (const dir of checkpoints) {
           const todo = executions.flatMap((execution) =>
             latencies.filter((ms) => !findCell(sweep, dir, execution, ms)).map((ms) => ({ execution, ms })),
           );

@@ -25,7 +25,14 @@ export async function serveCheckpointForSim(
   opts: { backend?: string; noiseScale?: number; seed?: number; sampler?: SamplerChoice } = {},
 ): Promise<{ url: string; noiseScale: number; close(): Promise<void> }> {
   const { readCheckpointConfig, serveCheckpointLocally } = await import('../serving/local.js');
-  const config = readCheckpointConfig(dir);
+  checkCheckpointRobot(dir, readCheckpointConfig(dir), robot);
+  const { server, noiseScale } = await serveCheckpointLocally(dir, opts);
+  // The server closes its runner.
+  return { url: server.url, noiseScale, close: () => server.close() };
+}
+
+/** Refuses a checkpoint whose robot's actions or state are not the simulated robot's, naming both. */
+export function checkCheckpointRobot(dir: string, config: TrainConfig, robot: SimRobot): void {
   const trained = loadRobot(config.robot);
   const simSpec = loadRobot(robot.name);
   const same = (a: string[], b: string[]) => a.length === b.length && a.every((n, i) => n === b[i]);
@@ -35,9 +42,6 @@ export async function serveCheckpointForSim(
         `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
     );
   }
-  const { server, noiseScale } = await serveCheckpointLocally(dir, opts);
-  // The server closes its runner.
-  return { url: server.url, noiseScale, close: () => server.close() };
 }
 
 /** The evaluation a config asks for (`train.eval_task`), or undefined when it asks for none. */

@@ -33,14 +33,12 @@ export interface Sweep {
   cells: SweepCell[];
 }
 
+/** What makes cells comparable: a sweep's file holds cells of one protocol only. */
 export interface SweepPlan {
   task: string;
   episodes: number;
   seed: number;
   noiseScale?: number;
-  checkpoints: string[];
-  executions: ExecutionMode[];
-  latenciesMs: number[];
 }
 
 const FILE = 'sweep.json';
@@ -67,7 +65,18 @@ export function readSweep(dir: string, plan: SweepPlan): Sweep {
     cells: [],
   };
   if (!existsSync(file)) return fresh;
-  const old = JSON.parse(readFileSync(file, 'utf8')) as Sweep;
+  let old: Sweep;
+  try {
+    old = JSON.parse(readFileSync(file, 'utf8')) as Sweep;
+  } catch (e) {
+    throw new UserError(
+      `${file}: expected a sweep's JSON, got unreadable text (${(e as Error).message}); use another --out`,
+    );
+  }
+  if (!Array.isArray(old?.cells))
+    throw new UserError(
+      `${file}: expected a sweep with a "cells" list, got ${JSON.stringify(old).slice(0, 80)}`,
+    );
   for (const [key, want] of [
     ['task', fresh.task],
     ['episodes', fresh.episodes],

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -49,9 +49,6 @@ describe('latency sweep report', () => {
     task: 'pick_place',
     episodes: 10,
     seed: 300000,
-    checkpoints: ['checkpoints/base/pick_place_ft50'],
-    executions: ['sync', 'rtc'],
-    latenciesMs: [0, 200],
   };
 
   it('saves each cell atomically with its report and plot, resumes them, and refuses another protocol', () => {
@@ -84,6 +81,13 @@ describe('latency sweep report', () => {
 
       expect(() => readSweep(dir, { ...plan, episodes: 200 })).toThrow(
         /sweep.json: episodes is 10, this sweep's is 200; use another --out/,
+      );
+      // A file cut short (or not a sweep's) is a named error, not a stack trace.
+      writeFileSync(path.join(dir, 'sweep.json'), '{"task": "pick_pl');
+      expect(() => readSweep(dir, plan)).toThrow(/sweep.json: expected a sweep's JSON, got unreadable text/);
+      writeFileSync(path.join(dir, 'sweep.json'), '[1, 2]');
+      expect(() => readSweep(dir, plan)).toThrow(
+        /sweep.json: expected a sweep with a "cells" list, got \[1,2\]/,
       );
     } finally {
       rmSync(dir, { recursive: true, force: true });
@@ -143,6 +147,30 @@ describe.runIf(process.env.VLA_SLOW && existsSync(shipped))('vla sim sweep (slow
         run(process.execPath, [VLA, ...args, '--execution', 'sync,warp'], { encoding: 'utf8' }),
       ).rejects.toMatchObject({
         stderr: expect.stringContaining('--execution warp: expected modes among sync, async, ensemble, rtc'),
+      });
+      // A checkpoint of another robot is refused before anything is served.
+      await expect(
+        run(
+          process.execPath,
+          [
+            VLA,
+            'sim',
+            'sweep',
+            '--task',
+            'pick_place',
+            '--checkpoint',
+            shipped,
+            '--checkpoint',
+            path.join(ROOT, 'checkpoints/base/transfer_cube_ft50'),
+            '--out',
+            out,
+          ],
+          { encoding: 'utf8' },
+        ),
+      ).rejects.toMatchObject({
+        stderr: expect.stringContaining(
+          'trained for robot aloha_sim (14-dim actions), but this task runs single_arm_sim',
+        ),
       });
     } finally {
       rmSync(out, { recursive: true, force: true });
