@@ -1030,9 +1030,17 @@ export class Pi0 {
       // never chosen, and once they are all there the end is the only choice. Every decode is a chunk.
       const vocab = fastTokenCount(d);
       const need = tok.chunkValues;
-      const values = new Float64Array(vocab);
-      for (let id = 0; id < d.fast.vocabSize; id++) values[id] = d.fast.constrained ? tok.valuesOf(id) : 0;
+      // Token ids the tokenizer has (it may have fewer than model.fast.vocab_size), their values each.
+      const used = Math.min(tok.vocabSize, d.fast.vocabSize);
+      const values = new Float64Array(used);
+      for (let id = 0; id < used; id++) values[id] = tok.valuesOf(id);
+      // Never the start token; constrained, never an id the tokenizer lacks.
+      const base = new Float32Array(vocab);
+      base[bos] = MASKED;
+      if (d.fast.constrained) base.fill(MASKED, used, d.fast.vocabSize);
       const decodedValues = new Float64Array(b);
+      // Until fewer values are left than the longest token holds, no token is out of reach.
+      const longest = values.reduce((m, v) => Math.max(m, v), 0);
       try {
         for (let j = 0; j <= d.fast.maxTokens && done.includes(0); j++) {
           const prev: Segment[] | null = past;
@@ -1046,15 +1054,16 @@ export class Pi0 {
               ([k, v], i): Segment =>
                 prev ? [concatTokens([prev[i]![0], k], b), concatTokens([prev[i]![1], v], b)] : [k, v],
             );
-            // Greedy over FAST's tokens and the end (never the start token); the end only once a token came.
+            // Greedy over FAST's tokens and the end; the end only once a token came.
             const mask = new Float32Array(b * vocab);
             for (let i = 0; i < b; i++) {
               const row = mask.subarray(i * vocab, (i + 1) * vocab);
-              const left = need - decodedValues[i]!;
-              for (let id = 0; id < d.fast.vocabSize; id++) if (values[id]! > left) row[id] = MASKED;
-              row[bos] = MASKED;
+              row.set(base);
               if (j === 0) row[eos] = MASKED;
-              if (left <= 0 && d.fast.constrained) row[eos] = 0;
+              if (!d.fast.constrained) continue;
+              const left = need - decodedValues[i]!;
+              if (left < longest) for (let id = 0; id < used; id++) if (values[id]! > left) row[id] = MASKED;
+              if (left <= 0) row[eos] = 0;
             }
             const next = tf.argMax(tf.add(out.logits, tf.tensor2d(mask, [b, vocab])), 1);
             return { next, joined: joined.map(([k, v]) => [tf.keep(k), tf.keep(v)] as Segment) };
@@ -1068,7 +1077,7 @@ export class Pi0 {
             if (ids[i] === eos || j === d.fast.maxTokens) done[i] = 1;
             else {
               decoded[i]!.push(ids[i]!);
-              decodedValues[i]! += values[ids[i]!]!;
+              decodedValues[i]! += values[ids[i]!] ?? 0;
             }
           }
         }
