@@ -160,3 +160,22 @@ export function keyBiasInto(
     for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) out[i * cols + j] = MASKED;
   return true;
 }
+
+/**
+ * [B, Tp + S] validity: the prefix's, then S tokens (the suffix's, or π0.5's state tokens), all real or,
+ * with `lengths` (π0-FAST's token sequences in a batch), each sample's first lengths[i].
+ */
+export function sequenceValid(
+  prefixValid: Uint8Array,
+  p: number,
+  s: number,
+  b: number,
+  lengths?: Int32Array,
+): Uint8Array {
+  const out = new Uint8Array(b * (p + s));
+  for (let i = 0; i < b; i++) {
+    out.set(prefixValid.subarray(i * p, (i + 1) * p), i * (p + s));
+    out.fill(1, i * (p + s) + p, i * (p + s) + p + (lengths ? lengths[i]! : s));
+  }
+  return out;
+}

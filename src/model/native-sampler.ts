@@ -137,13 +137,18 @@ export class NativeSampler {
 
   /** Whether `inp` fits the arena as planned (a larger batch or prompt or more steps needs a new one). */
   fits(inp: ModelInputs, steps: number): boolean {
+    return this.misfit(inp, steps) === null;
+  }
+
+  /** What of `inp` the arena was not planned for, named with both sizes; null where it fits. */
+  private misfit(inp: ModelInputs, steps: number): string | null {
     const L = this.layout;
-    return (
-      inp.batch <= L.maxBatch &&
-      inp.cameras === L.cameras &&
-      inp.promptLen <= L.maxPromptLen &&
-      steps <= L.input.maxSteps
-    );
+    if (inp.batch > L.maxBatch) return `batch ${inp.batch}, planned for at most ${L.maxBatch}`;
+    if (inp.cameras !== L.cameras) return `${inp.cameras} cameras, planned for ${L.cameras}`;
+    if (inp.promptLen > L.maxPromptLen)
+      return `a prompt of ${inp.promptLen} tokens, planned for at most ${L.maxPromptLen}`;
+    if (steps > L.input.maxSteps) return `${steps} flow steps, planned for at most ${L.input.maxSteps}`;
+    return null;
   }
 
   /**
@@ -158,14 +163,24 @@ export class NativeSampler {
     timeEmbedding: (t: Float32Array) => Float32Array,
     committed?: Committed,
   ): Float32Array {
-    if (!this.fits(inp, steps))
-      throw new Error('native sampler: the inputs do not fit its arena (call fits first)');
+    const misfit = this.misfit(inp, steps);
+    if (misfit)
+      throw new Error(`native sampler: the inputs do not fit its arena: ${misfit} (call fits first)`);
     const d = this.dims;
     const L = this.layout;
     const b = inp.batch;
     const l = inp.promptLen;
     const { f32, i32 } = this;
     checkModelInputs(inp, d, 'native sampler');
+    // A wrong-sized embedding would overwrite the arena's next input: refused, not written.
+    const embedded = (t: Float32Array, rows: number): Float32Array => {
+      const e = timeEmbedding(t);
+      if (e.length !== rows * d.expertWidth)
+        throw new Error(
+          `native sampler: timeEmbedding gave ${e.length} values for ${rows} flow times, expected ${rows * d.expertWidth}`,
+        );
+      return e;
+    };
     if (noise.length !== b * d.horizon * d.actionDim)
       throw new Error(
         `native sampler: noise has ${noise.length} values, expected ${b * d.horizon * d.actionDim}`,
@@ -178,15 +193,16 @@ export class NativeSampler {
     if (committed) {
       checkCommitted(committed, b, d.horizon, d.actionDim);
       f32.set(withCommitted(noise, committed, d.horizon, d.actionDim), L.input.noise);
-      for (let i = 0; i < b; i++) i32[L.input.delays + i] = Math.min(d.horizon, committed.delays[i]!);
-      f32.set(timeEmbedding(Float32Array.of(0)), L.input.time0);
+      // checkCommitted keeps each delay within 0..H.
+      i32.set(committed.delays, L.input.delays);
+      f32.set(embedded(Float32Array.of(0), 1), L.input.time0);
     } else {
       f32.set(noise, L.input.noise);
       i32.fill(0, L.input.delays, L.input.delays + b);
     }
     const dt = -1 / steps;
     for (let k = 0; k < steps; k++)
-      f32.set(timeEmbedding(new Float32Array(b).fill(1 + k * dt)), L.input.times + k * b * d.expertWidth);
+      f32.set(embedded(new Float32Array(b).fill(1 + k * dt), b), L.input.times + k * b * d.expertWidth);
     // π0.5's conditions depend on the flow times alone: made again where they differ from the last chunk's.
     let conditions = 0;
     if (L.variant.expertNorms === 'adaptive') {

@@ -36,6 +36,7 @@ import {
   pi05BlockStarts,
   prefixValidity,
   promptPooling,
+  sequenceValid,
 } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
@@ -1361,25 +1362,6 @@ export function sampleFlowTimes(rng: Rng, n: number): Float32Array {
   const t = new Float32Array(n);
   for (let i = 0; i < n; i++) t[i] = rng.uniform() ** (1 / 1.5) * 0.999 + 0.001;
   return t;
-}
-
-/**
- * [B, Tp + S] validity: the prefix's, then S tokens (the suffix's, or π0.5's state tokens), all real or,
- * with `lengths` (π0-FAST's token sequences in a batch), each sample's first lengths[i].
- */
-function sequenceValid(
-  prefixValid: Uint8Array,
-  p: number,
-  s: number,
-  b: number,
-  lengths?: Int32Array,
-): Uint8Array {
-  const out = new Uint8Array(b * (p + s));
-  for (let i = 0; i < b; i++) {
-    out.set(prefixValid.subarray(i * p, (i + 1) * p), i * (p + s));
-    out.fill(1, i * (p + s) + p, i * (p + s) + p + (lengths ? lengths[i]! : s));
-  }
-  return out;
 }
 
 const plainMatmul = (a: tf.Tensor, b: tf.Tensor): tf.Tensor2D =>

@@ -282,10 +282,17 @@ describe.runIf(haveBlas)('native sampler', () => {
       expect(() => ns.sample({ ...inp, promptTokens: ids }, noise, 10, te)).toThrow(
         'native sampler: token 1 is 100000, expected 0..',
       );
+      expect(() => ns.sample(inp, noise, 10, () => new Float32Array(3))).toThrow(
+        `native sampler: timeEmbedding gave 3 values for 1 flow times, expected ${dims.expertWidth}`,
+      );
       // Nothing refused reached the arena: the next chunk is the one before the refusals.
       expect(Array.from(ns.sample(inp, noise, 10, te))).toEqual(Array.from(before));
       expect(ns.fits(inputs(dims, 2, 2, 3), 10)).toBe(false);
+      expect(() => ns.sample(inputs(dims, 2, 2, 3), new Float32Array(2 * noise.length), 10, te)).toThrow(
+        'native sampler: the inputs do not fit its arena: batch 2, planned for at most 1 (call fits first)',
+      );
       expect(ns.fits(inp, 11)).toBe(false);
+      expect(() => ns.sample(inp, noise, 11, te)).toThrow('11 flow steps, planned for at most 10');
     } finally {
       await ns.dispose();
       tf.dispose([...w.values(), ...sw.values()]);

@@ -18,7 +18,7 @@
 import { type Blas, NO_TRANS, TRANS } from '../../backend/native/blas.js';
 import { type FusedExports, RMS_EPS } from '../../backend/native/fused.js';
 import { stateBin } from '../inputs.js';
-import { keyBiasInto, prefixValidity, promptPooling } from '../masks.js';
+import { keyBiasInto, prefixValidity, promptPooling, sequenceValid } from '../masks.js';
 import { type BlockShard, type Layout, prefixLength, type SharedMemory } from './layout.js';
 import { Team } from './threads.js';
 import { modulationAt, modulationWidth } from './variant.js';
@@ -241,8 +241,7 @@ export class Engine {
         const q = s.qkv + i * T * cols + h * hd;
         const k = cache + i * stride * kvCols + h * hd;
         this.gemm(T, keys, hd, q, cols, k, kvCols, sc, keys, 0, true);
-        if (bias)
-          for (let t = 0; t < T; t++) this.k.add_to((sc + t * keys) * 4, (s.bias + i * keys) * 4, keys);
+        if (bias) this.k.add_rows(sc * 4, (s.bias + i * keys) * 4, 0, 0, T, keys);
         this.k.softmax_rows(sc * 4, T, keys, keys);
         this.gemm(T, hd, keys, sc, keys, k + wp, kvCols, s.att + i * T * wp + h * hd, wp);
       }
@@ -470,10 +469,7 @@ export class Engine {
       n,
     );
     const p = c * n + l;
-    if (p === length) return seen;
-    const valid = new Uint8Array(b * length).fill(1);
-    for (let i = 0; i < b; i++) valid.set(seen.subarray(i * p, (i + 1) * p), i * length);
-    return valid;
+    return p === length ? seen : sequenceValid(seen, p, length - p, b);
   }
 
   /**
@@ -485,16 +481,16 @@ export class Engine {
     const d = L.dims;
     const { horizon: H, actionDim: A, expertWidth: E } = d;
     const s = this.s;
-    const f = this.f32;
     const time = s.film;
     this.gemm(b, E, E, L.input.times + k * b * E, E, this.w('expert/time_in'), E, time, E);
     this.addRows(time, b, E, this.w('expert/action_in_bias'));
     this.gemm(b * H, E, A, s.y, A, this.w('expert/action_in'), E, s.hidden, E);
-    for (let r = 0; r < b * H; r++) {
-      const o = s.hidden + r * E;
-      const i = Math.floor(r / H);
-      const tb = r - i * H < delays[i]! ? s.time0 : time + i * E;
-      for (let j = 0; j < E; j++) f[o + j]! += f[tb + j]!;
+    // Each sample's committed steps take flow time 0's embedding, the rest its own time's.
+    for (let i = 0; i < b; i++) {
+      const held = delays[i]!;
+      const rows = s.hidden + i * H * E;
+      if (held > 0) this.k.add_rows(rows * 4, s.time0 * 4, 0, 0, held, E);
+      if (held < H) this.k.add_rows((rows + held * E) * 4, (time + i * E) * 4, 0, 0, H - held, E);
     }
     this.k.x_sigmoid(s.hidden * 4, s.hidden * 4, b * H * E, 1);
     this.gemm(b * H, E, E, s.hidden, E, this.w('expert/time_out'), E, ya, E);
