@@ -79,8 +79,9 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
 
 /**
  * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
- * a mixture's datasets must share fps, and one robot's datasets the state and action shapes, or their
- * chunks would mean different things; the error names the entry, its dataset and the field.
+ * one robot's datasets must share fps and the state and action shapes, or their chunks would mean
+ * different things; the error names the entry, its dataset and the field. Robots may differ in fps, as
+ * π0's robots do (ALOHA at 50 Hz, DROID at 15 Hz): a chunk is so many of its robot's control steps.
  */
 export async function openPipelines(
   config: TrainConfig,
@@ -94,11 +95,10 @@ export async function openPipelines(
         `config ${config.name}: ${source.field} (${source.dataset}): ${field} ${JSON.stringify(got)}, expected ${JSON.stringify(want)} as ${other.field} (${other.dataset})`,
       );
     const info = pipeline.dataset.info;
-    const first = out[0];
-    if (first && info.fps !== first.pipeline.dataset.info.fps)
-      throw disagree(first.source, 'fps', info.fps, first.pipeline.dataset.info.fps);
     const same = out.find((o) => o.source.robot === source.robot);
     if (same) {
+      if (info.fps !== same.pipeline.dataset.info.fps)
+        throw disagree(same.source, 'fps', info.fps, same.pipeline.dataset.info.fps);
       for (const key of ['observation.state', 'action']) {
         const [want, got] = [same.pipeline.dataset.info.features[key]?.shape, info.features[key]?.shape];
         if (JSON.stringify(got) !== JSON.stringify(want))

@@ -21,14 +21,17 @@ import type { AssetNormStats } from '../../src/transforms/normalize.js';
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vla-mixture-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
-/** A small dataset of `robot`'s features (two episodes, 24×32 images), values offset by `bias`. */
+/**
+ * A small dataset of `robot`'s features (two episodes, 24×32 images) at its control rate (ALOHA 50 Hz, the
+ * single arm 15 Hz: robots of one mixture may differ in fps), values offset by `bias`.
+ */
 async function robotDataset(robot: string, task: string, bias: number): Promise<string> {
   const spec = loadRobot(robot);
   const [sd, ad] = [stateDim(spec), actionDim(spec)];
   const dir = path.join(tmp, robot);
   const cameras = spec.cameras.map((c) => ({ name: c.name, height: 24, width: 32 }));
   const w = await createDataset(dir, {
-    fps: 50,
+    fps: spec.control_hz,
     robotType: robot,
     format: 'v2.1',
     video: false,
