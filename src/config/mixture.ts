@@ -42,6 +42,11 @@ export function mixesRobots(config: TrainConfig): boolean {
   return robotsOf(config).length > 1;
 }
 
+/** Whether the config's prompts name their robot: `data.robot_in_prompt`, else where it mixes robots. */
+export function promptsNameRobot(config: TrainConfig): boolean {
+  return config.data.robot_in_prompt ?? mixesRobots(config);
+}
+
 /**
  * The prompt a model trained on several robots reads: the robot named before the task, so one set of
  * weights knows whose cameras and joints it is looking at. Training and serving both call this.

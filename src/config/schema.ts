@@ -188,6 +188,12 @@ export const DataConfig = z
      */
     assets_dir: z.string().min(1).nullable().default(null),
     default_prompt: z.string().nullable().default(null),
+    /**
+     * Whether each prompt names its robot ("aloha_sim: transfer the cube …"), as a model trained on
+     * several robots reads them; null: where the data spans robots. A fine-tune of such a base on one
+     * robot sets `true`, so it reads its prompts as its base learned to.
+     */
+    robot_in_prompt: z.boolean().nullable().default(null),
     /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
     prompt_from_task: z.boolean().default(true),
     norm: z.enum(['zscore', 'quantile']).default('zscore'),

@@ -4,7 +4,7 @@
  * (seed, step, batch size) alone and a resumed run sees exactly the data an uninterrupted one would.
  */
 import { UserError } from '../config/errors.js';
-import { type DataSource, mixesRobots, robotsOf } from '../config/mixture.js';
+import { type DataSource, mixesRobots, promptsNameRobot, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type Batch, checkBatchRequest } from '../transforms/batch.js';
 import { frames, type Transform } from '../transforms/frames.js';
@@ -301,12 +301,14 @@ export async function openTrainingData(
     );
     base += work[i]!;
   }
-  if (loaders.length === 1) return loaders[0]!;
+  // One dataset is its own batch source, unless its prompts must name the robot (MixtureData adds it).
+  const named = promptsNameRobot(config);
+  if (loaders.length === 1 && !named) return loaders[0]!;
   const robots = sources.map((s) => s.source.robot);
   return new MixtureData(
     loaders,
     sources.map((s) => s.source.weight),
-    mixesRobots(config) ? robots : null,
+    named ? robots : null,
   );
 }
 

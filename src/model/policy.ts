@@ -8,7 +8,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
-import { assetIdFor, robotConfig, robotPrompt, robotsOf } from '../config/mixture.js';
+import { assetIdFor, promptsNameRobot, robotConfig, robotPrompt, robotsOf } from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import { TrainConfig } from '../config/schema.js';
 import {
@@ -63,7 +63,7 @@ export class PolicyModel {
     private readonly ownsParams = true,
     /** Which sampler and how many of its threads, as the command's edge decided (default: see ChunkSampler). */
     sampler: SamplerChoice = {},
-    /** The robot every prompt names, for a checkpoint trained on several robots (config/mixture.ts robotPrompt). */
+    /** The robot every prompt names, for a checkpoint whose prompts name it (config/mixture.ts promptsNameRobot). */
     readonly promptRobot: string | null = null,
     /** π0-FAST's action tokenizer (the checkpoint's assets). */
     actionTokenizer: FastTokenizer | null = null,
@@ -216,7 +216,7 @@ export async function loadPolicyModel(
     shape.actionDim,
     true,
     sampler,
-    mixed ? runFor : null,
+    promptsNameRobot(trained) ? runFor : null,
     checkpointActionTokenizer(checkpointDir, trained, dims),
   );
 }

@@ -88,6 +88,25 @@ describe('training on a mixture of datasets (data.mixture)', () => {
     data.close();
   });
 
+  it("names the robot in one dataset's prompts where data.robot_in_prompt says so (a fine-tune of a multi-robot base)", async () => {
+    const { cwd, config } = workspace(a, { robot_in_prompt: true });
+    const { stats } = await computeNormStats(config, { cwd });
+    const opts = { imageSize: 32, horizon: 5, normStats: stats, cacheDir: tmpDir('mix-named'), cwd };
+    const data = await openTrainingData(config, opts);
+    const batch = data.batchAt(0, 64, 1);
+    expect(new Set(batch.prompts)).toEqual(
+      new Set(['pick up the cube', 'stack the blocks'].map((p) => `${config.robot}: ${p}`)),
+    );
+    data.close();
+    // Left out, one robot's prompts stay as recorded.
+    const plain = workspace(a);
+    const same = await openTrainingData(plain.config, { ...opts, cwd: plain.cwd });
+    expect(new Set(same.batchAt(0, 64, 1).prompts)).toEqual(
+      new Set(['pick up the cube', 'stack the blocks']),
+    );
+    same.close();
+  });
+
   it('refuses datasets that disagree on fps, naming the entry, the dataset and the field', async () => {
     const { cwd, config } = mixture([{ dataset: a }, { dataset: slow }]);
     await expect(computeNormStats(config, { cwd })).rejects.toThrow(
