@@ -21,19 +21,30 @@ function checkpointsIn(dir: string): string[] {
   return found;
 }
 
-/** The config's eval task, else the one simulated task of the checkpoint's robot. */
-async function taskFor(dir: string): Promise<string> {
+/**
+ * The tasks a checkpoint is rolled out on: its config's eval task; else its robot's one simulated task;
+ * else, for a checkpoint of several robots (a generalist base), each robot's tasks but the held-out ones.
+ */
+async function tasksFor(dir: string): Promise<string[]> {
   const { readCheckpointConfig } = await import('../serving/local.js');
+  const { robotsOf } = await import('../config/mixture.js');
   const { TASKS } = await import('../sim/tasks/index.js');
+  const { HELD_OUT_TASKS } = await import('../sim/tasks/names.js');
   const config = readCheckpointConfig(dir);
-  if (config.train.eval_task) return config.train.eval_task;
-  const tasks = Object.entries(TASKS).filter(([, t]) => t.task.robot.name === config.robot);
+  if (config.train.eval_task) return [config.train.eval_task];
+  const robots = robotsOf(config);
+  const tasksOf = (robot: string) => Object.keys(TASKS).filter((t) => TASKS[t]!.task.robot.name === robot);
+  if (robots.length > 1)
+    return robots.flatMap((r) =>
+      tasksOf(r).filter((t) => !(HELD_OUT_TASKS as readonly string[]).includes(t)),
+    );
+  const tasks = tasksOf(config.robot);
   if (tasks.length !== 1) {
     throw new UserError(
       `${dir}/config.yaml: train.eval_task: expected the task to roll out (robot ${config.robot} has ${tasks.length} tasks), got null`,
     );
   }
-  return tasks[0]![0];
+  return tasks;
 }
 
 export function register(program: Command): void {
@@ -65,7 +76,8 @@ export function register(program: Command): void {
         noiseScale?: string;
         out: string;
       }) => {
-        const { serveCheckpointLocally } = await import('../serving/local.js');
+        const { readCheckpointConfig, serveCheckpointLocally } = await import('../serving/local.js');
+        const { checkCheckpointRobot } = await import('../jobs/evaluation.js');
         const { runEval } = await import('../sim/eval.js');
         const { checkpointSceneDrift } = await import('../sim/provenance.js');
         const { TASKS } = await import('../sim/tasks/index.js');
@@ -78,14 +90,18 @@ export function register(program: Command): void {
         const rows: string[][] = [];
         const videos: string[] = [];
         const warnings: string[] = [];
-        for (const dir of checkpointsIn(opts.checkpoint)) {
-          const task = await taskFor(dir);
+        const runs = [];
+        for (const dir of checkpointsIn(opts.checkpoint))
+          for (const task of await tasksFor(dir)) runs.push({ dir, task });
+        for (const { dir, task } of runs) {
           const drift = checkpointSceneDrift(dir, TASKS[task]!.task);
           if (drift) {
             console.error(`warning: ${drift}`);
             warnings.push(drift);
           }
+          // A checkpoint of several robots is served to the one this task runs.
           const { server, config, noiseScale } = await serveCheckpointLocally(dir, {
+            robot: checkCheckpointRobot(dir, readCheckpointConfig(dir), TASKS[task]!.task.robot),
             backend,
             noiseScale: noiseScaleOpt,
             sampler,
@@ -109,7 +125,10 @@ export function register(program: Command): void {
                   seed: intOption('seed', opts.seed, 0)!,
                   videos: 1,
                   // One folder per checkpoint: two checkpoints of one task must not share their videos.
-                  videoDir: path.join(opts.out, `${path.basename(dir)}${swapPrompts ? '_swapped' : ''}`),
+                  videoDir: path.join(
+                    opts.out,
+                    `${path.basename(dir)}${runs.filter((r) => r.dir === dir).length > 1 ? `_${task}` : ''}${swapPrompts ? '_swapped' : ''}`,
+                  ),
                   swapPrompts,
                 },
                 (r) => {

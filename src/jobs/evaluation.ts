@@ -7,6 +7,7 @@
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
+import { robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { SimRobot } from '../sim/robots.js';
@@ -18,6 +19,7 @@ const EVAL_SEED = 100_000;
 /**
  * Serve a checkpoint in this process on a free local port, refusing one whose state and action layout
  * are not the simulated robot's (whatever its name), so a rollout is exactly what a remote server gives.
+ * A checkpoint trained on several robots serves the simulated one.
  */
 export async function serveCheckpointForSim(
   dir: string,
@@ -25,14 +27,19 @@ export async function serveCheckpointForSim(
   opts: { backend?: string; noiseScale?: number; seed?: number; sampler?: SamplerChoice } = {},
 ): Promise<{ url: string; noiseScale: number; close(): Promise<void> }> {
   const { readCheckpointConfig, serveCheckpointLocally } = await import('../serving/local.js');
-  checkCheckpointRobot(dir, readCheckpointConfig(dir), robot);
-  const { server, noiseScale } = await serveCheckpointLocally(dir, opts);
+  const served = checkCheckpointRobot(dir, readCheckpointConfig(dir), robot);
+  const { server, noiseScale } = await serveCheckpointLocally(dir, { ...opts, robot: served });
   // The server closes its runner.
   return { url: server.url, noiseScale, close: () => server.close() };
 }
 
-/** Refuses a checkpoint whose robot's actions or state are not the simulated robot's, naming both. */
-export function checkCheckpointRobot(dir: string, config: TrainConfig, robot: SimRobot): void {
+/**
+ * The robot of the checkpoint that runs the simulated one: that robot where the checkpoint trained on it
+ * (one of a mixture's), else the config's, refused where its actions or state are not the simulated
+ * robot's, naming both.
+ */
+export function checkCheckpointRobot(dir: string, config: TrainConfig, robot: SimRobot): string {
+  if (robotsOf(config).includes(robot.name)) return robot.name;
   const trained = loadRobot(config.robot);
   const simSpec = loadRobot(robot.name);
   const same = (a: string[], b: string[]) => a.length === b.length && a.every((n, i) => n === b[i]);
@@ -42,6 +49,7 @@ export function checkCheckpointRobot(dir: string, config: TrainConfig, robot: Si
         `but this task runs ${robot.name} (${simSpec.action.names.length}-dim actions: ${simSpec.action.names.join(', ')})`,
     );
   }
+  return config.robot;
 }
 
 /** The evaluation a config asks for (`train.eval_task`), or undefined when it asks for none. */

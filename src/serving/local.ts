@@ -8,6 +8,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
+import { robotsOf } from '../config/mixture.js';
 import { TrainConfig } from '../config/schema.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { PolicyContext } from './policy.js';
@@ -26,16 +27,29 @@ export function readCheckpointConfig(dir: string): TrainConfig {
 }
 
 export interface CheckpointOptions {
+  /** The robot to serve, of those the checkpoint trained on (a mixture of robots); default: its config's. */
+  robot?: string;
   backend?: string;
   seed?: number | null;
   noiseScale?: number | null;
   sampler?: SamplerChoice;
 }
 
+/** The robot a checkpoint serves: `robot` where it trained on it, else an error naming the robots it knows. */
+export function servedRobot(dir: string, config: TrainConfig, robot?: string): string {
+  const robots = robotsOf(config);
+  if (robot !== undefined && !robots.includes(robot)) {
+    throw new UserError(
+      `--robot ${robot}: checkpoint ${dir} was trained for ${robots.join(', ')}, not ${robot}`,
+    );
+  }
+  return robot ?? config.robot;
+}
+
 /** What a checkpoint's policy is built with: its robot, horizon, metadata and prompt, and the caller's choices. */
 export function checkpointContext(config: TrainConfig, opts: CheckpointOptions = {}): PolicyContext {
   return {
-    robot: config.robot,
+    robot: opts.robot ?? config.robot,
     horizon: config.model.action_horizon,
     metadata: { ...config.serve.metadata },
     defaultPrompt: config.data.default_prompt,
@@ -51,13 +65,14 @@ export async function serveCheckpointLocally(
   opts: CheckpointOptions = {},
 ): Promise<{ server: PolicyServer; config: TrainConfig; noiseScale: number }> {
   const config = readCheckpointConfig(dir);
-  const ctx = checkpointContext(config, opts);
+  const robot = servedRobot(dir, config, opts.robot);
+  const ctx = checkpointContext(config, { ...opts, robot });
   const noiseScale = ctx.noiseScale!;
   // The simulation rolling out against this server shares the cores: a two-thread sampler waits on its
   // other half whenever a simulation worker holds the second core (`vla demo` here: server p50 20–34 ms
   // with two threads against 7–16 ms with one; 48 s against 39 s in all).
   const runner = await workerRunner({ kind: 'checkpoint', dir }, { ...ctx, samplerThreads: 1 });
-  const server = await PolicyServer.start(runner, loadRobot(config.robot), {
+  const server = await PolicyServer.start(runner, loadRobot(robot), {
     host: '127.0.0.1',
     port: 0,
     apiKey: null,

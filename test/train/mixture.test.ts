@@ -5,8 +5,10 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { PolicyClient } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
+import { exampleObservation } from '../../src/client/examples.js';
 import { loadRobot } from '../../src/config/load.js';
 import { robotConfig } from '../../src/config/mixture.js';
 import { actionDim, stateDim } from '../../src/config/robot.js';
@@ -15,6 +17,7 @@ import { openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats, computeRobotNormStats } from '../../src/data/normstats.js';
 import { createDataset } from '../../src/data/writer.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
+import { serveCheckpointLocally } from '../../src/serving/local.js';
 import { runTraining } from '../../src/train/run.js';
 import type { AssetNormStats } from '../../src/transforms/normalize.js';
 
@@ -154,6 +157,26 @@ describe('a mixture of robots', () => {
     }
     await expect(loadPolicyModel(ckpt, undefined, {}, 'droid')).rejects.toThrow(
       `checkpoint ${ckpt} was trained for robots aloha_sim, single_arm_sim, not droid`,
+    );
+
+    // Over the wire: one server per robot from the one checkpoint, each answering its robot's chunks.
+    for (const [robot, ad] of [
+      ['aloha_sim', 14],
+      ['single_arm_sim', 8],
+    ] as const) {
+      const { server } = await serveCheckpointLocally(ckpt, { robot, backend: 'wasm' });
+      const client = await PolicyClient.connect(server.url);
+      try {
+        const reply = await client.infer(exampleObservation(loadRobot(robot), { prompt: 'do it' }));
+        expect([reply.horizon, reply.actionDim]).toEqual([4, ad]);
+        expect(reply.actions.every(Number.isFinite)).toBe(true);
+      } finally {
+        await client.close();
+        await server.close();
+      }
+    }
+    await expect(serveCheckpointLocally(ckpt, { robot: 'droid' })).rejects.toThrow(
+      `--robot droid: checkpoint ${ckpt} was trained for aloha_sim, single_arm_sim, not droid`,
     );
   }, 120_000);
 });
