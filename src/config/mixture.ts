@@ -101,6 +101,12 @@ export function dataSources(config: TrainConfig): DataSource[] {
                 ? config.data.delta_action_mask
                 : null,
           adapt_to_pi: own && config.data.adapt_to_pi,
+          action_horizon:
+            entry.action_horizon !== undefined
+              ? entry.action_horizon
+              : own
+                ? config.data.action_horizon
+                : null,
           camera_keys: own ? config.data.camera_keys : {},
           ...(entry.prompt !== null && { default_prompt: entry.prompt, prompt_from_task: false }),
         },
@@ -124,11 +130,18 @@ export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
   if (config.data.mixture === null) return config;
   const entries: MixtureEntry[] = config.data.mixture.flatMap((e, i) =>
     all[i]!.robot === robot
-      ? [{ ...e, robot, delta_action_mask: all[i]!.config.data.delta_action_mask }]
+      ? [
+          {
+            ...e,
+            robot,
+            delta_action_mask: all[i]!.config.data.delta_action_mask,
+            action_horizon: all[i]!.config.data.action_horizon,
+          },
+        ]
       : [],
   );
   // The robot's own settings (as its sources see them), not the first entry's prompt.
-  const { asset_id, adapt_to_pi, camera_keys, delta_action_mask } = first.config.data;
+  const { asset_id, adapt_to_pi, camera_keys, delta_action_mask, action_horizon } = first.config.data;
   return {
     ...config,
     robot,
@@ -140,6 +153,7 @@ export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
       adapt_to_pi,
       camera_keys,
       delta_action_mask,
+      action_horizon,
     },
   };
 }

@@ -166,6 +166,8 @@ export const MixtureEntry = z.strictObject({
    * dims may not fit): left out, an entry of the config's robot takes the config's, another robot none.
    */
   delta_action_mask: z.array(z.boolean()).nullable().optional(),
+  /** Its robot's chunk steps, where they differ from `data.action_horizon` (see there). */
+  action_horizon: posInt.nullable().optional(),
 });
 export type MixtureEntry = z.infer<typeof MixtureEntry>;
 
@@ -194,6 +196,13 @@ export const DataConfig = z
      * robot sets `true`, so it reads its prompts as its base learned to.
      */
     robot_in_prompt: z.boolean().nullable().default(null),
+    /**
+     * The steps of each chunk this robot trains on and is served, where fewer than `model.action_horizon`
+     * (null: all of them): the steps after it are padding in the loss, and a server returns this many.
+     * In a mixture of robots each robot keeps its own reach in time: 50 steps are 1 s of ALOHA at 50 Hz
+     * but 3.3 s of a 15 Hz arm.
+     */
+    action_horizon: posInt.nullable().default(null),
     /** Whether the prompt comes from the dataset's task (`true`, as openpi's `prompt_from_task`). */
     prompt_from_task: z.boolean().default(true),
     norm: z.enum(['zscore', 'quantile']).default('zscore'),
@@ -393,5 +402,34 @@ export const TrainConfig = z
         message: `expected fewer steps than model.action_horizon (${h}), got ${c.train.rtc.max_delay}`,
       });
     }
+    // A robot's chunk steps fit in the model's, and one robot's datasets agree on them.
+    const steps = new Map<string, number | null>();
+    const own = c.data.action_horizon;
+    const check = (got: number | null, path: PropertyKey[], robot: string) => {
+      if (got !== null && got > h)
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `expected at most model.action_horizon (${h}) steps, got ${got}`,
+        });
+      const before = steps.get(robot);
+      if (before !== undefined && before !== got)
+        ctx.addIssue({
+          code: 'custom',
+          path,
+          message: `expected ${before ?? 'null'} as robot ${robot}'s other datasets, got ${got ?? 'null'}`,
+        });
+      steps.set(robot, got);
+    };
+    if (c.data.mixture === null) check(own, ['data', 'action_horizon'], c.robot);
+    else
+      c.data.mixture.forEach((e, i) => {
+        const robot = e.robot ?? c.robot;
+        check(
+          e.action_horizon !== undefined ? e.action_horizon : robot === c.robot ? own : null,
+          ['data', 'mixture', i, 'action_horizon'],
+          robot,
+        );
+      });
   });
 export type TrainConfig = z.infer<typeof TrainConfig>;

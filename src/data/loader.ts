@@ -220,6 +220,7 @@ export class Loader implements TrainingData {
     if (this.chunks.length < B * H * ad) this.chunks = new Float64Array(B * H * ad);
     const actions = this.chunks.subarray(0, B * H * ad);
     const actionPad = new Uint8Array(B * H);
+    const steps = this.p.config.data.action_horizon ?? H;
     const prompts: string[] = [];
     for (let b = 0; b < B; b++) {
       const sample = rows[b]!;
@@ -227,6 +228,8 @@ export class Loader implements TrainingData {
       const t = this.sampleFrame[sample]!;
       state.set(episode.state.subarray(t * sd, (t + 1) * sd), b * sd);
       gatherChunk(this.p, episode, t, H, actions, b * H * ad, actionPad, b * H);
+      // Steps past the robot's own chunk are padding: the loss leaves them out.
+      if (steps < H) actionPad.fill(1, b * H + steps, (b + 1) * H);
       prompts.push(this.prompts[this.samplePrompt[sample]!]!);
     }
     const f = frames({

@@ -69,7 +69,8 @@ export interface NormStatsResult {
 
 /**
  * openpi's compute_norm_stats: over (a subsample of) the dataset's frames, the state at t and the
- * action chunk t..t+H-1 after the config's transforms (adapter, delta actions), every chunk row counted.
+ * action chunk t..t+H-1 after the config's transforms (adapter, delta actions), every chunk row counted
+ * (H: the robot's `data.action_horizon`, else the model's).
  * A mixture's datasets are counted together (one robot, one set of stats), each frame once, a
  * subsample taken from each in proportion to its frames.
  */
@@ -77,7 +78,12 @@ export async function computeNormStats(
   config: TrainConfig,
   opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<NormStatsResult> {
-  const { pipelines, state, actions, n, stateDim, actionDim } = await gatherChunks(config, opts);
+  // The robot's own chunk steps (data.action_horizon), the ones it trains on.
+  const horizon = config.data.action_horizon ?? config.model.action_horizon;
+  const { pipelines, state, actions, n, stateDim, actionDim } = await gatherChunks(config, {
+    ...opts,
+    horizon,
+  });
   // The simulated scene the frames came from, so a checkpoint can tell when it has changed since: kept
   // where every dataset names the same one.
   const scenes = new Set(pipelines.map((p) => JSON.stringify(p.dataset.info.simulation ?? null)));
@@ -89,7 +95,7 @@ export async function computeNormStats(
       computedWith: { ...normStatsProvenance(config), ...(simulation && { simulation }) },
     },
     frames: n,
-    actionRows: n * config.model.action_horizon,
+    actionRows: n * horizon,
   };
 }
 
@@ -112,7 +118,13 @@ export interface GatheredChunks {
  */
 export async function gatherChunks(
   config: TrainConfig,
-  opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
+  opts: {
+    maxFrames?: number;
+    cwd?: string;
+    onProgress?: (done: number, total: number) => void;
+    /** Steps per chunk (default: the model's). */
+    horizon?: number;
+  } = {},
 ): Promise<GatheredChunks> {
   const robots = robotsOf(config);
   if (robots.length > 1) {
@@ -121,7 +133,7 @@ export async function gatherChunks(
     );
   }
   const pipelines = (await openPipelines(config, opts.cwd)).map((s) => s.pipeline);
-  const horizon = config.model.action_horizon;
+  const horizon = opts.horizon ?? config.model.action_horizon;
   const { stateDim, actionDim } = pipelines[0]!;
   const total = pipelines.reduce((n, p) => n + p.dataset.numFrames, 0);
   const want = Math.min(total, opts.maxFrames ?? total);

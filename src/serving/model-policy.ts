@@ -81,8 +81,9 @@ export class ModelPolicy implements Policy {
     return new ModelPolicy(model, transforms, robot, ctx.metadata, ctx.seed ?? null, noiseScale);
   }
 
+  /** The steps of each chunk served: the robot's own (`data.action_horizon`) where fewer than the model's. */
   get horizon(): number {
-    return this.model.horizon;
+    return this.model.config.data.action_horizon ?? this.model.horizon;
   }
 
   async inferBatch(requests: PolicyRequest[]): Promise<PolicyResult[]> {
@@ -131,11 +132,12 @@ export class ModelPolicy implements Policy {
     // The model's float32 chunks, turned into the robot's in place.
     const actions = applyOutputs(this.transforms, f).actions as Float32Array;
     const per = m.horizon * m.actionDim;
+    const served = this.horizon;
     const inferMs = (performance.now() - t0) / b;
     return requests.map(
       (_, i): PolicyResult => ({
-        actions: actions.subarray(i * per, (i + 1) * per),
-        horizon: m.horizon,
+        actions: actions.subarray(i * per, i * per + served * m.actionDim),
+        horizon: served,
         actionDim: m.actionDim,
         inferMs,
         ...(failures[i] && {

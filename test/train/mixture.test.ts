@@ -76,12 +76,32 @@ describe('a mixture of robots', () => {
         augment: null,
         mixture: [
           { dataset: aloha, weight: 1 },
-          { dataset: arm, weight: 1, robot: 'single_arm_sim', delta_action_mask: null },
+          // The arm's chunks reach 2 of the model's 4 steps (as a 15 Hz arm beside a 50 Hz ALOHA).
+          { dataset: arm, weight: 1, robot: 'single_arm_sim', delta_action_mask: null, action_horizon: 2 },
         ],
       },
       train: { steps: 2, batch_size: 8, log_interval: 1, save_interval: 2, keep_period: null },
     });
   }, 60_000);
+
+  it("refuses chunk steps beyond the model's, or two for one robot, naming the entry", () => {
+    const entries = config.data.mixture!;
+    const withSteps = (a: number | null, b: number | null) =>
+      TrainConfig.safeParse({
+        ...config,
+        data: {
+          ...config.data,
+          mixture: [entries[0], { ...entries[1], action_horizon: a }, { ...entries[1], action_horizon: b }],
+        },
+      });
+    expect(withSteps(2, 2).success).toBe(true);
+    expect(JSON.stringify(withSteps(5, 5).error?.issues)).toMatch(
+      /"path":\["data","mixture",1,"action_horizon"\],"message":"expected at most model.action_horizon \(4\) steps, got 5"/,
+    );
+    expect(JSON.stringify(withSteps(2, 3).error?.issues)).toMatch(
+      /"path":\["data","mixture",2,"action_horizon"\],"message":"expected 2 as robot single_arm_sim's other datasets, got 3"/,
+    );
+  });
 
   it('keeps norm stats per robot, pads each robot into one layout, names the robot in the prompt', async () => {
     await expect(computeNormStats(config)).rejects.toThrow(
@@ -93,6 +113,8 @@ describe('a mixture of robots', () => {
       ['single_arm_sim', 'single_arm_sim', 'assets/single_arm_sim/norm_stats.json'],
     ]);
     expect(per.map((p) => p.result.stats.state.mean.length)).toEqual([14, 8]);
+    // Each robot's action stats over its own chunk steps: ALOHA's 4, the arm's 2.
+    expect(per.map((p) => p.result.actionRows / p.result.frames)).toEqual([4, 2]);
     // Each robot's own numbers: ALOHA's states sit near +5, the arm's near -3.
     expect(per[0]!.result.stats.state.mean[0]).toBeGreaterThan(4);
     expect(per[1]!.result.stats.state.mean[0]).toBeLessThan(-2);
@@ -117,6 +139,8 @@ describe('a mixture of robots', () => {
     expect([...b.imageMask]).toEqual([1, 1, 1, 1, 1, 0]);
     expect([...b.state.subarray(14 + 8, 28)]).toEqual(new Array(6).fill(0));
     expect([...b.actions.subarray(4 * 14 + 8, 4 * 14 + 14)]).toEqual(new Array(6).fill(0));
+    // ALOHA's chunk trains all 4 steps (its episodes run past them), the arm's its first 2.
+    expect([...b.actionPad]).toEqual([0, 0, 0, 0, 0, 0, 1, 1]);
     data.close();
   });
 
@@ -160,15 +184,16 @@ describe('a mixture of robots', () => {
     );
 
     // Over the wire: one server per robot from the one checkpoint, each answering its robot's chunks.
-    for (const [robot, ad] of [
-      ['aloha_sim', 14],
-      ['single_arm_sim', 8],
+    // Each robot gets its own chunk steps: ALOHA the model's 4, the arm its 2.
+    for (const [robot, ad, steps] of [
+      ['aloha_sim', 14, 4],
+      ['single_arm_sim', 8, 2],
     ] as const) {
       const { server } = await serveCheckpointLocally(ckpt, { robot, backend: 'wasm' });
       const client = await PolicyClient.connect(server.url);
       try {
         const reply = await client.infer(exampleObservation(loadRobot(robot), { prompt: 'do it' }));
-        expect([reply.horizon, reply.actionDim]).toEqual([4, ad]);
+        expect([reply.horizon, reply.actionDim]).toEqual([steps, ad]);
         expect(reply.actions.every(Number.isFinite)).toBe(true);
       } finally {
         await client.close();
