@@ -333,7 +333,7 @@ export function register(program: Command): void {
       for (const { file, result } of robots) {
         writeNormStats(file, result.stats);
         console.log(
-          `${path.relative(process.cwd(), file)}: ${result.frames} frames, ${result.actionRows} action rows (horizon ${config.model.action_horizon}), ${((Date.now() - started) / 1000).toFixed(1)} s`,
+          `${path.relative(process.cwd(), file)}: ${result.frames} frames, ${result.actionRows} action rows (horizon ${result.actionRows / Math.max(1, result.frames)}), ${((Date.now() - started) / 1000).toFixed(1)} s`,
         );
       }
     });
