@@ -124,11 +124,9 @@ export function register(program: Command): void {
                   workers: intOption('workers', opts.workers, 1)!,
                   seed: intOption('seed', opts.seed, 0)!,
                   videos: 1,
-                  // One folder per checkpoint: two checkpoints of one task must not share their videos.
-                  videoDir: path.join(
-                    opts.out,
-                    `${path.basename(dir)}${runs.filter((r) => r.dir === dir).length > 1 ? `_${task}` : ''}${swapPrompts ? '_swapped' : ''}`,
-                  ),
+                  // One folder per checkpoint: two checkpoints of one task must not share their videos (a
+                  // checkpoint's tasks do not collide: each video is named by its task).
+                  videoDir: path.join(opts.out, `${path.basename(dir)}${swapPrompts ? '_swapped' : ''}`),
                   swapPrompts,
                 },
                 (r) => {
