@@ -95,7 +95,7 @@ export function register(program: Command): void {
     .option('--set <key=value>', 'override a config field (repeatable)', collect, [])
     .action(async (configName: string | undefined, opts: ServeOpts) => {
       const { loadRobot, resolveConfig, validate } = await import('../config/load.js');
-      const { robotsOf } = await import('../config/mixture.js');
+      const { trainedRobot } = await import('../config/mixture.js');
       const { ServeConfig } = await import('../config/schema.js');
       const { readCheckpointConfig } = await import('../serving/local.js');
       const { inlineRunner, workerRunner } = await import('../serving/runner.js');
@@ -115,12 +115,12 @@ export function register(program: Command): void {
         throw new UserError('vla serve: expected --robot NAME (or a config or checkpoint naming one)');
       const robot = loadRobot(robotName);
       // A checkpoint trained on several robots serves any of them, each with its own norm stats.
-      const robots = config ? robotsOf(config) : [];
-      if (config && opts.robot && !robots.includes(opts.robot)) {
-        throw new UserError(
-          `--robot ${opts.robot}: the ${opts.checkpoint ? 'checkpoint' : 'config'} is for ${robots.join(', ')}`,
+      if (config)
+        trainedRobot(
+          config,
+          opts.robot,
+          opts.checkpoint ? `--robot: checkpoint ${opts.checkpoint}` : `--robot: config ${config.name}`,
         );
-      }
       const serve = validate(
         ServeConfig,
         {

@@ -37,6 +37,20 @@ export function robotsOf(config: TrainConfig): string[] {
   return robots;
 }
 
+/**
+ * The robot a config's policy runs for: `robot` where the config trains it (any of a mixture's robots),
+ * its own robot where none is asked; an error naming `what` and the robots it knows otherwise.
+ */
+export function trainedRobot(config: TrainConfig, robot: string | undefined, what: string): string {
+  const robots = robotsOf(config);
+  if (robot !== undefined && !robots.includes(robot)) {
+    throw new UserError(
+      `${what} was trained for robot${robots.length > 1 ? 's' : ''} ${robots.join(', ')}, not ${robot}`,
+    );
+  }
+  return robot ?? config.robot;
+}
+
 /** Whether the config mixes robots (its prompts then name each sample's robot). */
 export function mixesRobots(config: TrainConfig): boolean {
   return robotsOf(config).length > 1;

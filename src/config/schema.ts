@@ -402,34 +402,21 @@ export const TrainConfig = z
         message: `expected fewer steps than model.action_horizon (${h}), got ${c.train.rtc.max_delay}`,
       });
     }
-    // A robot's chunk steps fit in the model's, and one robot's datasets agree on them.
-    const steps = new Map<string, number | null>();
-    const own = c.data.action_horizon;
-    const check = (got: number | null, path: PropertyKey[], robot: string) => {
-      if (got !== null && got > h)
+    // A robot's chunk steps fit in the model's (that one robot's datasets agree is openPipelines' check).
+    const steps: Array<[number | null | undefined, PropertyKey[]]> = [
+      [c.data.action_horizon, ['data', 'action_horizon']],
+      ...(c.data.mixture ?? []).map((e, i): [number | null | undefined, PropertyKey[]] => [
+        e.action_horizon,
+        ['data', 'mixture', i, 'action_horizon'],
+      ]),
+    ];
+    for (const [got, path] of steps) {
+      if (typeof got === 'number' && got > h)
         ctx.addIssue({
           code: 'custom',
           path,
           message: `expected at most model.action_horizon (${h}) steps, got ${got}`,
         });
-      const before = steps.get(robot);
-      if (before !== undefined && before !== got)
-        ctx.addIssue({
-          code: 'custom',
-          path,
-          message: `expected ${before ?? 'null'} as robot ${robot}'s other datasets, got ${got ?? 'null'}`,
-        });
-      steps.set(robot, got);
-    };
-    if (c.data.mixture === null) check(own, ['data', 'action_horizon'], c.robot);
-    else
-      c.data.mixture.forEach((e, i) => {
-        const robot = e.robot ?? c.robot;
-        check(
-          e.action_horizon !== undefined ? e.action_horizon : robot === c.robot ? own : null,
-          ['data', 'mixture', i, 'action_horizon'],
-          robot,
-        );
-      });
+    }
   });
 export type TrainConfig = z.infer<typeof TrainConfig>;

@@ -79,9 +79,10 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
 
 /**
  * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
- * one robot's datasets must share fps and the state and action shapes, or their chunks would mean
- * different things; the error names the entry, its dataset and the field. Robots may differ in fps, as
- * π0's robots do (ALOHA at 50 Hz, DROID at 15 Hz): a chunk is so many of its robot's control steps.
+ * one robot's datasets must share fps, chunk steps (`action_horizon`) and the state and action shapes,
+ * or their chunks would mean different things; the error names the entry, its dataset and the field.
+ * Robots may differ in fps, as π0's robots do (ALOHA at 50 Hz, DROID at 15 Hz): a chunk is so many of
+ * its robot's control steps.
  */
 export async function openPipelines(
   config: TrainConfig,
@@ -99,6 +100,8 @@ export async function openPipelines(
     if (same) {
       if (info.fps !== same.pipeline.dataset.info.fps)
         throw disagree(same.source, 'fps', info.fps, same.pipeline.dataset.info.fps);
+      const [steps, sameSteps] = [source.config.data.action_horizon, same.source.config.data.action_horizon];
+      if (steps !== sameSteps) throw disagree(same.source, 'action_horizon', steps, sameSteps);
       for (const key of ['observation.state', 'action']) {
         const [want, got] = [same.pipeline.dataset.info.features[key]?.shape, info.features[key]?.shape];
         if (JSON.stringify(got) !== JSON.stringify(want))

@@ -8,7 +8,14 @@ import * as tf from '@tensorflow/tfjs-core';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
-import { assetIdFor, promptsNameRobot, robotConfig, robotPrompt, robotsOf } from '../config/mixture.js';
+import {
+  assetIdFor,
+  promptsNameRobot,
+  robotConfig,
+  robotPrompt,
+  robotsOf,
+  trainedRobot,
+} from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import { TrainConfig } from '../config/schema.js';
 import {
@@ -183,13 +190,8 @@ export async function loadPolicyModel(
     YAML.parse(readFileSync(configFile, 'utf8')),
     () => `${configFile}: `,
   );
+  const runFor = trainedRobot(trained, forRobot, `checkpoint ${checkpointDir}`);
   const robots = robotsOf(trained);
-  const runFor = forRobot ?? trained.robot;
-  if (!robots.includes(runFor)) {
-    throw new UserError(
-      `checkpoint ${checkpointDir} was trained for robot${robots.length > 1 ? 's' : ''} ${robots.join(', ')}, not ${runFor}`,
-    );
-  }
   const mixed = robots.length > 1;
   const config = mixed ? robotConfig(trained, runFor) : trained;
   const dims = modelDims(config.model);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import YAML from 'yaml';
 import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
-import { robotsOf } from '../config/mixture.js';
+import { trainedRobot } from '../config/mixture.js';
 import { TrainConfig } from '../config/schema.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { PolicyContext } from './policy.js';
@@ -35,17 +35,6 @@ export interface CheckpointOptions {
   sampler?: SamplerChoice;
 }
 
-/** The robot a checkpoint serves: `robot` where it trained on it, else an error naming the robots it knows. */
-export function servedRobot(dir: string, config: TrainConfig, robot?: string): string {
-  const robots = robotsOf(config);
-  if (robot !== undefined && !robots.includes(robot)) {
-    throw new UserError(
-      `--robot ${robot}: checkpoint ${dir} was trained for ${robots.join(', ')}, not ${robot}`,
-    );
-  }
-  return robot ?? config.robot;
-}
-
 /** What a checkpoint's policy is built with: its robot, horizon, metadata and prompt, and the caller's choices. */
 export function checkpointContext(config: TrainConfig, opts: CheckpointOptions = {}): PolicyContext {
   return {
@@ -65,7 +54,7 @@ export async function serveCheckpointLocally(
   opts: CheckpointOptions = {},
 ): Promise<{ server: PolicyServer; config: TrainConfig; noiseScale: number }> {
   const config = readCheckpointConfig(dir);
-  const robot = servedRobot(dir, config, opts.robot);
+  const robot = trainedRobot(config, opts.robot, `checkpoint ${dir}`);
   const ctx = checkpointContext(config, { ...opts, robot });
   const noiseScale = ctx.noiseScale!;
   // The simulation rolling out against this server shares the cores: a two-thread sampler waits on its

@@ -48,5 +48,11 @@ describe('vla serve (a real process)', () => {
 
     const bad = start(['--robot', 'droid', '--policy', 'ones']);
     await expect(bad.ready).rejects.toThrow(/--policy ones: expected zeros, sleep:MS, or replay:DATASET/);
+
+    // A robot the config never trains is refused, naming the robots it does.
+    const other = start(['pi0_aloha', '--robot', 'droid', '--policy', 'zeros']);
+    await expect(other.ready).rejects.toThrow(
+      /--robot: config pi0_aloha was trained for robot aloha, not droid/,
+    );
   });
 });

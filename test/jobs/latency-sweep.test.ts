@@ -152,19 +152,7 @@ describe.runIf(process.env.VLA_SLOW && existsSync(shipped))('vla sim sweep (slow
       await expect(
         run(
           process.execPath,
-          [
-            VLA,
-            'sim',
-            'sweep',
-            '--task',
-            'pick_place',
-            '--checkpoint',
-            shipped,
-            '--checkpoint',
-            path.join(ROOT, 'checkpoints/base/transfer_cube_ft50'),
-            '--out',
-            out,
-          ],
+          [VLA, ...args, '--checkpoint', path.join(ROOT, 'checkpoints/base/transfer_cube_ft50')],
           { encoding: 'utf8' },
         ),
       ).rejects.toMatchObject({
