@@ -100,7 +100,13 @@ describe('a mixture of robots', () => {
     );
     // Two chunk lengths for one robot: refused where its datasets are opened, as two fps would be.
     const arm = entries[1]!.dataset;
-    const opts = { imageSize: 32, horizon: 4, normStats: new Map(), cacheDir: path.join(tmp, 'cache'), cwd: tmp };
+    const opts = {
+      imageSize: 32,
+      horizon: 4,
+      normStats: new Map(),
+      cacheDir: path.join(tmp, 'cache'),
+      cwd: tmp,
+    };
     await expect(openTrainingData(withSteps(2, 3).data!, opts)).rejects.toThrow(
       `config mix_test: data.mixture[2].dataset (${arm}): action_horizon 3, expected 2 as data.mixture[1].dataset (${arm})`,
     );
