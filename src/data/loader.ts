@@ -3,6 +3,7 @@
  * episode; batches come in a seeded permutation per epoch, so the batch of a step depends on
  * (seed, step, batch size) alone and a resumed run sees exactly the data an uninterrupted one would.
  */
+import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { type DataSource, mixesRobots, promptsNameRobot, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
@@ -312,7 +313,14 @@ export async function openTrainingData(
     loaders,
     sources.map((s) => s.source.weight),
     named ? robots : null,
+    sourceNames(sources.map((s) => s.source.dataset)),
   );
+}
+
+/** Each dataset's folder name, numbered where two entries read the same one (`sim_push#2`). */
+function sourceNames(datasets: string[]): string[] {
+  const base = datasets.map((d) => path.basename(d));
+  return base.map((b, i) => (base.indexOf(b) === i && base.lastIndexOf(b) === i ? b : `${b}#${i + 1}`));
 }
 
 /** The stats a source normalizes with: its asset's, where they are given per asset. */

@@ -58,7 +58,13 @@ export class MixtureData {
     weights: number[],
     /** Each source's robot, for a mixture of robots (prompts name them); null for one robot. */
     private readonly robots: string[] | null = null,
+    /** Each source's name (its dataset's), for the loss per dataset: batches say each sample's source. */
+    readonly sourceNames: string[] = sources.map((_, i) => `source ${i}`),
   ) {
+    if (sourceNames.length !== sources.length || sources.length > 255)
+      throw new Error(
+        `mixture: expected a name for each of 1..255 sources, got ${sourceNames.length} names for ${sources.length}`,
+      );
     const s0 = sources[0]!;
     for (const [i, s] of sources.entries()) {
       if (s.imageSize !== s0.imageSize || s.horizon !== s0.horizon)
@@ -145,6 +151,7 @@ export class MixtureData {
       actionPad: new Uint8Array(B * H),
       prompts: new Array<string>(B),
       ...(widths.size > 1 && { actionDims: new Int32Array(B) }),
+      sources: new Uint8Array(B),
     };
     // Each sample's slices, copied from its source's batch to its position, padded to the mixture's layout.
     for (const [s, { rows: sub, at }] of bySource.entries()) {
@@ -163,6 +170,7 @@ export class MixtureData {
         out.actionPad.set(part.actionPad.subarray(i * H, (i + 1) * H), b * H);
         out.prompts[b] = this.robots ? robotPrompt(this.robots[s]!, part.prompts[i]!) : part.prompts[i]!;
         if (out.actionDims) out.actionDims[b] = pad;
+        out.sources![b] = s;
       });
     }
     return out;

@@ -762,6 +762,7 @@ export class Pi0 {
       tf.tensor3d(target, v.shape),
       pad,
       typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
+      opts.perSample,
     );
   }
 
@@ -1272,47 +1273,66 @@ export function flowTargets(
 /**
  * Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1)
  * and the action dims past `lossDims` (one count for the batch, or each sample's: a mixture of robots).
+ * With `perSample`, also each sample's summed error and scored entries (rows past its length fold
+ * onto row `i mod length`: the draws of one observation).
  */
 export function maskedMse(
   v: tf.Tensor3D,
   target: tf.Tensor3D,
   pad: Uint8Array,
   lossDims?: number | Int32Array,
+  perSample?: SampleLoss,
 ): tf.Scalar {
   const [b, h, a] = v.shape;
   const dimsOf = (i: number) =>
     Math.min(a, lossDims === undefined ? a : typeof lossDims === 'number' ? lossDims : lossDims[i]!);
   const err = tf.sub(v, target);
+  const keptOf = new Float64Array(b);
+  let sq: tf.Tensor3D;
   if (typeof lossDims !== 'object') {
     const dims = dimsOf(0);
     const weight = new Float32Array(b * h);
-    let kept = 0;
     for (let i = 0; i < weight.length; i++) {
       weight[i] = pad[i] ? 0 : 1;
-      kept += weight[i]!;
+      keptOf[Math.floor(i / h)]! += weight[i]! * dims;
     }
-    let sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
+    sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, 1]));
     if (dims < a) {
       const dimWeight = new Float32Array(a).fill(1, 0, dims);
       sq = tf.mul(sq, tf.tensor3d(dimWeight, [1, 1, a]));
     }
-    return tf.div(tf.sum(sq), Math.max(1, kept) * dims) as tf.Scalar;
+  } else {
+    // Per sample: the weight of (sample, step, dim) is 1 inside both its episode and its robot's dims.
+    const weight = new Float32Array(b * h * a);
+    for (let i = 0; i < b; i++) {
+      const dims = dimsOf(i);
+      for (let t = 0; t < h; t++) {
+        if (pad[i * h + t]) continue;
+        weight.fill(1, (i * h + t) * a, (i * h + t) * a + dims);
+        keptOf[i]! += dims;
+      }
+    }
+    sq = tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, a]));
   }
-  // Per sample: the weight of (sample, step, dim) is 1 inside both its episode and its robot's dims.
-  const weight = new Float32Array(b * h * a);
-  let kept = 0;
-  for (let i = 0; i < b; i++) {
-    const dims = dimsOf(i);
-    for (let t = 0; t < h; t++) {
-      if (pad[i * h + t]) continue;
-      weight.fill(1, (i * h + t) * a, (i * h + t) * a + dims);
-      kept += dims;
+  if (perSample) {
+    // A side reading, outside the loss's graph: what each sample contributes, for logging.
+    const rows = perSample.err.length;
+    const perRow = tf.sum(sq, [1, 2]);
+    const sums = perRow.dataSync();
+    perRow.dispose();
+    for (let i = 0; i < b; i++) {
+      perSample.err[i % rows]! += sums[i]!;
+      perSample.kept[i % rows]! += keptOf[i]!;
     }
   }
-  return tf.div(
-    tf.sum(tf.mul(tf.mul(err, err), tf.tensor3d(weight, [b, h, a]))),
-    Math.max(1, kept),
-  ) as tf.Scalar;
+  const kept = keptOf.reduce((x, y) => x + y, 0);
+  return tf.div(tf.sum(sq), Math.max(1, kept)) as tf.Scalar;
+}
+
+/** Each sample's part of a flow loss: its summed squared error and the count of entries scored. */
+export interface SampleLoss {
+  err: Float64Array;
+  kept: Float64Array;
 }
 
 export interface FlowLossOptions {
@@ -1325,6 +1345,8 @@ export interface FlowLossOptions {
   samples?: number;
   /** [B] training-time real-time chunking: each sample's first steps given clean and not scored. */
   delays?: Int32Array;
+  /** Where to add each sample's part of the loss ([B] each; the flow variants fill it). */
+  perSample?: SampleLoss;
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */

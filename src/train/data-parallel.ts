@@ -18,7 +18,7 @@ import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { ModelDims } from '../model/config.js';
 import type { FastTokenizerSpec } from '../model/fast-tokenizer.js';
-import { type Observation, type Pi0, prepareInputs } from '../model/pi0.js';
+import { type Observation, type Pi0, prepareInputs, type SampleLoss } from '../model/pi0.js';
 import { startWorker } from '../threads.js';
 
 /** What one replica needs to compute its part's flow-matching gradients. */
@@ -41,6 +41,8 @@ export interface StepInputs {
 export interface LossOptions {
   samples: number;
   lossDims?: number;
+  /** Also each sample's part of the loss (a mixture's loss per dataset). */
+  perSample?: boolean;
 }
 
 /** Rows [from, to) of a step's inputs. */
@@ -89,18 +91,25 @@ export function flowGradients(
   trainable: Map<string, tf.Variable>,
   x: StepInputs,
   opts: LossOptions,
-): { loss: tf.Scalar; grads: Map<string, tf.Tensor> } {
+): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; perSample?: SampleLoss } {
   const inp = prepareInputs(dims, x.obs);
+  const b = x.obs.batchSize;
+  const perSample = opts.perSample ? { err: new Float64Array(b), kept: new Float64Array(b) } : undefined;
   const { value, grads } = tf.variableGrads(
     () =>
       model.flowLoss(params, inp, x.actions, x.actionPad, x.noise, x.times, {
-        ...opts,
+        samples: opts.samples,
         lossDims: x.lossDims ?? opts.lossDims,
         delays: x.delays,
+        perSample,
       }),
     [...trainable.values()],
   );
-  return { loss: value, grads: new Map([...trainable].map(([n, v]) => [n, grads[v.name]!])) };
+  return {
+    loss: value,
+    grads: new Map([...trainable].map(([n, v]) => [n, grads[v.name]!])),
+    ...(perSample && { perSample }),
+  };
 }
 
 /** Where each parameter sits in the flat shared buffers, in the trainer's parameter order. */
@@ -180,6 +189,8 @@ export class Replicas {
   private seq = 0;
   private dirtyAll = true;
   private closed = false;
+  /** Whether the step in flight asked for each sample's part of the loss. */
+  private perSample = false;
 
   private constructor(
     readonly layout: Layout,
@@ -276,14 +287,18 @@ export class Replicas {
       readInto(params.get(l.names[i]!)!, this.weights, l.offsets[i]!);
     }
     this.dirtyAll = false;
+    this.perSample = opts.perSample === true;
     this.seq++;
     for (const [i, r] of this.replicas.entries()) {
       r.port.postMessage({ type: 'step', seq: this.seq, all, inputs: parts[i], opts });
     }
   }
 
-  /** Waits for every replica's gradients; returns, per replica, its loss and gradients (flat, in layout order). */
-  collect(): Array<{ loss: number; grads: Float32Array }> {
+  /**
+   * Waits for every replica's gradients; returns, per replica, its loss and gradients (flat, in layout
+   * order), and each sample's part of the loss where the step asked for it.
+   */
+  collect(): Array<{ loss: number; grads: Float32Array; perSample?: SampleLoss }> {
     const deadline = Date.now() + STEP_TIMEOUT_MS;
     return this.replicas.map((r, i) => {
       const word = i * 4 + DONE;
@@ -298,7 +313,17 @@ export class Replicas {
           throw new Error(`data-parallel replica ${i + 1} gave no gradients in ${STEP_TIMEOUT_MS / 1000} s`);
         Atomics.wait(this.control, word, v, 1000);
       }
-      return { loss: this.losses[i]!, grads: r.grads };
+      // Posted before the replica marked its step done, so it is waiting on the port now.
+      const samples = this.perSample
+        ? (receiveMessageOnPort(r.port)?.message as { type: string; perSample?: SampleLoss } | undefined)
+        : undefined;
+      if (this.perSample && samples?.type !== 'samples')
+        throw new Error(`data-parallel replica ${i + 1} sent no per-sample loss`);
+      return {
+        loss: this.losses[i]!,
+        grads: r.grads,
+        ...(samples?.perSample && { perSample: samples.perSample }),
+      };
     });
   }
 

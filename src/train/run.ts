@@ -83,6 +83,17 @@ export interface RunTrainingResult {
   loss: number;
 }
 
+/** `loss/<dataset>`: each dataset's mean loss over what it scored since the last line (none: left out). */
+export function sourceLosses(
+  names: string[],
+  sums: { err: Float64Array; kept: Float64Array },
+): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const [i, name] of names.entries())
+    if (sums.kept[i]! > 0) out[`loss/${name}`] = sums.err[i]! / sums.kept[i]!;
+  return out;
+}
+
 /**
  * openpi keeps norm stats under assets/<config>/<asset_id>/; a plain assets/<asset_id>/ is accepted too.
  * With `data.assets_dir` (say a base checkpoint's assets), only `<assets_dir>/<asset_id>/`.
@@ -285,6 +296,11 @@ async function train(
       );
       log(`eval at step ${trainer.step}: ${summary}`);
     };
+    // A mixture's loss per dataset, summed over each log interval (one step's few samples are noise).
+    // The same since the last checkpoint, for the log.
+    const names = data.sourceNames ?? [];
+    const sums = () => ({ err: new Float64Array(names.length), kept: new Float64Array(names.length) });
+    const [bySource, sinceSave] = [sums(), sums()];
     while (trainer.step < t.steps) {
       if (opts.signal?.aborted) break;
       const t0 = performance.now();
@@ -292,19 +308,39 @@ async function train(
       const r = trainer.trainStep(batch);
       const samplesPerSec = (batch.size * 1000) / (performance.now() - t0);
       loss = r.loss;
+      if (r.perSample && batch.sources) {
+        for (const [i, s] of batch.sources.entries()) {
+          for (const acc of [bySource, sinceSave]) {
+            acc.err[s]! += r.perSample.err[i]!;
+            acc.kept[s]! += r.perSample.kept[i]!;
+          }
+        }
+      }
       opts.onProgress?.({ step: trainer.step, totalSteps: t.steps, ...r, samplesPerSec });
       if (trainer.step % t.log_interval === 0 || trainer.step === t.steps) {
         const line = {
           step: trainer.step,
           loss: r.loss,
+          ...sourceLosses(names, bySource),
           grad_norm: r.gradNorm,
           lr: r.lr,
           samples_per_s: samplesPerSec,
           time: new Date().toISOString(),
         };
+        bySource.err.fill(0);
+        bySource.kept.fill(0);
         appendFileSync(metrics, `${JSON.stringify(line)}\n`);
       }
-      if (trainer.step % t.save_interval === 0 || trainer.step === t.steps) await save();
+      if (trainer.step % t.save_interval === 0 || trainer.step === t.steps) {
+        await save();
+        const per = Object.entries(sourceLosses(names, sinceSave));
+        if (per.length > 0)
+          log(
+            `loss by dataset since the last checkpoint: ${per.map(([k, v]) => `${k.slice(5)} ${Number(v.toPrecision(4))}`).join(', ')}`,
+          );
+        sinceSave.err.fill(0);
+        sinceSave.kept.fill(0);
+      }
       if (
         opts.evaluate &&
         t.eval_interval !== null &&

@@ -11,7 +11,7 @@ import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, type ModelDims, modelDims } from '../model/config.js';
 import type { FastTokenizer } from '../model/fast-tokenizer.js';
 import { isLoraParam, matchesAny, type Params } from '../model/params.js';
-import { batchObservation, Pi0, sampleFlowTimes } from '../model/pi0.js';
+import { batchObservation, Pi0, type SampleLoss, sampleFlowTimes } from '../model/pi0.js';
 import { Rng } from '../model/rng.js';
 import type { Batch } from '../transforms/batch.js';
 import { augmentImages } from './augment.js';
@@ -35,6 +35,8 @@ export interface TrainingDataSource {
   actionDim: number;
   /** The batch for a step; the same (step, batchSize, seed) always gives the same batch. */
   batchAt(step: number, batchSize: number, seed: number): Batch | Promise<Batch>;
+  /** A mixture's datasets, which its batches' `sources` index: the loss is logged per dataset. */
+  sourceNames?: string[];
 }
 
 let nextTrainerId = 0;
@@ -43,6 +45,8 @@ export interface StepResult {
   loss: number;
   gradNorm: number;
   lr: number;
+  /** Each sample's part of the loss, where the batch came from a mixture (it says each one's source). */
+  perSample?: SampleLoss;
 }
 
 export class Trainer {
@@ -153,8 +157,12 @@ export class Trainer {
       ...(robotDims && batch.actionDims && { lossDims: batch.actionDims }),
       ...(delays && { delays }),
     };
-    const opts: LossOptions = { samples: k, lossDims: robotDims ? batch.actionDim : undefined };
-    const { loss: value, grads, sumSquares } = this.gradients(inputs, opts);
+    const opts: LossOptions = {
+      samples: k,
+      lossDims: robotDims ? batch.actionDim : undefined,
+      ...(batch.sources && { perSample: true }),
+    };
+    const { loss: value, grads, sumSquares, perSample } = this.gradients(inputs, opts);
     const named: tf.NamedTensorMap = Object.fromEntries(grads);
     const gradNorm = sumSquares === undefined ? globalNorm(named) : Math.sqrt(sumSquares);
     const clip = t.optimizer.clip_grad_norm;
@@ -174,7 +182,7 @@ export class Trainer {
     this.step++;
     if (!Number.isFinite(loss))
       throw new Error(`loss became ${loss} at step ${this.step}: lower train.schedule.peak_lr`);
-    return { loss, gradNorm, lr };
+    return { loss, gradNorm, lr, ...(perSample && { perSample }) };
   }
 
   /**
@@ -219,7 +227,7 @@ export class Trainer {
   private gradients(
     x: StepInputs,
     opts: LossOptions,
-  ): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; sumSquares?: number } {
+  ): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; sumSquares?: number; perSample?: SampleLoss } {
     const w: Params = this.params;
     const b = x.obs.batchSize;
     const reps = this.replicas;
@@ -227,7 +235,7 @@ export class Trainer {
     const parts = partBounds(b, reps.count + 1).map(([from, to]) => sliceInputs(x, from, to, opts.samples));
     reps.dispatch(w, parts.slice(1), opts);
     const own = flowGradients(this.model, this.dims, w, this.trainable, parts[0]!, opts);
-    let results: Array<{ loss: number; grads: Float32Array }>;
+    let results: ReturnType<Replicas['collect']>;
     try {
       results = reps.collect();
     } catch (e) {
@@ -269,7 +277,18 @@ export class Trainer {
     let loss = weight[0]! * own.loss.dataSync()[0]!;
     for (const [r, res] of results.entries()) loss += weight[r + 1]! * res.loss;
     own.loss.dispose();
-    return { loss: tf.scalar(loss), grads, sumSquares };
+    // The parts are consecutive rows: their per-sample parts laid end to end are the batch's.
+    let perSample: SampleLoss | undefined;
+    if (own.perSample) {
+      perSample = { err: new Float64Array(b), kept: new Float64Array(b) };
+      let at = 0;
+      for (const p of [own.perSample, ...results.map((r) => r.perSample!)]) {
+        perSample.err.set(p.err, at);
+        perSample.kept.set(p.kept, at);
+        at += p.err.length;
+      }
+    }
+    return { loss: tf.scalar(loss), grads, sumSquares, ...(perSample && { perSample }) };
   }
 
   /** The weights used for inference and saved as params: the EMA where there is one. */

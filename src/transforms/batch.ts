@@ -36,6 +36,11 @@ export interface Batch {
    * (the flow loss leaves each sample's padding out); absent where every sample has `actionDim`.
    */
   actionDims?: Int32Array;
+  /**
+   * [B]: which of a mixture's datasets each sample was drawn from (the index into its `sourceNames`),
+   * for the loss per dataset; absent for one dataset.
+   */
+  sources?: Uint8Array;
 }
 
 /** batchAt's arguments, refused with the argument, what it expects and what it got. */

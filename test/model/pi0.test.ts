@@ -372,6 +372,29 @@ describe('flow matching', () => {
     expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad).data())[0]).toBeCloseTo(100 / a, 4);
   });
 
+  it("each sample's part of the loss adds up to the loss, per-sample dims and folded draws included", async () => {
+    const [b, h, a] = [4, 3, 5];
+    const target = new Rng(4).normals(b * h * a);
+    const wrong = target.slice();
+    for (let i = 0; i < h * a; i++) wrong[i]! += 1; // sample 0 (and its second draw, row 2) only
+    for (let i = 2 * h * a; i < 3 * h * a; i++) wrong[i]! += 2;
+    const v = tf.tensor3d(target, [b, h, a]);
+    const pad = new Uint8Array(b * h);
+    pad[h - 1] = 1; // sample 0's last step
+    const dims = Int32Array.from([5, 3, 4, 5]);
+    for (const lossDims of [undefined, 3, dims]) {
+      // Rows 2 and 3 are the second draws of observations 0 and 1.
+      const perSample = { err: new Float64Array(2), kept: new Float64Array(2) };
+      const loss = (await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims, perSample).data())[0]!;
+      const d = (i: number) =>
+        lossDims === undefined ? a : typeof lossDims === 'number' ? lossDims : dims[i]!;
+      expect([...perSample.kept]).toEqual([(h - 1) * d(0) + h * d(2), h * d(1) + h * d(3)]);
+      expect(perSample.err[0]).toBeCloseTo((h - 1) * d(0) * 1 + h * d(2) * 4, 4);
+      expect(perSample.err[1]).toBe(0);
+      expect(loss).toBeCloseTo(perSample.err[0]! / (perSample.kept[0]! + perSample.kept[1]!), 5);
+    }
+  });
+
   it('k flow samples per observation give the mean of k separate losses, the prefix run once', async () => {
     const d = tiny();
     const model = new Pi0(d);

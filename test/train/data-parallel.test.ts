@@ -112,12 +112,21 @@ describe('data-parallel training', () => {
     const tensors = tf.memory().numTensors;
     let padded = 0;
     for (let s = 0; s < 3; s++) {
-      const batch = data.batchAt(s, 5, 0);
+      // From step 1, as a mixture's batch: each sample's source, so each sample's part of the loss too.
+      const batch = { ...data.batchAt(s, 5, 0), ...(s > 0 && { sources: Uint8Array.from([0, 1, 1, 0, 1]) }) };
       padded += batch.actionPad.reduce((a, p) => a + p, 0);
       const a = one.trainStep(batch);
       const b = three.trainStep(batch);
       expect(b.loss).toBeCloseTo(a.loss, 5);
       expect(Math.abs(b.gradNorm - a.gradNorm) / a.gradNorm).toBeLessThan(1e-5);
+      if (s === 0) {
+        expect([a.perSample, b.perSample]).toEqual([undefined, undefined]);
+        continue;
+      }
+      const sum = (x: Float64Array) => x.reduce((p, q) => p + q, 0);
+      for (const r of [a, b]) expect(sum(r.perSample!.err) / sum(r.perSample!.kept)).toBeCloseTo(a.loss, 5);
+      expect([...b.perSample!.kept]).toEqual([...a.perSample!.kept]);
+      for (let i = 0; i < 5; i++) expect(b.perSample!.err[i]).toBeCloseTo(a.perSample!.err[i]!, 3);
     }
     // Chunks running past an episode's end weigh each part by its unpadded steps.
     expect(padded).toBeGreaterThan(0);

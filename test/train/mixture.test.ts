@@ -160,6 +160,14 @@ describe('a mixture of robots', () => {
     const runDir = path.join(tmp, 'run');
     const result = await runTraining({ config, runDir, resume: false, normStats: stats });
     expect(result.step).toBe(2);
+    // The loss per dataset beside the batch's, each line's from the samples each drew.
+    const lines = readFileSync(path.join(runDir, 'metrics.jsonl'), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as Record<string, number>);
+    const perSource = lines.flatMap((l) => Object.keys(l).filter((k) => k.startsWith('loss/')));
+    expect(new Set(perSource)).toEqual(new Set(['loss/aloha_sim', 'loss/single_arm_sim']));
+    for (const l of lines) for (const k of perSource) if (k in l) expect(l[k]).toBeGreaterThan(0);
     const ckpt = path.join(runDir, '2');
     for (const id of ['aloha_mix', 'single_arm_sim'])
       expect(existsSync(path.join(ckpt, 'assets', id, 'norm_stats.json'))).toBe(true);
