@@ -318,11 +318,18 @@ export function register(program: Command): void {
       const { computeRobotNormStats } = await import('../data/normstats.js');
       const { writeNormStats } = await import('../transforms/normalize.js');
       const { config } = resolveConfig(name, opts.set);
-      if (config.data.assets_dir) {
+      const { robotConfig, robotsOf } = await import('../config/mixture.js');
+      // A robot whose stats come from an assets_dir (its base's) keeps them; the others get theirs.
+      const kept = robotsOf(config).flatMap((robot) => {
+        const dir = robotConfig(config, robot).data.assets_dir;
+        return dir ? [`${robot} from ${dir}`] : [];
+      });
+      if (kept.length === robotsOf(config).length) {
         throw new UserError(
-          `${config.name} normalizes with the norm stats in data.assets_dir ${config.data.assets_dir} (its base's): stats of ${config.data.dataset ?? 'its dataset'} would not be used; nothing to compute (set data.assets_dir=null to compute this dataset's own)`,
+          `${config.name} normalizes with the norm stats in its assets_dir (its base's: ${kept.join('; ')}): stats of its data would not be used; nothing to compute (set data.assets_dir=null to compute the data's own)`,
         );
       }
+      if (kept.length > 0) console.log(`kept as they are (assets_dir): ${kept.join('; ')}`);
       const started = Date.now();
       // One file per robot (a mixture of robots keeps each robot's stats apart, as openpi per asset).
       const bar = progressBar('stats');

@@ -121,6 +121,7 @@ export function dataSources(config: TrainConfig): DataSource[] {
               : own
                 ? config.data.action_horizon
                 : null,
+          assets_dir: entry.assets_dir !== undefined ? entry.assets_dir : own ? config.data.assets_dir : null,
           camera_keys: own ? config.data.camera_keys : {},
           ...(entry.prompt !== null && { default_prompt: entry.prompt, prompt_from_task: false }),
         },
@@ -150,12 +151,14 @@ export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
             robot,
             delta_action_mask: all[i]!.config.data.delta_action_mask,
             action_horizon: all[i]!.config.data.action_horizon,
+            assets_dir: all[i]!.config.data.assets_dir,
           },
         ]
       : [],
   );
   // The robot's own settings (as its sources see them), not the first entry's prompt.
-  const { asset_id, adapt_to_pi, camera_keys, delta_action_mask, action_horizon } = first.config.data;
+  const { asset_id, adapt_to_pi, camera_keys, delta_action_mask, action_horizon, assets_dir } =
+    first.config.data;
   return {
     ...config,
     robot,
@@ -168,6 +171,7 @@ export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
       camera_keys,
       delta_action_mask,
       action_horizon,
+      assets_dir,
     },
   };
 }

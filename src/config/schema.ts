@@ -168,6 +168,12 @@ export const MixtureEntry = z.strictObject({
   delta_action_mask: z.array(z.boolean()).nullable().optional(),
   /** Its robot's chunk steps, where they differ from `data.action_horizon` (see there). */
   action_horizon: posInt.nullable().optional(),
+  /**
+   * Where its robot's norm stats are read from, as `data.assets_dir` (see there) for the config's robot:
+   * left out, an entry of the config's robot takes the config's, another robot none (its stats are
+   * computed by `vla data stats`). A base continued on more robots keeps the stats it learned with.
+   */
+  assets_dir: z.string().min(1).nullable().optional(),
 });
 export type MixtureEntry = z.infer<typeof MixtureEntry>;
 

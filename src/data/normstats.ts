@@ -11,7 +11,10 @@ export function normStatsFile(config: TrainConfig, cwd = process.cwd()): string 
   return path.join(cwd, 'assets', assetIdFor(config, config.robot), 'norm_stats.json');
 }
 
-/** Each robot's norm stats of the config (one robot but for a mixture of robots), with its asset and file. */
+/**
+ * Each robot's norm stats of the config (one robot but for a mixture of robots), with its asset and file;
+ * a robot that reads its stats from an `assets_dir` (its base's) is left out.
+ */
 export async function computeRobotNormStats(
   config: TrainConfig,
   opts: {
@@ -23,6 +26,7 @@ export async function computeRobotNormStats(
   const out = [];
   for (const robot of robotsOf(config)) {
     const rc = robotConfig(config, robot);
+    if (rc.data.assets_dir) continue;
     const result = await computeNormStats(rc, {
       maxFrames: opts.maxFrames,
       cwd: opts.cwd,

@@ -79,8 +79,8 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
 
 /**
  * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
- * one robot's datasets must share fps, chunk steps (`action_horizon`) and the state and action shapes,
- * or their chunks would mean different things; the error names the entry, its dataset and the field.
+ * one robot's datasets must share fps, chunk steps (`action_horizon`), norm stats (`assets_dir`) and
+ * the state and action shapes, or their chunks would mean different things; the error names the entry, its dataset and the field.
  * Robots may differ in fps, as π0's robots do (ALOHA at 50 Hz, DROID at 15 Hz): a chunk is so many of
  * its robot's control steps.
  */
@@ -102,6 +102,8 @@ export async function openPipelines(
         throw disagree(same.source, 'fps', info.fps, same.pipeline.dataset.info.fps);
       const [steps, sameSteps] = [source.config.data.action_horizon, same.source.config.data.action_horizon];
       if (steps !== sameSteps) throw disagree(same.source, 'action_horizon', steps, sameSteps);
+      const [dir, sameDir] = [source.config.data.assets_dir, same.source.config.data.assets_dir];
+      if (dir !== sameDir) throw disagree(same.source, 'assets_dir', dir, sameDir);
       for (const key of ['observation.state', 'action']) {
         const [want, got] = [same.pipeline.dataset.info.features[key]?.shape, info.features[key]?.shape];
         if (JSON.stringify(got) !== JSON.stringify(want))

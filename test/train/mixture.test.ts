@@ -18,8 +18,8 @@ import { computeNormStats, computeRobotNormStats } from '../../src/data/normstat
 import { createDataset } from '../../src/data/writer.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';
-import { runTraining } from '../../src/train/run.js';
-import type { AssetNormStats } from '../../src/transforms/normalize.js';
+import { findNormStats, runTraining } from '../../src/train/run.js';
+import { type AssetNormStats, writeNormStats } from '../../src/transforms/normalize.js';
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vla-mixture-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -151,6 +151,54 @@ describe('a mixture of robots', () => {
     // ALOHA's chunk trains all 4 steps (its episodes run past them), the arm's its first 2.
     expect([...b.actionPad]).toEqual([0, 0, 0, 0, 0, 0, 1, 1]);
     data.close();
+  });
+
+  it("reads one robot's norm stats from a base's assets_dir, computes the other's; one robot, one assets_dir", async () => {
+    const base = path.join(tmp, 'base_assets');
+    const armStats = (await computeRobotNormStats(config, { cwd: tmp }))[1]!.result.stats;
+    writeNormStats(path.join(base, 'arm_base', 'norm_stats.json'), armStats);
+    const entries = config.data.mixture!;
+    const continued = TrainConfig.parse({
+      ...config,
+      robot: 'single_arm_sim',
+      data: {
+        ...config.data,
+        asset_id: 'arm_base',
+        assets_dir: base,
+        mixture: [
+          { ...entries[1]!, robot: null },
+          { ...entries[0]!, robot: 'aloha_sim' },
+        ],
+      },
+    });
+    // The arm keeps its base's stats; only ALOHA's are computed, under its robot's name.
+    const per = await computeRobotNormStats(continued, { cwd: tmp });
+    expect(per.map((p) => [p.robot, path.relative(tmp, p.file)])).toEqual([
+      ['aloha_sim', 'assets/aloha_sim/norm_stats.json'],
+    ]);
+    writeNormStats(per[0]!.file, per[0]!.result.stats);
+    const found = findNormStats(continued, tmp) as AssetNormStats;
+    expect([...found.keys()]).toEqual(['arm_base', 'aloha_sim']);
+    expect(found.get('arm_base')).toEqual(armStats);
+    // Two entries of one robot reading two stats folders: refused where its datasets are opened.
+    const split = TrainConfig.parse({
+      ...continued,
+      data: {
+        ...continued.data,
+        mixture: [...continued.data.mixture!, { ...entries[1]!, robot: null, assets_dir: null }],
+      },
+    });
+    await expect(
+      openTrainingData(split, {
+        imageSize: 32,
+        horizon: 4,
+        normStats: found,
+        cacheDir: path.join(tmp, 'cache'),
+        cwd: tmp,
+      }),
+    ).rejects.toThrow(
+      `config mix_test: data.mixture[2].dataset (${entries[1]!.dataset}): assets_dir null, expected ${JSON.stringify(base)} as data.mixture[0].dataset (${entries[1]!.dataset})`,
+    );
   });
 
   it('trains a few steps and serves either robot from the one checkpoint, with its own stats', async () => {
