@@ -356,37 +356,49 @@ export function register(program: Command): void {
     .argument('<ids...>', 'job ids')
     .option('--out <file>', 'output file, .png or .svg (default job-<ids>.png)')
     .option('--width <px>', 'image width', '800')
+    .option('--by-dataset', "one job's loss per dataset of its mixture, a curve each")
     .action(
-      withRegistry(async (registry, ids: string[], opts: { out?: string; width: string }) => {
-        const todo = ids.map((i) => registry.require(parseId(i)));
-        const out = path.resolve(opts.out ?? `job-${todo.map((j) => j.id).join('-')}.png`);
-        const ext = path.extname(out).toLowerCase();
-        if (ext !== '.png' && ext !== '.svg')
-          throw new UserError(`--out: expected a .png or .svg file, got ${describeValue(opts.out)}`);
-        const width = Number(opts.width);
-        if (!Number.isInteger(width) || width < 300 || width > 8000) {
-          throw new UserError(
-            `--width: expected a whole number of pixels 300..8000, got ${describeValue(opts.width)}`,
-          );
-        }
-        const runs = todo.map((j) => {
-          const rows = readMetrics(metricsPath(j.runDir));
-          if (rows.length === 0)
-            throw new UserError(`job ${j.id} has no metrics yet (${rel(metricsPath(j.runDir))})`);
-          return { label: `job ${j.id}: ${j.configName}/${j.expName}`, rows };
-        });
-        const { drawFigure } = await import('../plot/plot.js');
-        const fig = drawFigure(runs, { width });
-        const bytes =
-          ext === '.png'
-            ? (await import('../plot/render-png.js')).renderPng(fig)
-            : Buffer.from((await import('../plot/render-svg.js')).renderSvg(fig));
-        mkdirSync(path.dirname(out), { recursive: true });
-        const tmp = `${out}.${process.pid}.tmp`;
-        writeFileSync(tmp, bytes);
-        renameSync(tmp, out);
-        console.log(`wrote ${rel(out)} (${runs.map((r) => `${r.rows.length} points`).join(', ')})`);
-      }),
+      withRegistry(
+        async (registry, ids: string[], opts: { out?: string; width: string; byDataset?: boolean }) => {
+          const todo = ids.map((i) => registry.require(parseId(i)));
+          const out = path.resolve(opts.out ?? `job-${todo.map((j) => j.id).join('-')}.png`);
+          const ext = path.extname(out).toLowerCase();
+          if (ext !== '.png' && ext !== '.svg')
+            throw new UserError(`--out: expected a .png or .svg file, got ${describeValue(opts.out)}`);
+          const width = Number(opts.width);
+          if (!Number.isInteger(width) || width < 300 || width > 8000) {
+            throw new UserError(
+              `--width: expected a whole number of pixels 300..8000, got ${describeValue(opts.width)}`,
+            );
+          }
+          if (opts.byDataset && todo.length !== 1)
+            throw new UserError(`--by-dataset: expected one job id, got ${todo.length}`);
+          let runs = todo.map((j) => {
+            const rows = readMetrics(metricsPath(j.runDir));
+            if (rows.length === 0)
+              throw new UserError(`job ${j.id} has no metrics yet (${rel(metricsPath(j.runDir))})`);
+            return { label: `job ${j.id}: ${j.configName}/${j.expName}`, rows };
+          });
+          const { drawFigure, runsByDataset } = await import('../plot/plot.js');
+          if (opts.byDataset) {
+            runs = runsByDataset(runs[0]!.rows);
+            if (runs.length === 0)
+              throw new UserError(
+                `--by-dataset: job ${todo[0]!.id} logged no loss per dataset (loss/<dataset>: a mixture's runs log it)`,
+              );
+          }
+          const fig = drawFigure(runs, { width });
+          const bytes =
+            ext === '.png'
+              ? (await import('../plot/render-png.js')).renderPng(fig)
+              : Buffer.from((await import('../plot/render-svg.js')).renderSvg(fig));
+          mkdirSync(path.dirname(out), { recursive: true });
+          const tmp = `${out}.${process.pid}.tmp`;
+          writeFileSync(tmp, bytes);
+          renameSync(tmp, out);
+          console.log(`wrote ${rel(out)} (${runs.map((r) => `${r.rows.length} points`).join(', ')})`);
+        },
+      ),
     );
 
   jobs

@@ -111,6 +111,24 @@ function panelsFor(runs: Run[]): Panel[] {
   return panels;
 }
 
+/**
+ * A mixture run's loss per dataset (its `loss/<dataset>` fields) as one run per dataset, each with the
+ * learning rate and eval fields of the run, so the figure overlays the datasets' losses.
+ */
+export function runsByDataset(rows: MetricsRow[]): Run[] {
+  const names = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith('loss/'))))];
+  return names.map((key) => ({
+    label: key.slice('loss/'.length),
+    rows: rows.map((r) => {
+      const { [key]: loss, ...rest } = r;
+      const out: MetricsRow = { step: r.step };
+      for (const [k, v] of Object.entries(rest)) if (k !== 'loss' && !k.startsWith('loss/')) out[k] = v;
+      if (loss !== undefined) out.loss = loss;
+      return out;
+    }),
+  }));
+}
+
 /** Round tick values (1, 2, 5 × 10^k) covering [lo, hi]. */
 export function niceTicks(lo: number, hi: number, count = 5): number[] {
   if (!(hi > lo)) return [lo];

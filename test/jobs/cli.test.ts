@@ -97,6 +97,9 @@ describe('vla jobs', () => {
         JSON.stringify({
           step: s,
           loss: 2 * Math.exp(-s / 8) + 0.01,
+          // As a mixture's run logs them: its datasets' losses.
+          'loss/sim_a': 3 * Math.exp(-s / 8) + 0.01,
+          'loss/sim_b': Math.exp(-s / 4) + 0.02,
           grad_norm: 1,
           lr: s < 10 ? 1e-4 * (s / 10) : 1e-4,
           samples_per_s: 30,
@@ -158,6 +161,17 @@ describe('vla jobs', () => {
     expect(text.match(/>job \d+: cfg\/plotted</g)).toHaveLength(2);
     const bad = await jobs('plot', String(id), '--out', 'p.pdf');
     expect(bad.stderr.trim()).toBe('vla: error: --out: expected a .png or .svg file, got "p.pdf" (string)');
+    // One mixture run's loss per dataset, a curve (and legend entry) each.
+    const byDataset = await jobs('plot', String(id), '--by-dataset', '--out', 'out/d.svg');
+    expect(byDataset.stdout).toBe('wrote out/d.svg (42 points, 42 points)\n');
+    const figure = readFileSync(path.join(ws, 'out/d.svg'), 'utf8');
+    expect([figure.includes('>sim_a<'), figure.includes('>sim_b<'), figure.includes('>job ')]).toEqual([
+      true,
+      true,
+      false,
+    ]);
+    const two = await jobs('plot', String(id), String(id), '--by-dataset');
+    expect(two.stderr.trim()).toBe('vla: error: --by-dataset: expected one job id, got 2');
   });
 
   it('rm removes the job and keeps its run folder unless --purge', async () => {
