@@ -387,7 +387,11 @@ export function register(program: Command): void {
                 `--by-dataset: job ${todo[0]!.id} logged no loss per dataset (loss/<dataset>: a mixture's runs log it)`,
               );
           }
-          const fig = drawFigure(runs, { width });
+          const j0 = todo[0]!;
+          const title = opts.byDataset
+            ? `job ${j0.id}: ${j0.configName}/${j0.expName}, loss by dataset`
+            : undefined;
+          const fig = drawFigure(runs, { width, ...(title && { title }) });
           const bytes =
             ext === '.png'
               ? (await import('../plot/render-png.js')).renderPng(fig)
