@@ -10,7 +10,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { activeBackend, setProductPrecision } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
-import { assetIdFor, mixesRobots, robotConfig, robotsOf } from '../config/mixture.js';
+import { assetIdFor, datasetLabel, mixesRobots, robotConfig, robotsOf } from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
@@ -23,6 +23,7 @@ import {
   type NormStats,
   normStatsHorizonNote,
   readNormStats,
+  statsMisfit,
 } from '../transforms/normalize.js';
 import {
   listCheckpoints,
@@ -178,6 +179,28 @@ async function openDefaultData(
   });
 }
 
+/**
+ * Stats read from an `assets_dir` (a base's) must describe the data they will normalize: each such
+ * robot's data is summarized (at most 20,000 frames) and compared before any frame cache is built.
+ */
+async function checkBorrowedStats(config: TrainConfig, normStats: NormStats | AssetNormStats): Promise<void> {
+  const { computeNormStats } = await import('../data/normstats.js');
+  for (const robot of robotsOf(config)) {
+    const rc = robotConfig(config, robot);
+    if (!rc.data.assets_dir) continue;
+    const asset = assetIdFor(rc, robot);
+    const used = normStats instanceof Map ? normStats.get(asset) : normStats;
+    if (!used) continue;
+    const own = await computeNormStats(rc, { maxFrames: 20_000 });
+    const misfit = statsMisfit(used, own.stats, rc.data.norm);
+    if (misfit) {
+      throw new UserError(
+        `config ${config.name}: the norm stats in ${rc.data.assets_dir}/${asset} do not fit ${datasetLabel(rc)}: ${misfit}. Normalized with them, its values would lie far outside what the model was trained on: set data.assets_dir: null and run \`vla data stats ${config.name}\` to normalize with the data's own`,
+      );
+    }
+  }
+}
+
 const tick = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 export async function runTraining(opts: RunTrainingOptions): Promise<RunTrainingResult> {
@@ -210,6 +233,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
   }
   let opened: OpenedData | null = null;
   if (!opts.data) {
+    await checkBorrowedStats(config, normStats);
     const { CacheBuildAborted } = await import('../data/cache.js');
     try {
       opened = await openDefaultData(config, normStats, log, opts.signal);

@@ -92,6 +92,35 @@ function keyNorm(stats: NormStats, key: 'state' | 'actions', mode: NormMode, dim
   return { mode, dim, center, spread };
 }
 
+/**
+ * Where data's own statistics fall outside the stats it would be normalized with (a base's, say): the
+ * dim whose spread most exceeds the stats' (or whose centre lies furthest off it), in units of the stats'
+ * spread, when that exceeds `factor`; else null. A base whose joint never moved (std 1e-4) turns a new
+ * task's motion of that joint into values of thousands of σ, and its loss into millions.
+ */
+export function statsMisfit(used: NormStats, data: NormStats, mode: NormMode, factor = 10): string | null {
+  let worst: { ratio: number; text: string } | null = null;
+  for (const key of ['state', 'actions'] as const) {
+    const dim = Math.min(data[key].mean.length, used[key].mean.length);
+    const u = keyNorm(used, key, mode, dim);
+    const d = keyNorm(data, key, mode, dim);
+    const [what, at] = mode === 'zscore' ? ['std', 'mean'] : ['q01..q99 range', 'q01'];
+    for (let i = 0; i < dim; i++) {
+      const wider = d.spread[i]! / u.spread[i]!;
+      const off = Math.abs(d.center[i]! - u.center[i]!) / u.spread[i]!;
+      const ratio = Math.max(wider, off);
+      if (ratio <= factor || (worst && worst.ratio >= ratio)) continue;
+      const pair = (n: KeyNorm) =>
+        `${what} ${n.spread[i]!.toPrecision(3)}, ${at} ${n.center[i]!.toFixed(3)}`;
+      worst = {
+        ratio,
+        text: `${key}[${i}]: the data's ${pair(d)}; the stats' ${pair(u)} (${Math.round(ratio)}× their spread)`,
+      };
+    }
+  }
+  return worst?.text ?? null;
+}
+
 /** `dst = normalize(src)` over rows of `n.dim` values (`dst` may be `src`). */
 function normalizeRows<T extends Floats>(src: Floats, dst: T, n: KeyNorm): T {
   const { dim, center: c, spread: s } = n;

@@ -180,6 +180,25 @@ describe('a mixture of robots', () => {
     const found = findNormStats(continued, tmp) as AssetNormStats;
     expect([...found.keys()]).toEqual(['arm_base', 'aloha_sim']);
     expect(found.get('arm_base')).toEqual(armStats);
+    // A base's stats that cannot describe the data (a joint it never moved) are refused before training.
+    const frozen = {
+      ...armStats,
+      actions: { ...armStats.actions, std: armStats.actions.std.map((v, i) => (i === 2 ? 1e-4 : v)) },
+    };
+    writeNormStats(path.join(base, 'arm_base', 'norm_stats.json'), frozen);
+    await expect(
+      runTraining({
+        config: continued,
+        runDir: path.join(tmp, 'misfit'),
+        resume: false,
+        normStats: new Map([...found, ['arm_base', frozen]]),
+      }),
+    ).rejects.toThrow(
+      new RegExp(
+        `^config mix_test: the norm stats in ${base}/arm_base do not fit .*: actions\\[2\\]: the data's std [0-9.e-]+, mean -?[0-9.]+; the stats' std 0\\.000101, mean -?[0-9.]+ \\(\\d+× their spread\\)\\..*set data\\.assets_dir: null`,
+      ),
+    );
+    writeNormStats(path.join(base, 'arm_base', 'norm_stats.json'), armStats);
     // Two entries of one robot reading two stats folders: refused where its datasets are opened.
     const split = TrainConfig.parse({
       ...continued,

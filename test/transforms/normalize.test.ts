@@ -11,6 +11,7 @@ import {
   normStatsHorizonNote,
   normStatsProvenance,
   readNormStats,
+  statsMisfit,
   unnormalize,
   writeNormStats,
 } from '../../src/transforms/normalize.js';
@@ -112,5 +113,34 @@ describe('normalization (openpi formulas)', () => {
     ]);
     expect(normStatsHorizonNote(absolute, withH(16), 'f.json')).toBeNull();
     expect(normStatsHorizonNote(longer, stats, 'f.json')).toBeNull();
+  });
+});
+
+describe("statsMisfit: a base's stats against the data they would normalize", () => {
+  const entry = (mean: number[], std: number[]) => ({
+    mean,
+    std,
+    q01: mean.map((m, i) => m - 2 * std[i]!),
+    q99: mean.map((m, i) => m + 2 * std[i]!),
+  });
+  const stats = (a: number[], s: number[]) => ({ state: entry([0, 0], [1, 1]), actions: entry(a, s) });
+  const base = stats([0, 1], [0.5, 0.2]);
+
+  it('is null where the data lies within the stats, in either mode', () => {
+    for (const mode of ['zscore', 'quantile'] as const) {
+      expect(statsMisfit(base, stats([0.5, 1.2], [1, 0.3]), mode)).toBeNull();
+    }
+  });
+
+  it('names the dim whose spread or centre lies furthest outside, and by how much', () => {
+    expect(statsMisfit(base, stats([0, 1], [0.5, 4]), 'zscore')).toBe(
+      "actions[1]: the data's std 4.00, mean 1.000; the stats' std 0.200, mean 1.000 (20× their spread)",
+    );
+    expect(statsMisfit(base, stats([0, 4], [0.5, 0.2]), 'zscore')).toBe(
+      "actions[1]: the data's std 0.200, mean 4.000; the stats' std 0.200, mean 1.000 (15× their spread)",
+    );
+    expect(statsMisfit(base, stats([0, 1], [0.5, 4]), 'quantile')).toMatch(
+      /^actions\[1\]: the data's q01\.\.q99 range 16\.0, q01 -7\.000; the stats' q01\.\.q99 range 0\.800, q01 0\.600 \(20× their spread\)$/,
+    );
   });
 });
