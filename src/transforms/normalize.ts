@@ -110,8 +110,7 @@ export function statsMisfit(used: NormStats, data: NormStats, mode: NormMode, fa
       const off = Math.abs(d.center[i]! - u.center[i]!) / u.spread[i]!;
       const ratio = Math.max(wider, off);
       if (ratio <= factor || (worst && worst.ratio >= ratio)) continue;
-      const pair = (n: KeyNorm) =>
-        `${what} ${n.spread[i]!.toPrecision(3)}, ${at} ${n.center[i]!.toFixed(3)}`;
+      const pair = (n: KeyNorm) => `${what} ${n.spread[i]!.toPrecision(3)}, ${at} ${n.center[i]!.toFixed(3)}`;
       worst = {
         ratio,
         text: `${key}[${i}]: the data's ${pair(d)}; the stats' ${pair(u)} (${Math.round(ratio)}× their spread)`,
