@@ -80,7 +80,8 @@ export async function openPipeline(config: TrainConfig, cwd = process.cwd()): Pr
 /**
  * A pipeline per data source of the config (its dataset, or each mixture entry's), checked to agree:
  * one robot's datasets must share fps, chunk steps (`action_horizon`), norm stats (`assets_dir`) and
- * the state and action shapes, or their chunks would mean different things; the error names the entry, its dataset and the field.
+ * the state and action shapes, or their chunks would mean different things; the error names the entry,
+ * its dataset and the field.
  * Robots may differ in fps, as π0's robots do (ALOHA at 50 Hz, DROID at 15 Hz): a chunk is so many of
  * its robot's control steps.
  */
