@@ -30,6 +30,26 @@ export async function computeBackend(program: Command): Promise<BackendInfo> {
  * down: VLA_SAMPLER (`native`, the default, or `tfjs`) and VLA_SAMPLER_THREADS (1 or 2); anything else
  * is an error naming the variable.
  */
+/**
+ * The frame cache's folder and in-memory limit as the environment asks: VLA_CACHE_DIR (a folder) and
+ * VLA_CACHE_MEM_MB (caches up to this many MiB are read into memory); unset, the loader's defaults.
+ */
+export function frameCacheFromEnv(env: NodeJS.ProcessEnv = process.env): {
+  dir?: string;
+  memoryBytes?: number;
+} {
+  const out: { dir?: string; memoryBytes?: number } = {};
+  if (env.VLA_CACHE_DIR) out.dir = env.VLA_CACHE_DIR;
+  const mb = env.VLA_CACHE_MEM_MB;
+  if (mb !== undefined && mb !== '') {
+    const n = Number(mb);
+    if (!Number.isFinite(n) || n < 0)
+      throw new UserError(`VLA_CACHE_MEM_MB: expected a number of MiB >= 0, got "${mb}"`);
+    out.memoryBytes = n * 1024 * 1024;
+  }
+  return out;
+}
+
 export function samplerChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): SamplerChoice {
   const choice: SamplerChoice = {};
   const sampler = env.VLA_SAMPLER;

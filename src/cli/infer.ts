@@ -2,7 +2,7 @@ import type { Command } from 'commander';
 import { UserError } from '../config/errors.js';
 import type { PolicyModel } from '../model/policy.js';
 import type { Batch } from '../transforms/batch.js';
-import { computeBackend, samplerChoiceFromEnv } from './context.js';
+import { computeBackend, frameCacheFromEnv, samplerChoiceFromEnv } from './context.js';
 import { NOISE_SCALE_HELP, noiseScaleOption, table } from './output.js';
 
 interface InferOptions {
@@ -83,10 +83,13 @@ export function register(program: Command): void {
         throw new UserError(
           `--frame ${frame}: episode ${episode} has ${ep.length} frames (0..${ep.length - 1})`,
         );
+      const cache = frameCacheFromEnv();
       const data = await openTrainingData(config, {
         imageSize: policy.imageSize,
         horizon: policy.horizon,
         normStats: policy.normStats,
+        cacheDir: cache.dir,
+        cacheMemoryBytes: cache.memoryBytes,
       });
       // The loader numbers its rows episode after episode, frame by frame.
       const firstSample: number[] = [];

@@ -7,13 +7,15 @@ import { collect } from './output.js';
  * the commands that train, so the others start quickly. Prints the backend line.
  */
 export async function trainingRuntime(program: Command) {
-  const [{ computeBackend }, { runJobProcess }, { loadTrainer }] = await Promise.all([
+  const [{ computeBackend, frameCacheFromEnv }, { runJobProcess }, { loadTrainer }] = await Promise.all([
     import('./context.js'),
     import('../jobs/job-process.js'),
     import('../jobs/trainer.js'),
   ]);
   await computeBackend(program);
-  return { runJobProcess, train: await loadTrainer() };
+  const run = await loadTrainer();
+  const frameCache = frameCacheFromEnv();
+  return { runJobProcess, train: ((opts) => run({ frameCache, ...opts })) as typeof run };
 }
 
 interface TrainOptions {

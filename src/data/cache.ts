@@ -24,11 +24,11 @@ import { resizeWithPad } from '../transforms/image.js';
 import type { LeRobotDataset } from './reader.js';
 
 const FORMAT = 1;
-/** Caches up to this size are read into memory; larger ones are read frame by frame from disk. */
-const IN_MEMORY_BYTES = Number(process.env.VLA_CACHE_MEM_MB ?? 1024) * 1024 * 1024;
+/** Caches up to this size are read into memory (unless told otherwise); larger ones frame by frame from disk. */
+export const DEFAULT_IN_MEMORY_BYTES = 1024 * 1024 * 1024;
 
-export const defaultCacheDir = (): string =>
-  process.env.VLA_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'vla-orchestrator', 'frames');
+/** Where caches live unless told otherwise (commands read VLA_CACHE_DIR: cli/context.ts). */
+export const defaultCacheDir = (): string => path.join(os.homedir(), '.cache', 'vla-orchestrator', 'frames');
 
 interface Manifest {
   format: number;
@@ -63,6 +63,8 @@ export class FrameCache {
     readonly file: string,
     readonly frames: number,
     readonly imageSize: number,
+    /** Caches up to this size are read into memory. */
+    memoryBytes = DEFAULT_IN_MEMORY_BYTES,
   ) {
     this.frameBytes = imageSize * imageSize * 3;
     const size = statSync(file).size;
@@ -71,7 +73,7 @@ export class FrameCache {
         `${file}: frame cache holds ${size} bytes, expected ${frames * this.frameBytes}: delete it to rebuild`,
       );
     }
-    if (size <= IN_MEMORY_BYTES) {
+    if (size <= memoryBytes) {
       this.memory = readFileSync(file);
       this.fd = null;
     } else {
@@ -109,14 +111,21 @@ export async function openFrameCache(
   ds: LeRobotDataset,
   cameraKey: string,
   imageSize: number,
-  opts: { cacheDir?: string; onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
+  opts: {
+    cacheDir?: string;
+    /** Caches up to this size are read into memory (default 1 GiB). */
+    memoryBytes?: number;
+    onProgress?: (done: number, total: number) => void;
+    signal?: AbortSignal;
+  } = {},
 ): Promise<FrameCache> {
   const root = opts.cacheDir ?? defaultCacheDir();
   const key = cacheKey(ds, cameraKey, imageSize);
   const dir = path.join(root, key);
   const file = path.join(dir, 'frames.u8');
   const total = ds.numFrames;
-  if (existsSync(path.join(dir, 'manifest.json'))) return new FrameCache(file, total, imageSize);
+  if (existsSync(path.join(dir, 'manifest.json')))
+    return new FrameCache(file, total, imageSize, opts.memoryBytes);
   mkdirSync(root, { recursive: true });
   const tmp = path.join(root, `.tmp-${key}-${process.pid}`);
   rmSync(tmp, { recursive: true, force: true });
@@ -169,5 +178,5 @@ export async function openFrameCache(
     rmSync(tmp, { recursive: true, force: true });
     if (!existsSync(path.join(dir, 'manifest.json'))) throw e;
   }
-  return new FrameCache(file, total, imageSize);
+  return new FrameCache(file, total, imageSize, opts.memoryBytes);
 }

@@ -21,8 +21,10 @@ export interface TrainingDataOptions {
   horizon: number;
   /** The stats to normalize with: one set, or one per asset (each robot's, for a mixture of robots). */
   normStats: NormStats | AssetNormStats;
-  /** Where decoded frames are cached (default: $VLA_CACHE_DIR or ~/.cache/vla-orchestrator/frames). */
+  /** Where decoded frames are cached (default ~/.cache/vla-orchestrator/frames; commands: VLA_CACHE_DIR). */
   cacheDir?: string;
+  /** Frame caches up to this size are read into memory (default 1 GiB; commands: VLA_CACHE_MEM_MB). */
+  cacheMemoryBytes?: number;
   /** Progress of the frame cache build, in frames over all cameras. */
   onProgress?: (done: number, total: number) => void;
   /** Folder that relative dataset paths and robot names resolve from. */
@@ -392,6 +394,7 @@ async function openSource(p: Pipeline, opts: SourceOptions): Promise<Loader> {
     caches.push(
       await openFrameCache(ds, key, opts.imageSize, {
         cacheDir: opts.cacheDir,
+        memoryBytes: opts.cacheMemoryBytes,
         onProgress: (done) => opts.onProgress?.(base + done, present * ds.numFrames),
         signal: opts.signal,
       }),

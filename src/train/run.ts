@@ -64,6 +64,8 @@ export interface RunTrainingOptions {
   resume: boolean;
   /** Defaults to openTrainingData(config, …) from src/data/loader.ts. */
   data?: TrainingDataSource;
+  /** Where that data's frame caches live and how large a one is read into memory (the loader's defaults). */
+  frameCache?: FrameCacheOptions;
   /** The norm stats saved with checkpoints; defaults to the config's assets (see findNormStats). */
   normStats?: NormStats | AssetNormStats;
   /** π0-FAST's action tokenizer; defaults to the one beside the config's norm stats (findActionTokenizer). */
@@ -151,6 +153,12 @@ export function findNormStatsFile(config: TrainConfig, cwd = process.cwd()): str
   return file;
 }
 
+/** Where frame caches live and how large a one is read into memory (commands: cli/context.ts). */
+export interface FrameCacheOptions {
+  dir?: string;
+  memoryBytes?: number;
+}
+
 interface OpenedData extends TrainingDataSource {
   close?: () => void;
 }
@@ -160,6 +168,7 @@ async function openDefaultData(
   normStats: NormStats | AssetNormStats,
   log: (l: string) => void,
   signal?: AbortSignal,
+  frameCache: FrameCacheOptions = {},
 ): Promise<OpenedData> {
   const d = modelDims(config.model);
   // Loaded when training runs, not when this module is imported (listing jobs should not pay for it).
@@ -170,6 +179,8 @@ async function openDefaultData(
     horizon: d.horizon,
     normStats,
     signal,
+    cacheDir: frameCache.dir,
+    cacheMemoryBytes: frameCache.memoryBytes,
     onProgress: (done, total) => {
       const now = Date.now();
       if (done < total && now - lastLogged < 2000) return;
@@ -236,7 +247,7 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     await checkBorrowedStats(config, normStats);
     const { CacheBuildAborted } = await import('../data/cache.js');
     try {
-      opened = await openDefaultData(config, normStats, log, opts.signal);
+      opened = await openDefaultData(config, normStats, log, opts.signal, opts.frameCache);
     } catch (e) {
       if (!(e instanceof CacheBuildAborted)) throw e;
       // Stopped before the first step: nothing trained, so no checkpoint to write; a resumed run keeps its own.
