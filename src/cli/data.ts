@@ -320,13 +320,18 @@ export function register(program: Command): void {
       const { config } = resolveConfig(name, opts.set);
       const { robotConfig, robotsOf } = await import('../config/mixture.js');
       // A robot whose stats come from an assets_dir (its base's) keeps them; the others get theirs.
-      const kept = robotsOf(config).flatMap((robot) => {
+      const names = robotsOf(config);
+      const kept = names.flatMap((robot) => {
         const dir = robotConfig(config, robot).data.assets_dir;
         return dir ? [`${robot} from ${dir}`] : [];
       });
-      if (kept.length === robotsOf(config).length) {
+      if (kept.length === names.length) {
+        const where =
+          names.length === 1
+            ? `data.assets_dir ${config.data.assets_dir}`
+            : `each robot's assets_dir (${kept.join('; ')})`;
         throw new UserError(
-          `${config.name} normalizes with the norm stats in its assets_dir (its base's: ${kept.join('; ')}): stats of its data would not be used; nothing to compute (set data.assets_dir=null to compute the data's own)`,
+          `${config.name} normalizes with the norm stats in ${where} (its base's): stats of its data would not be used; nothing to compute (set data.assets_dir=null to compute the data's own)`,
         );
       }
       if (kept.length > 0) console.log(`kept as they are (assets_dir): ${kept.join('; ')}`);
