@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import type { BackendInfo, BackendName } from '../backend/index.js';
 import { UserError } from '../config/errors.js';
+import type { FrameCacheOptions } from '../data/cache.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 
 /** Every command that computes calls this first: it sets up TensorFlow.js and prints the backend line. */
@@ -34,11 +35,8 @@ export async function computeBackend(program: Command): Promise<BackendInfo> {
  * The frame cache's folder and in-memory limit as the environment asks: VLA_CACHE_DIR (a folder) and
  * VLA_CACHE_MEM_MB (caches up to this many MiB are read into memory); unset, the loader's defaults.
  */
-export function frameCacheFromEnv(env: NodeJS.ProcessEnv = process.env): {
-  dir?: string;
-  memoryBytes?: number;
-} {
-  const out: { dir?: string; memoryBytes?: number } = {};
+export function frameCacheFromEnv(env: NodeJS.ProcessEnv = process.env): FrameCacheOptions {
+  const out: FrameCacheOptions = {};
   if (env.VLA_CACHE_DIR) out.dir = env.VLA_CACHE_DIR;
   const mb = env.VLA_CACHE_MEM_MB;
   if (mb !== undefined && mb !== '') {

@@ -15,7 +15,8 @@ export async function trainingRuntime(program: Command) {
   await computeBackend(program);
   const run = await loadTrainer();
   const frameCache = frameCacheFromEnv();
-  return { runJobProcess, train: ((opts) => run({ frameCache, ...opts })) as typeof run };
+  const train: typeof run = (opts) => run({ frameCache, ...opts });
+  return { runJobProcess, train };
 }
 
 interface TrainOptions {

@@ -27,6 +27,12 @@ const FORMAT = 1;
 /** Caches up to this size are read into memory (unless told otherwise); larger ones frame by frame from disk. */
 export const DEFAULT_IN_MEMORY_BYTES = 1024 * 1024 * 1024;
 
+/** Where frame caches live and how large a one is read into memory (commands: cli/context.ts's frameCacheFromEnv). */
+export interface FrameCacheOptions {
+  dir?: string;
+  memoryBytes?: number;
+}
+
 /** Where caches live unless told otherwise (commands read VLA_CACHE_DIR: cli/context.ts). */
 export const defaultCacheDir = (): string => path.join(os.homedir(), '.cache', 'vla-orchestrator', 'frames');
 

@@ -151,7 +151,8 @@ export class MixtureData {
       actionPad: new Uint8Array(B * H),
       prompts: new Array<string>(B),
       ...(widths.size > 1 && { actionDims: new Int32Array(B) }),
-      sources: new Uint8Array(B),
+      // Which dataset each sample came from, where there are several: the loss is then logged per dataset.
+      ...(this.sources.length > 1 && { sources: new Uint8Array(B) }),
     };
     // Each sample's slices, copied from its source's batch to its position, padded to the mixture's layout.
     for (const [s, { rows: sub, at }] of bySource.entries()) {
@@ -170,7 +171,7 @@ export class MixtureData {
         out.actionPad.set(part.actionPad.subarray(i * H, (i + 1) * H), b * H);
         out.prompts[b] = this.robots ? robotPrompt(this.robots[s]!, part.prompts[i]!) : part.prompts[i]!;
         if (out.actionDims) out.actionDims[b] = pad;
-        out.sources![b] = s;
+        if (out.sources) out.sources[b] = s;
       });
     }
     return out;

@@ -13,6 +13,7 @@ import { loadRobot } from '../config/load.js';
 import { assetIdFor, datasetLabel, mixesRobots, robotConfig, robotsOf } from '../config/mixture.js';
 import { actionDim, stateDim } from '../config/robot.js';
 import type { TrainConfig } from '../config/schema.js';
+import type { FrameCacheOptions } from '../data/cache.js';
 import { checkRobotFits, modelDims } from '../model/config.js';
 import { FAST_TOKENIZER_FILE, type FastTokenizer, readFastTokenizer } from '../model/fast-tokenizer.js';
 import { paramCount } from '../model/params.js';
@@ -87,7 +88,7 @@ export interface RunTrainingResult {
 }
 
 /** `loss/<dataset>`: each dataset's mean loss over what it scored since the last line (none: left out). */
-export function sourceLosses(
+function sourceLosses(
   names: string[],
   sums: { err: Float64Array; kept: Float64Array },
 ): Record<string, number> {
@@ -139,6 +140,14 @@ export function findActionTokenizer(config: TrainConfig, cwd = process.cwd()): F
   return readFastTokenizer(file);
 }
 
+/**
+ * The field a config's norm-stats folder is set by, for errors: `data.assets_dir`, or for one robot of a
+ * mixture (robotConfig) its datasets' entries, which may set their own.
+ */
+function assetsDirField(config: TrainConfig): string {
+  return config.data.mixture ? `the assets_dir of robot ${config.robot}'s datasets` : 'data.assets_dir';
+}
+
 /** The norm stats file the config reads (the first candidate that exists), or an error saying how to make one. */
 export function findNormStatsFile(config: TrainConfig, cwd = process.cwd()): string {
   const candidates = normStatsCandidates(config, cwd);
@@ -146,17 +155,11 @@ export function findNormStatsFile(config: TrainConfig, cwd = process.cwd()): str
   if (!file) {
     throw new UserError(
       config.data.assets_dir
-        ? `no norm stats for ${config.name}: data.assets_dir ${config.data.assets_dir} has no ${path.relative(cwd, candidates[0]!)}; expected the base checkpoint's assets folder, holding <asset_id>/norm_stats.json`
+        ? `no norm stats for ${config.name}: ${assetsDirField(config)} ${config.data.assets_dir} has no ${path.relative(cwd, candidates[0]!)}; expected the base checkpoint's assets folder, holding <asset_id>/norm_stats.json`
         : `no norm stats for ${config.name}: looked for ${candidates.map((f) => path.relative(cwd, f)).join(' and ')}; run \`vla data stats ${config.name}\` first`,
     );
   }
   return file;
-}
-
-/** Where frame caches live and how large a one is read into memory (commands: cli/context.ts). */
-export interface FrameCacheOptions {
-  dir?: string;
-  memoryBytes?: number;
 }
 
 interface OpenedData extends TrainingDataSource {
@@ -206,7 +209,7 @@ async function checkBorrowedStats(config: TrainConfig, normStats: NormStats | As
     const misfit = statsMisfit(used, own.stats, rc.data.norm);
     if (misfit) {
       throw new UserError(
-        `config ${config.name}: the norm stats in ${rc.data.assets_dir}/${asset} do not fit ${datasetLabel(rc)}: ${misfit}. Normalized with them, its values would lie far outside what the model was trained on: set data.assets_dir: null and run \`vla data stats ${config.name}\` to normalize with the data's own`,
+        `config ${config.name}: the norm stats in ${rc.data.assets_dir}/${asset} do not fit ${datasetLabel(rc)}: ${misfit}. Normalized with them, its values would lie far outside what the model was trained on: set ${assetsDirField(rc)} to null and run \`vla data stats ${config.name}\` to normalize with the data's own`,
       );
     }
   }

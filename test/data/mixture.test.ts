@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { dataSources } from '../../src/config/mixture.js';
 import { TrainConfig } from '../../src/config/schema.js';
@@ -78,6 +79,9 @@ describe('training on a mixture of datasets (data.mixture)', () => {
     // batchOfRows numbers rows source after source: row FRAMES is b's first frame, episode 0 frame 0.
     const first = data.batchOfRows([0, FRAMES]);
     expect(first.prompts).toEqual(['pick up the cube', 'from b']);
+    // Each sample's dataset, for the loss per dataset (as the names number them).
+    expect([...first.sources!]).toEqual([0, 1]);
+    expect((data as { sourceNames?: string[] }).sourceNames).toEqual([a, b].map((d) => path.basename(d)));
     expect([...first.state.subarray(0, 3)]).toEqual([...first.state.subarray(3, 6)]);
     const raw = stateOf(0, 0);
     const z = (raw[0]! - stats.state.mean[0]!) / (stats.state.std[0]! + 1e-6);
@@ -97,6 +101,8 @@ describe('training on a mixture of datasets (data.mixture)', () => {
     expect(new Set(batch.prompts)).toEqual(
       new Set(['pick up the cube', 'stack the blocks'].map((p) => `${config.robot}: ${p}`)),
     );
+    // One dataset: no loss per dataset to log, so no sources.
+    expect(batch.sources).toBeUndefined();
     data.close();
     // Left out, one robot's prompts stay as recorded.
     const plain = workspace(a);

@@ -195,7 +195,7 @@ describe('a mixture of robots', () => {
       }),
     ).rejects.toThrow(
       new RegExp(
-        `^config mix_test: the norm stats in ${base}/arm_base do not fit .*: actions\\[2\\]: the data's std [0-9.e-]+, mean -?[0-9.]+; the stats' std 0\\.000101, mean -?[0-9.]+ \\(\\d+× their spread\\)\\..*set data\\.assets_dir: null`,
+        `^config mix_test: the norm stats in ${base}/arm_base do not fit .*: actions\\[2\\]: the data's std [0-9.e-]+, mean -?[0-9.]+; the stats' std 0\\.000101, mean -?[0-9.]+ \\(\\d+× their spread\\)\\..*set the assets_dir of robot single_arm_sim's datasets to null and run .vla data stats mix_test.`,
       ),
     );
     writeNormStats(path.join(base, 'arm_base', 'norm_stats.json'), armStats);
