@@ -162,23 +162,33 @@ export async function run(): Promise<void> {
           );
         }
       }
-      const d05 = modelDims(ModelConfig.parse({ preset, variant: 'pi05' }));
-      const w05 = initParams(d05, 0);
-      const pi05 = new Pi0(d05);
-      const label05 = `${preset} π0.5 (${(paramCount(w05) / 1e6).toFixed(2)}M params)`;
-      const r = await timeChunks(pi05, w05, 1, true, 15);
-      rows.push([label05, 'B=1, KV cache, tfjs sampler', r.p50.toFixed(1), r.p90.toFixed(1), String(r.ops)]);
-      if (info.native) {
-        // π0.5 on the native sampler, each beside π0's again (the machine is shared: neighbours compare).
-        for (const threads of [1, 2]) {
-          const what = `B=1, KV cache, native sampler ${threads} thread${threads > 1 ? 's' : ''}`;
-          const r0 = await timeChunks(model, w, 1, true, 21, threads);
-          const r5 = await timeChunks(pi05, w05, 1, true, 21, threads);
-          row(`${what} (π0, again)`, r0);
-          rows.push([label05, what, r5.p50.toFixed(1), r5.p90.toFixed(1), String(r5.ops)]);
+      // π0.5 as openpi tokenises the state (every padded dim, 32 prefix tokens), then only the bench
+      // robot's 14 dims (model.state_tokens, as the shipped π0.5 configs set it).
+      for (const stateTokens of [undefined, 14]) {
+        const d05 = modelDims(ModelConfig.parse({ preset, variant: 'pi05', state_tokens: stateTokens }));
+        const w05 = initParams(d05, 0);
+        const pi05 = new Pi0(d05);
+        const label05 = `${preset} π0.5, ${d05.stateTokens} state tokens (${(paramCount(w05) / 1e6).toFixed(2)}M params)`;
+        const r = await timeChunks(pi05, w05, 1, true, 15);
+        rows.push([
+          label05,
+          'B=1, KV cache, tfjs sampler',
+          r.p50.toFixed(1),
+          r.p90.toFixed(1),
+          String(r.ops),
+        ]);
+        if (info.native) {
+          // π0.5 on the native sampler, each beside π0's again (the machine is shared: neighbours compare).
+          for (const threads of [1, 2]) {
+            const what = `B=1, KV cache, native sampler ${threads} thread${threads > 1 ? 's' : ''}`;
+            const r0 = await timeChunks(model, w, 1, true, 21, threads);
+            const r5 = await timeChunks(pi05, w05, 1, true, 21, threads);
+            row(`${what} (π0, again)`, r0);
+            rows.push([label05, what, r5.p50.toFixed(1), r5.p90.toFixed(1), String(r5.ops)]);
+          }
         }
+        tf.dispose([...w05.values()]);
       }
-      tf.dispose([...w05.values()]);
       // π0-FAST decodes one token per step: timed at fixed token counts (the end token never wins), as
       // many as a transfer-cube chunk takes (docs/model-family.md) and twice that.
       for (const tokens of FAST_TOKENS) {

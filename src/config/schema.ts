@@ -112,6 +112,13 @@ export const ModelConfig = z
      */
     prompt_film: z.boolean().default(false),
     action_dim: posInt.default(32),
+    /**
+     * π0.5 and π0-FAST: how many of the (padded) state's dims enter the prefix as tokens, one each, from the
+     * first: the robot's state dims (14 for ALOHA, 8 for the simulated arm). The padding beyond carries
+     * nothing, and every token lengthens the prefix each action token attends to. Left out: action_dim
+     * (openpi tokenises the whole padded state). Not read by π0 (its state is one suffix token).
+     */
+    state_tokens: posInt.optional(),
     action_horizon: posInt.default(50),
     max_token_len: posInt.default(48),
     num_steps: posInt.default(10),
@@ -137,6 +144,13 @@ export const ModelConfig = z
         code: 'custom',
         path: [m.image_size !== undefined ? 'image_size' : 'patch_size'],
         message: `image_size ${image} is not divisible by patch_size ${patch} (preset ${m.preset}): expected a multiple of ${patch}`,
+      });
+    }
+    if (m.state_tokens !== undefined && m.state_tokens > m.action_dim) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['state_tokens'],
+        message: `state_tokens ${m.state_tokens} is larger than action_dim ${m.action_dim}: expected at most ${m.action_dim} (the state is padded to action_dim)`,
       });
     }
     const width = m.width ?? p.width;

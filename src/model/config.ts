@@ -24,6 +24,11 @@ export interface ModelDims {
   /** Whether the prompt FiLMs the patch embeddings (`model.prompt_film`). */
   promptFilm: boolean;
   actionDim: number;
+  /**
+   * π0.5 and π0-FAST: the prefix's state tokens, one for each of the state's first dims (`model.state_tokens`,
+   * the robot's state dims; the padding beyond them is not tokenised); π0: 0 (its state is a suffix token).
+   */
+  stateTokens: number;
   horizon: number;
   maxTokenLen: number;
   numSteps: number;
@@ -68,6 +73,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     visionDepth: m.vision_depth ?? p.vision_depth,
     promptFilm: m.prompt_film,
     actionDim: m.action_dim,
+    stateTokens: m.variant === 'pi0' ? 0 : (m.state_tokens ?? m.action_dim),
     horizon: m.action_horizon,
     maxTokenLen: m.max_token_len,
     numSteps: m.num_steps,
@@ -90,6 +96,11 @@ export function checkRobotFits(
   if (robot.stateDim > dims.actionDim) {
     throw new UserError(
       `${where}.action_dim ${dims.actionDim} is smaller than the robot's state dim ${robot.stateDim}: expected action_dim >= ${robot.stateDim} (state is padded to action_dim)`,
+    );
+  }
+  if (dims.stateTokens > 0 && robot.stateDim > dims.stateTokens) {
+    throw new UserError(
+      `${where}.state_tokens ${dims.stateTokens} is smaller than the robot's state dim ${robot.stateDim}: expected state_tokens >= ${robot.stateDim} (each state dim is a prefix token of ${dims.variant})`,
     );
   }
   if (robot.actionDim > dims.actionDim) {

@@ -98,12 +98,18 @@ export function stateBin(v: number): number {
   return Number.isNaN(bin) ? STATE_BINS >> 1 : Math.min(STATE_BINS - 1, Math.max(0, bin));
 }
 
-/** π0.5's state tokens one-hot [B·A, STATE_BINS]: every dim of the padded state, binned. */
-export function stateOneHot(inp: ModelInputs): tf.Tensor2D {
+/**
+ * π0.5's state tokens one-hot [B·tokens, STATE_BINS]: the first `tokens` dims of each sample's state
+ * (padded to `dims`), binned.
+ */
+export function stateOneHot(inp: ModelInputs, dims: number, tokens: number): tf.Tensor2D {
   const { state } = inp;
-  return filledTensor([state.length, STATE_BINS], (out) => {
+  const b = state.length / dims;
+  return filledTensor([b * tokens, STATE_BINS], (out) => {
     out.fill(0);
-    for (let i = 0; i < state.length; i++) out[i * STATE_BINS + stateBin(state[i]!)] = 1;
+    for (let i = 0; i < b; i++)
+      for (let a = 0; a < tokens; a++)
+        out[(i * tokens + a) * STATE_BINS + stateBin(state[i * dims + a]!)] = 1;
   }) as tf.Tensor2D;
 }
 

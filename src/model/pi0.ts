@@ -93,7 +93,7 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
   if (stateInPrefix(d)) {
     // π0.5 and π0-FAST: each dim of the normalised state a token of its own, from 256 bins.
     specs.set('prefix/state_embedding', { shape: [STATE_BINS, d.width], init: 'embed' });
-    specs.set('prefix/state_pos_embedding', { shape: [d.actionDim, d.width], init: 'sincos1d' });
+    specs.set('prefix/state_pos_embedding', { shape: [d.stateTokens, d.width], init: 'sincos1d' });
   }
   for (let i = 0; i < d.depth; i++) block(`prefix/block_${i}`, d.width, d.mlpDim, i === d.depth - 1);
 
@@ -277,6 +277,11 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
   }
   if (obs.stateDim > d.actionDim) {
     throw new Error(`state dim ${obs.stateDim} is larger than the model's action_dim ${d.actionDim}`);
+  }
+  if (d.stateTokens > 0 && obs.stateDim > d.stateTokens) {
+    throw new Error(
+      `state dim ${obs.stateDim} is larger than the model's state_tokens ${d.stateTokens} (the dims ${d.variant} tokenises)`,
+    );
   }
   if (obs.state.length !== b * obs.stateDim) {
     throw new Error(`state: expected ${b}×${obs.stateDim} values, got ${obs.state.length}`);
@@ -539,10 +544,10 @@ export class Pi0 {
     const parts: tf.Tensor3D[] = [tf.reshape(img, [b, c * n, d.width]), tokens as tf.Tensor3D];
     let valid = prefixValidity(inp, n);
     if (stateInPrefix(d)) {
-      // π0.5 and π0-FAST: the state's dims as tokens after the prompt, every one real.
-      const a = d.actionDim;
+      // π0.5 and π0-FAST: the state's first dims as tokens after the prompt, every one real.
+      const a = d.stateTokens;
       const state = (this.sampling ? plainMatmul : matmul2dInputA)(
-        stateOneHot(inp),
+        stateOneHot(inp, d.actionDim, a),
         get(w, 'prefix/state_embedding'),
       );
       parts.push(
@@ -550,7 +555,7 @@ export class Pi0 {
       );
       valid = sequenceValid(valid, c * n + l, a, b);
     }
-    const length = c * n + l + (stateInPrefix(d) ? d.actionDim : 0);
+    const length = c * n + l + d.stateTokens;
     const x: tf.Tensor2D = tf.reshape(concatAxis1(parts), [b * length, d.width]) as tf.Tensor2D;
     return { x, valid, length };
   }

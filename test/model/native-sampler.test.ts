@@ -202,6 +202,31 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
   }
 
+  it("π0.5 with model.state_tokens 7 (the robot's dims, not the padding) matches TensorFlow.js, 2 threads", async () => {
+    const dims = pi05({ preset: 'tiny', action_horizon: 8, state_tokens: 7 });
+    const model = new Pi0(dims);
+    const w = trainedModulation(params(dims, 5), new Rng(6));
+    const sw = nativeSamplingWeights(model, w);
+    const inp = inputs(dims, 3, 2, 9, { dropCamera: true });
+    const noise = new Rng(4).normals(3 * dims.horizon * dims.actionDim);
+    const ref = (await model.sample(w, inp, noise, { cache: true }).data()) as Float32Array;
+    const ns = await NativeSampler.create(dims, sw, { threads: 2, cameras: 2, batch: 3 });
+    try {
+      const out = ns.sample(inp, noise, dims.numSteps, (t) => model.timeEmbedding(t));
+      expect(relDiff(out, ref)).toBeLessThan(2e-5);
+      const moved = { ...inp, state: inp.state.map((v, i) => (i % dims.actionDim === 6 ? v + 0.5 : v)) };
+      expect(
+        relDiff(
+          ns.sample(moved, noise, dims.numSteps, (t) => model.timeEmbedding(t)),
+          out,
+        ),
+      ).toBeGreaterThan(1e-4);
+    } finally {
+      await ns.dispose();
+    }
+    tf.dispose([...w.values(), ...sw.values()]);
+  });
+
   it('π0.5 keeps a committed prefix as TensorFlow.js does (per-token conditions: committed steps at flow time 0)', async () => {
     const dims = pi05(configs[1]!.over);
     const model = new Pi0(dims);

@@ -10,7 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { activeBackend, setupBackend } from '../../src/backend/index.js';
 import { ModelConfig, TrainConfig } from '../../src/config/schema.js';
 import { ChunkSampler } from '../../src/model/chunk-sampler.js';
-import { modelDims } from '../../src/model/config.js';
+import { checkRobotFits, modelDims } from '../../src/model/config.js';
 import { STATE_BINS, stateBin } from '../../src/model/inputs.js';
 import { initParams, Pi0, paramSpecs, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
@@ -94,6 +94,47 @@ describe('π0.5 variant', () => {
     const b = model.sample(w, moved, noise, { numSteps: 2 });
     expect(maxAbsDiff(await a.data(), await b.data())).toBeGreaterThan(1e-4);
     tf.dispose([a, b, ...w.values()]);
+  });
+
+  it('tokenises only the state dims model.state_tokens names: a shorter prefix, the padding never read', async () => {
+    const d = dims({ state_tokens: 4 });
+    expect(d.stateTokens).toBe(4);
+    expect(dims().stateTokens).toBe(6);
+    expect(modelDims(ModelConfig.parse({ preset: 'tiny', state_tokens: 4 })).stateTokens).toBe(0);
+    expect(paramSpecs(d).get('prefix/state_pos_embedding')!.shape).toEqual([4, 64]);
+    const model = new Pi0(d);
+    const w = trainedModulation(initParams(d, 5), new Rng(6));
+    const inp = inputs(d, 2, 7);
+    const full = new Pi0(dims());
+    const wf = trainedModulation(initParams(dims(), 5), new Rng(6));
+    const [short, long] = [model.embedPrefix(w, inp), full.embedPrefix(wf, inp)];
+    expect(long.length - short.length).toBe(2);
+    tf.dispose([short.x, long.x, ...wf.values()]);
+    const noise = new Rng(8).normals(2 * d.horizon * d.actionDim);
+    const a = model.sample(w, inp, noise, { numSteps: 2 });
+    // Values in the padding (which prepareInputs leaves 0) change nothing; the state's own dims do.
+    const padded = { ...inp, state: inp.state.map((v, i) => (i % d.actionDim >= 4 ? v + 0.7 : v)) };
+    const b = model.sample(w, padded, noise, { numSteps: 2 });
+    const moved = { ...inp, state: inp.state.map((v, i) => (i % d.actionDim === 3 ? v + 0.7 : v)) };
+    const c = model.sample(w, moved, noise, { numSteps: 2 });
+    const [av, bv, cv] = [await a.data(), await b.data(), await c.data()];
+    expect(maxAbsDiff(av, bv)).toBe(0);
+    expect(maxAbsDiff(av, cv)).toBeGreaterThan(1e-4);
+    tf.dispose([a, b, c, ...w.values()]);
+  });
+
+  it('refuses a state with more dims than model.state_tokens, and state_tokens above action_dim, naming them', () => {
+    expect(() => inputs(dims({ state_tokens: 3 }), 1, 1)).toThrow(
+      "state dim 4 is larger than the model's state_tokens 3 (the dims pi05 tokenises)",
+    );
+    expect(() =>
+      checkRobotFits(dims({ state_tokens: 3 }), { stateDim: 4, actionDim: 4, cameras: 2 }),
+    ).toThrow(
+      "model.state_tokens 3 is smaller than the robot's state dim 4: expected state_tokens >= 4 (each state dim is a prefix token of pi05)",
+    );
+    expect(() => ModelConfig.parse({ preset: 'tiny', action_dim: 6, state_tokens: 7 })).toThrow(
+      'state_tokens 7 is larger than action_dim 6: expected at most 6 (the state is padded to action_dim)',
+    );
   });
 
   it('gradients agree with finite differences, the adaptive norms’ modulation included', async () => {

@@ -382,7 +382,7 @@ export class Engine {
       const table = this.w('prefix/state_embedding');
       const spos = this.w('prefix/state_pos_embedding');
       for (let i = 0; i < b; i++)
-        for (let a = 0; a < A; a++) {
+        for (let a = 0; a < variant.prefixStateTokens; a++) {
           const o = px + (i * length + c * n + l + a) * W;
           const e = table + stateBin(f[L.input.state + i * A + a]!) * W;
           const pp = spos + a * W;

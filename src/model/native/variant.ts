@@ -8,8 +8,8 @@ import type { ModelDims } from '../config.js';
 
 export interface NativeVariant {
   /**
-   * Tokens after the prompt in the prefix: π0.5's state, each dim a token of its own from 256 bins
-   * (`prefix/state_embedding` + `prefix/state_pos_embedding`); π0 none.
+   * Tokens after the prompt in the prefix: π0.5's state, each of its first `stateTokens` dims a token of
+   * its own from 256 bins (`prefix/state_embedding` + `prefix/state_pos_embedding`); π0 none.
    */
   prefixStateTokens: number;
   /**
@@ -34,7 +34,7 @@ export interface NativeVariant {
 export function nativeVariant(d: ModelDims): NativeVariant {
   if (d.variant === 'pi05')
     return {
-      prefixStateTokens: d.actionDim,
+      prefixStateTokens: d.stateTokens,
       suffixStateTokens: 0,
       actionTokens: 'projection',
       expertNorms: 'adaptive',
