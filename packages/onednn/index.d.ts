@@ -44,6 +44,25 @@ export interface OneDnnInfo {
 export declare const sgemm: Sgemm;
 /** A and B rounded fp32 → bf16 (round to nearest even), fp32 accumulation (dnnl_gemm_bf16bf16f32). */
 export declare const sgemmBf16: Sgemm;
+/**
+ * `sgemmBf16` with B given as bf16 bits (the rounding `toBf16` applies) and `ldb` counted in them: a
+ * weight rounded once rather than on every product that reads it. A is rounded per call as before.
+ */
+export declare function sgemmBf16B(
+  transA: Trans,
+  transB: Trans,
+  m: number,
+  n: number,
+  k: number,
+  alpha: number,
+  a: Float32Array,
+  lda: number,
+  b: Uint16Array,
+  ldb: number,
+  beta: number,
+  c: Float32Array,
+  ldc: number,
+): void;
 /** bf16 bit patterns of `src` (the rounding sgemmBf16 applies), into `dst` or a new array; returns it. */
 export declare function toBf16(src: Float32Array, dst?: Uint16Array): Uint16Array;
 /** OpenMP threads for products started from the calling thread (each worker thread has its own). */

@@ -231,6 +231,38 @@ describe.skipIf(dnn === null)('vla-onednn', () => {
     expect(fail).toEqual([]);
   });
 
+  it("sgemmBf16B (B rounded once by toBf16) gives sgemmBf16's products bit for bit", () => {
+    CASES.forEach((c, idx) => {
+      const p = problem(c, 2000 + idx);
+      const b16 = d.toBf16(p.b);
+      const got = p.c0.slice();
+      d.sgemmBf16B(
+        c.ta ? TRANS : NO_TRANS,
+        c.tb ? TRANS : NO_TRANS,
+        c.m,
+        c.n,
+        c.k,
+        c.alpha,
+        p.a,
+        p.lda,
+        b16,
+        p.ldb,
+        c.beta,
+        got,
+        p.ldc,
+      );
+      const want = run(d.sgemmBf16, p);
+      expect(new Uint32Array(got.buffer), label(c)).toEqual(new Uint32Array(want.buffer));
+    });
+    const a = new Float32Array(4);
+    expect(() => d.sgemmBf16B(NO_TRANS, NO_TRANS, 2, 2, 2, 1, a, 2, a as never, 2, 0, a, 2)).toThrow(
+      /B a Uint16Array of bf16 bits/,
+    );
+    expect(() =>
+      d.sgemmBf16B(NO_TRANS, NO_TRANS, 2, 2, 3, 1, new Float32Array(6), 3, new Uint16Array(4), 2, 0, a, 2),
+    ).toThrow(/too small/);
+  });
+
   it('takes nblas sgemm arguments: same product as nblas on the same call', () => {
     let nblas: { sgemm: OneDnn['sgemm'] };
     try {

@@ -36,7 +36,10 @@ const req = (over: Partial<LaunchRequest> & { set?: string[] } = {}): LaunchRequ
 
 describe('launch checks: a clear error before anything starts', () => {
   it.each([
-    [{ config: 'nope' }, 'unknown config "nope": expected one of pi05_sim_pick_place, pi05_sim_transfer_cube'],
+    [
+      { config: 'nope' },
+      'unknown config "nope": expected one of pi05_sim_pick_place, pi05_sim_transfer_cube',
+    ],
     [
       { set: ['data.dataset=ds', 'train.batch_size=zero'] },
       '--set train.batch_size: expected number, got "zero" (string)',

@@ -1,8 +1,9 @@
 import type { Worker } from 'node:worker_threads';
 import * as tf from '@tensorflow/tfjs-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { setupBackend } from '../../src/backend/index.js';
+import { setProductPrecision, setupBackend } from '../../src/backend/index.js';
 import { loadBlas } from '../../src/backend/native/blas.js';
+import { loadOneDnn } from '../../src/backend/native/onednn.js';
 import { ModelConfig } from '../../src/config/schema.js';
 import { ChunkSampler } from '../../src/model/chunk-sampler.js';
 import { modelDims } from '../../src/model/config.js';
@@ -226,6 +227,52 @@ describe.runIf(haveBlas)('native sampler', () => {
     }
     tf.dispose([...w.values(), ...sw.values()]);
   });
+
+  const onednn = loadOneDnn(1);
+  it.skipIf('error' in onednn)(
+    "runs its products in bf16 where asked, each weight rounded once: within bf16 rounding of fp32, and as TensorFlow.js's bf16 products give (π0 and π0.5, 1 and 2 threads)",
+    async () => {
+      try {
+        for (const variant of ['pi0', 'pi05'] as const) {
+          const dims = modelDims(ModelConfig.parse({ preset: 'tiny', action_horizon: 8, variant }));
+          const model = new Pi0(dims);
+          const w = trainedModulation(params(dims, 5), new Rng(6));
+          const sw = nativeSamplingWeights(model, w);
+          const inp = inputs(dims, 2, 2, 9);
+          const noise = new Rng(4).normals(2 * dims.horizon * dims.actionDim);
+          const time = (t: Float32Array) => model.timeEmbedding(t);
+          for (const threads of [1, 2]) {
+            setProductPrecision('fp32');
+            const fp32 = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: 2 });
+            const want = fp32.sample(inp, noise, dims.numSteps, time);
+            await fp32.dispose();
+            const bf16 = await NativeSampler.create(dims, sw, {
+              threads,
+              cameras: 2,
+              batch: 2,
+              precision: 'bf16',
+            });
+            try {
+              const got = bf16.sample(inp, noise, dims.numSteps, time);
+              // bf16 keeps 8 bits of mantissa: off fp32 by its rounding, and not fp32 itself.
+              expect(relDiff(got, want)).toBeLessThan(3e-2);
+              expect(relDiff(got, want)).toBeGreaterThan(1e-5);
+              // The rounded weights are kept: the next chunk is the same, bit for bit.
+              expect(Array.from(bf16.sample(inp, noise, dims.numSteps, time))).toEqual(Array.from(got));
+              // TensorFlow.js's sampler on the pack's bf16 products (every operand rounded per product).
+              const tfjs = (await model.sample(w, inp, noise, { cache: true }).data()) as Float32Array;
+              expect(relDiff(got, tfjs)).toBeLessThan(1e-2);
+            } finally {
+              await bf16.dispose();
+            }
+          }
+          tf.dispose([...w.values(), ...sw.values()]);
+        }
+      } finally {
+        setProductPrecision('fp32');
+      }
+    },
+  );
 
   it('π0.5 keeps a committed prefix as TensorFlow.js does (per-token conditions: committed steps at flow time 0)', async () => {
     const dims = pi05(configs[1]!.over);

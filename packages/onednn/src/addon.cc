@@ -9,6 +9,8 @@
 //   sgemm      fp32 through dnnl_sgemm.
 //   sgemmBf16  A and B rounded fp32 -> bf16 (round to nearest even) here, then
 //              dnnl_gemm_bf16bf16f32: bf16 products, fp32 accumulation and fp32 C.
+//   sgemmBf16B the same with B given as bf16 bits (a Uint16Array from toBf16): a weight rounded once,
+//              not on every product that reads it.
 //
 // The addon is loaded by several worker threads at once: it keeps no process-wide mutable state. The
 // bf16 scratch buffers are thread_local, the CPU features are detected once into a function-local
@@ -191,6 +193,17 @@ static bool get_trans(napi_env env, napi_value v, bool *out) {
   return true;
 }
 
+static bool get_u16(napi_env env, napi_value v, uint16_t **data, size_t *len) {
+  bool is;
+  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
+  napi_typedarray_type t;
+  void *d;
+  if (napi_get_typedarray_info(env, v, &t, len, &d, nullptr, nullptr) != napi_ok) return false;
+  if (t != napi_uint16_array) return false;
+  *data = (uint16_t *)d;
+  return true;
+}
+
 static bool get_f32(napi_env env, napi_value v, float **data, size_t *len) {
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
@@ -203,8 +216,12 @@ static bool get_f32(napi_env env, napi_value v, float **data, size_t *len) {
 }
 
 // ---------------------------------------------------------------------------------------- GEMM
-static napi_value gemm(napi_env env, napi_callback_info info, bool bf16) {
-  const char *name = bf16 ? "sgemmBf16" : "sgemm";
+// Which operands are rounded to bf16 here: none (fp32), A and B, or A alone (B came as bf16 bits).
+enum class Mode { F32, BF16, BF16_B_GIVEN };
+
+static napi_value gemm(napi_env env, napi_callback_info info, Mode mode) {
+  const bool bf16 = mode != Mode::F32;
+  const char *name = mode == Mode::F32 ? "sgemm" : mode == Mode::BF16 ? "sgemmBf16" : "sgemmBf16B";
   size_t argc = 13;
   napi_value argv[13];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
@@ -221,9 +238,14 @@ static napi_value gemm(napi_env env, napi_callback_info info, bool bf16) {
   double alpha_d, beta_d;
   if (!get_number(env, argv[5], &alpha_d) || !get_number(env, argv[10], &beta_d))
     return throw_type(env, std::string(name) + ": alpha and beta must be numbers");
-  float *A, *B, *C;
+  float *A, *B = nullptr, *C;
+  uint16_t *Bh = nullptr;
   size_t la, lb, lc;
-  if (!get_f32(env, argv[6], &A, &la) || !get_f32(env, argv[8], &B, &lb) || !get_f32(env, argv[11], &C, &lc))
+  if (mode == Mode::BF16_B_GIVEN) {
+    if (!get_f32(env, argv[6], &A, &la) || !get_u16(env, argv[8], &Bh, &lb) || !get_f32(env, argv[11], &C, &lc))
+      return throw_type(env, std::string(name) + ": A and C must be Float32Arrays, B a Uint16Array of bf16 bits");
+  } else if (!get_f32(env, argv[6], &A, &la) || !get_f32(env, argv[8], &B, &lb) ||
+             !get_f32(env, argv[11], &C, &lc))
     return throw_type(env, std::string(name) + ": A, B and C must be Float32Arrays");
 
   // Stored (row-major) shapes: op(A) is M x K, op(B) is K x N.
@@ -248,10 +270,14 @@ static napi_value gemm(napi_env env, napi_callback_info info, bool bf16) {
     } else {
       Scratch &s = t_scratch;
       if ((int64_t)s.a.size() < ar * ac) s.a.resize(ar * ac);
-      if ((int64_t)s.b.size() < br * bc) s.b.resize(br * bc);
       cvt_mat(A, ar, ac, lda, s.a.data());
-      cvt_mat(B, br, bc, ldb, s.b.data());
-      st = dnnl_gemm_bf16bf16f32(tA, tB, M, N, K, alpha, s.a.data(), ac, s.b.data(), bc, beta, C, ldc);
+      if (Bh) {
+        st = dnnl_gemm_bf16bf16f32(tA, tB, M, N, K, alpha, s.a.data(), ac, Bh, ldb, beta, C, ldc);
+      } else {
+        if ((int64_t)s.b.size() < br * bc) s.b.resize(br * bc);
+        cvt_mat(B, br, bc, ldb, s.b.data());
+        st = dnnl_gemm_bf16bf16f32(tA, tB, M, N, K, alpha, s.a.data(), ac, s.b.data(), bc, beta, C, ldc);
+      }
     }
   } catch (const std::exception &e) {  // std::bad_alloc from the scratch buffers
     return throw_error(env, std::string(name) + ": " + e.what());
@@ -262,8 +288,9 @@ static napi_value gemm(napi_env env, napi_callback_info info, bool bf16) {
   return nullptr;
 }
 
-static napi_value Sgemm(napi_env env, napi_callback_info info) { return gemm(env, info, false); }
-static napi_value SgemmBf16(napi_env env, napi_callback_info info) { return gemm(env, info, true); }
+static napi_value Sgemm(napi_env env, napi_callback_info info) { return gemm(env, info, Mode::F32); }
+static napi_value SgemmBf16(napi_env env, napi_callback_info info) { return gemm(env, info, Mode::BF16); }
+static napi_value SgemmBf16B(napi_env env, napi_callback_info info) { return gemm(env, info, Mode::BF16_B_GIVEN); }
 
 // toBf16(src: Float32Array, dst: Uint16Array): dst[i] = bf16 bits of src[i] (RNE), the same conversion
 // sgemmBf16 applies to A and B.
@@ -353,6 +380,7 @@ NAPI_MODULE_INIT() {
   napi_property_descriptor props[] = {
       {"sgemm", nullptr, Sgemm, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"sgemmBf16", nullptr, SgemmBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
+      {"sgemmBf16B", nullptr, SgemmBf16B, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"toBf16", nullptr, ToBf16, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"setNumThreads", nullptr, SetNumThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},
       {"getNumThreads", nullptr, GetNumThreads, nullptr, nullptr, nullptr, napi_enumerable, nullptr},

@@ -6,13 +6,20 @@
  * this CPU's AVX512-BF16 instructions.
  */
 import { createRequire } from 'node:module';
-import { NO_TRANS, type Sgemm, TRANS } from './gemm.js';
+import { NO_TRANS, type Sgemm, type SgemmBf16B, TRANS } from './gemm.js';
 
 export const ONEDNN_PACKAGE = 'vla-onednn';
 
 export interface OneDnn {
   /** bf16 operands, fp32 accumulation and output; cblas_sgemm's row-major arguments. */
   sgemmBf16: Sgemm;
+  /**
+   * `sgemmBf16` with B given as bf16 bits (`toBf16`'s, `ldb` counted in them): for a weight rounded once
+   * and read by many products (the native sampler's), where rounding B each call was most of the cost.
+   */
+  sgemmBf16B: SgemmBf16B;
+  /** fp32 → bf16 bits, rounded as `sgemmBf16` rounds its operands. */
+  toBf16(src: Float32Array): Uint16Array;
   /**
    * oneDNN's version and the instruction set it runs, e.g. `oneDNN 2.6.3, avx512_core_bf16`, and a
    * warning where bf16 products measured slower than float32 ones here (see bf16Rate).
@@ -25,6 +32,8 @@ export interface OneDnn {
 interface Binding {
   sgemm: Sgemm;
   sgemmBf16: Sgemm;
+  sgemmBf16B: SgemmBf16B;
+  toBf16(src: Float32Array): Uint16Array;
   setNumThreads(n: number): void;
   info(): { version: string; bf16Hardware: boolean; isa: string };
 }
@@ -67,7 +76,13 @@ export function loadOneDnn(
     rate < 0.95
       ? `; bf16 products measured at ${rate.toFixed(2)}× float32's rate on this CPU (its bf16 dot products run no faster than its float32 FMAs, and it has no AMX): slower, not faster`
       : '';
-  return { sgemmBf16: binding.sgemmBf16, describe: `oneDNN ${info.version}, ${info.isa}${slower}`, rate };
+  return {
+    sgemmBf16: binding.sgemmBf16,
+    sgemmBf16B: binding.sgemmBf16B,
+    toBf16: (src) => binding.toBf16(src),
+    describe: `oneDNN ${info.version}, ${info.isa}${slower}`,
+    rate,
+  };
 }
 
 /**

@@ -55,6 +55,8 @@ export interface Layout {
   shared: Record<string, number>;
   /** Per rank, per block name: its shard. */
   blocks: Array<Record<string, BlockShard>>;
+  /** Floats [0, weights) hold the weights (`shared` and `blocks`), written once before the first job. */
+  weights: number;
   /** Inputs rank 0 writes before a job. */
   input: {
     patches: number;
@@ -176,6 +178,7 @@ export function planLayout(
     }
     blocks.push(mine);
   }
+  const weights = top;
   const n = (d.imageSize / d.patchSize) ** 2;
   const length = prefixLength(d, variant, cameras, maxPromptLen);
   const suffix = variant.suffixStateTokens + d.horizon;
@@ -230,6 +233,7 @@ export function planLayout(
     maxPromptLen,
     shared,
     blocks,
+    weights,
     input,
     scratch,
     control,
