@@ -220,7 +220,8 @@ export const DataConfig = z
     robot_in_prompt: z.boolean().nullable().default(null),
     /**
      * The steps of each chunk this robot trains on and is served, where fewer than `model.action_horizon`
-     * (null: all of them): the steps after it are padding in the loss, and a server returns this many.
+     * (null: all of them): the steps after it are padding in the loss, hidden from the robot's other
+     * tokens (its chunk is what a model of its own horizon computes), and a server returns this many.
      * In a mixture of robots each robot keeps its own reach in time: 50 steps are 1 s of ALOHA at 50 Hz
      * but 3.3 s of a 15 Hz arm.
      */

@@ -265,6 +265,7 @@ export class Loader implements TrainingData {
       horizon: H,
       actionPad,
       prompts,
+      ...(steps < H && { horizons: new Int32Array(B).fill(steps) }),
     };
   }
 

@@ -151,6 +151,7 @@ export class MixtureData {
       actionPad: new Uint8Array(B * H),
       prompts: new Array<string>(B),
       ...(widths.size > 1 && { actionDims: new Int32Array(B) }),
+
       // Which dataset each sample came from, where there are several: the loss is then logged per dataset.
       ...(this.sources.length > 1 && { sources: new Uint8Array(B) }),
     };
@@ -171,6 +172,8 @@ export class MixtureData {
         out.actionPad.set(part.actionPad.subarray(i * H, (i + 1) * H), b * H);
         out.prompts[b] = this.robots ? robotPrompt(this.robots[s]!, part.prompts[i]!) : part.prompts[i]!;
         if (out.actionDims) out.actionDims[b] = pad;
+        // Each sample's chunk steps, where a robot's are fewer than the model's.
+        if (part.horizons) (out.horizons ??= new Int32Array(B).fill(H))[b] = part.horizons[i]!;
         if (out.sources) out.sources[b] = s;
       });
     }

@@ -29,6 +29,13 @@ export interface ModelInputs {
   promptMask: Uint8Array;
   /** [B, actionDim] state padded with zeros. */
   state: Float32Array;
+  /**
+   * [B]: each sample's chunk steps where its robot's chunk is shorter than the model's action_horizon
+   * (a mixture of robots; `data.action_horizon`). The action tokens past them are hidden from every
+   * token, as they are not part of its chunk (the flow loss leaves them out too), so a robot's chunk is
+   * computed as a model of its own horizon would. Absent: every sample's chunk is the model's.
+   */
+  horizons?: Int32Array;
 }
 
 /** A pixel byte as the model reads it, v / 127.5 − 1, looked up (a division per byte cost ~1% of a step). */
@@ -147,9 +154,14 @@ export function checkModelInputs(inp: ModelInputs, d: ModelDims, where: string):
     ['promptTokens', inp.promptTokens.length, b * inp.promptLen],
     ['promptMask', inp.promptMask.length, b * inp.promptLen],
     ['state', inp.state.length, b * d.actionDim],
+    ...(inp.horizons ? ([['horizons', inp.horizons.length, b]] as Array<[string, number, number]>) : []),
   ];
   for (const [name, got, want] of sizes)
     if (got !== want) throw new Error(`${where}: ${name} has ${got} values, expected ${want}`);
+  inp.horizons?.forEach((h, i) => {
+    if (!(h >= 1 && h <= d.horizon))
+      throw new Error(`${where}: horizons[${i}] is ${h}, expected 1..${d.horizon} (model.action_horizon)`);
+  });
   for (let i = 0; i < inp.promptTokens.length; i++)
     if (inp.promptMask[i]) checkToken(inp.promptTokens[i]!, i, where);
 }

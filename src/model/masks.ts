@@ -142,7 +142,8 @@ export function promptPooling(inp: {
 
 /**
  * Writes the additive bias [B, Tp + extra] over keys that hides the prefix's padding tokens from a
- * query that sees every key (the `extra` suffix tokens are always real) into `out`; returns false, and
+ * query that sees every key into `out`: the `extra` suffix tokens are all real or, with `extraLengths`,
+ * each sample's first extraLengths[i] (a robot's chunk shorter than the model's). Returns false, and
  * writes nothing, when nothing is hidden (the samplers then add no bias at all).
  */
 export function keyBiasInto(
@@ -151,14 +152,31 @@ export function keyBiasInto(
   b: number,
   p: number,
   extra: number,
+  extraLengths?: Int32Array,
 ): boolean {
-  if (prefixValid.every((v) => v === 1)) return false;
+  const short = extraLengths?.some((n) => n < extra) ?? false;
+  if (!short && prefixValid.every((v) => v === 1)) return false;
   const cols = p + extra;
   if (out.length < b * cols) throw new Error(`keyBiasInto: ${out.length} values for [${b}, ${cols}]`);
   out.fill(0, 0, b * cols);
-  for (let i = 0; i < b; i++)
+  for (let i = 0; i < b; i++) {
     for (let j = 0; j < p; j++) if (!prefixValid[i * p + j]) out[i * cols + j] = MASKED;
+    if (short) out.fill(MASKED, i * cols + p + extraLengths![i]!, (i + 1) * cols);
+  }
   return true;
+}
+
+/**
+ * [B]: each sample's real suffix tokens, `suffixLen` less the action tokens past its chunk's `horizons`
+ * (of the model's `horizon`); undefined where every sample has the whole chunk.
+ */
+export function suffixLengths(
+  horizons: Int32Array | undefined,
+  suffixLen: number,
+  horizon: number,
+): Int32Array | undefined {
+  if (!horizons?.some((h) => h < horizon)) return undefined;
+  return horizons.map((h) => suffixLen - horizon + h);
 }
 
 /**

@@ -190,6 +190,8 @@ export class NativeSampler {
     for (let i = 0; i < b * l; i++) i32[L.input.masks + i] = inp.promptMask[i]!;
     for (let i = 0; i < b * inp.cameras; i++) i32[L.input.masks + b * l + i] = inp.imageMask[i]!;
     f32.set(inp.state, L.input.state);
+    if (inp.horizons) i32.set(inp.horizons, L.input.horizons);
+    else i32.fill(d.horizon, L.input.horizons, L.input.horizons + b);
     if (committed) {
       checkCommitted(committed, b, d.horizon, d.actionDim);
       f32.set(withCommitted(noise, committed, d.horizon, d.actionDim), L.input.noise);

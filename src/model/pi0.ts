@@ -37,6 +37,7 @@ import {
   prefixValidity,
   promptPooling,
   sequenceValid,
+  suffixLengths,
 } from './masks.js';
 import { param as get, globToRegExp, isLoraParam, mergedKernel, type Params } from './params.js';
 import { Rng } from './rng.js';
@@ -265,6 +266,8 @@ export interface Observation {
   state: Float32Array;
   stateDim: number;
   prompts: string[];
+  /** [B]: each sample's chunk steps, where its robot's are fewer than the model's (ModelInputs.horizons). */
+  horizons?: Int32Array;
 }
 
 export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
@@ -287,6 +290,14 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
     throw new Error(`state: expected ${b}×${obs.stateDim} values, got ${obs.state.length}`);
   }
   if (obs.prompts.length !== b) throw new Error(`expected ${b} prompts, got ${obs.prompts.length}`);
+  if (obs.horizons) {
+    if (obs.horizons.length !== b)
+      throw new Error(`horizons: expected ${b} values (one per sample), got ${obs.horizons.length}`);
+    obs.horizons.forEach((h, i) => {
+      if (!(h >= 1 && h <= d.horizon))
+        throw new Error(`horizons[${i}]: expected 1..${d.horizon} (model.action_horizon), got ${h}`);
+    });
+  }
   const tok = tokenizePrompts(obs.prompts, d.maxTokenLen);
   const state = new Float32Array(b * d.actionDim);
   for (let i = 0; i < b; i++) {
@@ -303,6 +314,7 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
     promptTokens: tok.tokens,
     promptMask: tok.mask,
     state,
+    ...(obs.horizons?.some((h) => h < d.horizon) && { horizons: obs.horizons }),
   };
 }
 
@@ -316,6 +328,7 @@ export function batchObservation(batch: Batch): Observation {
     state: batch.state,
     stateDim: batch.stateDim,
     prompts: batch.prompts,
+    ...(batch.horizons && { horizons: batch.horizons }),
   };
 }
 
@@ -643,11 +656,14 @@ export class Pi0 {
     };
   }
 
-  /** The suffix's attention bias [B,1,1+H,Tp+1+H] from π0's mask over the whole sequence. */
-  suffixBias(prefixValid: Uint8Array, prefixLen: number, b: number): tf.Tensor4D {
+  /**
+   * The suffix's attention bias [B,1,1+H,Tp+1+H] from π0's mask over the whole sequence; with
+   * `horizons`, each sample's action tokens past its chunk hidden (ModelInputs.horizons).
+   */
+  suffixBias(prefixValid: Uint8Array, prefixLen: number, b: number, horizons?: Int32Array): tf.Tensor4D {
     const s = this.suffixLen;
     const t = prefixLen + s;
-    const valid = sequenceValid(prefixValid, prefixLen, s, b);
+    const valid = sequenceValid(prefixValid, prefixLen, s, b, suffixLengths(horizons, s, this.dims.horizon));
     return attentionBias(valid, this.blockStarts(prefixLen), b, prefixLen, t);
   }
 
@@ -698,7 +714,7 @@ export class Pi0 {
     const s = this.suffixLen;
     const { x: x0, valid, length: p } = this.embedPrefix(w, inp);
     const total = p + s;
-    const seqValid = sequenceValid(valid, p, s, b);
+    const seqValid = sequenceValid(valid, p, s, b, suffixLengths(inp.horizons, s, d.horizon));
     const starts = this.blockStarts(p);
     const full = attentionBias(seqValid, starts, b, 0, total);
     const suffixRows = attentionBias(seqValid, starts, b, p, total);
@@ -757,7 +773,12 @@ export class Pi0 {
     const v = this.velocity(
       w,
       rep,
-      this.suffixBias(rep.valid, rep.length, kb),
+      this.suffixBias(
+        rep.valid,
+        rep.length,
+        kb,
+        inp.horizons && (k === 1 ? inp.horizons : repeatRows(inp.horizons, k)),
+      ),
       tf.tensor2d(k === 1 ? inp.state : repeatRows(inp.state, k), [kb, d.actionDim]),
       tf.tensor3d(xt, [kb, d.horizon, d.actionDim]),
       times,
@@ -860,7 +881,7 @@ export class Pi0 {
     return tf.tidy(() => {
       const state = tf.tensor2d(inp.state, [b, d.actionDim]);
       const kv = this.prefixKV(w, inp);
-      const bias = this.suffixBias(kv.valid, kv.length, b);
+      const bias = this.suffixBias(kv.valid, kv.length, b, inp.horizons);
       const target = tf.tensor3d(g.prefix, [b, d.horizon, d.actionDim]);
       const weights = tf.tensor3d(g.weights, [b, d.horizon, 1]);
       return eulerIntegrate(tf.tensor3d(noise, [b, d.horizon, d.actionDim]), numSteps, (x, t) => {
@@ -909,7 +930,7 @@ export class Pi0 {
         );
       }
       const kv = this.prefixKV(w, inp);
-      const bias = this.suffixBias(kv.valid, kv.length, b);
+      const bias = this.suffixBias(kv.valid, kv.length, b, inp.horizons);
       return eulerIntegrate(x1, numSteps, (x, t) => hold(this.velocity(w, kv, bias, state, x, times(t))));
     });
   }

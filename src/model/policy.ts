@@ -93,6 +93,9 @@ export class PolicyModel {
   }
 
   prepare(input: SampleInput): ModelInputs {
+    // The robot's own chunk steps, where fewer than the model's: the tokens past them are hidden, as in training.
+    const steps = this.config.data.action_horizon;
+    const short = steps !== null && steps !== undefined && steps < this.dims.horizon;
     return prepareInputs(this.dims, {
       batchSize: input.batchSize,
       cameras: this.cameras.length,
@@ -102,6 +105,7 @@ export class PolicyModel {
       state: input.state,
       stateDim: this.stateDim,
       prompts: this.promptRobot ? input.prompts.map((p) => robotPrompt(this.promptRobot!, p)) : input.prompts,
+      ...(short && { horizons: new Int32Array(input.batchSize).fill(steps) }),
     });
   }
 

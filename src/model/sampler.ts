@@ -23,7 +23,7 @@ import type { ModelDims } from './config.js';
 import { MAX_CAMERAS } from './config.js';
 import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
 import { applyFilm, gelu, silu } from './layers.js';
-import { keyBiasInto, prefixValidity, promptPooling } from './masks.js';
+import { keyBiasInto, prefixValidity, promptPooling, suffixLengths } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
 
 /** What the sampler needs of the model (Pi0 provides it): its dims, the patches per image, the flow time's embedding. */
@@ -276,7 +276,9 @@ class Sampler {
       // The last block's output is never read: the action tokens need only its keys and values.
       if (i < d.depth - 1) s = this.finishBlock(g, s, qkv, p.kv[i]!, stateBias, b);
     }
-    return { kv, actionBias: keyBias(p.valid, b, p.length, 1 + d.horizon) };
+    // Action tokens past a sample's own chunk (ModelInputs.horizons) are hidden from the others.
+    const lengths = suffixLengths(inp.horizons, 1 + d.horizon, d.horizon);
+    return { kv, actionBias: keyBias(p.valid, b, p.length, 1 + d.horizon, lengths) };
   }
 
   /** Velocity [B·H, A]·dt for the noisy chunk x [B·H, A] at flow time t, with `out` = action_out·dt. */
@@ -317,9 +319,15 @@ class Sampler {
 }
 
 /** keyBiasInto's bias as a tensor [B, Tp + extra], or null when nothing is hidden. */
-function keyBias(prefixValid: Uint8Array, b: number, p: number, extra: number): tf.Tensor2D | null {
+function keyBias(
+  prefixValid: Uint8Array,
+  b: number,
+  p: number,
+  extra: number,
+  extraLengths?: Int32Array,
+): tf.Tensor2D | null {
   const bias = new Float32Array(b * (p + extra));
-  return keyBiasInto(bias, prefixValid, b, p, extra) ? tf.tensor2d(bias, [b, p + extra]) : null;
+  return keyBiasInto(bias, prefixValid, b, p, extra, extraLengths) ? tf.tensor2d(bias, [b, p + extra]) : null;
 }
 
 /**

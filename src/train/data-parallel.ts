@@ -66,6 +66,7 @@ export function sliceInputs(x: StepInputs, from: number, to: number, samples: nu
       imageMask: rows(o.imageMask, o.cameras),
       state: rows(o.state, o.stateDim),
       prompts: o.prompts.slice(from, to),
+      ...(o.horizons && { horizons: rows(o.horizons, 1) }),
     },
     actions: rows(x.actions, x.actions.length / b),
     actionPad: rows(x.actionPad, h),

@@ -29,6 +29,11 @@ export interface Batch {
   horizon: number;
   /** [B, H]: 1 where the chunk runs past the episode's end (LeRobot's `action_is_pad`). */
   actionPad: Uint8Array;
+  /**
+   * [B]: each sample's chunk steps where its robot's (`data.action_horizon`) are fewer than H: the model
+   * hides its action tokens past them (and `actionPad` marks them); absent where every sample has H.
+   */
+  horizons?: Int32Array;
   /** The language prompt of each sample (the episode's task, or the config's default prompt). */
   prompts: string[];
   /**

@@ -150,6 +150,9 @@ describe('a mixture of robots', () => {
     expect([...b.actions.subarray(4 * 14 + 8, 4 * 14 + 14)]).toEqual(new Array(6).fill(0));
     // ALOHA's chunk trains all 4 steps (its episodes run past them), the arm's its first 2.
     expect([...b.actionPad]).toEqual([0, 0, 0, 0, 0, 0, 1, 1]);
+    // And the model hides the arm's tokens past its 2 steps (ModelInputs.horizons).
+    expect([...b.horizons!]).toEqual([4, 2]);
+    expect(data.batchOfRows([0, 1]).horizons).toBeUndefined();
     data.close();
   });
 

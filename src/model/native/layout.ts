@@ -72,6 +72,8 @@ export interface Layout {
     time0: number;
     /** Int32 view: each sample's committed steps [B] (0: none). */
     delays: number;
+    /** Int32 view: each sample's chunk steps [B] (ModelInputs.horizons; H where the whole chunk). */
+    horizons: number;
     maxSteps: number;
   };
   /** Per rank: scratch buffers and caches. */
@@ -197,6 +199,7 @@ export function planLayout(
     times: alloc(maxSteps * maxBatch * d.expertWidth),
     time0: alloc(d.expertWidth),
     delays: alloc(maxBatch),
+    horizons: alloc(maxBatch),
     maxSteps,
   };
   const conditions = variant.expertNorms === 'adaptive' ? maxSteps * maxBatch + 1 : 0;

@@ -19,7 +19,7 @@ import { type Blas, NO_TRANS, TRANS } from '../../backend/native/blas.js';
 import { type FusedExports, RMS_EPS } from '../../backend/native/fused.js';
 import type { OneDnn } from '../../backend/native/onednn.js';
 import { stateBin } from '../inputs.js';
-import { keyBiasInto, prefixValidity, promptPooling, sequenceValid } from '../masks.js';
+import { keyBiasInto, prefixValidity, promptPooling, sequenceValid, suffixLengths } from '../masks.js';
 import { type BlockShard, type Layout, prefixLength, type SharedMemory } from './layout.js';
 import { Team } from './threads.js';
 import { modulationAt, modulationWidth } from './variant.js';
@@ -310,8 +310,9 @@ export class Engine {
   }
 
   /** Writes the key bias of the phase about to run into the arena (keyBiasInto); whether there is one. */
-  private keyBias(valid: Uint8Array, b: number, p: number, extra: number): boolean {
-    return keyBiasInto(this.f32.subarray(this.s.bias, this.s.bias + b * (p + extra)), valid, b, p, extra);
+  private keyBias(valid: Uint8Array, b: number, p: number, extra: number, lengths?: Int32Array): boolean {
+    const out = this.f32.subarray(this.s.bias, this.s.bias + b * (p + extra));
+    return keyBiasInto(out, valid, b, p, extra, lengths);
   }
 
   /** Reads the job header rank 0 posted. */
@@ -453,7 +454,10 @@ export class Engine {
     f.copyWithin(xt, L.input.noise, L.input.noise + b * H * A);
     const dt = -1 / steps;
     const actionsAt = length + variant.suffixStateTokens;
-    const actionBias = this.keyBias(valid, b, length, variant.suffixStateTokens + H);
+    // Action tokens past a sample's own chunk (ModelInputs.horizons) are hidden from the others.
+    const horizons = this.i32.slice(L.input.horizons, L.input.horizons + b);
+    const suffix = variant.suffixStateTokens + H;
+    const actionBias = this.keyBias(valid, b, length, suffix, suffixLengths(horizons, suffix, H));
     const ya = s.x;
     // Training-time real-time chunking: a sample's first delays[i] steps are committed, held as given
     // (the noise came with them in place) at flow time 0, as the model saw them in training.
