@@ -190,10 +190,16 @@ export async function run(): Promise<void> {
         tf.dispose([...w05.values()]);
       }
       // π0-FAST decodes one token per step: timed at fixed token counts (the end token never wins), as
-      // many as a transfer-cube chunk takes (docs/model-family.md) and twice that.
+      // many as a transfer-cube chunk takes (docs/model-family.md) and twice that; the bench robot's 14
+      // state tokens, as pi0_fast_sim_transfer_cube.
       for (const tokens of FAST_TOKENS) {
         const dFast = modelDims(
-          ModelConfig.parse({ preset, variant: 'pi0_fast', fast: { max_tokens: tokens, decoding: 'free' } }),
+          ModelConfig.parse({
+            preset,
+            variant: 'pi0_fast',
+            state_tokens: 14,
+            fast: { max_tokens: tokens, decoding: 'free' },
+          }),
         );
         const wFast = initParams(dFast, 0);
         const bias = wFast.get('expert/token_out/bias')!;

@@ -31,7 +31,6 @@ import {
 import {
   attentionBiasInto,
   fastBlockStarts,
-  MASKED,
   pi0BlockStarts,
   pi05BlockStarts,
   prefixValidity,
@@ -1053,7 +1052,7 @@ export class Pi0 {
       const kv: PrefixKV = { ...tensors, ...prefix };
       let past: Segment[] | null = null;
       const done = new Uint8Array(b);
-      let ids = new Int32Array(b).fill(bos);
+      const ids = new Int32Array(b).fill(bos);
       // Constrained decoding: a sample's chunk holds H·D values, so a token that would run past them is
       // never chosen, and once they are all there the end is the only choice. Every decode is a chunk.
       const vocab = fastTokenCount(d);
@@ -1062,10 +1061,6 @@ export class Pi0 {
       const used = Math.min(tok.vocabSize, d.fast.vocabSize);
       const values = new Float64Array(used);
       for (let id = 0; id < used; id++) values[id] = tok.valuesOf(id);
-      // Never the start token; constrained, never an id the tokenizer lacks.
-      const base = new Float32Array(vocab);
-      base[bos] = MASKED;
-      if (d.fast.constrained) base.fill(MASKED, used, d.fast.vocabSize);
       const decodedValues = new Float64Array(b);
       // Until fewer values are left than the longest token holds, no token is out of reach.
       const longest = values.reduce((m, v) => Math.max(m, v), 0);
@@ -1082,24 +1077,38 @@ export class Pi0 {
               ([k, v], i): Segment =>
                 prev ? [concatTokens([prev[i]![0], k], b), concatTokens([prev[i]![1], v], b)] : [k, v],
             );
-            // Greedy over FAST's tokens and the end; the end only once a token came.
-            const mask = new Float32Array(b * vocab);
-            for (let i = 0; i < b; i++) {
-              const row = mask.subarray(i * vocab, (i + 1) * vocab);
-              row.set(base);
-              if (j === 0) row[eos] = MASKED;
-              if (!d.fast.constrained) continue;
-              const left = need - decodedValues[i]!;
-              if (left < longest) for (let id = 0; id < used; id++) if (values[id]! > left) row[id] = MASKED;
-              if (left <= 0) row[eos] = 0;
-            }
-            const next = tf.argMax(tf.add(out.logits, tf.tensor2d(mask, [b, vocab])), 1);
-            return { next, joined: joined.map(([k, v]) => [tf.keep(k), tf.keep(v)] as Segment) };
+            return {
+              logits: out.logits,
+              joined: joined.map(([k, v]) => [tf.keep(k), tf.keep(v)] as Segment),
+            };
           });
           if (prev) for (const [k, v] of prev) tf.dispose([k, v]);
           past = step.joined;
-          ids = Int32Array.from(step.next.dataSync());
-          step.next.dispose();
+          // Greedy over FAST's tokens and the end: never the start token, the end only once a token came,
+          // constrained never an id the tokenizer lacks. Read back once and chosen here: a mask tensor,
+          // its sum and an argMax were three ops and an upload per token.
+          const logits = step.logits.dataSync();
+          step.logits.dispose();
+          for (let i = 0; i < b; i++) {
+            const row = logits.subarray(i * vocab, (i + 1) * vocab);
+            // Constrained: with fewer values left than a token holds, the tokens past them are out.
+            const left = need - decodedValues[i]!;
+            const reach = d.fast.constrained && left < longest ? left : Number.POSITIVE_INFINITY;
+            let best = -1;
+            let top = Number.NEGATIVE_INFINITY;
+            for (let id = 0; id < vocab; id++) {
+              if (id === bos || (id === eos && j === 0)) continue;
+              if (
+                id !== eos &&
+                (id >= used ? d.fast.constrained && id < d.fast.vocabSize : values[id]! > reach)
+              )
+                continue;
+              const v = id === eos && d.fast.constrained && left <= 0 ? Number.POSITIVE_INFINITY : row[id]!;
+              if (v > top) [top, best] = [v, id];
+            }
+            // Nothing left to choose (no token holds so few values): the chunk ends.
+            ids[i] = best < 0 ? eos : best;
+          }
           for (let i = 0; i < b; i++) {
             if (done[i]) continue;
             if (ids[i] === eos || j === d.fast.maxTokens) done[i] = 1;
