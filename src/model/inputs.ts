@@ -120,6 +120,16 @@ export function stateOneHot(inp: ModelInputs, dims: number, tokens: number): tf.
   }) as tf.Tensor2D;
 }
 
+/** Each sample's chunk steps (ModelInputs.horizons): one per sample, each within 1..H; else an error naming them. */
+export function checkHorizons(horizons: Int32Array, b: number, h: number, where = ''): void {
+  if (horizons.length !== b)
+    throw new Error(`${where}horizons: expected ${b} values (one per sample), got ${horizons.length}`);
+  horizons.forEach((v, i) => {
+    if (!(v >= 1 && v <= h))
+      throw new Error(`${where}horizons[${i}]: expected 1..${h} (model.action_horizon), got ${v}`);
+  });
+}
+
 /** Throws, naming `where`, when the camera bytes do not fill the inputs' images, or the patches do not tile them. */
 export function checkImages(inp: ModelInputs, where: string): void {
   const images = inp.batch * inp.cameras;
@@ -154,14 +164,10 @@ export function checkModelInputs(inp: ModelInputs, d: ModelDims, where: string):
     ['promptTokens', inp.promptTokens.length, b * inp.promptLen],
     ['promptMask', inp.promptMask.length, b * inp.promptLen],
     ['state', inp.state.length, b * d.actionDim],
-    ...(inp.horizons ? ([['horizons', inp.horizons.length, b]] as Array<[string, number, number]>) : []),
   ];
   for (const [name, got, want] of sizes)
     if (got !== want) throw new Error(`${where}: ${name} has ${got} values, expected ${want}`);
-  inp.horizons?.forEach((h, i) => {
-    if (!(h >= 1 && h <= d.horizon))
-      throw new Error(`${where}: horizons[${i}] is ${h}, expected 1..${d.horizon} (model.action_horizon)`);
-  });
+  if (inp.horizons) checkHorizons(inp.horizons, b, d.horizon, `${where}: `);
   for (let i = 0; i < inp.promptTokens.length; i++)
     if (inp.promptMask[i]) checkToken(inp.promptTokens[i]!, i, where);
 }

@@ -15,7 +15,14 @@ import type { Batch } from '../transforms/batch.js';
 import { type Committed, committedPad, committedTimes, freeSteps, withCommitted } from './committed.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import type { FastTokenizer } from './fast-tokenizer.js';
-import { type ModelInputs, patchTensor, promptOneHot, STATE_BINS, stateOneHot } from './inputs.js';
+import {
+  checkHorizons,
+  type ModelInputs,
+  patchTensor,
+  promptOneHot,
+  STATE_BINS,
+  stateOneHot,
+} from './inputs.js';
 import {
   applyFilm,
   attention,
@@ -289,14 +296,7 @@ export function prepareInputs(d: ModelDims, obs: Observation): ModelInputs {
     throw new Error(`state: expected ${b}×${obs.stateDim} values, got ${obs.state.length}`);
   }
   if (obs.prompts.length !== b) throw new Error(`expected ${b} prompts, got ${obs.prompts.length}`);
-  if (obs.horizons) {
-    if (obs.horizons.length !== b)
-      throw new Error(`horizons: expected ${b} values (one per sample), got ${obs.horizons.length}`);
-    obs.horizons.forEach((h, i) => {
-      if (!(h >= 1 && h <= d.horizon))
-        throw new Error(`horizons[${i}]: expected 1..${d.horizon} (model.action_horizon), got ${h}`);
-    });
-  }
+  if (obs.horizons) checkHorizons(obs.horizons, b, d.horizon);
   const tok = tokenizePrompts(obs.prompts, d.maxTokenLen);
   const state = new Float32Array(b * d.actionDim);
   for (let i = 0; i < b; i++) {
