@@ -208,6 +208,8 @@ export async function run(): Promise<void> {
         wFast.set('expert/token_out/bias', tf.tensor(never, bias.shape));
         bias.dispose();
         const fast = new Pi0(dFast, benchTokenizer(dFast));
+        // Beside π0 on the same (TensorFlow.js) sampler, timed again just before: the ratio is the figure.
+        row('B=1, KV cache, tfjs sampler (π0, again)', await timeChunks(model, w, 1, true, 9));
         const rf = await timeChunks(fast, wFast, 1, true, 5);
         rows.push([
           `${preset} π0-FAST (${(paramCount(wFast) / 1e6).toFixed(2)}M params)`,
