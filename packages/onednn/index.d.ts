@@ -5,7 +5,7 @@ export type Trans = 111 | 112 | 113;
  * Row-major `C = alpha·op(A)·op(B) + beta·C`, with nblas's `sgemm` arguments (cblas_sgemm with
  * CblasRowMajor, less the layout argument). K = 0 or alpha = 0 scales C by beta (beta = 0 clears it).
  */
-export type Sgemm = (
+type Product<B> = (
   transA: Trans,
   transB: Trans,
   m: number,
@@ -14,12 +14,13 @@ export type Sgemm = (
   alpha: number,
   a: Float32Array,
   lda: number,
-  b: Float32Array,
+  b: B,
   ldb: number,
   beta: number,
   c: Float32Array,
   ldc: number,
 ) => void;
+export type Sgemm = Product<Float32Array>;
 
 export interface OneDnnInfo {
   /** oneDNN library version, e.g. `2.6.3`. */
@@ -48,21 +49,7 @@ export declare const sgemmBf16: Sgemm;
  * `sgemmBf16` with B given as bf16 bits (the rounding `toBf16` applies) and `ldb` counted in them: a
  * weight rounded once rather than on every product that reads it. A is rounded per call as before.
  */
-export declare function sgemmBf16B(
-  transA: Trans,
-  transB: Trans,
-  m: number,
-  n: number,
-  k: number,
-  alpha: number,
-  a: Float32Array,
-  lda: number,
-  b: Uint16Array,
-  ldb: number,
-  beta: number,
-  c: Float32Array,
-  ldc: number,
-): void;
+export declare const sgemmBf16B: Product<Uint16Array>;
 /** bf16 bit patterns of `src` (the rounding sgemmBf16 applies), into `dst` or a new array; returns it. */
 export declare function toBf16(src: Float32Array, dst?: Uint16Array): Uint16Array;
 /** OpenMP threads for products started from the calling thread (each worker thread has its own). */

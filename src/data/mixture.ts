@@ -173,7 +173,10 @@ export class MixtureData {
         out.prompts[b] = this.robots ? robotPrompt(this.robots[s]!, part.prompts[i]!) : part.prompts[i]!;
         if (out.actionDims) out.actionDims[b] = pad;
         // Each sample's chunk steps, where a robot's are fewer than the model's.
-        if (part.horizons) (out.horizons ??= new Int32Array(B).fill(H))[b] = part.horizons[i]!;
+        if (part.horizons) {
+          out.horizons ??= new Int32Array(B).fill(H);
+          out.horizons[b] = part.horizons[i]!;
+        }
         if (out.sources) out.sources[b] = s;
       });
     }

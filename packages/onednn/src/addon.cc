@@ -193,26 +193,21 @@ static bool get_trans(napi_env env, napi_value v, bool *out) {
   return true;
 }
 
-static bool get_u16(napi_env env, napi_value v, uint16_t **data, size_t *len) {
+// A typed array of type `want`: its data (already offset by the view's byteOffset) and element count.
+static bool get_typed(napi_env env, napi_value v, napi_typedarray_type want, void **data, size_t *len) {
   bool is;
   if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
   napi_typedarray_type t;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &t, len, &d, nullptr, nullptr) != napi_ok) return false;
-  if (t != napi_uint16_array) return false;
-  *data = (uint16_t *)d;
-  return true;
+  if (napi_get_typedarray_info(env, v, &t, len, data, nullptr, nullptr) != napi_ok) return false;
+  return t == want;
 }
 
 static bool get_f32(napi_env env, napi_value v, float **data, size_t *len) {
-  bool is;
-  if (napi_is_typedarray(env, v, &is) != napi_ok || !is) return false;
-  napi_typedarray_type t;
-  void *d;
-  if (napi_get_typedarray_info(env, v, &t, len, &d, nullptr, nullptr) != napi_ok) return false;
-  if (t != napi_float32_array) return false;
-  *data = (float *)d;  // already offset by the view's byteOffset
-  return true;
+  return get_typed(env, v, napi_float32_array, (void **)data, len);
+}
+
+static bool get_u16(napi_env env, napi_value v, uint16_t **data, size_t *len) {
+  return get_typed(env, v, napi_uint16_array, (void **)data, len);
 }
 
 // ---------------------------------------------------------------------------------------- GEMM
@@ -299,15 +294,12 @@ static napi_value ToBf16(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   if (napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr) != napi_ok) return nullptr;
   float *src;
+  uint16_t *dst;
   size_t n, m;
-  bool is = false;
-  napi_typedarray_type t;
-  void *d;
-  if (argc < 2 || !get_f32(env, argv[0], &src, &n) || napi_is_typedarray(env, argv[1], &is) != napi_ok || !is ||
-      napi_get_typedarray_info(env, argv[1], &t, &m, &d, nullptr, nullptr) != napi_ok || t != napi_uint16_array)
+  if (argc < 2 || !get_f32(env, argv[0], &src, &n) || !get_u16(env, argv[1], &dst, &m))
     return throw_type(env, "toBf16(src: Float32Array, dst: Uint16Array)");
   if (m < n) return throw_range(env, "toBf16: dst shorter than src");
-  cvt_mat(src, 1, (int64_t)n, (int64_t)n, (uint16_t *)d);
+  cvt_mat(src, 1, (int64_t)n, (int64_t)n, dst);
   return argv[1];
 }
 
