@@ -1,7 +1,7 @@
 /**
  * The native sampler's program: one chunk's forward pass over the arena (layout.ts), every product an
- * OpenBLAS sgemm on memory in place and every element-wise pass a WASM SIMD kernel (fused.wat), on each
- * of the P ranks (threads.ts) at once.
+ * OpenBLAS sgemm on memory in place (in bf16, oneDNN's, each weight rounded once: `bf16Weight`) and every
+ * element-wise pass a WASM SIMD kernel (fused.wat), on each of the P ranks (threads.ts) at once.
  *
  * Tensor parallelism: each rank computes the queries, keys and values of its share of the heads, their
  * attention, and that share's part of the output projection; the ranks' parts are summed (an exchange
