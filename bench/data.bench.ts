@@ -141,7 +141,7 @@ export async function run(): Promise<void> {
       decodeMs.push(performance.now() - t0);
       const dir = path.join(root, `cache-build-${rep}`);
       t0 = performance.now();
-      (await openFrameCache(ds, 'observation.images.cam_high', 96, { cacheDir: dir })).close();
+      (await openFrameCache(ds, 'observation.images.cam_high', 96, { dir })).close();
       buildMs.push(performance.now() - t0);
     }
 
@@ -152,7 +152,7 @@ export async function run(): Promise<void> {
       imageSize: 96,
       horizon: 50,
       normStats: stats,
-      cacheDir,
+      frameCache: { dir: cacheDir },
       cwd: root,
     });
     const B = 32;

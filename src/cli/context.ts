@@ -27,11 +27,6 @@ export async function computeBackend(program: Command): Promise<BackendInfo> {
 }
 
 /**
- * The user's choice of chunk sampler from the environment, read here at the command's edge and passed
- * down: VLA_SAMPLER (`native`, the default, or `tfjs`) and VLA_SAMPLER_THREADS (1 or 2); anything else
- * is an error naming the variable.
- */
-/**
  * The frame cache's folder and in-memory limit as the environment asks: VLA_CACHE_DIR (a folder) and
  * VLA_CACHE_MEM_MB (caches up to this many MiB are read into memory); unset, the loader's defaults.
  */
@@ -48,6 +43,11 @@ export function frameCacheFromEnv(env: NodeJS.ProcessEnv = process.env): FrameCa
   return out;
 }
 
+/**
+ * The user's choice of chunk sampler from the environment, read here at the command's edge and passed
+ * down: VLA_SAMPLER (`native`, the default, or `tfjs`) and VLA_SAMPLER_THREADS (1 or 2); anything else
+ * is an error naming the variable.
+ */
 export function samplerChoiceFromEnv(env: NodeJS.ProcessEnv = process.env): SamplerChoice {
   const choice: SamplerChoice = {};
   const sampler = env.VLA_SAMPLER;

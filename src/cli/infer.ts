@@ -83,13 +83,11 @@ export function register(program: Command): void {
         throw new UserError(
           `--frame ${frame}: episode ${episode} has ${ep.length} frames (0..${ep.length - 1})`,
         );
-      const cache = frameCacheFromEnv();
       const data = await openTrainingData(config, {
         imageSize: policy.imageSize,
         horizon: policy.horizon,
         normStats: policy.normStats,
-        cacheDir: cache.dir,
-        cacheMemoryBytes: cache.memoryBytes,
+        frameCache: frameCacheFromEnv(),
       });
       // The loader numbers its rows episode after episode, frame by frame.
       const firstSample: number[] = [];

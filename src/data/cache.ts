@@ -29,7 +29,9 @@ export const DEFAULT_IN_MEMORY_BYTES = 1024 * 1024 * 1024;
 
 /** Where frame caches live and how large a one is read into memory (commands: cli/context.ts's frameCacheFromEnv). */
 export interface FrameCacheOptions {
+  /** Default ~/.cache/vla-orchestrator/frames (defaultCacheDir). */
   dir?: string;
+  /** Caches up to this size are read into memory, larger ones frame by frame from disk (default 1 GiB). */
   memoryBytes?: number;
 }
 
@@ -88,6 +90,11 @@ export class FrameCache {
     }
   }
 
+  /** Whether the whole cache was read into memory (else frames are read from disk one by one). */
+  get inMemory(): boolean {
+    return this.memory !== null;
+  }
+
   /** Copies frame `row` into `out` at `offset`. */
   read(row: number, out: Uint8Array, offset: number): void {
     const start = row * this.frameBytes;
@@ -117,15 +124,9 @@ export async function openFrameCache(
   ds: LeRobotDataset,
   cameraKey: string,
   imageSize: number,
-  opts: {
-    cacheDir?: string;
-    /** Caches up to this size are read into memory (default 1 GiB). */
-    memoryBytes?: number;
-    onProgress?: (done: number, total: number) => void;
-    signal?: AbortSignal;
-  } = {},
+  opts: FrameCacheOptions & { onProgress?: (done: number, total: number) => void; signal?: AbortSignal } = {},
 ): Promise<FrameCache> {
-  const root = opts.cacheDir ?? defaultCacheDir();
+  const root = opts.dir ?? defaultCacheDir();
   const key = cacheKey(ds, cameraKey, imageSize);
   const dir = path.join(root, key);
   const file = path.join(dir, 'frames.u8');

@@ -11,7 +11,7 @@ import { type Batch, checkBatchRequest } from '../transforms/batch.js';
 import { frames, type Transform } from '../transforms/frames.js';
 import { applyInputs, transformGroup } from '../transforms/group.js';
 import type { AssetNormStats, NormStats } from '../transforms/normalize.js';
-import { type FrameCache, openFrameCache } from './cache.js';
+import { type FrameCache, type FrameCacheOptions, openFrameCache } from './cache.js';
 import { CAMERA_PREFIX } from './info.js';
 import { MixtureData } from './mixture.js';
 import { type EpisodeRows, episodeRows, gatherChunk, openPipelines, type Pipeline } from './pipeline.js';
@@ -21,10 +21,8 @@ export interface TrainingDataOptions {
   horizon: number;
   /** The stats to normalize with: one set, or one per asset (each robot's, for a mixture of robots). */
   normStats: NormStats | AssetNormStats;
-  /** Where decoded frames are cached (default ~/.cache/vla-orchestrator/frames; commands: VLA_CACHE_DIR). */
-  cacheDir?: string;
-  /** Frame caches up to this size are read into memory (default 1 GiB; commands: VLA_CACHE_MEM_MB). */
-  cacheMemoryBytes?: number;
+  /** Where decoded frames are cached and how large a cache is read into memory (commands: VLA_CACHE_DIR, VLA_CACHE_MEM_MB). */
+  frameCache?: FrameCacheOptions;
   /** Progress of the frame cache build, in frames over all cameras. */
   onProgress?: (done: number, total: number) => void;
   /** Folder that relative dataset paths and robot names resolve from. */
@@ -394,8 +392,7 @@ async function openSource(p: Pipeline, opts: SourceOptions): Promise<Loader> {
     const base = built * ds.numFrames;
     caches.push(
       await openFrameCache(ds, key, opts.imageSize, {
-        cacheDir: opts.cacheDir,
-        memoryBytes: opts.cacheMemoryBytes,
+        ...opts.frameCache,
         onProgress: (done) => opts.onProgress?.(base + done, present * ds.numFrames),
         signal: opts.signal,
       }),

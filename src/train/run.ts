@@ -182,8 +182,7 @@ async function openDefaultData(
     horizon: d.horizon,
     normStats,
     signal,
-    cacheDir: frameCache.dir,
-    cacheMemoryBytes: frameCache.memoryBytes,
+    frameCache,
     onProgress: (done, total) => {
       const now = Date.now();
       if (done < total && now - lastLogged < 2000) return;

@@ -57,7 +57,7 @@ describe('training loader', () => {
       imageSize: S,
       horizon: H,
       normStats: stats,
-      cacheDir,
+      frameCache: { dir: cacheDir },
       cwd,
     });
     expect(data.numSamples).toBe(36);
@@ -115,7 +115,7 @@ describe('training loader', () => {
       imageSize: S,
       horizon: H,
       normStats: stats,
-      cacheDir,
+      frameCache: { dir: cacheDir },
       cwd,
     });
     const x = data.batchAt(7, B, seed);
@@ -135,7 +135,13 @@ describe('training loader', () => {
     expect([...drawOrder(Int32Array.from([0, 1, 2]), null)]).toEqual([0, 1, 2]);
     const { cwd, config } = workspace(dataset, { oversample_start: { frames: 3, factor: 4 } });
     const { stats } = await computeNormStats(config, { cwd });
-    const opts = { imageSize: 8, horizon: 2, normStats: stats, cacheDir: tmpDir('cache-over'), cwd };
+    const opts = {
+      imageSize: 8,
+      horizon: 2,
+      normStats: stats,
+      frameCache: { dir: tmpDir('cache-over') },
+      cwd,
+    };
     const data = await openTrainingData(config, opts);
     // 36 frames, 3 episodes × 3 early frames drawn 3 more times each.
     expect([data.numFrames, data.numSamples]).toEqual([36, 36 + 9 * 3]);
@@ -165,7 +171,13 @@ describe('training loader', () => {
   it('maps robot cameras to differently named dataset features (data.camera_keys)', async () => {
     const { cwd, config } = workspace(dataset, { camera_keys: { cam_low: 'observation.images.cam_high' } });
     const { stats } = await computeNormStats(config, { cwd });
-    const opts = { imageSize: 16, horizon: 2, normStats: stats, cacheDir: tmpDir('cache-map'), cwd };
+    const opts = {
+      imageSize: 16,
+      horizon: 2,
+      normStats: stats,
+      frameCache: { dir: tmpDir('cache-map') },
+      cwd,
+    };
     const data = await openTrainingData(config, opts);
     expect(data.present).toEqual([true, true, true]);
     const b = data.batchAt(0, 2, 0);
@@ -189,7 +201,7 @@ describe('training loader', () => {
       imageSize: 24,
       horizon: 4,
       normStats: stats,
-      cacheDir,
+      frameCache: { dir: cacheDir },
       cwd,
       onProgress: (d, t) => progress.push([d, t]),
     });
@@ -207,11 +219,24 @@ describe('training loader', () => {
     const fresh = await ds.readFrames(e, 'cam_high', { size: 24, frames: [t] });
     expect(Buffer.from(batch.images.subarray(0, 24 * 24 * 3)).equals(Buffer.from(fresh.data))).toBe(true);
     progress.length = 0;
+    // Read again, frame by frame from disk (memoryBytes 0): no rebuild, the same frames.
+    const { openFrameCache } = await import('../../src/data/cache.js');
+    for (const [memoryBytes, inMemory] of [
+      [undefined, true],
+      [0, false],
+    ] as const) {
+      const cache = await openFrameCache(ds, 'observation.images.cam_high', 24, {
+        dir: cacheDir,
+        memoryBytes,
+      });
+      expect(cache.inMemory).toBe(inMemory);
+      cache.close();
+    }
     const second = await openTrainingData(config, {
       imageSize: 24,
       horizon: 4,
       normStats: stats,
-      cacheDir,
+      frameCache: { dir: cacheDir, memoryBytes: 0 },
       cwd,
       onProgress: (d, t) => progress.push([d, t]),
     });
@@ -227,7 +252,7 @@ describe('training loader', () => {
     const cacheDir = tmpDir('cache-stop');
     const controller = new AbortController();
     const progress: number[] = [];
-    const opts = { imageSize: 16, horizon: 4, normStats: stats, cacheDir, cwd };
+    const opts = { imageSize: 16, horizon: 4, normStats: stats, frameCache: { dir: cacheDir }, cwd };
     await expect(
       openTrainingData(config, {
         ...opts,

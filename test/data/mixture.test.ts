@@ -60,7 +60,13 @@ describe('training on a mixture of datasets (data.mixture)', () => {
     stats.state.mean.forEach((m, i) => expect(m).toBeCloseTo(one.stats.state.mean[i]!, 5));
     expect(stats.computedWith?.dataset).toBe(`${a} + ${b}`);
 
-    const opts = { imageSize: 32, horizon: 5, normStats: stats, cacheDir: tmpDir('mix-cache'), cwd };
+    const opts = {
+      imageSize: 32,
+      horizon: 5,
+      normStats: stats,
+      frameCache: { dir: tmpDir('mix-cache') },
+      cwd,
+    };
     const data = await openTrainingData(config, opts);
     expect([data.numFrames, data.numSamples]).toEqual([2 * FRAMES, 2 * FRAMES]);
     const batch = data.batchAt(3, 400, 11);
@@ -95,7 +101,13 @@ describe('training on a mixture of datasets (data.mixture)', () => {
   it("names the robot in one dataset's prompts where data.robot_in_prompt says so (a fine-tune of a multi-robot base)", async () => {
     const { cwd, config } = workspace(a, { robot_in_prompt: true });
     const { stats } = await computeNormStats(config, { cwd });
-    const opts = { imageSize: 32, horizon: 5, normStats: stats, cacheDir: tmpDir('mix-named'), cwd };
+    const opts = {
+      imageSize: 32,
+      horizon: 5,
+      normStats: stats,
+      frameCache: { dir: tmpDir('mix-named') },
+      cwd,
+    };
     const data = await openTrainingData(config, opts);
     const batch = data.batchAt(0, 64, 1);
     expect(new Set(batch.prompts)).toEqual(

@@ -104,7 +104,7 @@ describe('a mixture of robots', () => {
       imageSize: 32,
       horizon: 4,
       normStats: new Map(),
-      cacheDir: path.join(tmp, 'cache'),
+      frameCache: { dir: path.join(tmp, 'cache') },
       cwd: tmp,
     };
     await expect(openTrainingData(withSteps(2, 3).data!, opts)).rejects.toThrow(
@@ -130,7 +130,12 @@ describe('a mixture of robots', () => {
     expect(robotConfig(config, 'single_arm_sim').data.mixture).toHaveLength(1);
 
     const stats: AssetNormStats = new Map(per.map((p) => [p.assetId, p.result.stats]));
-    const opts = { imageSize: 32, horizon: 4, normStats: stats, cacheDir: path.join(tmp, 'cache') };
+    const opts = {
+      imageSize: 32,
+      horizon: 4,
+      normStats: stats,
+      frameCache: { dir: path.join(tmp, 'cache') },
+    };
     await expect(openTrainingData(config, { ...opts, normStats: per[0]!.result.stats })).rejects.toThrow(
       'config mix_test: trains on robots aloha_sim, single_arm_sim: expected norm stats per asset, got one set',
     );
@@ -215,7 +220,7 @@ describe('a mixture of robots', () => {
         imageSize: 32,
         horizon: 4,
         normStats: found,
-        cacheDir: path.join(tmp, 'cache'),
+        frameCache: { dir: path.join(tmp, 'cache') },
         cwd: tmp,
       }),
     ).rejects.toThrow(

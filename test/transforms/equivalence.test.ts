@@ -140,7 +140,7 @@ describe('one transform pipeline for training and serving', () => {
         imageSize: dims.imageSize,
         horizon: H,
         normStats: stats,
-        cacheDir: path.join(root, 'cache'),
+        frameCache: { dir: path.join(root, 'cache') },
         cwd: root,
       });
       const batch = data.batchOfRows(ROWS);
