@@ -115,10 +115,10 @@ export const ModelConfig = z
     /**
      * π0.5 and π0-FAST: how many of the (padded) state's dims enter the prefix as tokens, one each, from the
      * first: the robot's state dims (14 for ALOHA, 8 for the simulated arm). The padding beyond carries
-     * nothing, and every token lengthens the prefix each action token attends to. Left out: action_dim
-     * (openpi tokenises the whole padded state). Not read by π0 (its state is one suffix token).
+     * nothing, and every token lengthens the prefix each action token attends to. Left out (or null):
+     * action_dim (openpi tokenises the whole padded state). Refused for π0 (its state is one suffix token).
      */
-    state_tokens: posInt.optional(),
+    state_tokens: posInt.nullable().optional(),
     action_horizon: posInt.default(50),
     max_token_len: posInt.default(48),
     num_steps: posInt.default(10),
@@ -146,7 +146,14 @@ export const ModelConfig = z
         message: `image_size ${image} is not divisible by patch_size ${patch} (preset ${m.preset}): expected a multiple of ${patch}`,
       });
     }
-    if (m.state_tokens !== undefined && m.state_tokens > m.action_dim) {
+    if (m.state_tokens != null && m.variant === 'pi0') {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['state_tokens'],
+        message: `state_tokens ${m.state_tokens} is for the variants whose state is prefix tokens (pi05, pi0_fast); pi0's state is one suffix token: expected null`,
+      });
+    }
+    if (m.state_tokens != null && m.state_tokens > m.action_dim) {
       ctx.addIssue({
         code: 'custom',
         path: ['state_tokens'],

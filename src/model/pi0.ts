@@ -1146,7 +1146,7 @@ export class Pi0 {
 
 /** Whether the state enters the prefix as binned tokens (π0.5, π0-FAST) rather than the suffix (π0). */
 function stateInPrefix(d: ModelDims): boolean {
-  return d.variant !== 'pi0';
+  return d.stateTokens > 0;
 }
 
 /** π0-FAST's token table: FAST's tokens, then the start and the end of a chunk. */

@@ -100,7 +100,7 @@ describe('π0.5 variant', () => {
     const d = dims({ state_tokens: 4 });
     expect(d.stateTokens).toBe(4);
     expect(dims().stateTokens).toBe(6);
-    expect(modelDims(ModelConfig.parse({ preset: 'tiny', state_tokens: 4 })).stateTokens).toBe(0);
+    expect(modelDims(ModelConfig.parse({ preset: 'tiny' })).stateTokens).toBe(0);
     expect(paramSpecs(d).get('prefix/state_pos_embedding')!.shape).toEqual([4, 64]);
     const model = new Pi0(d);
     const w = trainedModulation(initParams(d, 5), new Rng(6));
@@ -123,7 +123,7 @@ describe('π0.5 variant', () => {
     tf.dispose([a, b, c, ...w.values()]);
   });
 
-  it('refuses a state with more dims than model.state_tokens, and state_tokens above action_dim, naming them', () => {
+  it('refuses a state with more dims than model.state_tokens, state_tokens above action_dim or for π0, naming them', () => {
     expect(() => inputs(dims({ state_tokens: 3 }), 1, 1)).toThrow(
       "state dim 4 is larger than the model's state_tokens 3 (the dims pi05 tokenises)",
     );
@@ -132,8 +132,13 @@ describe('π0.5 variant', () => {
     ).toThrow(
       "model.state_tokens 3 is smaller than the robot's state dim 4: expected state_tokens >= 4 (each state dim is a prefix token of pi05)",
     );
-    expect(() => ModelConfig.parse({ preset: 'tiny', action_dim: 6, state_tokens: 7 })).toThrow(
+    expect(() =>
+      ModelConfig.parse({ preset: 'tiny', variant: 'pi05', action_dim: 6, state_tokens: 7 }),
+    ).toThrow(
       'state_tokens 7 is larger than action_dim 6: expected at most 6 (the state is padded to action_dim)',
+    );
+    expect(() => ModelConfig.parse({ preset: 'tiny', state_tokens: 4 })).toThrow(
+      "state_tokens 4 is for the variants whose state is prefix tokens (pi05, pi0_fast); pi0's state is one suffix token: expected null",
     );
   });
 
