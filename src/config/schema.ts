@@ -318,6 +318,12 @@ export const TrainSection = z
      */
     loss_action_dims: z.enum(['robot', 'all']).default('robot'),
     /**
+     * How the flow loss averages a batch: over every scored (step, dim) entry (`entries`, as openpi), or
+     * each sample's mean first, then over samples (`samples`). In a mixture of robots, `entries` weighs a
+     * 50-step 14-dim ALOHA chunk over five times a 16-step 8-dim arm chunk; `samples` weighs them alike.
+     */
+    loss_reduction: z.enum(['entries', 'samples']).default('entries'),
+    /**
      * Probability that a training sample's normalized state is replaced by zeros: the dataset's mean state
      * under `zscore` norm, the middle of its q01–q99 range under `quantile`. Against
      * the "copycat" shortcut of behaviour cloning: with the state, a policy can extrapolate the arm's

@@ -788,6 +788,7 @@ export class Pi0 {
       pad,
       typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
       opts.perSample,
+      opts.reduction,
     );
   }
 
@@ -1306,10 +1307,17 @@ export function flowTargets(
 }
 
 /**
+ * How a loss over a batch is averaged: over every scored entry (`entries`, each (step, dim) counting
+ * once, as openpi), or over samples, each sample's own mean first (`samples`: a mixture's 16-step
+ * 8-dim arm chunk then weighs as much as a 50-step 14-dim ALOHA one).
+ */
+export type LossReduction = 'entries' | 'samples';
+
+/**
  * Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1)
- * and the action dims past `lossDims` (one count for the batch, or each sample's: a mixture of robots).
- * With `perSample`, also each sample's summed error and scored entries (rows past its length fold
- * onto row `i mod length`: the draws of one observation).
+ * and the action dims past `lossDims` (one count for the batch, or each sample's: a mixture of robots),
+ * averaged as `reduction` says. With `perSample`, also each sample's summed error and scored entries
+ * (rows past its length fold onto row `i mod length`: the draws of one observation).
  */
 export function maskedMse(
   v: tf.Tensor3D,
@@ -1317,6 +1325,7 @@ export function maskedMse(
   pad: Uint8Array,
   lossDims?: number | Int32Array,
   perSample?: SampleLoss,
+  reduction: LossReduction = 'entries',
 ): tf.Scalar {
   const [b, h, a] = v.shape;
   const dimsOf = (i: number) =>
@@ -1360,6 +1369,14 @@ export function maskedMse(
       perSample.kept[i % rows]! += keptOf[i]!;
     }
   }
+  if (reduction === 'samples') {
+    // Each sample's mean, then the mean over the samples that score anything.
+    const scale = new Float32Array(b);
+    let scored = 0;
+    for (let i = 0; i < b; i++) if (keptOf[i]! > 0) scored++;
+    for (let i = 0; i < b; i++) if (keptOf[i]! > 0) scale[i] = 1 / (keptOf[i]! * scored);
+    return tf.sum(tf.mul(tf.sum(sq, [1, 2]), tf.tensor1d(scale))) as tf.Scalar;
+  }
   const kept = keptOf.reduce((x, y) => x + y, 0);
   return tf.div(tf.sum(sq), Math.max(1, kept)) as tf.Scalar;
 }
@@ -1382,6 +1399,8 @@ export interface FlowLossOptions {
   delays?: Int32Array;
   /** Where to add each sample's part of the loss ([B] each; the flow variants fill it). */
   perSample?: SampleLoss;
+  /** How the flow loss averages over the batch (default `entries`); π0-FAST's token loss ignores it. */
+  reduction?: LossReduction;
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */

@@ -18,7 +18,7 @@ import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { ModelDims } from '../model/config.js';
 import type { FastTokenizerSpec } from '../model/fast-tokenizer.js';
-import { type Observation, type Pi0, prepareInputs, type SampleLoss } from '../model/pi0.js';
+import { type LossReduction, type Observation, type Pi0, prepareInputs, type SampleLoss } from '../model/pi0.js';
 import { startWorker } from '../threads.js';
 
 /** What one replica needs to compute its part's flow-matching gradients. */
@@ -43,6 +43,8 @@ export interface LossOptions {
   lossDims?: number;
   /** Also each sample's part of the loss (a mixture's loss per dataset). */
   perSample?: boolean;
+  /** How the loss averages the batch (train.loss_reduction). */
+  reduction?: LossReduction;
 }
 
 /** Rows [from, to) of a step's inputs. */
@@ -77,10 +79,19 @@ export function sliceInputs(x: StepInputs, from: number, to: number, samples: nu
   };
 }
 
-/** Unpadded action steps: the flow loss's denominator, which weighs each part's mean in the batch's. */
-export function keptSteps(pad: Uint8Array): number {
+/**
+ * A part's weight in the batch's loss, the denominator of its own mean: its scored entries, unpadded
+ * steps times its robot's action dims (`entries`), or its samples with any step scored (`samples`).
+ */
+export function partWeight(x: StepInputs, reduction: LossReduction = 'entries'): number {
+  const b = x.obs.batchSize;
+  const h = x.actionPad.length / b;
   let n = 0;
-  for (const p of pad) if (!p) n++;
+  for (let i = 0; i < b; i++) {
+    let steps = 0;
+    for (let t = 0; t < h; t++) if (!x.actionPad[i * h + t]) steps++;
+    n += reduction === 'samples' ? Math.min(1, steps) : steps * (x.lossDims?.[i] ?? 1);
+  }
   return n;
 }
 
@@ -103,6 +114,7 @@ export function flowGradients(
         lossDims: x.lossDims ?? opts.lossDims,
         delays: x.delays,
         perSample,
+        reduction: opts.reduction,
       }),
     [...trainable.values()],
   );

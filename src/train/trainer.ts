@@ -18,9 +18,9 @@ import { augmentImages } from './augment.js';
 import type { CheckpointState } from './checkpoint.js';
 import {
   flowGradients,
-  keptSteps,
   type LossOptions,
   partBounds,
+  partWeight,
   Replicas,
   type StepInputs,
   sliceInputs,
@@ -161,6 +161,7 @@ export class Trainer {
       samples: k,
       lossDims: robotDims ? batch.actionDim : undefined,
       ...(batch.sources && { perSample: true }),
+      reduction: t.loss_reduction,
     };
     const { loss: value, grads, sumSquares, perSample } = this.gradients(inputs, opts);
     const named: tf.NamedTensorMap = Object.fromEntries(grads);
@@ -221,7 +222,7 @@ export class Trainer {
 
   /**
    * The flow loss of a batch and its gradients by parameter name: here, or cut into parts, one per
-   * replica, recombined as the whole batch's mean (each part weighed by its unpadded action steps); then
+   * replica, recombined as the whole batch's mean (each part weighed by its own mean's denominator); then
    * also the gradients' sum of squares, taken in the same pass (a pass of its own cost ~4 ms of B's step).
    */
   private gradients(
@@ -242,7 +243,7 @@ export class Trainer {
       tf.dispose([own.loss, ...own.grads.values()]);
       throw e;
     }
-    const kept = parts.map((p) => keptSteps(p.actionPad));
+    const kept = parts.map((p) => partWeight(p, opts.reduction));
     const total = kept.reduce((a, c) => a + c, 0);
     const weight = kept.map((c) => (total === 0 ? 1 / parts.length : c / total));
     const l = reps.layout;

@@ -395,6 +395,34 @@ describe('flow matching', () => {
     }
   });
 
+  it("reduction 'samples' averages each sample's own mean, a sample with nothing scored left out", async () => {
+    const [b, h, a] = [3, 4, 5];
+    const target = new Rng(5).normals(b * h * a);
+    const wrong = target.slice();
+    for (let i = 0; i < b * h * a; i++) wrong[i]! += 1 + 2 * Math.floor(i / (h * a)); // 1, 3, 5 by sample
+    const v = tf.tensor3d(target, [b, h, a]);
+    const pad = new Uint8Array(b * h);
+    pad.fill(1, 1, h); // sample 0 scores one step
+    pad.fill(1, 2 * h, 3 * h); // sample 2 none
+    const dims = Int32Array.from([5, 2, 4]);
+    for (const lossDims of [undefined, 3, dims]) {
+      const perSample = { err: new Float64Array(b), kept: new Float64Array(b) };
+      const loss = (
+        await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims, perSample, 'samples').data()
+      )[0]!;
+      expect(perSample.kept[2]).toBe(0);
+      const means = [0, 1].map((i) => perSample.err[i]! / perSample.kept[i]!);
+      expect(loss).toBeCloseTo((means[0]! + means[1]!) / 2, 5);
+      // Not the entries' mean: sample 0's one step weighs as much as sample 1's four.
+      const entries = (await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims).data())[0]!;
+      expect(entries).toBeCloseTo(
+        (perSample.err[0]! + perSample.err[1]!) / (perSample.kept[0]! + perSample.kept[1]!),
+        5,
+      );
+      expect(Math.abs(loss - entries)).toBeGreaterThan(0.01);
+    }
+  });
+
   it('k flow samples per observation give the mean of k separate losses, the prefix run once', async () => {
     const d = tiny();
     const model = new Pi0(d);

@@ -102,45 +102,58 @@ describe('data-parallel training', () => {
     expect(part.actions[0]).toBe(per);
   });
 
-  it('takes the same step as one thread: loss, gradient norm, weights and EMA', async () => {
-    const data = syntheticSource({ imageSize: 32, horizon: H, frames: 8 });
-    const one = new Trainer(config(), initParams(modelDims(config().model), 0));
-    const three = new Trainer(config({ data_parallel: 3 }), initParams(modelDims(config().model), 0));
-    trainers.push(one, three);
-    for (const t of [one, three]) t.checkSource(data);
-    expect(await three.startDataParallel()).toMatch(/3 replicas .* parts of 1, 2, 2/);
-    const tensors = tf.memory().numTensors;
-    let padded = 0;
-    for (let s = 0; s < 3; s++) {
-      // From step 1, as a mixture's batch: each sample's source, so each sample's part of the loss too.
-      const batch = { ...data.batchAt(s, 5, 0), ...(s > 0 && { sources: Uint8Array.from([0, 1, 1, 0, 1]) }) };
-      padded += batch.actionPad.reduce((a, p) => a + p, 0);
-      const a = one.trainStep(batch);
-      const b = three.trainStep(batch);
-      expect(b.loss).toBeCloseTo(a.loss, 5);
-      expect(Math.abs(b.gradNorm - a.gradNorm) / a.gradNorm).toBeLessThan(1e-5);
-      if (s === 0) {
-        expect([a.perSample, b.perSample]).toEqual([undefined, undefined]);
-        continue;
+  it.each(['entries', 'samples'])(
+    'takes the same step as one thread, the loss averaged over %s: loss, gradient norm, weights and EMA',
+    async (reduction) => {
+      const data = syntheticSource({ imageSize: 32, horizon: H, frames: 8 });
+      const r = { loss_reduction: reduction };
+      const one = new Trainer(config(r), initParams(modelDims(config().model), 0));
+      const three = new Trainer(config({ ...r, data_parallel: 3 }), initParams(modelDims(config().model), 0));
+      trainers.push(one, three);
+      for (const t of [one, three]) t.checkSource(data);
+      expect(await three.startDataParallel()).toMatch(/3 replicas .* parts of 1, 2, 2/);
+      const tensors = tf.memory().numTensors;
+      let padded = 0;
+      for (let s = 0; s < 3; s++) {
+        // From step 1, as a mixture's batch: each sample's source, so each sample's part of the loss too.
+        const batch = {
+          ...data.batchAt(s, 5, 0),
+          ...(s > 0 && { sources: Uint8Array.from([0, 1, 1, 0, 1]) }),
+        };
+        padded += batch.actionPad.reduce((a, p) => a + p, 0);
+        const a = one.trainStep(batch);
+        const b = three.trainStep(batch);
+        expect(b.loss).toBeCloseTo(a.loss, 5);
+        expect(Math.abs(b.gradNorm - a.gradNorm) / a.gradNorm).toBeLessThan(1e-5);
+        if (s === 0) {
+          expect([a.perSample, b.perSample]).toEqual([undefined, undefined]);
+          continue;
+        }
+        const sum = (x: Float64Array) => x.reduce((p, q) => p + q, 0);
+        const meanOf = (p: { err: Float64Array; kept: Float64Array }) =>
+          reduction === 'entries'
+            ? sum(p.err) / sum(p.kept)
+            : sum(p.err.map((e, i) => (p.kept[i]! > 0 ? e / p.kept[i]! : 0))) /
+              p.kept.filter((k) => k > 0).length;
+        for (const r of [a, b]) expect(meanOf(r.perSample!)).toBeCloseTo(a.loss, 5);
+        expect([...b.perSample!.kept]).toEqual([...a.perSample!.kept]);
+        for (let i = 0; i < 5; i++) expect(b.perSample!.err[i]).toBeCloseTo(a.perSample!.err[i]!, 3);
       }
-      const sum = (x: Float64Array) => x.reduce((p, q) => p + q, 0);
-      for (const r of [a, b]) expect(sum(r.perSample!.err) / sum(r.perSample!.kept)).toBeCloseTo(a.loss, 5);
-      expect([...b.perSample!.kept]).toEqual([...a.perSample!.kept]);
-      for (let i = 0; i < 5; i++) expect(b.perSample!.err[i]).toBeCloseTo(a.perSample!.err[i]!, 3);
-    }
-    // Chunks running past an episode's end weigh each part by its unpadded steps.
-    expect(padded).toBeGreaterThan(0);
-    expect(tf.memory().numTensors).toBe(tensors);
-    const w1 = one.inferenceParams();
-    const w3 = three.inferenceParams();
-    let worst = 0;
-    for (const [name, v] of w1) {
-      const x = v.dataSync();
-      const y = w3.get(name)!.dataSync();
-      for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
-    }
-    expect(worst).toBeLessThan(1e-5);
-  }, 90_000);
+      // Chunks running past an episode's end weigh each part by its unpadded steps.
+      expect(padded).toBeGreaterThan(0);
+      expect(tf.memory().numTensors).toBe(tensors);
+      const w1 = one.inferenceParams();
+      const w3 = three.inferenceParams();
+      let worst = 0;
+      for (const [name, v] of w1) {
+        const x = v.dataSync();
+        const y = w3.get(name)!.dataSync();
+        for (let i = 0; i < x.length; i++) worst = Math.max(worst, Math.abs(x[i]! - y[i]!));
+      }
+      expect(worst).toBeLessThan(1e-5);
+    },
+    90_000,
+  );
 
   it('a replica that fails names itself and why', async () => {
     const cfg = config();
