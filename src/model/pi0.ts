@@ -14,6 +14,16 @@ import { UserError } from '../config/errors.js';
 import type { Batch } from '../transforms/batch.js';
 import { type Committed, committedPad, committedTimes, freeSteps, withCommitted } from './committed.js';
 import { MAX_CAMERAS, type ModelDims } from './config.js';
+import {
+  decodedChunks,
+  fastDecodeRules,
+  fastSpecialTokens,
+  fastTokenCount,
+  GreedyDecode,
+} from './fast-decode.js';
+
+export { fastSpecialTokens, fastTokenCount };
+
 import type { FastTokenizer } from './fast-tokenizer.js';
 import {
   checkHorizons,
@@ -1040,8 +1050,7 @@ export class Pi0 {
     const d = this.dims;
     const b = inp.batch;
     const tok = this.tokenizer();
-    const { bos, eos } = fastSpecialTokens(d);
-    const decoded: number[][] = Array.from({ length: b }, () => []);
+    const dec = new GreedyDecode(fastDecodeRules(d, tok), b);
     this.sampling = true;
     try {
       let prefix: { valid: Uint8Array; length: number } = { valid: new Uint8Array(), length: 0 };
@@ -1052,27 +1061,15 @@ export class Pi0 {
       }) as { keys: tf.Tensor2D[]; values: tf.Tensor2D[] };
       const kv: PrefixKV = { ...tensors, ...prefix };
       let past: Segment[] | null = null;
-      const done = new Uint8Array(b);
-      const ids = new Int32Array(b).fill(bos);
-      // Constrained decoding: a sample's chunk holds H·D values, so a token that would run past them is
-      // never chosen, and once they are all there the end is the only choice. Every decode is a chunk.
-      const vocab = fastTokenCount(d);
-      const need = tok.chunkValues;
-      // Token ids the tokenizer has (it may have fewer than model.fast.vocab_size), their values each.
-      const used = Math.min(tok.vocabSize, d.fast.vocabSize);
-      const values = new Float64Array(used);
-      for (let id = 0; id < used; id++) values[id] = tok.valuesOf(id);
-      const decodedValues = new Float64Array(b);
-      // Until fewer values are left than the longest token holds, no token is out of reach.
-      const longest = values.reduce((m, v) => Math.max(m, v), 0);
       try {
-        for (let j = 0; j <= d.fast.maxTokens && done.includes(0); j++) {
+        while (!dec.finished) {
+          const j = dec.step;
           const prev: Segment[] | null = past;
           const step = tf.tidy(() => {
             const p = kv.length;
             const valid = sequenceValid(kv.valid, p, j + 1, b);
             const bias = attentionBias(valid, fastBlockStarts(p, j + 1), b, p + j, p + j + 1);
-            const x = this.embedActionTokens(w, ids, b, 1, j);
+            const x = this.embedActionTokens(w, dec.ids, b, 1, j);
             const out = this.tokenLogits(w, kv, prev, x, 1, bias, b);
             const joined = out.kv.map(
               ([k, v], i): Segment =>
@@ -1085,39 +1082,11 @@ export class Pi0 {
           });
           if (prev) for (const [k, v] of prev) tf.dispose([k, v]);
           past = step.joined;
-          // Greedy over FAST's tokens and the end: never the start token, the end only once a token came,
-          // constrained never an id the tokenizer lacks. Read back once and chosen here: a mask tensor,
-          // its sum and an argMax were three ops and an upload per token.
-          const logits = step.logits.dataSync();
+          // Read back once and chosen in script: a mask tensor, its sum and an argMax were three ops and
+          // an upload per token.
+          const logits = step.logits.dataSync() as Float32Array;
           step.logits.dispose();
-          for (let i = 0; i < b; i++) {
-            const row = logits.subarray(i * vocab, (i + 1) * vocab);
-            // Constrained: with fewer values left than a token holds, the tokens past them are out.
-            const left = need - decodedValues[i]!;
-            const reach = d.fast.constrained && left < longest ? left : Number.POSITIVE_INFINITY;
-            let best = -1;
-            let top = Number.NEGATIVE_INFINITY;
-            for (let id = 0; id < vocab; id++) {
-              if (id === bos || (id === eos && j === 0)) continue;
-              if (
-                id !== eos &&
-                (id >= used ? d.fast.constrained && id < d.fast.vocabSize : values[id]! > reach)
-              )
-                continue;
-              const v = id === eos && d.fast.constrained && left <= 0 ? Number.POSITIVE_INFINITY : row[id]!;
-              if (v > top) [top, best] = [v, id];
-            }
-            // Nothing left to choose (no token holds so few values): the chunk ends.
-            ids[i] = best < 0 ? eos : best;
-          }
-          for (let i = 0; i < b; i++) {
-            if (done[i]) continue;
-            if (ids[i] === eos || j === d.fast.maxTokens) done[i] = 1;
-            else {
-              decoded[i]!.push(ids[i]!);
-              decodedValues[i]! += values[ids[i]!] ?? 0;
-            }
-          }
+          dec.choose(logits);
         }
       } finally {
         if (past) for (const [k, v] of past) tf.dispose([k, v]);
@@ -1126,21 +1095,7 @@ export class Pi0 {
     } finally {
       this.sampling = false;
     }
-    const per = d.horizon * d.actionDim;
-    const out = new Float32Array(b * per);
-    const dims = tok.spec.actionDim;
-    for (let i = 0; i < b; i++) {
-      // A chunk that ends early lacks its highest frequencies: it is decoded as their low-pass version.
-      const r = tok.decode(decoded[i]!, { padShort: true });
-      if (failures)
-        failures[i] = r.ok ? null : `action tokens: ${r.reason} (${decoded[i]!.length} tokens decoded)`;
-      if (!r.ok) {
-        out.fill(Number.NaN, i * per, (i + 1) * per);
-        continue;
-      }
-      for (let t = 0; t < d.horizon; t++)
-        out.set(r.actions.subarray(t * dims, (t + 1) * dims), i * per + t * d.actionDim);
-    }
+    const out = decodedChunks(dec.tokens, tok, d.horizon, d.actionDim, failures);
     return tf.tensor3d(out, [b, d.horizon, d.actionDim]);
   }
 }
@@ -1148,15 +1103,6 @@ export class Pi0 {
 /** Whether the state enters the prefix as binned tokens (π0.5, π0-FAST) rather than the suffix (π0). */
 function stateInPrefix(d: ModelDims): boolean {
   return d.stateTokens > 0;
-}
-
-/** π0-FAST's token table: FAST's tokens, then the start and the end of a chunk. */
-export function fastTokenCount(d: ModelDims): number {
-  return d.fast.vocabSize + 2;
-}
-
-export function fastSpecialTokens(d: ModelDims): { bos: number; eos: number } {
-  return { bos: d.fast.vocabSize, eos: d.fast.vocabSize + 1 };
 }
 
 /** An action tokenizer this model can use: its chunk length, its dims and its vocabulary; else an error naming both. */
