@@ -211,13 +211,29 @@ export async function run(): Promise<void> {
         // Beside π0 on the same (TensorFlow.js) sampler, timed again just before: the ratio is the figure.
         row('B=1, KV cache, tfjs sampler (π0, again)', await timeChunks(model, w, 1, true, 9));
         const rf = await timeChunks(fast, wFast, 1, true, 5);
+        const labelFast = `${preset} π0-FAST (${(paramCount(wFast) / 1e6).toFixed(2)}M params)`;
         rows.push([
-          `${preset} π0-FAST (${(paramCount(wFast) / 1e6).toFixed(2)}M params)`,
-          `B=1, KV cache, greedy, ${tokens} tokens`,
+          labelFast,
+          `B=1, KV cache, greedy, ${tokens} tokens, tfjs sampler`,
           rf.p50.toFixed(1),
           rf.p90.toFixed(1),
           String(rf.ops),
         ]);
+        if (info.native) {
+          // Decoded natively, beside π0's native chunk timed just before.
+          for (const threads of [1, 2]) {
+            const what = `native sampler ${threads} thread${threads > 1 ? 's' : ''}`;
+            row(`B=1, KV cache, ${what} (π0, again)`, await timeChunks(model, w, 1, true, 21, threads));
+            const rn = await timeChunks(fast, wFast, 1, true, 11, threads);
+            rows.push([
+              labelFast,
+              `B=1, KV cache, greedy, ${tokens} tokens, ${what}`,
+              rn.p50.toFixed(1),
+              rn.p90.toFixed(1),
+              '0',
+            ]);
+          }
+        }
         tf.dispose([...wFast.values()]);
       }
     }

@@ -93,6 +93,7 @@ export class ChunkSampler {
           steps: Math.max(steps, d.numSteps),
           stallMs: this.opts.stallMs,
           precision,
+          tokenizer: this.model.actionTokenizer,
         });
       } catch (e) {
         this.off = (e as Error).message.split('\n')[0]!;
@@ -149,9 +150,12 @@ export class ChunkSampler {
         out.dispose();
       }
     }
-    if (cache) {
+    const fast = this.model.dims.variant === 'pi0_fast';
+    // π0-FAST with a committed prefix: Pi0.sample says why that is not for it.
+    if (cache && !(fast && opts.committed)) {
       const native = await this.nativeFor(inp, steps);
       try {
+        if (native && fast) return native.decode(inp, opts.failures);
         if (native)
           return native.sample(inp, noise, steps, (t) => this.model.timeEmbedding(t), opts.committed);
       } catch (e) {

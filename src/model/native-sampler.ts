@@ -2,7 +2,8 @@
  * The KV-cached sampler (sampler.ts) run outside TensorFlow.js's op-by-op engine, for one chunk's
  * latency: the same arithmetic on the same rearranged weights (native/weights.ts), every product an
  * OpenBLAS sgemm on memory in place and every element-wise pass a WASM SIMD kernel (fused.wat), with
- * no op dispatch between them, optionally split over two threads. π0 and π0.5 (native/variant.ts).
+ * no op dispatch between them, optionally split over two threads. π0, π0.5 and π0-FAST's greedy decoding
+ * (native/variant.ts).
  *
  * Why: at batch 1 a chunk is ~800 kernels of 10–300 µs; between them TensorFlow.js's engine bookkeeping
  * and a second core left idle (OpenBLAS's own threads lose more than they gain at these sizes, see
@@ -22,6 +23,8 @@ import { loadBlas, type Precision, useProducts } from '../backend/native/blas.js
 import { loadFused } from '../backend/native/fused.js';
 import { type Committed, checkCommitted, withCommitted } from './committed.js';
 import type { ModelDims } from './config.js';
+import { decodedChunks, fastDecodeRules } from './fast-decode.js';
+import type { FastTokenizer } from './fast-tokenizer.js';
 import { checkModelInputs, type ModelInputs, patchifyInto } from './inputs.js';
 import { fillWeights, type Layout, planLayout, type SharedMemory, sharedMemory } from './native/layout.js';
 import { CONDITION_STEPS, CONDITION_TIME0, Engine } from './native/program.js';
@@ -71,6 +74,7 @@ export class NativeSampler {
     private readonly engine: Engine,
     private readonly workers: Worker[],
     memory: SharedMemory,
+    private readonly tokenizer: FastTokenizer | null,
   ) {
     this.f32 = new Float32Array(memory.buffer);
     this.i32 = new Int32Array(memory.buffer);
@@ -93,6 +97,8 @@ export class NativeSampler {
       stallMs?: number;
       /** The products' precision (default fp32), on every thread. */
       precision?: Precision;
+      /** π0-FAST: its action tokenizer (the decode's rules, and its tokens back to chunks). */
+      tokenizer?: FastTokenizer | null;
     },
   ): Promise<NativeSampler> {
     const threads = samplerThreads(dims, { explicit: opts.threads });
@@ -103,6 +109,11 @@ export class NativeSampler {
     const precision = opts.precision ?? 'fp32';
     const productsOff = useProducts(blas, precision);
     if (productsOff) throw new Error(`native sampler: ${productsOff}`);
+    const tokenizer = dims.variant === 'pi0_fast' ? (opts.tokenizer ?? null) : null;
+    if (dims.variant === 'pi0_fast' && !tokenizer)
+      throw new Error(
+        'native sampler: model.variant pi0_fast decodes with its action tokenizer, and none was given',
+      );
     const layout = planLayout(
       dims,
       sw,
@@ -111,6 +122,7 @@ export class NativeSampler {
       opts.cameras,
       opts.promptLen ?? dims.maxTokenLen,
       opts.steps ?? dims.numSteps,
+      tokenizer && fastDecodeRules(dims, tokenizer),
     );
     if (opts.stallMs !== undefined) layout.stallMs = opts.stallMs;
     const memory = sharedMemory(layout.size);
@@ -126,6 +138,7 @@ export class NativeSampler {
       new Engine(memory, layout, 0, blas, fused),
       workers,
       memory,
+      tokenizer,
     );
   }
 
@@ -163,15 +176,13 @@ export class NativeSampler {
     timeEmbedding: (t: Float32Array) => Float32Array,
     committed?: Committed,
   ): Float32Array {
-    const misfit = this.misfit(inp, steps);
-    if (misfit)
-      throw new Error(`native sampler: the inputs do not fit its arena: ${misfit} (call fits first)`);
+    if (this.tokenizer)
+      throw new Error('native sampler: model.variant pi0_fast decodes tokens (decode, not sample)');
     const d = this.dims;
     const L = this.layout;
     const b = inp.batch;
     const l = inp.promptLen;
     const { f32, i32 } = this;
-    checkModelInputs(inp, d, 'native sampler');
     // A wrong-sized embedding would overwrite the arena's next input: refused, not written.
     const embedded = (t: Float32Array, rows: number): Float32Array => {
       const e = timeEmbedding(t);
@@ -185,13 +196,7 @@ export class NativeSampler {
       throw new Error(
         `native sampler: noise has ${noise.length} values, expected ${b * d.horizon * d.actionDim}`,
       );
-    patchifyInto(f32.subarray(L.input.patches), inp.images, b * inp.cameras, inp.imageSize, inp.patchSize);
-    i32.set(inp.promptTokens, L.input.ids);
-    for (let i = 0; i < b * l; i++) i32[L.input.masks + i] = inp.promptMask[i]!;
-    for (let i = 0; i < b * inp.cameras; i++) i32[L.input.masks + b * l + i] = inp.imageMask[i]!;
-    f32.set(inp.state, L.input.state);
-    if (inp.horizons) i32.set(inp.horizons, L.input.horizons);
-    else i32.fill(d.horizon, L.input.horizons, L.input.horizons + b);
+    this.writeInputs(inp, steps);
     if (committed) {
       checkCommitted(committed, b, d.horizon, d.actionDim);
       f32.set(withCommitted(noise, committed, d.horizon, d.actionDim), L.input.noise);
@@ -223,6 +228,41 @@ export class NativeSampler {
     }
     this.engine.runJob({ batch: b, promptLen: l, steps, conditions });
     return this.engine.result.slice(0, b * d.horizon * d.actionDim);
+  }
+
+  /**
+   * π0-FAST: action chunks float32 [B·H·A] by greedy decoding (fast-decode.ts), as Pi0.sample decodes
+   * them; a sample whose tokens make no chunk gets NaN rows and its reason in `failures`.
+   */
+  decode(inp: ModelInputs, failures?: Array<string | null>): Float32Array {
+    const tok = this.tokenizer;
+    if (!tok)
+      throw new Error(
+        `native sampler: model.variant ${this.dims.variant} samples by flow steps (sample, not decode)`,
+      );
+    this.writeInputs(inp, 0);
+    this.engine.runJob({ batch: inp.batch, promptLen: inp.promptLen, steps: 0, conditions: 0 });
+    return decodedChunks(this.engine.tokens, tok, this.dims.horizon, this.dims.actionDim, failures);
+  }
+
+  /** Checks `inp` against the model and the arena and writes it there: images, prompt, state, horizons. */
+  private writeInputs(inp: ModelInputs, steps: number): void {
+    const misfit = this.misfit(inp, steps);
+    if (misfit)
+      throw new Error(`native sampler: the inputs do not fit its arena: ${misfit} (call fits first)`);
+    const d = this.dims;
+    const L = this.layout;
+    const b = inp.batch;
+    const l = inp.promptLen;
+    const { f32, i32 } = this;
+    checkModelInputs(inp, d, 'native sampler');
+    patchifyInto(f32.subarray(L.input.patches), inp.images, b * inp.cameras, inp.imageSize, inp.patchSize);
+    i32.set(inp.promptTokens, L.input.ids);
+    for (let i = 0; i < b * l; i++) i32[L.input.masks + i] = inp.promptMask[i]!;
+    for (let i = 0; i < b * inp.cameras; i++) i32[L.input.masks + b * l + i] = inp.imageMask[i]!;
+    f32.set(inp.state, L.input.state);
+    if (inp.horizons) i32.set(inp.horizons, L.input.horizons);
+    else i32.fill(d.horizon, L.input.horizons, L.input.horizons + b);
   }
 
   /** Stops the worker; the arena goes with the last reference to it. */

@@ -7,9 +7,10 @@ import { loadOneDnn } from '../../src/backend/native/onednn.js';
 import { ModelConfig } from '../../src/config/schema.js';
 import { ChunkSampler } from '../../src/model/chunk-sampler.js';
 import { modelDims } from '../../src/model/config.js';
+import { trainFastTokenizer } from '../../src/model/fast-tokenizer.js';
 import type { ModelInputs } from '../../src/model/inputs.js';
 import { NativeSampler, nativeSamplingWeights, samplerThreads } from '../../src/model/native-sampler.js';
-import { initParams, Pi0, prepareInputs } from '../../src/model/pi0.js';
+import { fastSpecialTokens, initParams, Pi0, prepareInputs } from '../../src/model/pi0.js';
 import { Rng } from '../../src/model/rng.js';
 import { samplingWeights } from '../../src/model/sampler.js';
 import { trainedModulation } from './helpers.js';
@@ -204,6 +205,115 @@ describe.runIf(haveBlas)('native sampler', () => {
       });
     }
   }
+
+  // π0-FAST: the prefix as π0.5's, then greedy decoding of action tokens through the expert. The same
+  // tokens from the same logits on either sampler: the same chunks, and the same failures.
+  for (const { name, over, pi05: own } of configs) {
+    for (const threads of [1, 2]) {
+      it(`π0-FAST decodes the tokens TensorFlow.js decodes (${name}; ${threads} thread${threads > 1 ? 's' : ''}): padding, a missing camera, batch 3`, async () => {
+        const dims = modelDims(
+          ModelConfig.parse({
+            ...over,
+            ...own,
+            variant: 'pi0_fast',
+            fast: { vocab_size: 96, max_tokens: 40 },
+          }),
+        );
+        const ad = Math.min(5, dims.actionDim);
+        const rng = new Rng(11);
+        const chunks = Array.from({ length: 64 }, () => {
+          const [a, p] = [rng.normals(ad), rng.normals(ad)];
+          return Float32Array.from({ length: dims.horizon * ad }, (_, i) =>
+            Math.sin(0.4 * Math.floor(i / ad) * a[i % ad]! + p[i % ad]!),
+          );
+        });
+        const tok = trainFastTokenizer(chunks, {
+          horizon: dims.horizon,
+          actionDim: ad,
+          scale: 10,
+          vocabSize: 96,
+        });
+        const model = new Pi0(dims, tok);
+        const w = withTrainedFilm(initParams(dims, 5), 6);
+        const sw = nativeSamplingWeights(model, w);
+        const inp = inputs(dims, 3, 2, 9, { dropCamera: true });
+        const noise = new Float32Array(3 * dims.horizon * dims.actionDim);
+        const refFailures: Array<string | null> = [];
+        const ref = (await model
+          .sample(w, inp, noise, { cache: true, failures: refFailures })
+          .data()) as Float32Array;
+        const ns = await NativeSampler.create(dims, sw, { threads, cameras: 2, batch: 3, tokenizer: tok });
+        try {
+          const failures: Array<string | null> = [];
+          const out = ns.decode(inp, failures);
+          expect(failures).toEqual(refFailures);
+          expect(Array.from(out)).toEqual(Array.from(ref));
+          // Decoded chunks, not the start's: each sample's tokens made a chunk of its own.
+          expect(refFailures).toEqual([null, null, null]);
+          expect(new Set(out).size).toBeGreaterThan(4);
+          // Again on the same arena, and with another state: the state reaches the tokens.
+          expect(Array.from(ns.decode(inp))).toEqual(Array.from(out));
+          const moved = { ...inp, state: inp.state.map((v) => v + 1.5) };
+          const want = (await model.sample(w, moved, noise, { cache: true }).data()) as Float32Array;
+          expect(Array.from(ns.decode(moved))).toEqual(Array.from(want));
+          expect(Array.from(want)).not.toEqual(Array.from(ref));
+          expect(() => ns.sample(inp, noise, 10, (t) => model.timeEmbedding(t))).toThrow(
+            'native sampler: model.variant pi0_fast decodes tokens (decode, not sample)',
+          );
+        } finally {
+          await ns.dispose();
+        }
+        await expect(NativeSampler.create(dims, sw, { threads, cameras: 2 })).rejects.toThrow(
+          'native sampler: model.variant pi0_fast decodes with its action tokenizer, and none was given',
+        );
+        tf.dispose([...w.values(), ...sw.values()]);
+      });
+    }
+  }
+
+  it('ChunkSampler decodes π0-FAST natively, failures included, and leaves a committed prefix to Pi0.sample to refuse', async () => {
+    const dims = modelDims(
+      ModelConfig.parse({
+        preset: 'tiny',
+        action_horizon: 8,
+        variant: 'pi0_fast',
+        fast: { vocab_size: 64, max_tokens: 40, decoding: 'free' },
+      }),
+    );
+    const rng = new Rng(12);
+    const chunks = Array.from({ length: 32 }, () => rng.normals(8 * 3));
+    const tok = trainFastTokenizer(chunks, { horizon: 8, actionDim: 3, scale: 10, vocabSize: 64 });
+    const model = new Pi0(dims, tok);
+    const w = initParams(dims, 2);
+    // The end token never wins: a free decode runs past its chunk's values, and makes no chunk.
+    const eos = fastSpecialTokens(dims).eos;
+    const bias = w.get('expert/token_out/bias')!;
+    w.set(
+      'expert/token_out/bias',
+      tf.tensor1d(Float32Array.from({ length: bias.size }, (_, i) => (i === eos ? -1e4 : 0))),
+    );
+    bias.dispose();
+    const native = new ChunkSampler(model, w, { threads: 2 });
+    const tfjs = new ChunkSampler(model, w, { sampler: 'tfjs' });
+    try {
+      const inp = inputs(model.dims, 2, 2, 7);
+      const noise = new Float32Array(2 * 8 * model.dims.actionDim);
+      const [a, b]: Array<Array<string | null>> = [[], []];
+      const out = await native.sample(inp, noise, { failures: a });
+      expect(native.describe()).toBe('native sampler (2 threads)');
+      expect(Array.from(out)).toEqual(Array.from(await tfjs.sample(inp, noise, { failures: b })));
+      expect(a).toEqual(b);
+      expect(a[0]).toMatch(/^action tokens: decoded \d+ values, expected 24 values .*\(40 tokens decoded\)$/);
+      expect(Number.isNaN(out[0])).toBe(true);
+      await expect(
+        native.sample(inp, noise, { committed: { actions: noise, delays: new Int32Array(2) } }),
+      ).rejects.toThrow('π0-FAST decodes tokens: real-time chunking');
+    } finally {
+      await native.dispose();
+      await tfjs.dispose();
+      tf.dispose([...w.values()]);
+    }
+  });
 
   const onednn = loadOneDnn(1);
   it.skipIf('error' in onednn)(

@@ -7,8 +7,15 @@
  * (rank r holds heads [r·h/P, (r+1)·h/P)), its MLP by hidden units; weights outside the blocks whole.
  */
 import type { ModelDims } from '../config.js';
+import type { FastDecodeRules } from '../fast-decode.js';
 import type { SamplingWeights } from '../sampler.js';
-import { modulationWidth, type NativeVariant, nativeSamplerUnavailable, nativeVariant } from './variant.js';
+import {
+  modulationWidth,
+  type NativeVariant,
+  nativeSamplerUnavailable,
+  nativeVariant,
+  suffixTokens,
+} from './variant.js';
 
 /** The parts of the WebAssembly API used here (this project's TypeScript lib has no DOM types). */
 export interface SharedMemory {
@@ -46,6 +53,8 @@ export interface Layout {
   dims: ModelDims;
   /** What the program runs for this model's variant. */
   variant: NativeVariant;
+  /** π0-FAST: what its decode may choose (each thread decodes alike from the same logits); else null. */
+  decode: FastDecodeRules | null;
   parts: number;
   /** Largest batch the scratch buffers hold. */
   maxBatch: number;
@@ -94,6 +103,8 @@ export interface Layout {
     film: number;
     /** time0 through the expert's time projection [E] (π0). */
     time0: number;
+    /** π0-FAST: a decode step's logits [B, vocab]; else empty. */
+    logits: number;
     /**
      * Adaptive norms (π0.5): the time MLP's hidden units and the condition [steps·B + 1, E] of every
      * step's times (and t = 0 last), and their modulations [steps·B + 1, modulationWidth]; else empty.
@@ -128,7 +139,7 @@ export function prefixLength(d: ModelDims, v: NativeVariant, cameras: number, pr
 
 /**
  * Plans the arena for `dims` split over `parts` threads, `maxBatch` observations of `cameras` images and
- * prompts of up to `maxPromptLen` tokens, and up to `maxSteps` flow steps.
+ * prompts of up to `maxPromptLen` tokens, and up to `maxSteps` flow steps (π0-FAST: its decode's rules).
  */
 export function planLayout(
   dims: ModelDims,
@@ -138,11 +149,16 @@ export function planLayout(
   cameras: number,
   maxPromptLen: number,
   maxSteps: number,
+  decode: FastDecodeRules | null = null,
 ): Layout {
   const d = dims;
   const why = nativeSamplerUnavailable(d, parts);
   if (why) throw new Error(`native sampler: ${why}`);
   const variant = nativeVariant(d);
+  if ((variant.actionTokens === 'decoded') !== (decode !== null))
+    throw new Error(
+      `native sampler: decode rules are for model.variant pi0_fast (model.variant ${d.variant}, rules ${decode ? 'given' : 'missing'})`,
+    );
   let top = 0;
   const alloc = (n: number) => {
     const at = top;
@@ -183,7 +199,7 @@ export function planLayout(
   const weights = top;
   const n = (d.imageSize / d.patchSize) ** 2;
   const length = prefixLength(d, variant, cameras, maxPromptLen);
-  const suffix = variant.suffixStateTokens + d.horizon;
+  const suffix = suffixTokens(d, variant);
   const maxRows = maxBatch * Math.max(cameras * n, length, d.horizon);
   const maxWidth = Math.max(d.width, d.expertWidth);
   const maxMlp = Math.max(d.mlpDim, d.expertMlpDim) / parts;
@@ -219,6 +235,7 @@ export function planLayout(
       tokens: alloc(maxBatch * maxPromptLen * d.width),
       film: alloc(maxBatch * 3 * d.width),
       time0: alloc(d.expertWidth),
+      logits: alloc(decode ? maxBatch * decode.vocab : 0),
       condHidden: alloc(conditions * d.expertWidth),
       cond: alloc(conditions * d.expertWidth),
       mods: alloc(conditions * modulationWidth(d)),
@@ -230,6 +247,7 @@ export function planLayout(
   return {
     dims: d,
     variant,
+    decode,
     parts,
     maxBatch,
     cameras,

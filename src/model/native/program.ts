@@ -13,16 +13,19 @@
  * sampler.ts's (and Pi0.layer's) block. Where the variants differ the program reads the layout's
  * `variant` (variant.ts): the prefix's state tokens, the suffix's state token, how action tokens are
  * embedded, and how the expert's norms are conditioned (`Conditioning`: plain, or π0.5's adaptive
- * RMSNorm with a gated residual).
+ * RMSNorm with a gated residual). π0-FAST's action tokens are decoded one a step instead of flow steps
+ * (`decodeTokens`): every rank computes the whole logits from its identical residual stream and makes
+ * the same greedy choice (fast-decode.ts), so the ranks need no exchange beyond the blocks' own.
  */
 import { type Blas, NO_TRANS, TRANS } from '../../backend/native/blas.js';
 import { type FusedExports, RMS_EPS } from '../../backend/native/fused.js';
 import type { OneDnn } from '../../backend/native/onednn.js';
+import { GreedyDecode } from '../fast-decode.js';
 import { stateBin } from '../inputs.js';
 import { keyBiasInto, prefixValidity, promptPooling, sequenceValid, suffixLengths } from '../masks.js';
 import { type BlockShard, type Layout, prefixLength, type SharedMemory } from './layout.js';
 import { Team } from './threads.js';
-import { modulationAt, modulationWidth } from './variant.js';
+import { modulationAt, modulationWidth, suffixTokens } from './variant.js';
 
 /** A job's header: what rank 0 tells the others besides the inputs. */
 export interface Job {
@@ -66,6 +69,8 @@ export class Engine {
   private readonly team: Team;
   private readonly s: Layout['scratch'][number];
   private readonly blocks: Record<string, BlockShard>;
+  /** π0-FAST: the last job's decode (its tokens are read on rank 0). */
+  private decoded: GreedyDecode | null = null;
 
   constructor(
     memory: SharedMemory,
@@ -340,6 +345,12 @@ export class Engine {
     return this.f32.subarray(this.s.y);
   }
 
+  /** π0-FAST: each sample's tokens from the last job (the end left out). */
+  get tokens(): number[][] {
+    if (!this.decoded) throw new Error('native sampler: no decode has run (model.variant pi0_fast only)');
+    return this.decoded.tokens;
+  }
+
   /** One chunk: the prefix, π0's state token, then the flow steps; the result is in this rank's `y`. */
   run(job: Job): void {
     const L = this.layout;
@@ -431,10 +442,14 @@ export class Engine {
     const valid = this.prefixValid(b, c, l, n, length, promptMask, imageMask);
     // Each observation's segment of a layer's cache: its prefix, then its suffix (π0's state token, the actions).
     const H = d.horizon;
-    const stride = length + variant.suffixStateTokens + H;
+    const stride = length + suffixTokens(d, variant);
     const prefixBias = this.keyBias(valid, b, length, 0);
     for (let i = 0; i < d.depth; i++)
       this.block(`prefix/block_${i}`, px, b, length, s.cache[i]!, 0, stride, prefixBias);
+    if (variant.actionTokens === 'decoded') {
+      this.decodeTokens(b, valid, length, stride);
+      return;
+    }
 
     if (variant.suffixStateTokens > 0) {
       // π0's state token through the expert against the prefix; its keys and values join the cache.
@@ -487,6 +502,43 @@ export class Engine {
         if (committed && r % H < delays[Math.floor(r / H)]!) continue;
         for (let j = 0; j < A; j++) f[xt + r * A + j]! += (f[s.out + r * A + j]! + f[ob + j]!) * dt;
       }
+    }
+  }
+
+  /**
+   * π0-FAST: greedy decoding against the prefix's cache, one token per sample a step through the
+   * expert's blocks (its keys and values appended after the prefix), until every sample has ended its
+   * chunk or `fast.max_tokens`; as Pi0.sampleTokens.
+   */
+  private decodeTokens(b: number, valid: Uint8Array, length: number, stride: number): void {
+    const L = this.layout;
+    const d = L.dims;
+    const rules = L.decode!;
+    const E = d.expertWidth;
+    const V = rules.vocab;
+    const f = this.f32;
+    const s = this.s;
+    const table = this.w('expert/token_embedding');
+    const pos = this.w('expert/token_pos_embedding');
+    const x = s.x;
+    const dec = new GreedyDecode(rules, b);
+    this.decoded = dec;
+    while (!dec.finished) {
+      const j = dec.step;
+      // Each sample's last token: its row of the table + position j.
+      for (let i = 0; i < b; i++) {
+        const e = table + dec.ids[i]! * E;
+        const o = x + i * E;
+        for (let c = 0; c < E; c++) f[o + c] = f[e + c]! + f[pos + j * E + c]!;
+      }
+      // Every token decoded so far is visible to the next (a sample's tokens after its end are never read).
+      const bias = this.keyBias(valid, b, length, j + 1);
+      for (let i = 0; i < d.depth; i++)
+        this.block(`expert/block_${i}`, x, b, 1, s.cache[i]!, length + j, stride, bias);
+      this.normalize(x, s.norm, b, E);
+      this.gemm(b, V, E, s.norm, E, this.w('expert/token_out'), V, s.logits, V);
+      this.addRows(s.logits, b, V, this.w('expert/token_out_bias'));
+      dec.choose(f.subarray(s.logits, s.logits + b * V));
     }
   }
 

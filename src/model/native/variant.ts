@@ -1,8 +1,8 @@
 /**
- * What the native engine runs for each flow variant: the few places π0 and π0.5 part ways, as data the
- * one program (program.ts) reads, its block loop shared. A variant is a description here (plus its
+ * What the native engine runs for each variant: the few places π0, π0.5 and π0-FAST part ways, as data
+ * the one program (program.ts) reads, its block loop shared. A variant is a description here (plus its
  * sampling weights, weights.ts), not an engine of its own. See pi0.ts (Pi0.embedPrefix, embedSuffix,
- * norm) for the model these describe.
+ * norm, sampleTokens) for the model these describe.
  */
 import type { ModelDims } from '../config.js';
 
@@ -18,10 +18,12 @@ export interface NativeVariant {
    */
   suffixStateTokens: 0 | 1;
   /**
-   * How an action token is made of x_t: π0 mixes it with the flow time in the time MLP
-   * (silu(x·action_in + time)·time_out + pos); π0.5 projects x_t alone (x·action_in + pos).
+   * How an action token is made: of x_t, which π0 mixes with the flow time in the time MLP
+   * (silu(x·action_in + time)·time_out + pos) and π0.5 projects alone (x·action_in + pos); or π0-FAST's
+   * `decoded` tokens, one a step, each the token table's row of the last one chosen + its position, the
+   * next chosen from the table read backwards (fast-decode.ts), no flow steps.
    */
-  actionTokens: 'time-mlp' | 'projection';
+  actionTokens: 'time-mlp' | 'projection' | 'decoded';
   /**
    * How the expert's norms are conditioned: plain RMSNorm (π0, the gain folded into the next kernel),
    * or π0.5's adaptive RMSNorm: the flow time through the time MLP is the condition, and each of its
@@ -39,7 +41,19 @@ export function nativeVariant(d: ModelDims): NativeVariant {
       actionTokens: 'projection',
       expertNorms: 'adaptive',
     };
+  if (d.variant === 'pi0_fast')
+    return {
+      prefixStateTokens: d.stateTokens,
+      suffixStateTokens: 0,
+      actionTokens: 'decoded',
+      expertNorms: 'plain',
+    };
   return { prefixStateTokens: 0, suffixStateTokens: 1, actionTokens: 'time-mlp', expertNorms: 'plain' };
+}
+
+/** Tokens after the prefix in an observation's cache: π0's state token and the actions, or π0-FAST's decoded tokens. */
+export function suffixTokens(d: ModelDims, v: NativeVariant): number {
+  return v.actionTokens === 'decoded' ? d.fast.maxTokens + 1 : v.suffixStateTokens + d.horizon;
 }
 
 /**
@@ -57,8 +71,6 @@ export function modulationAt(d: ModelDims, layer: number, norm: 'ln1' | 'ln2' | 
 
 /** Why the native sampler cannot run here (a one-line reason), or null when it can. */
 export function nativeSamplerUnavailable(dims: ModelDims, parts: number): string | null {
-  if (dims.variant !== 'pi0' && dims.variant !== 'pi05')
-    return `the native sampler runs the flow variants π0 and π0.5 (model.variant ${dims.variant})`;
   if (typeof SharedArrayBuffer === 'undefined') return 'no SharedArrayBuffer';
   if (dims.heads % parts !== 0 || dims.mlpDim % parts !== 0 || dims.expertMlpDim % parts !== 0)
     return `${dims.heads} heads or the MLPs do not split over ${parts} threads`;

@@ -1,6 +1,13 @@
 /**
- * The weights the native sampler reads, by variant: π0's are sampler.ts's `samplingWeights`; π0.5's the
- * same images and prefix (sampler.ts's `prefixSamplingWeights`) and blocks, with what its expert adds:
+ * The weights the native sampler reads, by variant: π0's are sampler.ts's `samplingWeights`; π0.5's and
+ * π0-FAST's the same images and prefix (sampler.ts's `prefixSamplingWeights`) and blocks, the state's
+ * tokens (`prefix/state_embedding`, `prefix/state_pos_embedding`), and what each one's expert adds.
+ *
+ * π0-FAST: `expert/token_embedding` and `expert/token_pos_embedding` make a token; `expert/token_out`
+ * [E, vocab] is the token table read backwards (tied), with the final norm's gain and the 1/√E scale
+ * folded in, and `expert/token_out_bias` its bias.
+ *
+ * π0.5:
  *
  * - `prefix/state_embedding`, `prefix/state_pos_embedding`: the state's tokens.
  * - `expert/action_in`, `expert/action_pos` (the position embedding + action_in's bias): action tokens.
@@ -25,13 +32,23 @@ import {
 /** The native sampler's weights for `model` (the caller owns and disposes them). */
 export function nativeSamplingWeights(model: SamplerModel, w: Params): SamplingWeights {
   const d = model.dims;
-  if (d.variant !== 'pi05') return samplingWeights(model, w);
+  if (d.variant === 'pi0') return samplingWeights(model, w);
   const e = d.expertWidth;
   const kernel = (base: string) => mergedKernel(w, base, d.lora);
   return makeSamplingWeights(w, (keep) => {
     prefixSamplingWeights(d, w, keep);
     keep('prefix/state_embedding', get(w, 'prefix/state_embedding'));
     keep('prefix/state_pos_embedding', get(w, 'prefix/state_pos_embedding'));
+    if (d.variant === 'pi0_fast') {
+      for (let i = 0; i < d.depth; i++) blockSamplingWeights(d, w, keep, `expert/block_${i}`, false);
+      const table = get(w, 'expert/token_embedding');
+      keep('expert/token_embedding', table);
+      keep('expert/token_pos_embedding', get(w, 'expert/token_pos_embedding'));
+      const gain = tf.reshape(tf.add(get(w, 'expert/final_norm/scale'), 1), [-1, 1]);
+      keep('expert/token_out', tf.mul(tf.transpose(table), tf.mul(gain, 1 / Math.sqrt(e))));
+      keep('expert/token_out_bias', get(w, 'expert/token_out/bias'));
+      return;
+    }
     keep('expert/action_in', kernel('expert/action_in'));
     keep('expert/action_pos', tf.add(get(w, 'expert/action_pos_embedding'), get(w, 'expert/action_in/bias')));
     keep('expert/time_mlp_in', kernel('expert/time_mlp_in'));
