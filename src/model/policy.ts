@@ -88,14 +88,19 @@ export class PolicyModel {
     return this.dims.horizon;
   }
 
+  /** The steps of the robot's chunk: its own (`data.action_horizon`) where fewer than the model's. */
+  get chunkSteps(): number {
+    return this.config.data.action_horizon ?? this.dims.horizon;
+  }
+
   get paramCount(): number {
     return paramCount(this.params);
   }
 
   prepare(input: SampleInput): ModelInputs {
     // The robot's own chunk steps, where fewer than the model's: the tokens past them are hidden, as in training.
-    const steps = this.config.data.action_horizon;
-    const short = steps !== null && steps !== undefined && steps < this.dims.horizon;
+    const steps = this.chunkSteps;
+    const short = steps < this.dims.horizon;
     return prepareInputs(this.dims, {
       batchSize: input.batchSize,
       cameras: this.cameras.length,

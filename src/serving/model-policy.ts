@@ -83,7 +83,7 @@ export class ModelPolicy implements Policy {
 
   /** The steps of each chunk served: the robot's own (`data.action_horizon`) where fewer than the model's. */
   get horizon(): number {
-    return this.model.config.data.action_horizon ?? this.model.horizon;
+    return this.model.chunkSteps;
   }
 
   async inferBatch(requests: PolicyRequest[]): Promise<PolicyResult[]> {
