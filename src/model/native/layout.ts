@@ -103,7 +103,7 @@ export interface Layout {
     film: number;
     /** time0 through the expert's time projection [E] (π0). */
     time0: number;
-    /** π0-FAST: a decode step's logits [B, vocab]; else empty. */
+    /** π0-FAST: a decode step's logits [B, vocab] (rank 0's: every rank writes its columns there); else empty. */
     logits: number;
     /**
      * Adaptive norms (π0.5): the time MLP's hidden units and the condition [steps·B + 1, E] of every
@@ -235,7 +235,7 @@ export function planLayout(
       tokens: alloc(maxBatch * maxPromptLen * d.width),
       film: alloc(maxBatch * 3 * d.width),
       time0: alloc(d.expertWidth),
-      logits: alloc(decode ? maxBatch * decode.vocab : 0),
+      logits: alloc(decode && r === 0 ? maxBatch * decode.vocab : 0),
       condHidden: alloc(conditions * d.expertWidth),
       cond: alloc(conditions * d.expertWidth),
       mods: alloc(conditions * modulationWidth(d)),

@@ -14,8 +14,8 @@
  * `variant` (variant.ts): the prefix's state tokens, the suffix's state token, how action tokens are
  * embedded, and how the expert's norms are conditioned (`Conditioning`: plain, or π0.5's adaptive
  * RMSNorm with a gated residual). π0-FAST's action tokens are decoded one a step instead of flow steps
- * (`decodeTokens`): every rank computes the whole logits from its identical residual stream and makes
- * the same greedy choice (fast-decode.ts), so the ranks need no exchange beyond the blocks' own.
+ * (`decodeTokens`): the ranks make the logits in column shares, then each reads them all and makes the
+ * same greedy choice (fast-decode.ts).
  */
 import { type Blas, NO_TRANS, TRANS } from '../../backend/native/blas.js';
 import { type FusedExports, RMS_EPS } from '../../backend/native/fused.js';
@@ -508,7 +508,9 @@ export class Engine {
   /**
    * π0-FAST: greedy decoding against the prefix's cache, one token per sample a step through the
    * expert's blocks (its keys and values appended after the prefix), until every sample has ended its
-   * chunk or `fast.max_tokens`; as Pi0.sampleTokens.
+   * chunk or `fast.max_tokens`; as Pi0.sampleTokens. The logits, a product with the whole token table
+   * (most of a step's time: the table is read from memory once a token), are made by the ranks in column
+   * shares into rank 0's buffer; after a barrier every rank reads them all and makes the same choice.
    */
   private decodeTokens(b: number, valid: Uint8Array, length: number, stride: number): void {
     const L = this.layout;
@@ -520,6 +522,12 @@ export class Engine {
     const s = this.s;
     const table = this.w('expert/token_embedding');
     const pos = this.w('expert/token_pos_embedding');
+    const out = this.w('expert/token_out');
+    const outBias = this.w('expert/token_out_bias');
+    const logits = L.scratch[0]!.logits;
+    const share = Math.ceil(V / L.parts);
+    const c0 = Math.min(V, this.team.rank * share);
+    const cols = Math.min(V, c0 + share) - c0;
     const x = s.x;
     const dec = new GreedyDecode(rules, b);
     this.decoded = dec;
@@ -536,9 +544,13 @@ export class Engine {
       for (let i = 0; i < d.depth; i++)
         this.block(`expert/block_${i}`, x, b, 1, s.cache[i]!, length + j, stride, bias);
       this.normalize(x, s.norm, b, E);
-      this.gemm(b, V, E, s.norm, E, this.w('expert/token_out'), V, s.logits, V);
-      this.addRows(s.logits, b, V, this.w('expert/token_out_bias'));
-      dec.choose(f.subarray(s.logits, s.logits + b * V));
+      // This rank's columns; no rank writes them again before every rank has chosen (the next step's
+      // first block meets at a barrier first).
+      this.gemm(b, cols, E, s.norm, E, out + c0, V, logits + c0, V);
+      for (let i = 0; i < b; i++)
+        this.k.add_rows((logits + i * V + c0) * 4, (outBias + c0) * 4, 0, 0, 1, cols);
+      this.team.barrier();
+      dec.choose(f.subarray(logits, logits + b * V));
     }
   }
 
