@@ -356,10 +356,15 @@ export function register(program: Command): void {
     .argument('<ids...>', 'job ids')
     .option('--out <file>', 'output file, .png or .svg (default job-<ids>.png)')
     .option('--width <px>', 'image width', '800')
-    .option('--by-dataset', "one job's loss per dataset of its mixture, a curve each")
+    .option('--by-dataset', "each job's loss per dataset of its mixture, a curve each")
+    .option('--x <axis>', 'the x axis: step, or minutes of each run since its first logged step', 'step')
     .action(
       withRegistry(
-        async (registry, ids: string[], opts: { out?: string; width: string; byDataset?: boolean }) => {
+        async (
+          registry,
+          ids: string[],
+          opts: { out?: string; width: string; byDataset?: boolean; x: string },
+        ) => {
           const todo = ids.map((i) => registry.require(parseId(i)));
           const out = path.resolve(opts.out ?? `job-${todo.map((j) => j.id).join('-')}.png`);
           const ext = path.extname(out).toLowerCase();
@@ -371,8 +376,8 @@ export function register(program: Command): void {
               `--width: expected a whole number of pixels 300..8000, got ${describeValue(opts.width)}`,
             );
           }
-          if (opts.byDataset && todo.length !== 1)
-            throw new UserError(`--by-dataset: expected one job id, got ${todo.length}`);
+          if (opts.x !== 'step' && opts.x !== 'minutes')
+            throw new UserError(`--x: expected step or minutes, got ${describeValue(opts.x)}`);
           let runs = todo.map((j) => {
             const rows = readMetrics(metricsPath(j.runDir));
             if (rows.length === 0)
@@ -381,17 +386,23 @@ export function register(program: Command): void {
           });
           const { drawFigure, runsByDataset } = await import('../plot/plot.js');
           if (opts.byDataset) {
-            runs = runsByDataset(runs[0]!.rows);
-            if (runs.length === 0)
-              throw new UserError(
-                `--by-dataset: job ${todo[0]!.id} logged no loss per dataset (loss/<dataset>: a mixture's runs log it)`,
-              );
+            // One job's datasets by name; several jobs' prefixed with their id.
+            runs = todo.flatMap((j, i) => {
+              const own = runsByDataset(runs[i]!.rows, todo.length > 1 ? `job ${j.id} ` : '');
+              if (own.length === 0)
+                throw new UserError(
+                  `--by-dataset: job ${j.id} logged no loss per dataset (loss/<dataset>: a mixture's runs log it)`,
+                );
+              return own;
+            });
           }
           const j0 = todo[0]!;
-          const title = opts.byDataset
-            ? `job ${j0.id}: ${j0.configName}/${j0.expName}, loss by dataset`
-            : undefined;
-          const fig = drawFigure(runs, { width, ...(title && { title }) });
+          const title = !opts.byDataset
+            ? undefined
+            : todo.length === 1
+              ? `job ${j0.id}: ${j0.configName}/${j0.expName}, loss by dataset`
+              : `jobs ${todo.map((j) => `${j.id} (${j.configName}/${j.expName})`).join(', ')}: loss by dataset`;
+          const fig = drawFigure(runs, { width, x: opts.x, ...(title && { title }) });
           const bytes =
             ext === '.png'
               ? (await import('../plot/render-png.js')).renderPng(fig)

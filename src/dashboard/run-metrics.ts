@@ -59,7 +59,8 @@ function append(run: Entry, rows: MetricsRow[]): boolean {
       run.firstStep ??= step;
     }
     for (const key in row) {
-      if (key === 'step') continue;
+      // The line's wall time places it, it is not a curve of its own.
+      if (key === 'step' || key === 'time') continue;
       let curve = run.curves.get(key);
       if (!curve) {
         curve = { x: [], y: [] };

@@ -6,7 +6,8 @@ import type { MetricsRow } from '../plot/plot.js';
 export const metricsPath = (runDir: string): string => path.join(runDir, 'metrics.jsonl');
 
 /**
- * Read a run's metrics.jsonl (`step`, `loss`, `grad_norm`, `lr`, `samples_per_s`, `time`, eval fields). Non-numeric fields are dropped. A torn last line (the trainer is
+ * Read a run's metrics.jsonl (`step`, `loss`, `grad_norm`, `lr`, `samples_per_s`, `time`, eval fields).
+ * `time` (an ISO date) becomes milliseconds since the epoch; other non-numeric fields are dropped. A torn last line (the trainer is
  * writing it right now, or died mid-write) is skipped; a bad line elsewhere is an error naming it.
  */
 export function readMetrics(file: string): MetricsRow[] {
@@ -39,7 +40,10 @@ export function parseMetrics(text: string, file: string, firstLine = 1): Metrics
       );
     }
     const row: Record<string, number> = {};
-    for (const [k, v] of Object.entries(value)) if (typeof v === 'number' && Number.isFinite(v)) row[k] = v;
+    for (const [k, v] of Object.entries(value)) {
+      const n = k === 'time' && typeof v === 'string' ? Date.parse(v) : v;
+      if (typeof n === 'number' && Number.isFinite(n)) row[k] = n;
+    }
     if (typeof row.step !== 'number') {
       throw new UserError(
         `${file}:${i + firstLine}: expected a numeric "step" field, got ${JSON.stringify(line.slice(0, 60))}`,

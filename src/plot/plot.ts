@@ -73,11 +73,30 @@ export function latestRun(rows: MetricsRow[]): MetricsRow[] {
   return out;
 }
 
-function seriesOf(rows: MetricsRow[], key: (r: MetricsRow) => number | undefined): Array<[number, number]> {
+/**
+ * What a figure's x axis counts: training steps, or minutes of the run's wall time since its first
+ * logged line (its `time`), which puts runs of different speeds (a larger model, another precision) on
+ * the footing that matters on a given machine: what each learns per minute.
+ */
+export type PlotAxis = 'step' | 'minutes';
+
+/** Each row's x on `axis`; NaN where a row has no `time` (ms since the epoch, as readMetrics gives it). */
+function xOf(rows: MetricsRow[], axis: PlotAxis): (r: MetricsRow) => number {
+  if (axis === 'step') return (r) => r.step;
+  const first = rows.find((r) => r.time !== undefined)?.time ?? Number.NaN;
+  return (r) => ((r.time ?? Number.NaN) - first) / 60_000;
+}
+
+function seriesOf(
+  rows: MetricsRow[],
+  key: (r: MetricsRow) => number | undefined,
+  x: (r: MetricsRow) => number,
+): Array<[number, number]> {
   const pts: Array<[number, number]> = [];
   for (const r of rows) {
     const v = key(r);
-    if (v !== undefined && Number.isFinite(v)) pts.push([r.step, v]);
+    const at = x(r);
+    if (v !== undefined && Number.isFinite(v) && Number.isFinite(at)) pts.push([at, v]);
   }
   return pts;
 }
@@ -88,10 +107,11 @@ function successKey(rows: MetricsRow[]): string | null {
   return null;
 }
 
-function panelsFor(runs: Run[]): Panel[] {
+function panelsFor(runs: Run[], axis: PlotAxis): Panel[] {
   const clean = runs.map((r) => latestRun(r.rows));
-  const loss = clean.map((rows, run) => ({ run, points: seriesOf(rows, (r) => r.loss) }));
-  const lr = clean.map((rows, run) => ({ run, points: seriesOf(rows, (r) => r.lr) }));
+  const xs = clean.map((rows) => xOf(rows, axis));
+  const loss = clean.map((rows, run) => ({ run, points: seriesOf(rows, (r) => r.loss, xs[run]!) }));
+  const lr = clean.map((rows, run) => ({ run, points: seriesOf(rows, (r) => r.lr, xs[run]!) }));
   const panels: Panel[] = [];
   const positive = loss.every((s) => s.points.every(([, v]) => v > 0));
   const values = loss.flatMap((s) => s.points.map(([, v]) => v));
@@ -101,7 +121,7 @@ function panelsFor(runs: Run[]): Panel[] {
   const success = clean.map((rows, run) => {
     const key = successKey(rows);
     if (key === null) return { run, points: [] as Array<[number, number]> };
-    const pts = seriesOf(rows, (r) => r[key]);
+    const pts = seriesOf(rows, (r) => r[key], xs[run]!);
     const fraction = pts.every(([, v]) => v <= 1);
     return { run, points: pts.map(([s, v]) => [s, fraction ? v * 100 : v] as [number, number]) };
   });
@@ -115,10 +135,10 @@ function panelsFor(runs: Run[]): Panel[] {
  * A mixture run's loss per dataset (its `loss/<dataset>` fields) as one run per dataset, each with the
  * learning rate and eval fields of the run, so the figure overlays the datasets' losses.
  */
-export function runsByDataset(rows: MetricsRow[]): Run[] {
+export function runsByDataset(rows: MetricsRow[], labelPrefix = ''): Run[] {
   const names = [...new Set(rows.flatMap((r) => Object.keys(r).filter((k) => k.startsWith('loss/'))))];
   return names.map((key) => ({
-    label: key.slice('loss/'.length),
+    label: `${labelPrefix}${key.slice('loss/'.length)}`,
     rows: rows.map((r) => {
       const { [key]: loss, ...rest } = r;
       const out: MetricsRow = { step: r.step };
@@ -172,15 +192,16 @@ export interface FigureOptions {
   title?: string;
 }
 
-/** Lay out one panel per metric, stacked, sharing the step axis, with a legend naming each run. */
+/** Lay out one panel per metric, stacked, sharing the x axis (steps by default), with a legend naming each run. */
 export function drawFigure(
   runs: Run[],
-  opts: FigureOptions = {},
+  opts: FigureOptions & { x?: PlotAxis } = {},
 ): { width: number; height: number; prims: Prim[] } {
+  const axis = opts.x ?? 'step';
   return drawPanels(
     runs.map((r) => r.label),
-    panelsFor(runs),
-    { ...opts, xLabel: 'step' },
+    panelsFor(runs, axis),
+    { ...opts, xLabel: axis === 'step' ? 'step' : 'minutes since the first logged step' },
   );
 }
 

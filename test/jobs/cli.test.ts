@@ -103,7 +103,8 @@ describe('vla jobs', () => {
           grad_norm: 1,
           lr: s < 10 ? 1e-4 * (s / 10) : 1e-4,
           samples_per_s: 30,
-          time: s,
+          // As the trainer writes it: a line every 30 s.
+          time: new Date(Date.UTC(2026, 11, 7, 12, 0, 30 * s)).toISOString(),
         }),
       );
     }
@@ -167,8 +168,27 @@ describe('vla jobs', () => {
     const figure = readFileSync(path.join(ws, 'out/d.svg'), 'utf8');
     expect([figure.includes('>sim_a<'), figure.includes('>sim_b<')]).toEqual([true, true]);
     expect(figure).toContain(`>job ${id}: cfg/plotted, loss by dataset<`);
-    const two = await jobs('plot', String(id), String(id), '--by-dataset');
-    expect(two.stderr.trim()).toBe('vla: error: --by-dataset: expected one job id, got 2');
+    // Several jobs' datasets, each curve named by job and dataset; against minutes of each run.
+    const two = await jobs(
+      'plot',
+      String(id),
+      String(id),
+      '--by-dataset',
+      '--x',
+      'minutes',
+      '--out',
+      'out/t.svg',
+    );
+    expect(two.stdout).toBe('wrote out/t.svg (42 points, 42 points, 42 points, 42 points)\n');
+    const both = readFileSync(path.join(ws, 'out/t.svg'), 'utf8');
+    expect(both.match(new RegExp(`>job ${id} sim_[ab]<`, 'g'))).toHaveLength(4);
+    expect(both).toContain('>minutes since the first logged step<');
+    // Lines 30 s apart, the run as it stands ending at step 20 (its eval line at step 20 came after step
+    // 40): 9.5 minutes, ticked 0, 2, …, 8, where its steps would be ticked 0, 5, …, 20.
+    expect(both).toMatch(/>8</);
+    expect(both).not.toMatch(/>15</);
+    const axis = await jobs('plot', String(id), '--x', 'hours');
+    expect(axis.stderr.trim()).toBe('vla: error: --x: expected step or minutes, got "hours" (string)');
   });
 
   it('rm removes the job and keeps its run folder unless --purge', async () => {
