@@ -18,7 +18,13 @@ import { activeBackend, filledTensor, tensorMemory } from '../backend/index.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { ModelDims } from '../model/config.js';
 import type { FastTokenizerSpec } from '../model/fast-tokenizer.js';
-import { type LossReduction, type Observation, type Pi0, prepareInputs, type SampleLoss } from '../model/pi0.js';
+import {
+  type LossReduction,
+  type Observation,
+  type Pi0,
+  prepareInputs,
+  type SampleLoss,
+} from '../model/pi0.js';
 import { startWorker } from '../threads.js';
 
 /** What one replica needs to compute its part's flow-matching gradients. */
