@@ -401,7 +401,7 @@ export function register(program: Command): void {
             ? undefined
             : todo.length === 1
               ? `job ${j0.id}: ${j0.configName}/${j0.expName}, loss by dataset`
-              : `jobs ${todo.map((j) => `${j.id} (${j.configName}/${j.expName})`).join(', ')}: loss by dataset`;
+              : `jobs ${todo.map((j) => `${j.id} (${j.expName})`).join(', ')}: loss by dataset`;
           const fig = drawFigure(runs, { width, x: opts.x, ...(title && { title }) });
           const bytes =
             ext === '.png'
