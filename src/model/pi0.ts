@@ -762,7 +762,7 @@ export class Pi0 {
   ): tf.Scalar {
     const d = this.dims;
     const b = inp.batch;
-    if (d.variant === 'pi0_fast') return this.tokenLoss(w, inp, actions, opts.lossDims);
+    if (d.variant === 'pi0_fast') return this.tokenLoss(w, inp, actions, opts.lossDims, opts.denominator);
     const k = opts.samples ?? 1;
     const kb = k * b;
     if (noise.length !== kb * d.horizon * d.actionDim || t.length !== kb) {
@@ -792,14 +792,12 @@ export class Pi0 {
       tf.tensor3d(xt, [kb, d.horizon, d.actionDim]),
       times,
     );
-    return maskedMse(
-      v,
-      tf.tensor3d(target, v.shape),
-      pad,
-      typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
-      opts.perSample,
-      opts.reduction,
-    );
+    return maskedMse(v, tf.tensor3d(target, v.shape), pad, {
+      lossDims: typeof opts.lossDims === 'object' && k > 1 ? repeatRows(opts.lossDims, k) : opts.lossDims,
+      perSample: opts.perSample,
+      reduction: opts.reduction,
+      denominator: opts.denominator,
+    });
   }
 
   /**
@@ -1025,6 +1023,7 @@ export class Pi0 {
     inp: ModelInputs,
     actions: Float32Array,
     lossDims?: number | Int32Array,
+    denominator?: { value: number },
   ): tf.Scalar {
     const d = this.dims;
     const b = inp.batch;
@@ -1037,7 +1036,7 @@ export class Pi0 {
     const { logits } = this.tokenLogits(w, kv, null, x, seq.length, bias, b);
     const real = new Uint8Array(b * seq.length);
     for (let i = 0; i < b; i++) real.fill(1, i * seq.length, i * seq.length + seq.lengths[i]!);
-    return tokenCrossEntropy(logits, seq.targets, fastTokenCount(d), real);
+    return tokenCrossEntropy(logits, seq.targets, fastTokenCount(d), real, denominator);
   }
 
   /**
@@ -1175,6 +1174,7 @@ function tokenCrossEntropy(
   targets: Int32Array,
   vocab: number,
   mask: Uint8Array,
+  denominator?: { value: number },
 ): tf.Scalar {
   const rows = logits.shape[0];
   const onehot = filledTensor([rows, vocab], (out) => {
@@ -1183,6 +1183,7 @@ function tokenCrossEntropy(
   });
   let kept = 0;
   for (let i = 0; i < rows; i++) if (mask[i]) kept++;
+  if (denominator) denominator.value = kept;
   const logp = tf.logSoftmax(logits);
   return tf.div(tf.neg(tf.sum(tf.mul(onehot, logp))), Math.max(1, kept)) as tf.Scalar;
 }
@@ -1259,20 +1260,30 @@ export function flowTargets(
  */
 export type LossReduction = 'entries' | 'samples';
 
+/** What else a masked loss takes and tells (see maskedMse). */
+export interface MaskedLossOptions {
+  /** The robot's action dims: one count for the batch, or each sample's (a mixture of robots). */
+  lossDims?: number | Int32Array;
+  /** Where to add each sample's summed error and scored entries. */
+  perSample?: SampleLoss;
+  reduction?: LossReduction;
+  /** Set to what the mean divided by: scored entries, or under `samples` the samples scored. */
+  denominator?: { value: number };
+}
+
 /**
  * Mean squared error over [B,H,A], leaving out the chunk steps past the episode's end (pad [B,H] = 1)
- * and the action dims past `lossDims` (one count for the batch, or each sample's: a mixture of robots),
- * averaged as `reduction` says. With `perSample`, also each sample's summed error and scored entries
- * (rows past its length fold onto row `i mod length`: the draws of one observation).
+ * and the action dims past `lossDims`, averaged as `reduction` says (default `entries`). With
+ * `perSample`, also each sample's summed error and scored entries (rows past its length fold onto row
+ * `i mod length`: the draws of one observation).
  */
 export function maskedMse(
   v: tf.Tensor3D,
   target: tf.Tensor3D,
   pad: Uint8Array,
-  lossDims?: number | Int32Array,
-  perSample?: SampleLoss,
-  reduction: LossReduction = 'entries',
+  opts: MaskedLossOptions = {},
 ): tf.Scalar {
+  const { lossDims, perSample, reduction = 'entries' } = opts;
   const [b, h, a] = v.shape;
   const dimsOf = (i: number) =>
     Math.min(a, lossDims === undefined ? a : typeof lossDims === 'number' ? lossDims : lossDims[i]!);
@@ -1321,9 +1332,11 @@ export function maskedMse(
     let scored = 0;
     for (let i = 0; i < b; i++) if (keptOf[i]! > 0) scored++;
     for (let i = 0; i < b; i++) if (keptOf[i]! > 0) scale[i] = 1 / (keptOf[i]! * scored);
+    if (opts.denominator) opts.denominator.value = scored;
     return tf.sum(tf.mul(tf.sum(sq, [1, 2]), tf.tensor1d(scale))) as tf.Scalar;
   }
   const kept = keptOf.reduce((x, y) => x + y, 0);
+  if (opts.denominator) opts.denominator.value = kept;
   return tf.div(tf.sum(sq), Math.max(1, kept)) as tf.Scalar;
 }
 
@@ -1347,6 +1360,11 @@ export interface FlowLossOptions {
   perSample?: SampleLoss;
   /** How the flow loss averages over the batch (default `entries`); π0-FAST's token loss ignores it. */
   reduction?: LossReduction;
+  /**
+   * Set to what the loss's mean divided by (scored entries, or samples under `samples`; π0-FAST's,
+   * its real tokens): a part's weight where data-parallel parts' means make the batch's.
+   */
+  denominator?: { value: number };
 }
 
 /** `k` copies of `x` one after another (sample-major: copy j of row i lands at row j·rows + i). */

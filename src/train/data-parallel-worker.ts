@@ -46,11 +46,17 @@ try {
       load.map((i) => params.get(l.names[i]!)!),
       load.map((i) => weights.subarray(l.offsets[i]!, l.offsets[i]! + params.get(l.names[i]!)!.size)),
     );
-    const { loss, grads: g, perSample } = flowGradients(model, dims, params, trainable, m.inputs, m.opts);
+    const {
+      loss,
+      grads: g,
+      weight,
+      perSample,
+    } = flowGradients(model, dims, params, trainable, m.inputs, m.opts);
     try {
       for (const [i, name] of l.names.entries())
         if (l.trainable[i]) readInto(g.get(name)!, grads, l.offsets[i]!);
-      losses[index] = loss.dataSync()[0]!;
+      losses[2 * index] = loss.dataSync()[0]!;
+      losses[2 * index + 1] = weight;
       if (perSample) port.postMessage({ type: 'samples', perSample });
     } finally {
       tf.dispose([loss, ...g.values()]);

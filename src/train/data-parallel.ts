@@ -86,22 +86,9 @@ export function sliceInputs(x: StepInputs, from: number, to: number, samples: nu
 }
 
 /**
- * A part's weight in the batch's loss, the denominator of its own mean: its scored entries, unpadded
- * steps times its robot's action dims (`entries`), or its samples with any step scored (`samples`).
+ * The flow-matching loss of `x` and its gradients with respect to `trainable` (by parameter name), and
+ * the loss's denominator (`weight`: what its mean divided by), which weighs a part's mean in the batch's.
  */
-export function partWeight(x: StepInputs, reduction: LossReduction = 'entries'): number {
-  const b = x.obs.batchSize;
-  const h = x.actionPad.length / b;
-  let n = 0;
-  for (let i = 0; i < b; i++) {
-    let steps = 0;
-    for (let t = 0; t < h; t++) if (!x.actionPad[i * h + t]) steps++;
-    n += reduction === 'samples' ? Math.min(1, steps) : steps * (x.lossDims?.[i] ?? 1);
-  }
-  return n;
-}
-
-/** The flow-matching loss of `x` and its gradients with respect to `trainable` (by parameter name). */
 export function flowGradients(
   model: Pi0,
   dims: ModelDims,
@@ -109,10 +96,11 @@ export function flowGradients(
   trainable: Map<string, tf.Variable>,
   x: StepInputs,
   opts: LossOptions,
-): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; perSample?: SampleLoss } {
+): { loss: tf.Scalar; grads: Map<string, tf.Tensor>; weight: number; perSample?: SampleLoss } {
   const inp = prepareInputs(dims, x.obs);
   const b = x.obs.batchSize;
   const perSample = opts.perSample ? { err: new Float64Array(b), kept: new Float64Array(b) } : undefined;
+  const denominator = { value: 0 };
   const { value, grads } = tf.variableGrads(
     () =>
       model.flowLoss(params, inp, x.actions, x.actionPad, x.noise, x.times, {
@@ -121,12 +109,14 @@ export function flowGradients(
         delays: x.delays,
         perSample,
         reduction: opts.reduction,
+        denominator,
       }),
     [...trainable.values()],
   );
   return {
     loss: value,
     grads: new Map([...trainable].map(([n, v]) => [n, grads[v.name]!])),
+    weight: denominator.value,
     ...(perSample && { perSample }),
   };
 }
@@ -192,6 +182,7 @@ export interface WorkerSetup {
   weights: SharedArrayBuffer;
   grads: SharedArrayBuffer;
   control: SharedArrayBuffer;
+  /** Float64 per replica: its part's loss, then that loss's denominator. */
   losses: SharedArrayBuffer;
   index: number;
   port: MessagePort;
@@ -235,7 +226,8 @@ export class Replicas {
     const layout = layoutOf(params, trainable);
     const weightsBuf = new SharedArrayBuffer(layout.total * 4);
     const controlBuf = new SharedArrayBuffer(4 * Int32Array.BYTES_PER_ELEMENT * n);
-    const lossBuf = new SharedArrayBuffer(8 * n);
+    // Per replica: its part's loss and that loss's denominator.
+    const lossBuf = new SharedArrayBuffer(16 * n);
     const replicas: Replica[] = [];
     try {
       for (let i = 0; i < n; i++) {
@@ -317,7 +309,7 @@ export class Replicas {
    * Waits for every replica's gradients; returns, per replica, its loss and gradients (flat, in layout
    * order), and each sample's part of the loss where the step asked for it.
    */
-  collect(): Array<{ loss: number; grads: Float32Array; perSample?: SampleLoss }> {
+  collect(): Array<{ loss: number; weight: number; grads: Float32Array; perSample?: SampleLoss }> {
     const deadline = Date.now() + STEP_TIMEOUT_MS;
     return this.replicas.map((r, i) => {
       const word = i * 4 + DONE;
@@ -339,7 +331,8 @@ export class Replicas {
       if (this.perSample && samples?.type !== 'samples')
         throw new Error(`data-parallel replica ${i + 1} sent no per-sample loss`);
       return {
-        loss: this.losses[i]!,
+        loss: this.losses[2 * i]!,
+        weight: this.losses[2 * i + 1]!,
         grads: r.grads,
         ...(samples?.perSample && { perSample: samples.perSample }),
       };

@@ -20,7 +20,6 @@ import {
   flowGradients,
   type LossOptions,
   partBounds,
-  partWeight,
   Replicas,
   type StepInputs,
   sliceInputs,
@@ -243,7 +242,8 @@ export class Trainer {
       tf.dispose([own.loss, ...own.grads.values()]);
       throw e;
     }
-    const kept = parts.map((p) => partWeight(p, opts.reduction));
+    // Each part weighs by its own mean's denominator (scored entries, samples or tokens).
+    const kept = [own.weight, ...results.map((r) => r.weight)];
     const total = kept.reduce((a, c) => a + c, 0);
     const weight = kept.map((c) => (total === 0 ? 1 / parts.length : c / total));
     const l = reps.layout;

@@ -368,7 +368,7 @@ describe('flow matching', () => {
     for (let i = 0; i < b * h; i++) wrong[i * a + 4]! += 10; // only dim 4, a padding dim for a 4-dim robot
     const v = tf.tensor3d(target, [b, h, a]);
     const pad = new Uint8Array(b * h);
-    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, 4).data())[0]).toBe(0);
+    expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, { lossDims: 4 }).data())[0]).toBe(0);
     expect((await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad).data())[0]).toBeCloseTo(100 / a, 4);
   });
 
@@ -385,7 +385,9 @@ describe('flow matching', () => {
     for (const lossDims of [undefined, 3, dims]) {
       // Rows 2 and 3 are the second draws of observations 0 and 1.
       const perSample = { err: new Float64Array(2), kept: new Float64Array(2) };
-      const loss = (await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims, perSample).data())[0]!;
+      const loss = (
+        await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, { lossDims, perSample }).data()
+      )[0]!;
       const d = (i: number) =>
         lossDims === undefined ? a : typeof lossDims === 'number' ? lossDims : dims[i]!;
       expect([...perSample.kept]).toEqual([(h - 1) * d(0) + h * d(2), h * d(1) + h * d(3)]);
@@ -407,19 +409,30 @@ describe('flow matching', () => {
     const dims = Int32Array.from([5, 2, 4]);
     for (const lossDims of [undefined, 3, dims]) {
       const perSample = { err: new Float64Array(b), kept: new Float64Array(b) };
+      const [denominator, entriesOf] = [{ value: 0 }, { value: 0 }];
       const loss = (
-        await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims, perSample, 'samples').data()
+        await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, {
+          lossDims,
+          perSample,
+          reduction: 'samples',
+          denominator,
+        }).data()
       )[0]!;
       expect(perSample.kept[2]).toBe(0);
       const means = [0, 1].map((i) => perSample.err[i]! / perSample.kept[i]!);
       expect(loss).toBeCloseTo((means[0]! + means[1]!) / 2, 5);
       // Not the entries' mean: sample 0's one step weighs as much as sample 1's four.
-      const entries = (await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, lossDims).data())[0]!;
+      const entries = (
+        await maskedMse(tf.tensor3d(wrong, [b, h, a]), v, pad, { lossDims, denominator: entriesOf }).data()
+      )[0]!;
       expect(entries).toBeCloseTo(
         (perSample.err[0]! + perSample.err[1]!) / (perSample.kept[0]! + perSample.kept[1]!),
         5,
       );
       expect(Math.abs(loss - entries)).toBeGreaterThan(0.01);
+      // What each mean divided by: the samples scored, the entries scored.
+      expect(denominator.value).toBe(2);
+      expect(entriesOf.value).toBe(perSample.kept[0]! + perSample.kept[1]!);
     }
   });
 

@@ -102,11 +102,17 @@ describe('data-parallel training', () => {
     expect(part.actions[0]).toBe(per);
   });
 
-  it.each(['entries', 'samples'])(
-    'takes the same step as one thread, the loss averaged over %s: loss, gradient norm, weights and EMA',
-    async (reduction) => {
+  // With train.rtc each part's committed steps are not scored either: a part's weight is what its own
+  // loss divided by, not a count made again beside it.
+  it.each([
+    ['entries', null],
+    ['samples', null],
+    ['entries', { max_delay: 3 }],
+  ])(
+    'takes the same step as one thread, the loss averaged over %s (rtc %o): loss, gradient norm, weights and EMA',
+    async (reduction, rtc) => {
       const data = syntheticSource({ imageSize: 32, horizon: H, frames: 8 });
-      const r = { loss_reduction: reduction };
+      const r = { loss_reduction: reduction, rtc };
       const one = new Trainer(config(r), initParams(modelDims(config().model), 0));
       const three = new Trainer(config({ ...r, data_parallel: 3 }), initParams(modelDims(config().model), 0));
       trainers.push(one, three);
