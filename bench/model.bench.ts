@@ -15,9 +15,10 @@ import { ModelConfig } from '../src/config/schema.js';
 import { ChunkSampler } from '../src/model/chunk-sampler.js';
 import type { Committed } from '../src/model/committed.js';
 import { type ModelDims, modelDims } from '../src/model/config.js';
+import { fastSpecialTokens } from '../src/model/fast-decode.js';
 import { type FastTokenizer, trainFastTokenizer } from '../src/model/fast-tokenizer.js';
 import { paramCount } from '../src/model/params.js';
-import { fastSpecialTokens, initParams, Pi0, prepareInputs, rtcWeights } from '../src/model/pi0.js';
+import { initParams, Pi0, prepareInputs, rtcWeights } from '../src/model/pi0.js';
 import { Rng } from '../src/model/rng.js';
 
 const PROMPT = 'pick up the red cube'; // 20 bytes + BOS

@@ -23,6 +23,8 @@ export interface FastDecodeRules {
   values: Float64Array;
   /** Values a chunk holds (H·D of the tokenizer's robot). */
   need: number;
+  /** The most values one token holds: until fewer are left, no token is out of reach. */
+  longest: number;
   constrained: boolean;
   maxTokens: number;
 }
@@ -47,6 +49,7 @@ export function fastDecodeRules(d: ModelDims, tok: FastTokenizer): FastDecodeRul
     fastVocab: d.fast.vocabSize,
     values,
     need: tok.chunkValues,
+    longest: values.reduce((m, v) => Math.max(m, v), 0),
     constrained: d.fast.constrained,
     maxTokens: d.fast.maxTokens,
   };
@@ -60,8 +63,6 @@ export class GreedyDecode {
   readonly tokens: number[][];
   private readonly done: Uint8Array;
   private readonly count: Float64Array;
-  /** Until fewer values are left than the longest token holds, no token is out of reach. */
-  private readonly longest: number;
   /** Steps taken: the position of the next token. */
   step = 0;
 
@@ -73,7 +74,6 @@ export class GreedyDecode {
     this.tokens = Array.from({ length: batch }, () => []);
     this.done = new Uint8Array(batch);
     this.count = new Float64Array(batch);
-    this.longest = rules.values.reduce((m, v) => Math.max(m, v), 0);
   }
 
   /** Whether every sample has ended its chunk (or the decode ran to `fast.max_tokens`). */
@@ -83,13 +83,13 @@ export class GreedyDecode {
 
   /** Chooses each sample's next token from this step's logits [B, vocab], and takes the step. */
   choose(logits: Float32Array): void {
-    const { vocab, bos, eos, fastVocab, values, need, constrained, maxTokens } = this.rules;
+    const { vocab, bos, eos, fastVocab, values, need, longest, constrained, maxTokens } = this.rules;
     const j = this.step;
     const used = values.length;
     for (let i = 0; i < this.batch; i++) {
       const row = logits.subarray(i * vocab, (i + 1) * vocab);
       const left = need - this.count[i]!;
-      const reach = constrained && left < this.longest ? left : Number.POSITIVE_INFINITY;
+      const reach = constrained && left < longest ? left : Number.POSITIVE_INFINITY;
       let best = -1;
       let top = Number.NEGATIVE_INFINITY;
       for (let id = 0; id < vocab; id++) {

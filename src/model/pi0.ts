@@ -16,14 +16,12 @@ import { type Committed, committedPad, committedTimes, freeSteps, withCommitted 
 import { MAX_CAMERAS, type ModelDims } from './config.js';
 import {
   decodedChunks,
+  type FastDecodeRules,
   fastDecodeRules,
   fastSpecialTokens,
   fastTokenCount,
   GreedyDecode,
 } from './fast-decode.js';
-
-export { fastSpecialTokens, fastTokenCount };
-
 import type { FastTokenizer } from './fast-tokenizer.js';
 import {
   checkHorizons,
@@ -375,6 +373,8 @@ export class Pi0 {
   frozen = new Set<string>();
   /** While sampling no gradient is taken: matmuls skip the custom-gradient wrapper (its bookkeeping per op). */
   private sampling = false;
+  /** π0-FAST: what its greedy decoding may choose, made once from the tokenizer. */
+  private decodeRules: FastDecodeRules | null = null;
   /** Guided sampling differentiates the actions through the model: gradients reach its inputs too. */
   private inputGrads = false;
 
@@ -1049,7 +1049,8 @@ export class Pi0 {
     const d = this.dims;
     const b = inp.batch;
     const tok = this.tokenizer();
-    const dec = new GreedyDecode(fastDecodeRules(d, tok), b);
+    this.decodeRules ??= fastDecodeRules(d, tok);
+    const dec = new GreedyDecode(this.decodeRules, b);
     this.sampling = true;
     try {
       let prefix: { valid: Uint8Array; length: number } = { valid: new Uint8Array(), length: 0 };

@@ -8,12 +8,12 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
 import { ModelConfig, TrainConfig } from '../../src/config/schema.js';
 import { modelDims } from '../../src/model/config.js';
+import { fastSpecialTokens } from '../../src/model/fast-decode.js';
 import { FastTokenizer, trainFastTokenizer } from '../../src/model/fast-tokenizer.js';
 import {
   actionTokenSequences,
   batchObservation,
   fastHeadPrior,
-  fastSpecialTokens,
   initParams,
   Pi0,
   paramSpecs,
