@@ -382,6 +382,10 @@ export function register(program: Command): void {
             const rows = readMetrics(metricsPath(j.runDir));
             if (rows.length === 0)
               throw new UserError(`job ${j.id} has no metrics yet (${rel(metricsPath(j.runDir))})`);
+            if (opts.x === 'minutes' && !rows.some((r) => r.time !== undefined))
+              throw new UserError(
+                `--x minutes: job ${j.id}'s metrics have no "time" field to place them by (${rel(metricsPath(j.runDir))}); plot it by step`,
+              );
             return { label: `job ${j.id}: ${j.configName}/${j.expName}`, rows };
           });
           const { drawFigure, runsByDataset } = await import('../plot/plot.js');

@@ -189,6 +189,24 @@ describe('vla jobs', () => {
     expect(both).not.toMatch(/>15</);
     const axis = await jobs('plot', String(id), '--x', 'hours');
     expect(axis.stderr.trim()).toBe('vla: error: --x: expected step or minutes, got "hours" (string)');
+    // A run whose lines carry no time cannot be placed by minutes: said, not drawn empty.
+    const reg = JobRegistry.open(ws);
+    const runDir = path.join(ws, 'checkpoints', 'cfg', 'untimed');
+    const untimed = reg.create({
+      configName: 'cfg',
+      config: {},
+      expName: 'untimed',
+      runDir,
+      totalSteps: 2,
+      resume: false,
+    });
+    reg.close();
+    mkdirSync(runDir, { recursive: true });
+    writeFileSync(path.join(runDir, 'metrics.jsonl'), '{"step": 1, "loss": 1}\n{"step": 2, "loss": 0.5}\n');
+    const noTime = await jobs('plot', String(untimed.id), '--x', 'minutes');
+    expect(noTime.stderr.trim()).toBe(
+      `vla: error: --x minutes: job ${untimed.id}'s metrics have no "time" field to place them by (checkpoints/cfg/untimed/metrics.jsonl); plot it by step`,
+    );
   });
 
   it('rm removes the job and keeps its run folder unless --purge', async () => {
