@@ -30,6 +30,14 @@ export function assetIdFor(config: TrainConfig, robot: string): string {
   return robot === config.robot ? (config.data.asset_id ?? robot) : robot;
 }
 
+/**
+ * The steps of a chunk the config's robot trains on and is served: its own (`data.action_horizon`) where
+ * fewer than the model's. For another robot of a mixture, ask its `robotConfig`.
+ */
+export function chunkSteps(config: TrainConfig): number {
+  return config.data.action_horizon ?? config.model.action_horizon;
+}
+
 /** The robots a config trains on: its own, then each other robot of its mixture, in order. */
 export function robotsOf(config: TrainConfig): string[] {
   const robots = [config.robot];

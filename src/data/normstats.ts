@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
-import { assetIdFor, robotConfig, robotsOf } from '../config/mixture.js';
+import { assetIdFor, chunkSteps, robotConfig, robotsOf } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import { type NormStats, type NormStatsEntry, normStatsProvenance } from '../transforms/normalize.js';
 import { actionChunk, episodeRows, openPipelines, type Pipeline } from './pipeline.js';
@@ -82,8 +82,7 @@ export async function computeNormStats(
   config: TrainConfig,
   opts: { maxFrames?: number; cwd?: string; onProgress?: (done: number, total: number) => void } = {},
 ): Promise<NormStatsResult> {
-  // The robot's own chunk steps (data.action_horizon), the ones it trains on.
-  const horizon = config.data.action_horizon ?? config.model.action_horizon;
+  const horizon = chunkSteps(config);
   const { pipelines, state, actions, n, stateDim, actionDim } = await gatherChunks(config, {
     ...opts,
     horizon,

@@ -10,6 +10,7 @@ import { UserError } from '../config/errors.js';
 import { loadRobot, validate } from '../config/load.js';
 import {
   assetIdFor,
+  chunkSteps,
   promptsNameRobot,
   robotConfig,
   robotPrompt,
@@ -90,7 +91,7 @@ export class PolicyModel {
 
   /** The steps of the robot's chunk: its own (`data.action_horizon`) where fewer than the model's. */
   get chunkSteps(): number {
-    return this.config.data.action_horizon ?? this.dims.horizon;
+    return chunkSteps(this.config);
   }
 
   get paramCount(): number {

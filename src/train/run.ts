@@ -238,10 +238,12 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
   }
   const normStats = opts.normStats ?? findNormStats(config);
   const tokenizer = opts.actionTokenizer !== undefined ? opts.actionTokenizer : findActionTokenizer(config);
-  for (const [asset, stats] of normStats instanceof Map
-    ? normStats
-    : [[assetIdFor(config, config.robot), normStats] as const]) {
-    const horizonNote = normStatsHorizonNote(config, stats, `asset ${asset}`);
+  // Each robot's stats against its own chunk and action transforms.
+  for (const robot of robotsOf(config)) {
+    const rc = robotConfig(config, robot);
+    const asset = assetIdFor(rc, robot);
+    const stats = normStats instanceof Map ? normStats.get(asset) : normStats;
+    const horizonNote = stats && normStatsHorizonNote(rc, stats, `asset ${asset}`);
     if (horizonNote) log(`warning: ${horizonNote}`);
   }
   let opened: OpenedData | null = null;

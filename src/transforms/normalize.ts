@@ -1,7 +1,7 @@
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { UserError } from '../config/errors.js';
-import { datasetLabel } from '../config/mixture.js';
+import { chunkSteps, datasetLabel } from '../config/mixture.js';
 import type { TrainConfig } from '../config/schema.js';
 import type { Floats, Transform } from './frames.js';
 
@@ -264,7 +264,7 @@ export function writeNormStats(file: string, stats: NormStats): void {
 export function normStatsProvenance(config: TrainConfig): NormStatsProvenance {
   return {
     dataset: datasetLabel(config),
-    action_horizon: config.model.action_horizon,
+    action_horizon: chunkSteps(config),
     delta_action_mask: config.data.delta_action_mask,
     adapt_to_pi: config.data.adapt_to_pi,
   };
@@ -302,11 +302,12 @@ export function checkNormStatsProvenance(config: TrainConfig, stats: NormStats, 
 /**
  * Delta actions' spread grows with the chunk: stats computed for shorter chunks than the config trains
  * normalise its later steps to larger values. Allowed (a fine-tune to longer chunks may keep its base's
- * stats so the shared steps stay as they were), but said: the line to log, or null.
+ * stats so the shared steps stay as they were), but said: the line to log, or null. `config` is the
+ * robot's own (`robotConfig` in a mixture): its chunk steps and delta actions.
  */
 export function normStatsHorizonNote(config: TrainConfig, stats: NormStats, file: string): string | null {
   const was = stats.computedWith;
-  const h = config.model.action_horizon;
+  const h = chunkSteps(config);
   if (!was || was.action_horizon === h || !(config.data.delta_action_mask ?? []).some(Boolean)) return null;
   return `${file}: norm stats were computed for ${was.action_horizon}-step delta-action chunks, config ${config.name} trains ${h}-step ones; run \`vla data stats ${config.name}\` for stats of its own chunks`;
 }

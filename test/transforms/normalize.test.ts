@@ -113,6 +113,15 @@ describe('normalization (openpi formulas)', () => {
     ]);
     expect(normStatsHorizonNote(absolute, withH(16), 'f.json')).toBeNull();
     expect(normStatsHorizonNote(longer, stats, 'f.json')).toBeNull();
+    // A robot whose own chunk is shorter than the model's (a mixture's arm): its stats and its chunk are
+    // both its own steps, and that is what `vla data stats` records.
+    const { config: own } = resolveConfig('pi0_sim_pick_place', [
+      'model.action_horizon=50',
+      'data.action_horizon=16',
+    ]);
+    expect(normStatsProvenance(own).action_horizon).toBe(16);
+    expect(normStatsHorizonNote(own, withH(16), 'f.json')).toBeNull();
+    expect(normStatsHorizonNote(own, withH(50), 'f.json')).toMatch(/computed for 50-step .* trains 16-step ones/);
   });
 });
 
