@@ -22,16 +22,18 @@ function checkpointsIn(dir: string): string[] {
 }
 
 /**
- * The tasks a checkpoint is rolled out on: its config's eval task; else its robot's one simulated task;
+ * The tasks a checkpoint is rolled out on: its config's eval tasks; else its robot's one simulated task;
  * else, for a checkpoint of several robots (a generalist base), each robot's tasks but the held-out ones.
  */
 async function tasksFor(dir: string): Promise<string[]> {
   const { readCheckpointConfig } = await import('../serving/local.js');
   const { robotsOf } = await import('../config/mixture.js');
+  const { evalTasks } = await import('../config/schema.js');
   const { TASKS } = await import('../sim/tasks/index.js');
   const { HELD_OUT_TASKS } = await import('../sim/tasks/names.js');
   const config = readCheckpointConfig(dir);
-  if (config.train.eval_task) return [config.train.eval_task];
+  const named = evalTasks(config.train);
+  if (named.length > 0) return named;
   const robots = robotsOf(config);
   const tasksOf = (robot: string) => Object.keys(TASKS).filter((t) => TASKS[t]!.task.robot.name === robot);
   if (robots.length > 1)

@@ -357,7 +357,15 @@ export const TrainSection = z
     /** How params.safetensors stores the weights; float16 halves it (training state stays float32). */
     params_dtype: z.enum(['float32', 'float16']).default('float32'),
     eval_interval: posInt.nullable().default(null),
-    eval_task: z.string().min(1).nullable().default(null),
+    /**
+     * The simulated task(s) a periodic evaluation rolls out (each on its own robot: a mixture's base can
+     * be measured on every robot's task). With several, the metrics hold each task's figures
+     * (`eval_pc_success/<task>`, …) and their mean (`eval_pc_success`, …).
+     */
+    eval_task: z
+      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
+      .nullable()
+      .default(null),
     eval_episodes: posInt.default(10),
   })
   .superRefine((t, ctx) => {
@@ -377,6 +385,12 @@ export const TrainSection = z
     }
   });
 export type TrainSection = z.infer<typeof TrainSection>;
+
+/** The tasks `train.eval_task` names, as a list (none where it names none). */
+export function evalTasks(train: Pick<TrainSection, 'eval_task'>): string[] {
+  const t = train.eval_task;
+  return t === null || t === undefined ? [] : typeof t === 'string' ? [t] : t;
+}
 
 export const ServeConfig = z
   .strictObject({

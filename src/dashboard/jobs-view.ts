@@ -263,8 +263,9 @@ export class JobsView {
     const out: TrainingEvals[] = [];
     for (const job of this.registry.list()) {
       const task = (job.config as { train?: { eval_task?: unknown } } | null)?.train?.eval_task;
-      if (typeof task !== 'string' || !existsSync(job.runDir)) continue;
-      const label = `job ${job.id}: ${job.configName}/${job.expName} (${task})`;
+      const tasks = typeof task === 'string' ? [task] : Array.isArray(task) ? task : [];
+      if (tasks.length === 0 || !existsSync(job.runDir)) continue;
+      const label = `job ${job.id}: ${job.configName}/${job.expName} (${tasks.join(', ')})`;
       let run: RunMetrics;
       try {
         run = this.metrics.read(metricsPath(job.runDir));

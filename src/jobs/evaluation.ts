@@ -8,9 +8,10 @@ import path from 'node:path';
 import { UserError } from '../config/errors.js';
 import { loadRobot } from '../config/load.js';
 import { robotsOf } from '../config/mixture.js';
-import type { TrainConfig } from '../config/schema.js';
+import { evalTasks, type TrainConfig } from '../config/schema.js';
 import type { SamplerChoice } from '../model/chunk-sampler.js';
 import type { SimRobot } from '../sim/robots.js';
+import { TASK_NAMES } from '../sim/tasks/names.js';
 import type { Evaluate } from '../train/run.js';
 
 /** Periodic evals use seeds from here on: scenes the recipes never record demonstrations on. */
@@ -52,37 +53,60 @@ export function checkCheckpointRobot(dir: string, config: TrainConfig, robot: Si
   return config.robot;
 }
 
-/** The evaluation a config asks for (`train.eval_task`), or undefined when it asks for none. */
+/**
+ * The evaluation a config asks for (`train.eval_task`), or undefined when it asks for none: each task
+ * rolled out on its own robot in turn. One task's figures are `eval_pc_success`, `eval_avg_sum_reward`
+ * and `eval_avg_max_reward`; several tasks' are each task's under `<figure>/<task>` and their mean
+ * under the plain name, as the loss is logged per dataset beside the whole.
+ */
 export function simEvaluation(config: TrainConfig): Evaluate | undefined {
   const t = config.train;
-  if (t.eval_task === null || t.eval_task === undefined) return undefined;
-  const task = t.eval_task;
+  const tasks = evalTasks(t);
+  if (tasks.length === 0) return undefined;
+  // Before training, not at its first evaluation an hour in.
+  for (const task of tasks) {
+    if (!(TASK_NAMES as readonly string[]).includes(task)) {
+      throw new UserError(
+        `config ${config.name}: train.eval_task: expected simulated tasks (${TASK_NAMES.join(', ')}), got "${task}"`,
+      );
+    }
+  }
   return async (checkpoint) => {
     const [{ runEval }, { getTask }] = await Promise.all([
       import('../sim/eval.js'),
       import('../sim/tasks/index.js'),
     ]);
-    const served = await serveCheckpointForSim(checkpoint, getTask(task).task.robot, { seed: t.seed });
-    try {
-      const { summary: s } = await runEval({
-        task,
-        url: served.url,
-        episodes: t.eval_episodes,
-        workers: 1,
-        seed: EVAL_SEED,
-        videos: 0,
-      });
-      return {
-        metrics: {
+    const metrics: Record<string, number> = {};
+    const said: string[] = [];
+    for (const task of tasks) {
+      const served = await serveCheckpointForSim(checkpoint, getTask(task).task.robot, { seed: t.seed });
+      try {
+        const { summary: s } = await runEval({
+          task,
+          url: served.url,
+          episodes: t.eval_episodes,
+          workers: 1,
+          seed: EVAL_SEED,
+          videos: 0,
+        });
+        const figures = {
           eval_pc_success: s.pc_success,
           eval_avg_sum_reward: s.avg_sum_reward,
           eval_avg_max_reward: s.avg_max_reward,
-        },
-        summary: `${s.pc_success.toFixed(0)}% success on ${task} over ${s.episodes} episodes`,
-      };
-    } finally {
-      await served.close();
+        };
+        for (const [k, v] of Object.entries(figures)) {
+          if (tasks.length === 1) metrics[k] = v;
+          else {
+            metrics[`${k}/${task}`] = v;
+            metrics[k] = (metrics[k] ?? 0) + v / tasks.length;
+          }
+        }
+        said.push(`${s.pc_success.toFixed(0)}% success on ${task}`);
+      } finally {
+        await served.close();
+      }
     }
+    return { metrics, summary: `${said.join(', ')} over ${t.eval_episodes} episodes each` };
   };
 }
 

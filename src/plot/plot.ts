@@ -101,10 +101,20 @@ function seriesOf(
   return pts;
 }
 
-/** The first field whose name says success (`eval_success`, `eval_pc_success`, …), in percent. */
-function successKey(rows: MetricsRow[]): string | null {
-  for (const r of rows) for (const k of Object.keys(r)) if (/success/i.test(k)) return k;
-  return null;
+/**
+ * The first field whose name says success (`eval_success`, `eval_pc_success`, …), in percent: the whole
+ * run's where several tasks log theirs beside it (`eval_pc_success/<task>`).
+ */
+export function successKey(rows: MetricsRow[]): string | null {
+  let perTask: string | null = null;
+  for (const r of rows) {
+    for (const k of Object.keys(r)) {
+      if (!/success/i.test(k)) continue;
+      if (!k.includes('/')) return k;
+      perTask ??= k;
+    }
+  }
+  return perTask;
 }
 
 function panelsFor(runs: Run[], axis: PlotAxis): Panel[] {

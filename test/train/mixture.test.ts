@@ -16,6 +16,7 @@ import { TrainConfig } from '../../src/config/schema.js';
 import { openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats, computeRobotNormStats } from '../../src/data/normstats.js';
 import { createDataset } from '../../src/data/writer.js';
+import { simEvaluation } from '../../src/jobs/evaluation.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';
 import { findNormStats, runTraining } from '../../src/train/run.js';
@@ -295,5 +296,22 @@ describe('a mixture of robots', () => {
     await expect(serveCheckpointLocally(ckpt, { robot: 'droid' })).rejects.toThrow(
       `checkpoint ${ckpt} was trained for robots aloha_sim, single_arm_sim, not droid`,
     );
-  }, 120_000);
+
+    // The periodic evaluation of such a base: each robot's task rolled out on its robot, each task's
+    // figures and their mean.
+    const evalOf = (eval_task: string | string[]) =>
+      simEvaluation({ ...config, train: { ...config.train, eval_task, eval_episodes: 1 } });
+    const { metrics, summary } = await evalOf(['aloha_transfer_cube', 'pick_place'])!(ckpt, 2);
+    const success = ['aloha_transfer_cube', 'pick_place'].map((t) => metrics[`eval_pc_success/${t}`]!);
+    for (const v of success) expect([0, 100]).toContain(v);
+    expect(metrics.eval_pc_success).toBe((success[0]! + success[1]!) / 2);
+    for (const t of ['aloha_transfer_cube', 'pick_place'])
+      expect(metrics[`eval_avg_max_reward/${t}`]).toBeGreaterThanOrEqual(0);
+    expect(summary).toMatch(
+      /^\d+% success on aloha_transfer_cube, \d+% success on pick_place over 1 episodes each$/,
+    );
+    expect(() => evalOf(['pick_place', 'stak'])).toThrow(
+      'config mix_test: train.eval_task: expected simulated tasks (aloha_transfer_cube, aloha_insertion, pick_place, stack, push, aloha_lift), got "stak"',
+    );
+  }, 240_000);
 });
