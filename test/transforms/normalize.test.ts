@@ -121,7 +121,9 @@ describe('normalization (openpi formulas)', () => {
     ]);
     expect(normStatsProvenance(own).action_horizon).toBe(16);
     expect(normStatsHorizonNote(own, withH(16), 'f.json')).toBeNull();
-    expect(normStatsHorizonNote(own, withH(50), 'f.json')).toMatch(/computed for 50-step .* trains 16-step ones/);
+    expect(normStatsHorizonNote(own, withH(50), 'f.json')).toMatch(
+      /computed for 50-step .* trains 16-step ones/,
+    );
   });
 });
 
