@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { successKey } from '../../src/plot/plot.js';
+import { type MetricsRow, successKey } from '../../src/plot/plot.js';
 
 describe('the success a plot draws', () => {
   it("is a run's whole where several tasks log theirs beside it, else the first that says success", () => {
     // As a generalist's evaluation logs it: each task's figure first, then their mean.
-    const several = [
+    const several: MetricsRow[] = [
       { step: 10, loss: 1 },
       {
         step: 10,
