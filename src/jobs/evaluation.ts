@@ -106,7 +106,8 @@ export function simEvaluation(config: TrainConfig): Evaluate | undefined {
         await served.close();
       }
     }
-    return { metrics, summary: `${said.join(', ')} over ${t.eval_episodes} episodes each` };
+    const each = tasks.length > 1 ? ' each' : '';
+    return { metrics, summary: `${said.join(', ')} over ${t.eval_episodes} episodes${each}` };
   };
 }
 
