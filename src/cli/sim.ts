@@ -352,21 +352,11 @@ export function register(program: Command): void {
             'vla sim eval: expected --url ws://HOST:PORT or --checkpoint DIR (one of them)',
           );
         }
-        const robots = [...new Set(tasks.map((t) => t.robot.name))];
-        if (opts.checkpoint && robots.length > 1) {
-          throw new UserError(
-            `--checkpoint: the tasks run different robots (${robots.join(', ')}); evaluate them separately`,
-          );
-        }
         const { runEval } = await import('../sim/eval.js');
         const { serveCheckpointForSim } = await import('../jobs/evaluation.js');
-        const local = opts.checkpoint
-          ? await serveCheckpointForSim(opts.checkpoint, tasks[0]!.robot, {
-              backend: program.opts<{ backend?: string }>().backend,
-              noiseScale,
-              sampler: samplerChoiceFromEnv(),
-            })
-          : null;
+        // A checkpoint is served once for each robot the tasks run (a generalist base's several), each
+        // refused before any episode where it cannot run that robot.
+        const local = new Map<string, Awaited<ReturnType<typeof serveCheckpointForSim>>>();
         const warnings: string[] = [];
         if (opts.checkpoint) {
           for (const task of tasks) {
@@ -380,6 +370,17 @@ export function register(program: Command): void {
         const perTask: TaskInfo[] = [];
         let ran = 0;
         try {
+          if (opts.checkpoint) {
+            for (const task of tasks) {
+              if (local.has(task.robot.name)) continue;
+              const served = await serveCheckpointForSim(opts.checkpoint, task.robot, {
+                backend: program.opts<{ backend?: string }>().backend,
+                noiseScale,
+                sampler: samplerChoiceFromEnv(),
+              });
+              local.set(task.robot.name, served);
+            }
+          }
           for (const task of tasks) {
             const bar = progressBar(`evaluating ${task.name}`, episodes);
             let done = 0;
@@ -387,7 +388,7 @@ export function register(program: Command): void {
             const report = await runEval(
               {
                 task: task.name,
-                url: local?.url ?? opts.url!,
+                url: local.get(task.robot.name)?.url ?? opts.url!,
                 apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
                 episodes,
                 workers,
@@ -439,7 +440,7 @@ export function register(program: Command): void {
             });
           }
         } finally {
-          await local?.close();
+          for (const served of local.values()) await served.close();
         }
         const mean = (f: (a: TaskInfo['aggregated']) => number) =>
           perTask.reduce((sum, t) => sum + f(t.aggregated), 0) / perTask.length;
@@ -451,7 +452,10 @@ export function register(program: Command): void {
             avg_sum_reward: mean((a) => a.avg_sum_reward),
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
-          ...(local && { checkpoint: opts.checkpoint, noise_scale: local.noiseScale }),
+          ...(opts.checkpoint && {
+            checkpoint: opts.checkpoint,
+            noise_scale: local.values().next().value?.noiseScale,
+          }),
           ...(maxSteps !== undefined && { max_steps: maxSteps }),
           ...(warnings.length > 0 && { warnings }),
         };

@@ -2,9 +2,11 @@
  * A mixture of two robots (simulated ALOHA and the single arm) trains in one model and serves either
  * robot from one checkpoint, each with its own norm stats, cameras and dims, its name in the prompt.
  */
+import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { PolicyClient } from '@vla-orchestrator/client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { setupBackend } from '../../src/backend/index.js';
@@ -22,6 +24,7 @@ import { serveCheckpointLocally } from '../../src/serving/local.js';
 import { findNormStats, runTraining } from '../../src/train/run.js';
 import { type AssetNormStats, writeNormStats } from '../../src/transforms/normalize.js';
 
+const run = promisify(execFile);
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'vla-mixture-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -310,6 +313,16 @@ describe('a mixture of robots', () => {
     expect(summary).toMatch(
       /^\d+% success on aloha_transfer_cube, \d+% success on pick_place over 1 episodes each$/,
     );
+    // The same from the command line: one checkpoint served for each robot its tasks run.
+    const out = path.join(tmp, 'eval');
+    await run(process.execPath, [
+      path.resolve(import.meta.dirname, '../../bin/vla.js'),
+      ...['sim', 'eval', '--checkpoint', ckpt, '--task', 'aloha_transfer_cube,pick_place'],
+      ...['--episodes', '1', '--out', out],
+    ]);
+    const info = JSON.parse(readFileSync(path.join(out, 'eval_info.json'), 'utf8'));
+    expect(info.per_task.map((t: { task: string }) => t.task)).toEqual(['aloha_transfer_cube', 'pick_place']);
+    expect(info.per_task.map((t: { per_episode: unknown[] }) => t.per_episode.length)).toEqual([1, 1]);
     expect(() => evalOf(['pick_place', 'stak'])).toThrow(
       'config mix_test: train.eval_task: expected simulated tasks (aloha_transfer_cube, aloha_insertion, pick_place, stack, push, aloha_lift), got "stak"',
     );
