@@ -353,10 +353,7 @@ export function register(program: Command): void {
           );
         }
         const { runEval } = await import('../sim/eval.js');
-        const { serveCheckpointForSim } = await import('../jobs/evaluation.js');
-        // A checkpoint is served once for each robot the tasks run (a generalist base's several), each
-        // refused before any episode where it cannot run that robot.
-        const local = new Map<string, Awaited<ReturnType<typeof serveCheckpointForSim>>>();
+        const { serveCheckpointForRobots } = await import('../jobs/evaluation.js');
         const warnings: string[] = [];
         if (opts.checkpoint) {
           for (const task of tasks) {
@@ -369,18 +366,19 @@ export function register(program: Command): void {
         }
         const perTask: TaskInfo[] = [];
         let ran = 0;
-        try {
-          if (opts.checkpoint) {
-            for (const task of tasks) {
-              if (local.has(task.robot.name)) continue;
-              const served = await serveCheckpointForSim(opts.checkpoint, task.robot, {
+        // Served once for each robot the tasks run (a generalist base's several).
+        const local = opts.checkpoint
+          ? await serveCheckpointForRobots(
+              opts.checkpoint,
+              tasks.map((t) => t.robot),
+              {
                 backend: program.opts<{ backend?: string }>().backend,
                 noiseScale,
                 sampler: samplerChoiceFromEnv(),
-              });
-              local.set(task.robot.name, served);
-            }
-          }
+              },
+            )
+          : null;
+        try {
           for (const task of tasks) {
             const bar = progressBar(`evaluating ${task.name}`, episodes);
             let done = 0;
@@ -388,7 +386,7 @@ export function register(program: Command): void {
             const report = await runEval(
               {
                 task: task.name,
-                url: local.get(task.robot.name)?.url ?? opts.url!,
+                url: local?.urlFor(task.robot.name) ?? opts.url!,
                 apiKey: opts.apiKey ?? process.env.VLA_API_KEY ?? null,
                 episodes,
                 workers,
@@ -440,7 +438,7 @@ export function register(program: Command): void {
             });
           }
         } finally {
-          for (const served of local.values()) await served.close();
+          await local?.close();
         }
         const mean = (f: (a: TaskInfo['aggregated']) => number) =>
           perTask.reduce((sum, t) => sum + f(t.aggregated), 0) / perTask.length;
@@ -452,10 +450,7 @@ export function register(program: Command): void {
             avg_sum_reward: mean((a) => a.avg_sum_reward),
             avg_max_reward: mean((a) => a.avg_max_reward),
           },
-          ...(opts.checkpoint && {
-            checkpoint: opts.checkpoint,
-            noise_scale: local.values().next().value?.noiseScale,
-          }),
+          ...(local && { checkpoint: opts.checkpoint, noise_scale: local.noiseScale }),
           ...(maxSteps !== undefined && { max_steps: maxSteps }),
           ...(warnings.length > 0 && { warnings }),
         };

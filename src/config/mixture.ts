@@ -143,15 +143,17 @@ export function dataSources(config: TrainConfig): DataSource[] {
  * the config's, its entries only, each entry's settings resolved as `dataSources` resolves them.
  */
 export function robotConfig(config: TrainConfig, robot: string): TrainConfig {
+  // One robot's config is its own (whether or not it names a dataset: data may be passed in).
+  if (config.data.mixture === null && robot === config.robot) return config;
   const all = dataSources(config);
+  const mixture = config.data.mixture ?? [];
   const first = all.find((s) => s.robot === robot);
   if (!first) {
     throw new UserError(
       `config ${config.name}: no dataset of robot ${robot} (it trains on ${robotsOf(config).join(', ')})`,
     );
   }
-  if (config.data.mixture === null) return config;
-  const entries: MixtureEntry[] = config.data.mixture.flatMap((e, i) =>
+  const entries: MixtureEntry[] = mixture.flatMap((e, i) =>
     all[i]!.robot === robot
       ? [
           {

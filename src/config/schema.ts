@@ -363,8 +363,7 @@ export const TrainSection = z
      * (`eval_pc_success/<task>`, …) and their mean (`eval_pc_success`, …).
      */
     eval_task: z
-      .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
-      .nullable()
+      .preprocess((v) => (typeof v === 'string' ? [v] : v), z.array(z.string().min(1)).min(1).nullable())
       .default(null),
     eval_episodes: posInt.default(10),
   })
@@ -383,13 +382,26 @@ export const TrainSection = z
         message: 'expected a task name because eval_interval is set, got null',
       });
     }
+    const tasks = t.eval_task ?? [];
+    const twice = tasks.find((task, i) => tasks.indexOf(task) !== i);
+    if (twice !== undefined) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['eval_task'],
+        message: `expected each task once, got ${twice} twice in ${JSON.stringify(tasks)}`,
+      });
+    }
   });
 export type TrainSection = z.infer<typeof TrainSection>;
 
-/** The tasks `train.eval_task` names, as a list (none where it names none). */
-export function evalTasks(train: Pick<TrainSection, 'eval_task'>): string[] {
-  const t = train.eval_task;
-  return t === null || t === undefined ? [] : typeof t === 'string' ? [t] : t;
+/**
+ * The tasks `train.eval_task` names (none where it names none), also from a config as stored before it
+ * was parsed (a job's, a checkpoint's written when one task was a string).
+ */
+export function evalTasks(train: { eval_task?: unknown } | null | undefined): string[] {
+  const t = train?.eval_task;
+  if (typeof t === 'string') return [t];
+  return Array.isArray(t) ? t.filter((x): x is string => typeof x === 'string') : [];
 }
 
 export const ServeConfig = z

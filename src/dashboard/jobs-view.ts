@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { UserError } from '../config/errors.js';
 import { configToYaml } from '../config/load.js';
-import type { TrainConfig } from '../config/schema.js';
+import { evalTasks, type TrainConfig } from '../config/schema.js';
 import { prepareResume, requestStop, resolveDataset, spawnDetached, workspaceOf } from '../jobs/launch.js';
 import { jobAlive, reapDeadJobs, tailFile } from '../jobs/liveness.js';
 import { metricsPath } from '../jobs/metrics.js';
@@ -262,8 +262,7 @@ export class JobsView {
   trainingEvals(points: number): TrainingEvals[] {
     const out: TrainingEvals[] = [];
     for (const job of this.registry.list()) {
-      const task = (job.config as { train?: { eval_task?: unknown } } | null)?.train?.eval_task;
-      const tasks = typeof task === 'string' ? [task] : Array.isArray(task) ? task : [];
+      const tasks = evalTasks((job.config as { train?: { eval_task?: unknown } } | null)?.train);
       if (tasks.length === 0 || !existsSync(job.runDir)) continue;
       const label = `job ${job.id}: ${job.configName}/${job.expName} (${tasks.join(', ')})`;
       let run: RunMetrics;

@@ -35,6 +35,43 @@ export async function serveCheckpointForSim(
 }
 
 /**
+ * A checkpoint served once for each simulated robot of `robots` (a generalist base's several), every one
+ * checked against the checkpoint before any is served: `urlFor(robot name)`; `close()` closes them all.
+ */
+export async function serveCheckpointForRobots(
+  dir: string,
+  robots: SimRobot[],
+  opts: { backend?: string; noiseScale?: number; seed?: number; sampler?: SamplerChoice } = {},
+): Promise<{ urlFor(robot: string): string; noiseScale: number; close(): Promise<void> }> {
+  const { readCheckpointConfig } = await import('../serving/local.js');
+  const config = readCheckpointConfig(dir);
+  const unique = [...new Map(robots.map((r) => [r.name, r])).values()];
+  for (const robot of unique) checkCheckpointRobot(dir, config, robot);
+  const served = new Map<string, Awaited<ReturnType<typeof serveCheckpointForSim>>>();
+  const close = async () => {
+    await Promise.allSettled([...served.values()].map((s) => s.close()));
+  };
+  try {
+    for (const robot of unique) served.set(robot.name, await serveCheckpointForSim(dir, robot, opts));
+  } catch (e) {
+    await close();
+    throw e;
+  }
+  return {
+    urlFor: (robot) => {
+      const s = served.get(robot);
+      if (!s)
+        throw new Error(
+          `serveCheckpointForRobots: ${robot} was not served (served: ${[...served.keys()].join(', ')})`,
+        );
+      return s.url;
+    },
+    noiseScale: served.values().next().value!.noiseScale,
+    close,
+  };
+}
+
+/**
  * The robot of the checkpoint that runs the simulated one: that robot where the checkpoint trained on it
  * (one of a mixture's), else the config's, refused where its actions or state are not the simulated
  * robot's, naming both.
@@ -78,12 +115,13 @@ export function simEvaluation(config: TrainConfig): Evaluate | undefined {
     ]);
     const metrics: Record<string, number> = {};
     const said: string[] = [];
-    for (const task of tasks) {
-      const served = await serveCheckpointForSim(checkpoint, getTask(task).task.robot, { seed: t.seed });
-      try {
+    const robotOf = (task: string) => getTask(task).task.robot;
+    const served = await serveCheckpointForRobots(checkpoint, tasks.map(robotOf), { seed: t.seed });
+    try {
+      for (const task of tasks) {
         const { summary: s } = await runEval({
           task,
-          url: served.url,
+          url: served.urlFor(robotOf(task).name),
           episodes: t.eval_episodes,
           workers: 1,
           seed: EVAL_SEED,
@@ -102,9 +140,9 @@ export function simEvaluation(config: TrainConfig): Evaluate | undefined {
           }
         }
         said.push(`${s.pc_success.toFixed(0)}% success on ${task}`);
-      } finally {
-        await served.close();
       }
+    } finally {
+      await served.close();
     }
     const each = tasks.length > 1 ? ' each' : '';
     return { metrics, summary: `${said.join(', ')} over ${t.eval_episodes} episodes${each}` };

@@ -158,4 +158,21 @@ describe('serve limits', () => {
       '--set train.rtc.max_delay: expected fewer steps than model.action_horizon (50), got 50',
     );
   });
+
+  it('train.eval_task: one task or a list of tasks, each once', () => {
+    const tasks = (set: string) => resolveConfig('pi0_droid', [set]).config.train.eval_task;
+    expect(tasks('train.eval_task=stack')).toEqual(['stack']);
+    expect(tasks('train.eval_task=[aloha_transfer_cube, pick_place]')).toEqual([
+      'aloha_transfer_cube',
+      'pick_place',
+    ]);
+    expect(tasks('train.eval_task=null')).toBeNull();
+    expect(() => tasks('train.eval_task=[stack, stack]')).toThrow(
+      '--set train.eval_task: expected each task once, got stack twice in ["stack","stack"]',
+    );
+    const err = errorOf(() => tasks('train.eval_task=3'));
+    expect(err.message).toContain('--set train.eval_task');
+    expect(err.message).toContain('expected array');
+    expect(err.message).toContain('3 (number)');
+  });
 });

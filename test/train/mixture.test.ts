@@ -302,7 +302,7 @@ describe('a mixture of robots', () => {
 
     // The periodic evaluation of such a base: each robot's task rolled out on its robot, each task's
     // figures and their mean.
-    const evalOf = (eval_task: string | string[]) =>
+    const evalOf = (eval_task: string[]) =>
       simEvaluation({ ...config, train: { ...config.train, eval_task, eval_episodes: 1 } });
     const { metrics, summary } = await evalOf(['aloha_transfer_cube', 'pick_place'])!(ckpt, 2);
     const success = ['aloha_transfer_cube', 'pick_place'].map((t) => metrics[`eval_pc_success/${t}`]!);

@@ -309,7 +309,8 @@ export async function mountJob(main, id) {
     const wanted = [
       ...CURVES,
       ...keys
-        .filter((k) => k.startsWith('eval_'))
+        // A run evaluated on several tasks: their means, and each task's success (not its rewards).
+        .filter((k) => k.startsWith('eval_') && (!k.includes('/') || k.startsWith('eval_pc_success/')))
         .map((k) => ({ key: k, title: k.replace(/^eval_/, 'eval '), log: undefined })),
     ];
     for (const c of wanted) {
