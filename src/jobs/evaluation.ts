@@ -43,6 +43,10 @@ export async function serveCheckpointForRobots(
   robots: SimRobot[],
   opts: { backend?: string; noiseScale?: number; seed?: number; sampler?: SamplerChoice } = {},
 ): Promise<{ urlFor(robot: string): string; noiseScale: number; close(): Promise<void> }> {
+  if (robots.length === 0)
+    throw new UserError(
+      `--checkpoint ${dir}: expected at least one simulated robot to serve it for, got none`,
+    );
   const { readCheckpointConfig } = await import('../serving/local.js');
   const config = readCheckpointConfig(dir);
   const unique = [...new Map(robots.map((r) => [r.name, r])).values()];

@@ -18,7 +18,7 @@ import { TrainConfig } from '../../src/config/schema.js';
 import { openTrainingData } from '../../src/data/loader.js';
 import { computeNormStats, computeRobotNormStats } from '../../src/data/normstats.js';
 import { createDataset } from '../../src/data/writer.js';
-import { simEvaluation } from '../../src/jobs/evaluation.js';
+import { serveCheckpointForRobots, simEvaluation } from '../../src/jobs/evaluation.js';
 import { loadPolicyModel } from '../../src/model/policy.js';
 import { serveCheckpointLocally } from '../../src/serving/local.js';
 import { findNormStats, runTraining } from '../../src/train/run.js';
@@ -323,6 +323,9 @@ describe('a mixture of robots', () => {
     const info = JSON.parse(readFileSync(path.join(out, 'eval_info.json'), 'utf8'));
     expect(info.per_task.map((t: { task: string }) => t.task)).toEqual(['aloha_transfer_cube', 'pick_place']);
     expect(info.per_task.map((t: { per_episode: unknown[] }) => t.per_episode.length)).toEqual([1, 1]);
+    await expect(serveCheckpointForRobots(ckpt, [])).rejects.toThrow(
+      `--checkpoint ${ckpt}: expected at least one simulated robot to serve it for, got none`,
+    );
     expect(() => evalOf(['pick_place', 'stak'])).toThrow(
       'config mix_test: train.eval_task: expected simulated tasks (aloha_transfer_cube, aloha_insertion, pick_place, stack, push, aloha_lift), got "stak"',
     );
