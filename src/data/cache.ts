@@ -7,6 +7,7 @@ import { createHash } from 'node:crypto';
 import {
   closeSync,
   existsSync,
+  fdatasyncSync,
   mkdirSync,
   openSync,
   readFileSync,
@@ -107,18 +108,69 @@ export class FrameCache {
   }
 }
 
-/** Thrown when a stop request (`signal`) ends a frame cache build; nothing of the build is kept. */
+/** Thrown when a stop request (`signal`) ends a frame cache build; the episodes already decoded are kept. */
 export class CacheBuildAborted extends Error {
-  constructor(camera: string) {
+  constructor(
+    camera: string,
+    /** Frames decoded and kept for the next build of this cache. */
+    readonly keptFrames = 0,
+  ) {
     super(`stopped while building the frame cache of ${camera}`);
     this.name = 'CacheBuildAborted';
   }
 }
 
+/** Whether a process with this pid runs on this machine. */
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
 /**
- * Opens the cache of one camera, building it first when absent. The build writes into a temporary
- * folder renamed into place at the end, so an interrupted build is never mistaken for a cache. A stop
- * request (`signal`) ends a build between episodes with `CacheBuildAborted`.
+ * Where this process builds a cache: the shared partial folder of the key, resumable (its journal
+ * names the episodes whose frames are written), unless another live process is building it; then
+ * a folder of this process's own, discarded when the build stops.
+ */
+function claimBuildFolder(root: string, key: string): { dir: string; resumable: boolean } {
+  const partial = path.join(root, `.partial-${key}`);
+  mkdirSync(partial, { recursive: true });
+  const lock = path.join(partial, 'lock');
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(lock, String(process.pid), { flag: 'wx' });
+      return { dir: partial, resumable: true };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
+      if (Number.isInteger(holder) && holder !== process.pid && alive(holder)) break;
+      rmSync(lock, { force: true }); // left by a build that was killed
+    }
+  }
+  const own = path.join(root, `.tmp-${key}-${process.pid}`);
+  rmSync(own, { recursive: true, force: true });
+  mkdirSync(own);
+  return { dir: own, resumable: false };
+}
+
+/** Episode indexes the journal of a partial build names as written (a torn last line is ignored). */
+function journaled(file: string): Set<number> {
+  if (!existsSync(file)) return new Set();
+  const lines = readFileSync(file, 'utf8').split('\n');
+  lines.pop(); // the text after the last newline: empty, or a line cut short
+  return new Set(lines.map((l) => Number.parseInt(l, 10)).filter(Number.isInteger));
+}
+
+/**
+ * Opens the cache of one camera, building it first when absent. The build writes into a partial
+ * folder renamed into place at the end, so an unfinished build is never mistaken for a cache. Each
+ * episode's frames are flushed to disk before its index is appended to the folder's journal, so a
+ * build that was stopped (`signal`: between episodes, `CacheBuildAborted`), failed or was killed goes
+ * on from its written episodes the next time. Two processes building one cache at once: the second
+ * builds its own copy and keeps whichever lands first.
  */
 export async function openFrameCache(
   ds: LeRobotDataset,
@@ -134,24 +186,34 @@ export async function openFrameCache(
   if (existsSync(path.join(dir, 'manifest.json')))
     return new FrameCache(file, total, imageSize, opts.memoryBytes);
   mkdirSync(root, { recursive: true });
-  const tmp = path.join(root, `.tmp-${key}-${process.pid}`);
-  rmSync(tmp, { recursive: true, force: true });
-  mkdirSync(tmp);
-  const fd = openSync(path.join(tmp, 'frames.u8'), 'w');
+  const build = claimBuildFolder(root, key);
+  const framesFile = path.join(build.dir, 'frames.u8');
+  const journalFile = path.join(build.dir, 'episodes.done');
+  const written = build.resumable && existsSync(framesFile) ? journaled(journalFile) : new Set<number>();
+  const fd = openSync(framesFile, written.size > 0 ? 'r+' : 'w');
+  const journal = build.resumable ? openSync(journalFile, written.size > 0 ? 'a' : 'w') : null;
+  const release = () => {
+    closeSync(fd);
+    if (journal !== null) closeSync(journal);
+    if (build.resumable) rmSync(path.join(build.dir, 'lock'), { force: true });
+    else rmSync(build.dir, { recursive: true, force: true });
+  };
   const frameBytes = imageSize * imageSize * 3;
-  let done = 0;
   const rowOf = new Map<number, number>();
   let row = 0;
   for (const ep of ds.episodes) {
     rowOf.set(ep.index, row);
     row += ep.length;
   }
+  const todo = ds.episodes.filter((ep) => !written.has(ep.index));
+  let done = total - todo.reduce((n, ep) => n + ep.length, 0);
+  if (done > 0) opts.onProgress?.(done, total);
   // Two episodes in flight: one ffmpeg decodes while this thread resizes the other's frames.
   let next = 0;
   const worker = async () => {
-    while (next < ds.episodes.length) {
+    while (next < todo.length) {
       if (opts.signal?.aborted) throw new CacheBuildAborted(cameraKey);
-      const ep = ds.episodes[next++]!;
+      const ep = todo[next++]!;
       const buf = new Uint8Array(ep.length * frameBytes);
       let seen = 0;
       await ds.streamFrames(ep.index, cameraKey, (i, rgb, w, h) => {
@@ -164,6 +226,10 @@ export async function openFrameCache(
         );
       }
       writeSync(fd, buf, 0, buf.length, rowOf.get(ep.index)! * frameBytes);
+      if (journal !== null) {
+        fdatasyncSync(fd);
+        writeSync(journal, `${ep.index}\n`);
+      }
       done += ep.length;
       opts.onProgress?.(done, total);
     }
@@ -171,18 +237,24 @@ export async function openFrameCache(
   // Both workers finish before cleanup, so neither writes to a closed descriptor.
   const failed = (await Promise.allSettled([worker(), worker()])).find((r) => r.status === 'rejected');
   if (failed) {
-    closeSync(fd);
-    rmSync(tmp, { recursive: true, force: true });
-    throw (failed as PromiseRejectedResult).reason;
+    release();
+    const reason = (failed as PromiseRejectedResult).reason;
+    if (reason instanceof CacheBuildAborted)
+      throw new CacheBuildAborted(cameraKey, build.resumable ? done : 0);
+    throw reason;
   }
   closeSync(fd);
+  if (journal !== null) closeSync(journal);
+  rmSync(journalFile, { force: true });
   const manifest: Manifest = { format: FORMAT, dataset: ds.dir, camera: cameraKey, imageSize, frames: total };
-  writeFileSync(path.join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
+  writeFileSync(path.join(build.dir, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   try {
-    renameSync(tmp, dir);
+    // Renamed with its lock, so no other process claims the folder in between.
+    renameSync(build.dir, dir);
+    rmSync(path.join(dir, 'lock'), { force: true });
   } catch (e) {
     // Another process finished the same cache first: theirs is as good as ours.
-    rmSync(tmp, { recursive: true, force: true });
+    rmSync(build.dir, { recursive: true, force: true });
     if (!existsSync(path.join(dir, 'manifest.json'))) throw e;
   }
   return new FrameCache(file, total, imageSize, opts.memoryBytes);

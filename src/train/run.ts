@@ -255,7 +255,11 @@ export async function runTraining(opts: RunTrainingOptions): Promise<RunTraining
     } catch (e) {
       if (!(e instanceof CacheBuildAborted)) throw e;
       // Stopped before the first step: nothing trained, so no checkpoint to write; a resumed run keeps its own.
-      log(`${e.message}; the partial cache was discarded`);
+      log(
+        e.keptFrames > 0
+          ? `${e.message}; its ${e.keptFrames} decoded frames are kept, and the next run goes on from them`
+          : e.message,
+      );
       const last = existing.at(-1);
       return { step: opts.resume && last ? last.step : 0, stopped: true, checkpoint: null, loss: Number.NaN };
     }

@@ -1,4 +1,5 @@
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CacheBuildAborted } from '../../src/data/cache.js';
 import { drawOrder, epochPermutation, openTrainingData } from '../../src/data/loader.js';
@@ -246,30 +247,89 @@ describe('training loader', () => {
     second.close();
   });
 
-  it('a stop request ends a frame cache build between episodes and keeps nothing of it', async () => {
+  it('a stop request ends a frame cache build between episodes; the next build goes on from the written episodes', async () => {
     const { cwd, config } = workspace(videoDataset, { prompt_from_task: false });
     const { stats } = await computeNormStats(config, { cwd });
     const cacheDir = tmpDir('cache-stop');
     const controller = new AbortController();
     const progress: number[] = [];
     const opts = { imageSize: 16, horizon: 4, normStats: stats, frameCache: { dir: cacheDir }, cwd };
-    await expect(
-      openTrainingData(config, {
-        ...opts,
-        signal: controller.signal,
-        onProgress: (d) => {
-          progress.push(d);
-          controller.abort();
-        },
-      }),
-    ).rejects.toThrow(CacheBuildAborted);
+    let stopped: unknown;
+    await openTrainingData(config, {
+      ...opts,
+      signal: controller.signal,
+      onProgress: (d) => {
+        progress.push(d);
+        controller.abort();
+      },
+    }).catch((e) => {
+      stopped = e;
+    });
+    expect(stopped).toBeInstanceOf(CacheBuildAborted);
     // At most the two episodes already in flight were decoded, of the whole dataset's.
-    expect(progress.length).toBeGreaterThan(0);
-    expect(progress.at(-1)!).toBeLessThan(36);
-    expect(readdirSync(cacheDir)).toEqual([]);
-    // The next run builds the cache from the start.
-    const data = await openTrainingData(config, opts);
-    expect(readdirSync(cacheDir).filter((f) => !f.startsWith('.'))).toHaveLength(2);
+    const kept = (stopped as CacheBuildAborted).keptFrames;
+    expect(kept).toBe(progress.at(-1));
+    expect(kept).toBeGreaterThan(0);
+    expect(kept).toBeLessThan(36);
+    // No cache yet: only the partial build, its lock released, its journal naming the written episodes.
+    const [partial, ...others] = readdirSync(cacheDir);
+    expect(others).toEqual([]);
+    expect(partial).toMatch(/^\.partial-/);
+    expect(readdirSync(path.join(cacheDir, partial!)).sort()).toEqual(['episodes.done', 'frames.u8']);
+    // The next run decodes only the rest, and its cache equals one built in a single go.
+    const resumed: number[] = [];
+    const data = await openTrainingData(config, { ...opts, onProgress: (d) => resumed.push(d) });
+    expect(resumed[0]).toBe(kept);
+    expect(resumed.at(-1)).toBe(72); // both cameras' 36 frames
+    const keys = readdirSync(cacheDir).sort();
+    expect(keys).toHaveLength(2);
+    const whole = tmpDir('cache-whole');
+    const fresh = await openTrainingData(config, { ...opts, frameCache: { dir: whole } });
+    expect(readdirSync(whole).sort()).toEqual(keys);
+    for (const key of keys) {
+      expect(readdirSync(path.join(cacheDir, key)).sort()).toEqual(['frames.u8', 'manifest.json']);
+      const resumedBytes = readFileSync(path.join(cacheDir, key, 'frames.u8'));
+      expect(resumedBytes.equals(readFileSync(path.join(whole, key, 'frames.u8')))).toBe(true);
+    }
     data.close();
+    fresh.close();
+  });
+
+  it('a partial build left by a killed process is taken over; one a live process holds is left to it', async () => {
+    const { cwd, config } = workspace(videoDataset, { prompt_from_task: false });
+    const { stats } = await computeNormStats(config, { cwd });
+    const opts = { imageSize: 16, horizon: 4, normStats: stats, cwd };
+    // A dead builder's lock (a pid no process has) over an empty journal: built from the start, in place.
+    const deadDir = tmpDir('cache-dead');
+    const stop = new AbortController();
+    await openTrainingData(config, {
+      ...opts,
+      frameCache: { dir: deadDir },
+      signal: stop.signal,
+      onProgress: () => stop.abort(),
+    }).catch(() => {});
+    const [partial] = readdirSync(deadDir);
+    writeFileSync(path.join(deadDir, partial!, 'lock'), '2147483646');
+    const taken = await openTrainingData(config, { ...opts, frameCache: { dir: deadDir } });
+    expect(readdirSync(deadDir).filter((f) => f.startsWith('.'))).toEqual([]);
+    taken.close();
+    // A live builder (this test's parent process): its partial folder is left as it is.
+    const liveDir = tmpDir('cache-live');
+    const stop2 = new AbortController();
+    await openTrainingData(config, {
+      ...opts,
+      frameCache: { dir: liveDir },
+      signal: stop2.signal,
+      onProgress: () => stop2.abort(),
+    }).catch(() => {});
+    const [held] = readdirSync(liveDir);
+    writeFileSync(path.join(liveDir, held!, 'lock'), String(process.ppid));
+    const journal = readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8');
+    const own = await openTrainingData(config, { ...opts, frameCache: { dir: liveDir } });
+    // Its own copy was built beside it and removed once in place.
+    expect(readdirSync(liveDir).filter((f) => f.startsWith('.'))).toEqual([held]);
+    expect(readdirSync(liveDir)).toContain(held!.replace('.partial-', ''));
+    expect(readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8')).toBe(journal);
+    own.close();
   });
 });
