@@ -111,6 +111,14 @@ export const ModelConfig = z
      * model trained on a few thousand demonstrations did not learn. Starts as the identity.
      */
     prompt_film: z.boolean().default(false),
+    /**
+     * How the FiLM sums up the prompt: `mean` of its token embeddings (with their positions), which is
+     * the same for "put the red cube on the blue cube" and "put the blue cube on the red cube"; or
+     * `attention`, a learned query's softmax over the tokens, which can weigh a word by where it stands.
+     * The query starts at zeros, where `attention` pools exactly as `mean`, so a `mean` checkpoint
+     * initialises an `attention` model that behaves as it did.
+     */
+    prompt_film_pool: z.enum(['mean', 'attention']).default('mean'),
     action_dim: posInt.default(32),
     /**
      * π0.5 and π0-FAST: how many of the (padded) state's dims enter the prefix as tokens, one each, from the

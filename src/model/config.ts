@@ -23,6 +23,8 @@ export interface ModelDims {
   visionDepth: number;
   /** Whether the prompt FiLMs the patch embeddings (`model.prompt_film`). */
   promptFilm: boolean;
+  /** How the FiLM pools the prompt's tokens (`model.prompt_film_pool`): their mean, or a learned query's softmax. */
+  promptFilmPool: 'mean' | 'attention';
   actionDim: number;
   /**
    * π0.5 and π0-FAST: the prefix's state tokens, one for each of the state's first dims (`model.state_tokens`,
@@ -59,6 +61,11 @@ export function modelDims(m: ModelConfig): ModelDims {
       `model.expert_width ${expertWidth} is odd: the flow-time embedding needs an even width (sine and cosine halves)`,
     );
   }
+  if (m.prompt_film_pool === 'attention' && !m.prompt_film) {
+    throw new UserError(
+      'model.prompt_film_pool is attention while model.prompt_film is false: expected prompt_film: true (the pool feeds the FiLM) or prompt_film_pool: mean',
+    );
+  }
   return {
     variant: m.variant,
     width,
@@ -72,6 +79,7 @@ export function modelDims(m: ModelConfig): ModelDims {
     imageSize,
     visionDepth: m.vision_depth ?? p.vision_depth,
     promptFilm: m.prompt_film,
+    promptFilmPool: m.prompt_film_pool,
     actionDim: m.action_dim,
     stateTokens: m.variant === 'pi0' ? 0 : (m.state_tokens ?? m.action_dim),
     horizon: m.action_horizon,

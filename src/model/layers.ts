@@ -226,6 +226,28 @@ export function sliceAxis1(x: tf.Tensor, start: number, len: number): tf.Tensor 
   ]);
 }
 
+/**
+ * The prompt pooled for the FiLM by a learned query (`model.prompt_film_pool: attention`): each
+ * prompt's real tokens [B·L, W] weighed by the softmax of their dot products with `query` [W], [B, W].
+ * Differentiable (training); masks.ts's `promptPooling` gives the same weights from the scores (the
+ * native sampler).
+ */
+export function attentionPool(
+  tokens: tf.Tensor2D,
+  query: tf.Tensor,
+  inp: { batch: number; promptLen: number; promptMask: Uint8Array },
+): tf.Tensor2D {
+  const { batch: b, promptLen: l } = inp;
+  const width = tokens.shape[1];
+  const scores = tf.reshape(tf.matMul(tokens, tf.reshape(query, [width, 1])), [b, l]);
+  const hidden = tf.tensor2d(
+    Float32Array.from(inp.promptMask.subarray(0, b * l), (m) => (m ? 0 : -1e9)),
+    [b, l],
+  );
+  const weights = tf.softmax(tf.add(scores, hidden) as tf.Tensor2D);
+  return tf.reshape(tf.matMul(tf.reshape(weights, [b, 1, l]), tf.reshape(tokens, [b, l, width])), [b, width]);
+}
+
 /** x [B, T, W] · (1 + γ) + β per batch element, where film [B, 2W] is γ | β. */
 export function applyFilm(x: tf.Tensor3D, film: tf.Tensor2D): tf.Tensor3D {
   const [b, , width] = x.shape;

@@ -121,21 +121,35 @@ export function prefixValidity(
 }
 
 /**
- * [B, B·L]: row b averages prompt b's real tokens (the pooled prompt that FiLMs the patches). A prompt
- * with no real token (none can be: BOS is always there) would pool to zeros.
+ * [B, B·L]: row b pools prompt b's real tokens (the pooled prompt that FiLMs the patches): their mean,
+ * or with `scores` ([B·L], a learned query's dot product with each token: `model.prompt_film_pool:
+ * attention`) their softmax over the real tokens, which is the mean where every score is equal. A
+ * prompt with no real token (none can be: BOS is always there) would pool to zeros.
  */
-export function promptPooling(inp: {
-  batch: number;
-  promptLen: number;
-  promptMask: Uint8Array;
-}): Float32Array {
+export function promptPooling(
+  inp: {
+    batch: number;
+    promptLen: number;
+    promptMask: Uint8Array;
+  },
+  scores?: Float32Array,
+): Float32Array {
   const { batch: b, promptLen: l, promptMask } = inp;
   const out = new Float32Array(b * b * l);
   for (let i = 0; i < b; i++) {
-    let count = 0;
-    for (let j = 0; j < l; j++) count += promptMask[i * l + j]!;
-    if (count === 0) continue;
-    for (let j = 0; j < l; j++) if (promptMask[i * l + j]) out[i * b * l + i * l + j] = 1 / count;
+    const row = i * b * l + i * l;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let j = 0; j < l; j++)
+      if (promptMask[i * l + j]) max = Math.max(max, scores ? scores[i * l + j]! : 0);
+    if (max === Number.NEGATIVE_INFINITY) continue;
+    let sum = 0;
+    for (let j = 0; j < l; j++) {
+      if (!promptMask[i * l + j]) continue;
+      const e = scores ? Math.exp(scores[i * l + j]! - max) : 1;
+      out[row + j] = e;
+      sum += e;
+    }
+    for (let j = 0; j < l; j++) out[row + j]! /= sum;
   }
   return out;
 }

@@ -34,6 +34,7 @@ import {
 import {
   applyFilm,
   attention,
+  attentionPool,
   concatAxis1,
   gelu,
   matmul2d,
@@ -97,6 +98,8 @@ export function paramSpecs(d: ModelDims): Map<string, ParamSpec> {
     // Zeros: every patch passes unchanged until training finds a use for the prompt there.
     specs.set('vision/film/kernel', { shape: [d.width, 2 * d.width], init: 'zeros' });
     bias('vision/film', 2 * d.width);
+    // Zeros: every real token scores alike, so the pool starts as the mean.
+    if (d.promptFilmPool === 'attention') specs.set('vision/film/query', { shape: [d.width], init: 'zeros' });
   }
   for (let i = 0; i < d.visionDepth; i++) block(`vision/block_${i}`, d.width, d.mlpDim, false);
   norm('vision/final_norm', d.width);
@@ -529,10 +532,13 @@ export class Pi0 {
     let x = this.linear(w, patches, 'vision/patch_embed', true);
     let x3 = tf.add(tf.reshape(x, [images, n, d.width]), get(w, 'vision/pos_embedding')) as tf.Tensor3D;
     if (d.promptFilm) {
-      const pooled = (this.sampling ? plainMatmul : matmul2dInputA)(
-        tf.tensor2d(promptPooling(inp), [inp.batch, inp.batch * inp.promptLen]),
-        tokens,
-      );
+      const pooled =
+        d.promptFilmPool === 'attention'
+          ? attentionPool(tokens, get(w, 'vision/film/query'), inp)
+          : (this.sampling ? plainMatmul : matmul2dInputA)(
+              tf.tensor2d(promptPooling(inp), [inp.batch, inp.batch * inp.promptLen]),
+              tokens,
+            );
       const film = this.linear(w, pooled, 'vision/film');
       x3 = applyFilm(tf.reshape(x3, [inp.batch, inp.cameras * n, d.width]), film);
     }

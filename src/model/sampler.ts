@@ -22,7 +22,7 @@ import { fusedActive, RMS_NORM } from '../backend/native/fused.js';
 import type { ModelDims } from './config.js';
 import { MAX_CAMERAS } from './config.js';
 import { type ModelInputs, patchTensor, promptOneHot } from './inputs.js';
-import { applyFilm, gelu, silu } from './layers.js';
+import { applyFilm, attentionPool, gelu, silu } from './layers.js';
 import { keyBiasInto, prefixValidity, promptPooling, suffixLengths } from './masks.js';
 import { param as get, mergedKernel, type Params } from './params.js';
 
@@ -88,6 +88,7 @@ export function prefixSamplingWeights(d: ModelDims, w: Params, keep: KeepWeight)
   if (d.promptFilm) {
     keep('vision/film', kernel('vision/film'));
     keep('vision/film_bias', get(w, 'vision/film/bias'));
+    if (d.promptFilmPool === 'attention') keep('vision/film_query', get(w, 'vision/film/query'));
   }
   for (let i = 0; i < d.visionDepth; i++) blockSamplingWeights(d, w, keep, `vision/block_${i}`, false);
   keep('vision/final_scale', tf.add(get(w, 'vision/final_norm/scale'), 1));
@@ -218,8 +219,11 @@ class Sampler {
     );
     let v3 = tf.add(tf.reshape(v, [images, n, d.width]), this.w('vision/pos_embedding')) as tf.Tensor3D;
     if (d.promptFilm) {
-      const pool = tf.tensor2d(promptPooling(inp), [b, b * l]);
-      const pooled = tf.matMul(pool, tf.reshape(tokens, [b * l, d.width]));
+      const flat = tf.reshape(tokens, [b * l, d.width]) as tf.Tensor2D;
+      const pooled =
+        d.promptFilmPool === 'attention'
+          ? attentionPool(flat, this.w('vision/film_query'), inp)
+          : tf.matMul(tf.tensor2d(promptPooling(inp), [b, b * l]), flat);
       const film = tf.add(
         tf.matMul(pooled, this.w('vision/film')),
         this.w('vision/film_bias'),

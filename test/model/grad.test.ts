@@ -14,12 +14,20 @@ describe('gradients', () => {
     [true, false],
     [false, false],
     [true, true],
-  ])(
+    [true, 'attention'],
+  ] as const)(
     'agree with finite differences of the flow loss (native kernels: %s, prompt FiLM: %s)',
     async (native, film) => {
       await setupBackend({ backend: 'cpu', native });
       const d = modelDims(
-        ModelConfig.parse({ preset: 'tiny', action_horizon: 4, action_dim: 4, depth: 2, prompt_film: film }),
+        ModelConfig.parse({
+          preset: 'tiny',
+          action_horizon: 4,
+          action_dim: 4,
+          depth: 2,
+          prompt_film: film !== false,
+          prompt_film_pool: film === 'attention' ? 'attention' : 'mean',
+        }),
       );
       const model = new Pi0(d);
       const w = initParams(d, 0);
@@ -29,6 +37,12 @@ describe('gradients', () => {
         const k = w.get('vision/film/kernel')!;
         w.set('vision/film/kernel', tf.tensor(rng.normals(k.size, 0.3), k.shape));
         k.dispose();
+      }
+      if (film === 'attention') {
+        // Likewise the pool's query: at zeros every token weighs alike.
+        const q = w.get('vision/film/query')!;
+        w.set('vision/film/query', tf.tensor(rng.normals(q.size, 0.5), q.shape));
+        q.dispose();
       }
       const b = 2;
       const inp = prepareInputs(d, {
@@ -54,6 +68,7 @@ describe('gradients', () => {
         'expert/time_mlp_in/kernel',
         'expert/block_1/mlp/down/kernel',
         ...(film ? ['vision/film/kernel', 'vision/film/bias'] : []),
+        ...(film === 'attention' ? ['vision/film/query'] : []),
       ];
       const vars = new Map(names.map((n) => [n, tf.variable(w.get(n)!)]));
       const weights = new Map([...w, ...vars]);

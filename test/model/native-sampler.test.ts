@@ -77,6 +77,10 @@ describe.runIf(haveBlas)('native sampler', () => {
   const configs: Array<{ name: string; over: Record<string, unknown>; pi05?: Record<string, unknown> }> = [
     { name: 'tiny, prompt FiLM', over: { preset: 'tiny', action_horizon: 8, prompt_film: true } },
     {
+      name: 'tiny, prompt FiLM pooled by attention',
+      over: { preset: 'tiny', action_horizon: 8, prompt_film: true, prompt_film_pool: 'attention' },
+    },
+    {
       name: 'odd widths, 2 vision blocks',
       over: {
         preset: 'tiny',

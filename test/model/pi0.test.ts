@@ -247,6 +247,7 @@ describe('the fast KV-cached sampler', () => {
       { depth: 1, vision_depth: 0 },
       { prompt_film: true },
       { prompt_film: true, vision_depth: 0 },
+      { prompt_film: true, prompt_film_pool: 'attention' as const },
     ]) {
       const d = tiny(over);
       const w = withTrainedFilm(initParams(d, 41), 48);
@@ -331,10 +332,50 @@ describe('prompt FiLM (model.prompt_film)', () => {
     tf.dispose([...w0.values(), ...w1.values()]);
   });
 
+  it('pooled by attention (model.prompt_film_pool): starts as the mean, then tells a pair of words apart by their order', async () => {
+    const mean = tiny({ prompt_film: true });
+    const attention = tiny({ prompt_film: true, prompt_film_pool: 'attention' });
+    const wm = withTrainedFilm(initParams(mean, 61), 62);
+    const wa = initParams(attention, 61);
+    expect([...wa.keys()].filter((n) => !wm.has(n))).toEqual(['vision/film/query']);
+    for (const name of ['vision/film/kernel', 'vision/film/bias']) {
+      wa.get(name)!.dispose();
+      wa.set(name, wm.get(name)!.clone());
+    }
+    const noise = new Rng(63).normals(2 * mean.horizon * mean.actionDim);
+    const obs = observation(2, 1, mean.imageSize, 64, ['put the red cube on the blue cube', 'stack']);
+    const sample = (d: typeof mean, w: Map<string, tf.Tensor>) =>
+      new Pi0(d).sample(w, prepareInputs(d, obs), noise, { numSteps: 2 }).dataSync();
+    // The query at zeros: every real token weighs alike, as the mean (a mean checkpoint starts the same).
+    expect(maxAbsDiff(sample(attention, wa), sample(mean, wm))).toBeLessThan(1e-5);
+    // What the FiLM is given: the mean of the tokens is the same for a pair named in either order; a
+    // trained query's pool is not.
+    const { attentionPool } = await import('../../src/model/layers.js');
+    const one = (prompt: string) => prepareInputs(attention, observation(1, 1, mean.imageSize, 66, [prompt]));
+    const inp = one('put the red cube on the blue cube');
+    const swapped = one('put the blue cube on the red cube');
+    const tokens = (i: typeof inp) =>
+      tf.add(
+        tf.gather(wa.get('prefix/token_embedding')!, tf.tensor1d(i.promptTokens, 'int32')),
+        tf.slice(wa.get('prefix/prompt_pos_embedding')!, [0, 0], [i.promptLen, attention.width]),
+      ) as tf.Tensor2D;
+    const pooled = (i: typeof inp) => attentionPool(tokens(i), wa.get('vision/film/query')!, i).dataSync();
+    expect(maxAbsDiff(pooled(inp), pooled(swapped))).toBeLessThan(1e-5);
+    withTrainedFilm(wa, 65);
+    expect(maxAbsDiff(pooled(inp), pooled(swapped))).toBeGreaterThan(1e-3);
+    tf.dispose([...wm.values(), ...wa.values()]);
+  });
+
   it('pools each prompt over its real tokens only', async () => {
     const { promptPooling } = await import('../../src/model/masks.js');
-    const pool = promptPooling({ batch: 2, promptLen: 3, promptMask: Uint8Array.from([1, 1, 0, 1, 1, 1]) });
-    expect([...pool]).toEqual([0.5, 0.5, 0, 0, 0, 0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3].map(Math.fround));
+    const inp = { batch: 2, promptLen: 3, promptMask: Uint8Array.from([1, 1, 0, 1, 1, 1]) };
+    expect([...promptPooling(inp)]).toEqual(
+      [0.5, 0.5, 0, 0, 0, 0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3].map(Math.fround),
+    );
+    // Scored (a query's dot products): the softmax over the real tokens; a padding token's score counts for nothing.
+    const scored = promptPooling(inp, Float32Array.from([0, Math.log(3), 100, 0, 0, 0]));
+    const want = [0.25, 0.75, 0, 0, 0, 0, 0, 0, 0, 1 / 3, 1 / 3, 1 / 3];
+    expect(maxAbsDiff(scored, Float32Array.from(want))).toBeLessThan(1e-6);
   });
 });
 

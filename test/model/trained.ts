@@ -8,10 +8,10 @@ import { Rng } from '../../src/model/rng.js';
 import { saveCheckpoint } from '../../src/train/checkpoint.js';
 import type { NormStats } from '../../src/transforms/normalize.js';
 
-/** The prompt's FiLM as if trained (zeros at init, where it does nothing). */
+/** The prompt's FiLM (and its pool's query) as if trained (zeros at init, where it does nothing). */
 export function withTrainedFilm(w: Map<string, tf.Tensor>, seed: number): Map<string, tf.Tensor> {
   const rng = new Rng(seed);
-  for (const name of ['vision/film/kernel', 'vision/film/bias']) {
+  for (const name of ['vision/film/kernel', 'vision/film/bias', 'vision/film/query']) {
     const t = w.get(name);
     if (!t) continue;
     w.set(name, tf.tensor(rng.normals(t.size, 0.3), t.shape));

@@ -266,7 +266,31 @@ describe('runTraining and checkpoints', () => {
     expect(() => loadWeightsInto(plainParams, filmCkpt)).toThrow(
       /2 params the model does not have: vision\/film\/kernel, vision\/film\/bias \(the checkpoint was trained with model\.prompt_film: true; set it in the config\)/,
     );
-    tf.dispose([...filmed.values(), ...plainParams.values()]);
+    // A mean-pooled FiLM's checkpoint starts an attention-pooled model (its query new, at zeros); the
+    // other way round the query would be dropped: refused, naming the field.
+    const pooledDims = modelDims(
+      config({ model: { prompt_film: true, prompt_film_pool: 'attention' } }).model,
+    );
+    const pooled = initParams(pooledDims, 5);
+    expect(loadWeightsInto(pooled, filmCkpt).missing).toEqual(['vision/film/query']);
+    const pooledCkpt = path.join(tmp, 'pooled.safetensors');
+    writeSafetensors(
+      pooledCkpt,
+      new Map(
+        [...pooled].map(([n, t]) => [
+          n,
+          { dtype: 'F32' as const, shape: t.shape, data: t.dataSync() as Float32Array },
+        ]),
+      ),
+    );
+    const meanPooled = initParams(modelDims(config({ model: { prompt_film: true } }).model), 5);
+    expect(() => loadWeightsInto(meanPooled, pooledCkpt)).toThrow(
+      /1 params the model does not have: vision\/film\/query \(the checkpoint was trained with model\.prompt_film_pool: attention; set it in the config\)/,
+    );
+    expect(() => modelDims(config({ model: { prompt_film_pool: 'attention' } }).model)).toThrow(
+      /model\.prompt_film_pool is attention while model\.prompt_film is false: expected prompt_film: true/,
+    );
+    tf.dispose([...filmed.values(), ...plainParams.values(), ...pooled.values(), ...meanPooled.values()]);
     const deeper = initParams(modelDims(config({ model: { depth: 3 } }).model), 5);
     expect(() => loadWeightsInto(deeper, ckpt)).toThrow(
       /missing \d+ params the model needs: prefix\/block_1\/attn\/q\/kernel/,

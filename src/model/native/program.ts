@@ -388,7 +388,18 @@ export class Engine {
     this.addRows(v, images * n, W, this.w('vision/patch_bias'));
     this.addRows(v, images * n, W, this.w('vision/pos_embedding'), n);
     if (d.promptFilm) {
-      const pool = promptPooling({ batch: b, promptLen: l, promptMask: Uint8Array.from(promptMask) });
+      let scores: Float32Array | undefined;
+      if (d.promptFilmPool === 'attention') {
+        // Each token's dot product with the learned query: the pool's softmax weighs by it.
+        const q = this.w('vision/film_query');
+        scores = new Float32Array(b * l);
+        for (let r = 0; r < b * l; r++) {
+          let dot = 0;
+          for (let j = 0; j < W; j++) dot += f[q + j]! * f[tok + r * W + j]!;
+          scores[r] = dot;
+        }
+      }
+      const pool = promptPooling({ batch: b, promptLen: l, promptMask: Uint8Array.from(promptMask) }, scores);
       const pooled = s.film;
       f.fill(0, pooled, pooled + b * W);
       for (let i = 0; i < b; i++)
