@@ -300,14 +300,18 @@ describe('training loader', () => {
     const { stats } = await computeNormStats(config, { cwd });
     const opts = { imageSize: 16, horizon: 4, normStats: stats, cwd };
     // A dead builder's lock (a pid no process has) over an empty journal: built from the start, in place.
+    // A build stopped after its first episode leaves its partial folder in `dir`.
+    const stopEarly = async (dir: string) => {
+      const stop = new AbortController();
+      await openTrainingData(config, {
+        ...opts,
+        frameCache: { dir },
+        signal: stop.signal,
+        onProgress: () => stop.abort(),
+      }).catch(() => {});
+    };
     const deadDir = tmpDir('cache-dead');
-    const stop = new AbortController();
-    await openTrainingData(config, {
-      ...opts,
-      frameCache: { dir: deadDir },
-      signal: stop.signal,
-      onProgress: () => stop.abort(),
-    }).catch(() => {});
+    await stopEarly(deadDir);
     const [partial] = readdirSync(deadDir);
     writeFileSync(path.join(deadDir, partial!, 'lock'), '2147483646');
     const taken = await openTrainingData(config, { ...opts, frameCache: { dir: deadDir } });
@@ -315,13 +319,7 @@ describe('training loader', () => {
     taken.close();
     // A live builder (this test's parent process): its partial folder is left as it is.
     const liveDir = tmpDir('cache-live');
-    const stop2 = new AbortController();
-    await openTrainingData(config, {
-      ...opts,
-      frameCache: { dir: liveDir },
-      signal: stop2.signal,
-      onProgress: () => stop2.abort(),
-    }).catch(() => {});
+    await stopEarly(liveDir);
     const [held] = readdirSync(liveDir);
     writeFileSync(path.join(liveDir, held!, 'lock'), String(process.ppid));
     const journal = readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8');

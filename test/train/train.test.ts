@@ -23,6 +23,19 @@ const stats: NormStats = {
   actions: { mean: new Array(6).fill(0), std: new Array(6).fill(1) },
 };
 
+/** Params as a bare safetensors file (what a checkpoint's params.safetensors holds). */
+function saveParams(file: string, params: Map<string, tf.Tensor>): void {
+  writeSafetensors(
+    file,
+    new Map(
+      [...params].map(([n, t]) => [
+        n,
+        { dtype: 'F32' as const, shape: t.shape, data: t.dataSync() as Float32Array },
+      ]),
+    ),
+  );
+}
+
 function config(over: { model?: Record<string, unknown>; train?: Record<string, unknown> } = {}) {
   return TrainConfig.parse({
     name: 'test_cfg',
@@ -253,15 +266,7 @@ describe('runTraining and checkpoints', () => {
     ).toBe(true);
     // The other way round the FiLM would be dropped: refused, with the config field to set.
     const filmCkpt = path.join(tmp, 'filmed.safetensors');
-    writeSafetensors(
-      filmCkpt,
-      new Map(
-        [...filmed].map(([n, t]) => [
-          n,
-          { dtype: 'F32' as const, shape: t.shape, data: t.dataSync() as Float32Array },
-        ]),
-      ),
-    );
+    saveParams(filmCkpt, filmed);
     const plainParams = initParams(modelDims(config({}).model), 5);
     expect(() => loadWeightsInto(plainParams, filmCkpt)).toThrow(
       /2 params the model does not have: vision\/film\/kernel, vision\/film\/bias \(the checkpoint was trained with model\.prompt_film: true; set it in the config\)/,
@@ -274,15 +279,7 @@ describe('runTraining and checkpoints', () => {
     const pooled = initParams(pooledDims, 5);
     expect(loadWeightsInto(pooled, filmCkpt).missing).toEqual(['vision/film/query']);
     const pooledCkpt = path.join(tmp, 'pooled.safetensors');
-    writeSafetensors(
-      pooledCkpt,
-      new Map(
-        [...pooled].map(([n, t]) => [
-          n,
-          { dtype: 'F32' as const, shape: t.shape, data: t.dataSync() as Float32Array },
-        ]),
-      ),
-    );
+    saveParams(pooledCkpt, pooled);
     const meanPooled = initParams(modelDims(config({ model: { prompt_film: true } }).model), 5);
     expect(() => loadWeightsInto(meanPooled, pooledCkpt)).toThrow(
       /1 params the model does not have: vision\/film\/query \(the checkpoint was trained with model\.prompt_film_pool: attention; set it in the config\)/,
