@@ -175,7 +175,9 @@ export function loadWeightsInto(params: Params, checkpoint: string, opts: LoadOp
   if (report.unexpected.length > 0 && !opts.allowUnexpected) {
     // Dropping a trained FiLM would silently take the prompt away from the patches.
     const film = report.unexpected.includes('vision/film/query')
-      ? ' (the checkpoint was trained with model.prompt_film_pool: attention; set it in the config)'
+      ? report.unexpected.includes('vision/film/kernel')
+        ? ' (the checkpoint was trained with model.prompt_film: true and model.prompt_film_pool: attention; set them in the config)'
+        : ' (the checkpoint was trained with model.prompt_film_pool: attention; set it in the config)'
       : report.unexpected.some(isFilmParam)
         ? ' (the checkpoint was trained with model.prompt_film: true; set it in the config)'
         : '';

@@ -287,6 +287,9 @@ describe('runTraining and checkpoints', () => {
     expect(() => modelDims(config({ model: { prompt_film_pool: 'attention' } }).model)).toThrow(
       /model\.prompt_film_pool is attention while model\.prompt_film is false: expected prompt_film: true/,
     );
+    expect(() => loadWeightsInto(plainParams, pooledCkpt)).toThrow(
+      /\(the checkpoint was trained with model\.prompt_film: true and model\.prompt_film_pool: attention; set them in the config\)/,
+    );
     tf.dispose([...filmed.values(), ...plainParams.values(), ...pooled.values(), ...meanPooled.values()]);
     const deeper = initParams(modelDims(config({ model: { depth: 3 } }).model), 5);
     expect(() => loadWeightsInto(deeper, ckpt)).toThrow(
