@@ -3,7 +3,7 @@
  * resolution, stored raw (uint8 [frames, S, S, 3]) in dataset row order. Keyed by the dataset's
  * identity and the resolution, so later runs (and resumed ones) skip video decoding entirely.
  */
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import {
   closeSync,
   existsSync,
@@ -20,6 +20,7 @@ import {
 } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { threadId } from 'node:worker_threads';
 import { UserError } from '../config/errors.js';
 import { resizeWithPad } from '../transforms/image.js';
 import type { LeRobotDataset } from './reader.js';
@@ -146,11 +147,12 @@ function claimBuildFolder(root: string, key: string): { dir: string; resumable: 
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       const holder = Number.parseInt(readFileSync(lock, 'utf8'), 10);
-      if (Number.isInteger(holder) && holder !== process.pid && alive(holder)) break;
+      // This process's own pid: another build of the same cache in this process (a worker thread).
+      if (Number.isInteger(holder) && alive(holder)) break;
       rmSync(lock, { force: true }); // left by a build that was killed
     }
   }
-  const own = path.join(root, `.tmp-${key}-${process.pid}`);
+  const own = path.join(root, `.tmp-${key}-${process.pid}-${threadId}-${randomBytes(4).toString('hex')}`);
   rmSync(own, { recursive: true, force: true });
   mkdirSync(own);
   return { dir: own, resumable: false };

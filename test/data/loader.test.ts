@@ -317,17 +317,20 @@ describe('training loader', () => {
     const taken = await openTrainingData(config, { ...opts, frameCache: { dir: deadDir } });
     expect(readdirSync(deadDir).filter((f) => f.startsWith('.'))).toEqual([]);
     taken.close();
-    // A live builder (this test's parent process): its partial folder is left as it is.
-    const liveDir = tmpDir('cache-live');
-    await stopEarly(liveDir);
-    const [held] = readdirSync(liveDir);
-    writeFileSync(path.join(liveDir, held!, 'lock'), String(process.ppid));
-    const journal = readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8');
-    const own = await openTrainingData(config, { ...opts, frameCache: { dir: liveDir } });
-    // Its own copy was built beside it and removed once in place.
-    expect(readdirSync(liveDir).filter((f) => f.startsWith('.'))).toEqual([held]);
-    expect(readdirSync(liveDir)).toContain(held!.replace('.partial-', ''));
-    expect(readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8')).toBe(journal);
-    own.close();
+    // A live builder (this test's parent process, or another build in this process): its partial
+    // folder is left as it is.
+    for (const holder of [process.ppid, process.pid]) {
+      const liveDir = tmpDir('cache-live');
+      await stopEarly(liveDir);
+      const [held] = readdirSync(liveDir);
+      writeFileSync(path.join(liveDir, held!, 'lock'), String(holder));
+      const journal = readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8');
+      const own = await openTrainingData(config, { ...opts, frameCache: { dir: liveDir } });
+      // Its own copy was built beside it and removed once in place.
+      expect(readdirSync(liveDir).filter((f) => f.startsWith('.'))).toEqual([held]);
+      expect(readdirSync(liveDir)).toContain(held!.replace('.partial-', ''));
+      expect(readFileSync(path.join(liveDir, held!, 'episodes.done'), 'utf8')).toBe(journal);
+      own.close();
+    }
   });
 });
